@@ -1,0 +1,248 @@
+//! A blocking client.
+//!
+//! [`Client::call`] sends one request and waits for its answer; an error
+//! response comes back as [`Error::Rpc`] with its code and message. For
+//! pipelining, [`Client::send`] queues requests, [`Client::flush`] writes them
+//! in one go, and [`Client::recv`] reads the responses back in order.
+//!
+//! Results are kept as raw JSON ([`RawValue`]) until the caller asks for a
+//! [`Value`], because `fib` answers with integers far beyond 64 bits that
+//! `serde_json::Value` cannot hold exactly. [`Client::call_raw`] keeps them exact.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::buffer::ReadBuffer;
+use crate::protocol::frame::{begin_frame, decode, end_frame, Decoded, HEADER_LEN};
+use crate::protocol::{ErrorCode, RpcError};
+
+/// Largest response the client accepts by default (F(100 000) is ~21 KB; a
+/// 1 MiB ping echoes 1 MiB).
+pub const DEFAULT_MAX_RESPONSE: u32 = 64 << 20;
+
+/// What can go wrong on a call.
+#[derive(Debug)]
+pub enum Error {
+    /// The socket failed, or the server closed the connection.
+    Io(io::Error),
+    /// The server answered with an error response.
+    Rpc(RpcError),
+    /// The server sent something that is not a valid response.
+    Protocol(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "i/o error: {e}"),
+            Error::Rpc(e) => write!(f, "{e}"),
+            Error::Protocol(m) => write!(f, "protocol error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
+impl Error {
+    /// The error code, when the server answered with an error response.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Rpc(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+/// One response as it came off the wire.
+#[derive(Debug, Deserialize)]
+pub struct Response {
+    pub out: String,
+    pub result: Box<RawValue>,
+    #[serde(default)]
+    pub id: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    code: String,
+    message: String,
+}
+
+impl Response {
+    /// The result, or the error it carries when `out` is `"error"`.
+    pub fn into_result(self) -> Result<Box<RawValue>, Error> {
+        if self.out != "error" {
+            return Ok(self.result);
+        }
+        let e: WireError = serde_json::from_str(self.result.get())
+            .map_err(|e| Error::Protocol(format!("malformed error response: {e}")))?;
+        let code = ErrorCode::parse(&e.code)
+            .ok_or_else(|| Error::Protocol(format!("unknown error code {:?}", e.code)))?;
+        Err(Error::Rpc(RpcError::new(code, e.message)))
+    }
+}
+
+/// A blocking connection to a server.
+pub struct Client {
+    stream: TcpStream,
+    input: ReadBuffer,
+    output: Vec<u8>,
+    max_response: u32,
+}
+
+#[derive(Serialize)]
+struct Request<'a, P: ?Sized, I: ?Sized> {
+    #[serde(rename = "in")]
+    method: &'a str,
+    params: &'a P,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a I>,
+}
+
+impl Client {
+    /// Connects, with `TCP_NODELAY` set.
+    pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            input: ReadBuffer::new(),
+            output: Vec::new(),
+            max_response: DEFAULT_MAX_RESPONSE,
+        })
+    }
+
+    /// Fails reads and writes that block longer than `timeout` (`None`: wait forever).
+    pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(timeout)?;
+        self.stream.set_write_timeout(timeout)
+    }
+
+    /// The underlying socket, e.g. to shut down one direction.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Calls `method` and returns its result as a `Value`.
+    pub fn call<P: Serialize + ?Sized>(
+        &mut self,
+        method: &str,
+        params: &P,
+    ) -> Result<Value, Error> {
+        let raw = self.call_raw(method, params)?;
+        serde_json::from_str(raw.get())
+            .map_err(|e| Error::Protocol(format!("result is not representable: {e}")))
+    }
+
+    /// Calls `method` and returns its result as raw JSON text (exact for big integers).
+    pub fn call_raw<P: Serialize + ?Sized>(
+        &mut self,
+        method: &str,
+        params: &P,
+    ) -> Result<Box<RawValue>, Error> {
+        self.send(method, params)?;
+        self.flush()?;
+        self.recv()?.into_result()
+    }
+
+    /// Queues a request; nothing is sent until [`Client::flush`].
+    pub fn send<P: Serialize + ?Sized>(&mut self, method: &str, params: &P) -> io::Result<()> {
+        self.queue(&Request::<P, ()> {
+            method,
+            params,
+            id: None,
+        })
+    }
+
+    /// Queues a request carrying an `id`, which the response echoes.
+    pub fn send_with_id<P: Serialize + ?Sized, I: Serialize + ?Sized>(
+        &mut self,
+        method: &str,
+        params: &P,
+        id: &I,
+    ) -> io::Result<()> {
+        self.queue(&Request {
+            method,
+            params,
+            id: Some(id),
+        })
+    }
+
+    fn queue<T: Serialize>(&mut self, request: &T) -> io::Result<()> {
+        let start = begin_frame(&mut self.output);
+        serde_json::to_writer(&mut self.output, request)?;
+        end_frame(&mut self.output, start);
+        Ok(())
+    }
+
+    /// Queues raw bytes as they are (a frame body with its prefix, or garbage).
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+    }
+
+    /// Writes every queued request.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.stream.write_all(&self.output)?;
+        self.output.clear();
+        Ok(())
+    }
+
+    /// Reads the next response frame's body.
+    pub fn recv_frame(&mut self) -> Result<Vec<u8>, Error> {
+        loop {
+            match decode(self.input.readable(), self.max_response) {
+                Decoded::Frame { body_len } => {
+                    let body = self.input.readable()[HEADER_LEN..HEADER_LEN + body_len].to_vec();
+                    self.input.consume(HEADER_LEN + body_len);
+                    return Ok(body);
+                }
+                Decoded::TooLarge { body_len } => {
+                    return Err(Error::Protocol(format!(
+                        "response of {body_len} bytes is too large"
+                    )));
+                }
+                Decoded::Incomplete { needed } => {
+                    let missing = needed.saturating_sub(self.input.readable().len());
+                    let (n, _) = self.input.read_from(&mut self.stream, missing.max(4096))?;
+                    if n == 0 {
+                        return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the next response.
+    pub fn recv(&mut self) -> Result<Response, Error> {
+        let body = self.recv_frame()?;
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::Protocol(format!("malformed response: {e}")))
+    }
+
+    /// Sends every call in one write and returns their results in order.
+    pub fn pipeline<P: Serialize>(
+        &mut self,
+        calls: &[(&str, P)],
+    ) -> Result<Vec<Result<Box<RawValue>, Error>>, Error> {
+        for (method, params) in calls {
+            self.send(method, params)?;
+        }
+        self.flush()?;
+        calls
+            .iter()
+            .map(|_| Ok(self.recv()?.into_result()))
+            .collect()
+    }
+}

@@ -1,0 +1,94 @@
+//! Frames in, responses out: the request path every server model shares.
+//!
+//! [`process`] decodes every complete frame at the front of an input slice,
+//! hands each body to the [`Service`], and appends each response to the
+//! output vector. It stops when the input runs out, when a frame is too large
+//! (after writing `frame_too_large`), when a heavy request should go to a
+//! worker, or when pending output passes the high-water mark. It is pure, so
+//! the fuzzer and the property tests drive exactly what the servers run.
+
+use std::fmt;
+
+use crate::protocol::{decode, write_error_frame, Decoded, ErrorCode, RpcError, HEADER_LEN};
+use crate::service::{Handled, Service};
+
+/// How to process input.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Largest accepted frame body, in bytes.
+    pub max_frame: u32,
+    /// Whether heavy requests stop processing so a worker can take them.
+    pub offload: bool,
+    /// Stop decoding once the output holds this many bytes (backpressure).
+    pub max_output: usize,
+}
+
+/// Why [`process`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// No complete frame left; `needed` total bytes make up the next one.
+    NeedMore { needed: usize },
+    /// The output reached `max_output`; drain it before processing more.
+    OutputFull,
+    /// The frame at the front (`HEADER_LEN + body_len` bytes, not consumed) is
+    /// heavy: run it on a worker, then call [`process`] again after it.
+    Offload { body_len: usize },
+    /// A length prefix over the limit: `frame_too_large` was written; close the
+    /// connection once it is flushed.
+    TooLarge,
+}
+
+/// What [`process`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Input bytes consumed (whole frames only).
+    pub consumed: usize,
+    /// Responses appended.
+    pub answered: usize,
+    pub stop: Stop,
+}
+
+/// Answers every complete frame at the front of `input`; see the module docs.
+pub fn process(
+    service: &Service,
+    peer: &dyn fmt::Display,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    opt: Options,
+) -> Progress {
+    let mut consumed = 0;
+    let mut answered = 0;
+    let stop = loop {
+        if out.len() >= opt.max_output {
+            break Stop::OutputFull;
+        }
+        match decode(&input[consumed..], opt.max_frame) {
+            Decoded::Incomplete { needed } => break Stop::NeedMore { needed },
+            Decoded::TooLarge { body_len } => {
+                let err = RpcError::new(
+                    ErrorCode::FrameTooLarge,
+                    format!(
+                        "frame of {body_len} bytes exceeds the limit of {} bytes",
+                        opt.max_frame
+                    ),
+                );
+                write_error_frame(out, &err, None);
+                answered += 1;
+                break Stop::TooLarge;
+            }
+            Decoded::Frame { body_len } => {
+                let body = &input[consumed + HEADER_LEN..consumed + HEADER_LEN + body_len];
+                if service.handle(peer, body, out, opt.offload) == Handled::Offload {
+                    break Stop::Offload { body_len };
+                }
+                consumed += HEADER_LEN + body_len;
+                answered += 1;
+            }
+        }
+    };
+    Progress {
+        consumed,
+        answered,
+        stop,
+    }
+}

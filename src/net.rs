@@ -1,0 +1,40 @@
+//! Small socket helpers shared by the server models.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+
+/// Listen backlog: enough for a burst of thousands of connects. The kernel caps
+/// it at `net.core.somaxconn`.
+pub const BACKLOG: i32 = 4096;
+
+/// Binds a listening socket (with `SO_REUSEADDR`, as std does on Unix) and
+/// raises its backlog from std's 128 to [`BACKLOG`].
+pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)?;
+    // SAFETY: listen(2) on a descriptor we own; calling it again on a listening
+    // socket only changes the backlog.
+    if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(listener)
+}
+
+/// Whether an accept error means the process (or system) is out of descriptors.
+pub fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+/// Whether an accept error concerns only the connection being accepted (the
+/// peer gave up already) so the next accept may well succeed.
+pub fn transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) || matches!(e.raw_os_error(), Some(libc::EPROTO) | Some(libc::EPERM))
+}

@@ -1,0 +1,88 @@
+//! Error codes: the closed vocabulary a client can match on.
+//!
+//! The string forms are part of the wire protocol (see `PROTOCOL.md`), so they
+//! live in one place and are never spelled anywhere else.
+
+use std::fmt;
+
+/// The `code` field of an error response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The body is not UTF-8, not JSON, empty, or nested too deeply.
+    BadJson,
+    /// JSON, but not an object with a string `in`.
+    BadRequest,
+    /// No method with that name.
+    UnknownMethod,
+    /// The method exists but its `params` are wrong.
+    BadParams,
+    /// The length prefix exceeds `--max-frame`; the connection is closed after it.
+    FrameTooLarge,
+    /// The server refuses work it has no room for (e.g. `--max-conns`).
+    Overloaded,
+    /// A bug on our side; never expected.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownMethod => "unknown_method",
+            ErrorCode::BadParams => "bad_params",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// Parses a wire code; unknown codes (from a newer server) map to `None`.
+    pub fn parse(code: &str) -> Option<ErrorCode> {
+        Some(match code {
+            "bad_json" => ErrorCode::BadJson,
+            "bad_request" => ErrorCode::BadRequest,
+            "unknown_method" => ErrorCode::UnknownMethod,
+            "bad_params" => ErrorCode::BadParams,
+            "frame_too_large" => ErrorCode::FrameTooLarge,
+            "overloaded" => ErrorCode::Overloaded,
+            "internal" => ErrorCode::Internal,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error a method (or the dispatcher) answers with: a code and a message for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl RpcError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> RpcError {
+        RpcError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_params(message: impl Into<String>) -> RpcError {
+        RpcError::new(ErrorCode::BadParams, message)
+    }
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for RpcError {}

@@ -1,0 +1,140 @@
+//! The service layer: what each method means.
+//!
+//! Pure code, like the protocol: [`Service::handle`] takes one frame body and
+//! appends one response frame to an output buffer. It knows nothing of sockets
+//! or threads, so the reactor, the threaded models, the worker pool, the fuzzer
+//! and the benchmarks all drive exactly the same request path.
+//!
+//! Methods live in a [`Registry`]; the built-in ones are `ping`, `fib`, the
+//! cache (`set get del exists incr expire ttl`) and `stats`. A method can say
+//! that a given call is [`Cost::Heavy`], and a server that has a worker pool
+//! then runs it off the event loop (see `reactor::workers`).
+
+pub mod cache;
+pub mod fib;
+pub mod ping;
+pub mod registry;
+pub mod stats;
+
+use std::fmt;
+use std::time::Instant;
+
+use log::{debug, log_enabled, Level};
+
+use crate::protocol::{parse_request, write_error_frame, ResponseWriter};
+pub use cache::Cache;
+pub use registry::{method_fn, params, Context, Cost, Method, Registry};
+pub use stats::Stats;
+
+/// Whether [`Service::handle`] answered, or left a heavy request for a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// A response frame was appended to the output buffer.
+    Done,
+    /// Nothing was written: the request is heavy and should run on a worker,
+    /// which calls [`Service::handle`] again with `offload = false`.
+    Offload,
+}
+
+/// Methods plus the state they share: one per server, shared by every connection.
+pub struct Service {
+    registry: Registry,
+    cache: Cache,
+    stats: Stats,
+}
+
+impl Service {
+    /// A service with the built-in methods.
+    pub fn new() -> Service {
+        Service::with_registry(Registry::builtin())
+    }
+
+    /// A service with a custom registry (start from [`Registry::builtin`] to extend it).
+    pub fn with_registry(registry: Registry) -> Service {
+        Service {
+            registry,
+            cache: Cache::new(),
+            stats: Stats::new(),
+        }
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Handles one frame body and appends exactly one response frame to `out`,
+    /// unless `offload` is allowed and the call is heavy ([`Handled::Offload`]).
+    /// `peer` only labels the debug log line.
+    pub fn handle(
+        &self,
+        peer: &dyn fmt::Display,
+        body: &[u8],
+        out: &mut Vec<u8>,
+        offload: bool,
+    ) -> Handled {
+        let request = match parse_request(body) {
+            Ok(request) => request,
+            Err((err, id)) => {
+                debug!("{peer} sent a bad request: {err}");
+                self.stats.count_request();
+                write_error_frame(out, &err, id);
+                return Handled::Done;
+            }
+        };
+        let Some((name, method)) = self.registry.get(&request.method) else {
+            debug!("{peer} called unknown method {:?}", request.method);
+            self.stats.count_request();
+            let err = crate::protocol::RpcError::new(
+                crate::protocol::ErrorCode::UnknownMethod,
+                format!("no method named {:?}", request.method),
+            );
+            write_error_frame(out, &err, request.id);
+            return Handled::Done;
+        };
+        let params = request.params();
+        if offload && method.cost(params) == Cost::Heavy {
+            return Handled::Offload;
+        }
+        if log_enabled!(Level::Debug) {
+            debug!("{peer} {} {}", request.method, truncate(params.get(), 80));
+        }
+        self.stats.count_request();
+        let cx = Context {
+            cache: &self.cache,
+            stats: &self.stats,
+        };
+        let _ =
+            ResponseWriter::begin(out, name).result(request.id, |o| method.call(&cx, params, o));
+        Handled::Done
+    }
+
+    /// Periodic upkeep with bounded work: drops a batch of expired cache keys.
+    /// Server models call it every [`HOUSEKEEPING_INTERVAL`].
+    pub fn housekeeping(&self, now: Instant) {
+        self.cache.sweep(now, cache::SWEEP_BUDGET);
+    }
+}
+
+impl Default for Service {
+    fn default() -> Service {
+        Service::new()
+    }
+}
+
+/// How often server models call [`Service::housekeeping`].
+pub const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
