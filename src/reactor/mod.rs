@@ -316,10 +316,9 @@ impl Reactor {
         if !self.conns.contains(key) {
             return;
         }
-        let mut conn = self.conns.remove(key);
-        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
-            debug!("{}: deregister failed: {e}", conn.peer);
-        }
+        // Dropping the socket closes it, which also removes it from epoll: no
+        // deregister syscall needed.
+        let conn = self.conns.remove(key);
         self.service.stats().connection_closed();
         if why == "bye" {
             info!("{} bye", conn.peer);
