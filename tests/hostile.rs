@@ -76,12 +76,33 @@ fn flood_until_blocked(s: &mut TcpStream, frame: &[u8], stall: Duration, cap: us
     }
 }
 
-model_suite! {
-every_model {
+model_tests! {
+    every_model: [
+        zero_length_prefix_is_bad_json_and_the_connection_stays_usable,
+        length_prefix_of_0xffffffff_is_refused_and_closed,
+        one_byte_over_a_small_max_frame,
+        invalid_utf8_is_bad_json,
+        json_nested_100000_deep_is_bad_json,
+        huge_numbers,
+        a_1_mib_key_exceeds_the_default_max_frame,
+        a_1_mib_key_works_under_a_larger_max_frame,
+        duplicate_fields,
+        valid_json_followed_by_trailing_garbage_is_bad_json,
+        method_names_with_nul_bytes,
+        half_close_after_requests_still_gets_every_response,
+        reset_while_responses_are_queued,
+        a_burst_of_5000_connections_opened_and_dropped,
+        max_conns_refuses_the_extra_connection_with_overloaded,
+        idle_timeout_closes_idle_and_half_sent_connections,
+        a_client_that_never_reads_is_stopped_by_max_output,
+        a_client_stuck_above_max_output_is_closed_after_the_idle_timeout,
+    ],
+    // Every hostile input and limit applies to every model: none excluded.
+    not_pool: [],
+}
 
-#[test]
-fn zero_length_prefix_is_bad_json_and_the_connection_stays_usable() {
-    let server = TestServer::start(MODEL);
+fn zero_length_prefix_is_bad_json_and_the_connection_stays_usable(model: Model) {
+    let server = TestServer::start(model);
     let mut s = server.raw();
     for _ in 0..3 {
         assert_error(&roundtrip(&mut s, &[0, 0, 0, 0]), "bad_json");
@@ -96,9 +117,8 @@ fn zero_length_prefix_is_bad_json_and_the_connection_stays_usable() {
     assert_result(&read_response(&mut s), "pong", &json!(1));
 }
 
-#[test]
-fn length_prefix_of_0xffffffff_is_refused_and_closed() {
-    let server = TestServer::start(MODEL);
+fn length_prefix_of_0xffffffff_is_refused_and_closed(model: Model) {
+    let server = TestServer::start(model);
     let mut s = server.raw();
     assert_usable(&mut s);
     s.write_all(&[0xff; 4]).unwrap();
@@ -116,17 +136,20 @@ fn length_prefix_of_0xffffffff_is_refused_and_closed() {
     wait_for_connections(&mut c, 1);
 }
 
-#[test]
-fn one_byte_over_a_small_max_frame() {
+fn one_byte_over_a_small_max_frame(model: Model) {
     const MAX: usize = 64;
-    let server = TestServer::with(MODEL, |cfg| cfg.limits.max_frame = MAX as u32);
+    let server = TestServer::with(model, |cfg| cfg.limits.max_frame = MAX as u32);
     let mut s = server.raw();
     let head = br#"{"in":"ping","params":""#;
     let mut body = head.to_vec();
     body.resize(MAX - 2, b'y');
     body.extend_from_slice(br#""}"#);
     assert_eq!(body.len(), MAX);
-    assert_eq!(roundtrip(&mut s, &frame(&body))["out"], "pong", "exactly max_frame is fine");
+    assert_eq!(
+        roundtrip(&mut s, &frame(&body))["out"],
+        "pong",
+        "exactly max_frame is fine"
+    );
     // One byte more: refused from the header alone (no body is sent).
     s.write_all(&(MAX as u32 + 1).to_le_bytes()).unwrap();
     let response = read_response(&mut s);
@@ -137,18 +160,17 @@ fn one_byte_over_a_small_max_frame() {
     assert_eq!(stats(&mut c)["limits"]["max_frame"], MAX);
 }
 
-#[test]
-fn invalid_utf8_is_bad_json() {
-    let server = TestServer::start(MODEL);
+fn invalid_utf8_is_bad_json(model: Model) {
+    let server = TestServer::start(model);
     let mut s = server.raw();
     assert_each(
         &mut s,
         &[
             b"\xff",
             b"\x80\x80",
-            b"{\"in\":\"ping\",\"params\":\"\xc0\xaf\"}",      // overlong '/'
-            b"{\"in\":\"ping\",\"params\":\"\xed\xa0\x80\"}",  // a UTF-16 surrogate
-            b"{\"in\":\"ping\",\"params\":\"\xe6\x97\"}",      // truncated sequence
+            b"{\"in\":\"ping\",\"params\":\"\xc0\xaf\"}", // overlong '/'
+            b"{\"in\":\"ping\",\"params\":\"\xed\xa0\x80\"}", // a UTF-16 surrogate
+            b"{\"in\":\"ping\",\"params\":\"\xe6\x97\"}", // truncated sequence
             b"{\"in\":\"p\xfeing\"}",
             b"{\"in\":\"ping\"}\xf8",
         ],
@@ -156,9 +178,8 @@ fn invalid_utf8_is_bad_json() {
     );
 }
 
-#[test]
-fn json_nested_100000_deep_is_bad_json() {
-    let server = TestServer::start(MODEL);
+fn json_nested_100000_deep_is_bad_json(model: Model) {
+    let server = TestServer::start(model);
     let mut s = server.raw();
     let deep = |open: &str, close: &str| (open.repeat(100_000), close.repeat(100_000));
     let (arrays_open, arrays_close) = deep("[", "]");
@@ -175,18 +196,27 @@ fn json_nested_100000_deep_is_bad_json() {
     assert_each(&mut s, &refs, "bad_json");
     // Reasonable nesting is still accepted.
     let ok = json!([[[[[[[[[[[[[[[[[[[[{"deep": [[[[[[[[[[1]]]]]]]]]]}]]]]]]]]]]]]]]]]]]]]);
-    assert_result(&roundtrip(&mut s, &request("ping", ok.clone())), "pong", &ok);
+    assert_result(
+        &roundtrip(&mut s, &request("ping", ok.clone())),
+        "pong",
+        &ok,
+    );
     let mut other = server.client();
     assert_eq!(other.call("ping", &"alive").unwrap(), json!("alive"));
 }
 
-#[test]
-fn huge_numbers() {
-    let server = TestServer::start(MODEL);
+fn huge_numbers(model: Model) {
+    let server = TestServer::start(model);
     let mut s = server.raw();
     let digits = "9".repeat(10_000);
     // ping echoes any number exactly, however large.
-    for number in [digits.clone(), format!("-{digits}"), "1e400".into(), "-1.5e-400".into(), format!("{digits}.{digits}E+99999")] {
+    for number in [
+        digits.clone(),
+        format!("-{digits}"),
+        "1e400".into(),
+        "-1.5e-400".into(),
+        format!("{digits}.{digits}E+99999"),
+    ] {
         let body = format!(r#"{{"in":"ping","params":{number}}}"#);
         s.write_all(&frame(body.as_bytes())).unwrap();
         let text = String::from_utf8(read_frame(&mut s).unwrap()).unwrap();
@@ -211,7 +241,11 @@ fn huge_numbers() {
     assert_each(&mut s, &refs, "bad_params");
     // A cache value keeps its digits.
     let body = format!(r#"{{"in":"set","params":{{"key":"big","value":{digits}}}}}"#);
-    assert_result(&roundtrip(&mut s, &frame(body.as_bytes())), "set", &json!(true));
+    assert_result(
+        &roundtrip(&mut s, &frame(body.as_bytes())),
+        "set",
+        &json!(true),
+    );
     s.write_all(&request("get", json!({"key": "big"}))).unwrap();
     let text = String::from_utf8(read_frame(&mut s).unwrap()).unwrap();
     assert_eq!(text, format!(r#"{{"out":"get","result":{digits}}}"#));
@@ -220,14 +254,14 @@ fn huge_numbers() {
     assert_error(&response, "bad_params");
 }
 
-#[test]
-fn a_1_mib_key_exceeds_the_default_max_frame() {
+fn a_1_mib_key_exceeds_the_default_max_frame(model: Model) {
     // A request carrying a 1 MiB key is more than 1 MiB of JSON: with the
     // default --max-frame it is refused as frame_too_large and closed.
-    let server = TestServer::start(MODEL);
+    let server = TestServer::start(model);
     let mut s = server.raw();
     let key = "k".repeat(1 << 20);
-    s.write_all(&request("set", json!({"key": key, "value": 1}))).unwrap();
+    s.write_all(&request("set", json!({"key": key, "value": 1})))
+        .unwrap();
     assert_error(&read_response(&mut s), "frame_too_large");
     // The server stopped at the header; the rest of the body is never read,
     // so the close may come as a reset.
@@ -236,13 +270,15 @@ fn a_1_mib_key_exceeds_the_default_max_frame() {
     assert_eq!(stats(&mut c)["keys"], 0);
 }
 
-#[test]
-fn a_1_mib_key_works_under_a_larger_max_frame() {
-    let server = TestServer::with(MODEL, |cfg| cfg.limits.max_frame = 4 << 20);
+fn a_1_mib_key_works_under_a_larger_max_frame(model: Model) {
+    let server = TestServer::with(model, |cfg| cfg.limits.max_frame = 4 << 20);
     let mut c = server.client();
     let key = "k".repeat(1 << 20);
     let other = format!("{key}!");
-    assert_eq!(c.call("set", &json!({"key": key, "value": "v"})).unwrap(), json!(true));
+    assert_eq!(
+        c.call("set", &json!({"key": key, "value": "v"})).unwrap(),
+        json!(true)
+    );
     assert_eq!(c.call("get", &json!({"key": key})).unwrap(), json!("v"));
     assert_eq!(c.call("get", &json!({"key": other})).unwrap(), json!(null));
     assert_eq!(c.call("exists", &json!({"key": key})).unwrap(), json!(true));
@@ -254,9 +290,8 @@ fn a_1_mib_key_works_under_a_larger_max_frame() {
     assert_eq!(stats(&mut c)["keys"], 0);
 }
 
-#[test]
-fn duplicate_fields() {
-    let server = TestServer::start(MODEL);
+fn duplicate_fields(model: Model) {
+    let server = TestServer::start(model);
     let mut s = server.raw();
     assert_each(
         &mut s,
@@ -284,9 +319,8 @@ fn duplicate_fields() {
     assert_eq!(text, r#"{"out":"pong","result":{"a":1,"a":2}}"#);
 }
 
-#[test]
-fn valid_json_followed_by_trailing_garbage_is_bad_json() {
-    let server = TestServer::start(MODEL);
+fn valid_json_followed_by_trailing_garbage_is_bad_json(model: Model) {
+    let server = TestServer::start(model);
     let mut s = server.raw();
     assert_each(
         &mut s,
@@ -304,9 +338,8 @@ fn valid_json_followed_by_trailing_garbage_is_bad_json() {
     assert_result(&roundtrip(&mut s, &frame(body)), "pong", &json!(2));
 }
 
-#[test]
-fn method_names_with_nul_bytes() {
-    let server = TestServer::start(MODEL);
+fn method_names_with_nul_bytes(model: Model) {
+    let server = TestServer::start(model);
     let mut s = server.raw();
     assert_each(
         &mut s,
@@ -322,9 +355,8 @@ fn method_names_with_nul_bytes() {
     assert_each(&mut s, &[b"{\"in\":\"ping\0\"}"], "bad_json");
 }
 
-#[test]
-fn half_close_after_requests_still_gets_every_response() {
-    let server = TestServer::start(MODEL);
+fn half_close_after_requests_still_gets_every_response(model: Model) {
+    let server = TestServer::start(model);
     let mut s = server.raw();
     let mut bytes = Vec::new();
     for i in 0..50u64 {
@@ -342,7 +374,11 @@ fn half_close_after_requests_still_gets_every_response() {
         let response: Value = if i % 5 == 0 {
             // F(20000+) is beyond f64: check the envelope only.
             let text = String::from_utf8(body).unwrap();
-            assert!(text.starts_with(r#"{"out":"fib","result":"#), "{}", &text[..40]);
+            assert!(
+                text.starts_with(r#"{"out":"fib","result":"#),
+                "{}",
+                &text[..40]
+            );
             assert!(text.ends_with(&format!(r#","id":{i}}}"#)));
             continue;
         } else {
@@ -361,12 +397,13 @@ fn half_close_after_requests_still_gets_every_response() {
     wait_for_connections(&mut c, 1);
 }
 
-#[test]
-fn reset_while_responses_are_queued() {
-    let server = TestServer::start(MODEL);
+fn reset_while_responses_are_queued(model: Model) {
+    let server = TestServer::start(model);
     let mut watcher = server.client();
     let big = "v".repeat(512 * 1024);
-    watcher.call("set", &json!({"key": "big", "value": big})).unwrap();
+    watcher
+        .call("set", &json!({"key": "big", "value": big}))
+        .unwrap();
     // Large responses queued behind a socket nobody reads, then a RST.
     let mut s = server.raw();
     let mut bytes = Vec::new();
@@ -390,9 +427,8 @@ fn reset_while_responses_are_queued() {
     assert_eq!(got.as_str().map(str::len), Some(512 * 1024));
 }
 
-#[test]
-fn a_burst_of_5000_connections_opened_and_dropped() {
-    let server = TestServer::start(MODEL);
+fn a_burst_of_5000_connections_opened_and_dropped(model: Model) {
+    let server = TestServer::start(model);
     let mut watcher = server.client();
     // In waves of 500 held at once; half leave with a FIN, half with a RST.
     for _ in 0..10 {
@@ -411,12 +447,15 @@ fn a_burst_of_5000_connections_opened_and_dropped() {
     assert_eq!(fresh.call("fib", &30).unwrap(), json!(832040));
 }
 
-#[test]
-fn max_conns_refuses_the_extra_connection_with_overloaded() {
-    let server = TestServer::with(MODEL, |cfg| cfg.limits.max_conns = 3);
+fn max_conns_refuses_the_extra_connection_with_overloaded(model: Model) {
+    let server = TestServer::with(model, |cfg| cfg.limits.max_conns = 3);
     let mut served: Vec<Client> = (0..3).map(|_| server.client()).collect();
     for (i, c) in served.iter_mut().enumerate() {
-        assert_eq!(c.call("ping", &i).unwrap(), json!(i), "client {i} is served");
+        assert_eq!(
+            c.call("ping", &i).unwrap(),
+            json!(i),
+            "client {i} is served"
+        );
     }
     // The fourth gets one overloaded response and is closed, without asking.
     let mut extra = server.raw();
@@ -439,9 +478,8 @@ fn max_conns_refuses_the_extra_connection_with_overloaded() {
     assert_eq!(newcomer.call("ping", &"in").unwrap(), json!("in"));
 }
 
-#[test]
-fn idle_timeout_closes_idle_and_half_sent_connections() {
-    let server = TestServer::with(MODEL, |cfg| {
+fn idle_timeout_closes_idle_and_half_sent_connections(model: Model) {
+    let server = TestServer::with(model, |cfg| {
         cfg.limits.idle_timeout = Some(Duration::from_secs(1));
     });
     let start = Instant::now();
@@ -458,7 +496,11 @@ fn idle_timeout_closes_idle_and_half_sent_connections() {
         thread::sleep(Duration::from_millis(200));
     }
     // The silent ones were closed meanwhile (reads give EOF at once now).
-    for (name, s) in [("silent", &mut silent), ("answered", &mut answered), ("half a frame", &mut slowloris)] {
+    for (name, s) in [
+        ("silent", &mut silent),
+        ("answered", &mut answered),
+        ("half a frame", &mut slowloris),
+    ] {
         let mut buf = [0u8; 16];
         match s.read(&mut buf) {
             Ok(0) => {}
@@ -473,30 +515,38 @@ fn idle_timeout_closes_idle_and_half_sent_connections() {
     let mut fresh = server.raw();
     expect_closed(&mut fresh);
     let lived = opened.elapsed();
-    assert!(lived >= Duration::from_millis(900), "closed after {lived:?}");
+    assert!(
+        lived >= Duration::from_millis(900),
+        "closed after {lived:?}"
+    );
     assert!(lived < Duration::from_secs(5), "closed after {lived:?}");
 }
 
-#[test]
-fn a_client_that_never_reads_is_stopped_by_max_output() {
+fn a_client_that_never_reads_is_stopped_by_max_output(model: Model) {
     const MAX_OUTPUT: usize = 256 * 1024;
-    let server = TestServer::with(MODEL, |cfg| cfg.limits.max_output = MAX_OUTPUT);
+    let server = TestServer::with(model, |cfg| cfg.limits.max_output = MAX_OUTPUT);
     let mut watcher = server.client();
     let mut greedy = server.raw();
     let one = big_ping(64 * 1024, 0);
     // If the server kept reading, the kernel would take all 512 MiB.
     let flood = flood_until_blocked(&mut greedy, &one, Duration::from_secs(1), 512 << 20);
-    eprintln!("{MODEL}: the greedy client wrote {} KiB before being blocked", flood.written >> 10);
+    eprintln!(
+        "{model}: the greedy client wrote {} KiB before being blocked",
+        flood.written >> 10
+    );
     assert!(
         flood.written < 64 << 20,
-        "{MODEL}: the server kept reading a client that never reads ({} MiB)",
+        "{model}: the server kept reading a client that never reads ({} MiB)",
         flood.written >> 20
     );
     // Meanwhile everyone else is served.
     let st = stats(&mut watcher);
     assert_eq!(st["connections"], 2, "{st}");
     assert_eq!(st["limits"]["max_output"], MAX_OUTPUT, "{st}");
-    assert_eq!(watcher.call("fib", &90).unwrap(), json!(2880067194370816120u64));
+    assert_eq!(
+        watcher.call("fib", &90).unwrap(),
+        json!(2880067194370816120u64)
+    );
     // Once the client reads, every response arrives, in order.
     let partial = flood.written % one.len();
     thread::scope(|scope| {
@@ -507,7 +557,11 @@ fn a_client_that_never_reads_is_stopped_by_max_output() {
                 let body = read_frame(&mut reader).unwrap_or_else(|| panic!("closed at {i}"));
                 let response: Value = serde_json::from_slice(&body).unwrap();
                 assert_eq!(response["out"], "pong");
-                assert_eq!(response["result"].as_str().map(str::len), Some(64 * 1024), "pong {i}");
+                assert_eq!(
+                    response["result"].as_str().map(str::len),
+                    Some(64 * 1024),
+                    "pong {i}"
+                );
             }
         });
         if partial > 0 {
@@ -518,23 +572,25 @@ fn a_client_that_never_reads_is_stopped_by_max_output() {
     assert_usable(&mut greedy);
 }
 
-#[test]
-fn a_client_stuck_above_max_output_is_closed_after_the_idle_timeout() {
-    let server = TestServer::with(MODEL, |cfg| {
+fn a_client_stuck_above_max_output_is_closed_after_the_idle_timeout(model: Model) {
+    let server = TestServer::with(model, |cfg| {
         cfg.limits.max_output = 64 * 1024;
         cfg.limits.idle_timeout = Some(Duration::from_secs(1));
     });
     let mut watcher = server.client();
     let mut greedy = server.raw();
-    let flood = flood_until_blocked(&mut greedy, &big_ping(64 * 1024, 0), Duration::from_millis(500), 512 << 20);
-    assert!(flood.written < 64 << 20, "never blocked: {} MiB", flood.written >> 20);
+    let flood = flood_until_blocked(
+        &mut greedy,
+        &big_ping(64 * 1024, 0),
+        Duration::from_millis(500),
+        512 << 20,
+    );
+    assert!(
+        flood.written < 64 << 20,
+        "never blocked: {} MiB",
+        flood.written >> 20
+    );
     // The watcher keeps asking (so it is not idle) until the stuck one is gone.
     wait_for_connections(&mut watcher, 1);
     drop(greedy);
-}
-
-}
-
-// Excluded for `pool`: none. Every hostile input and limit applies to every model.
-not_pool {}
 }
