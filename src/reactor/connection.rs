@@ -59,6 +59,9 @@ pub struct Connection {
     readable: bool,
     /// The socket may accept more bytes.
     writable: bool,
+    /// The peer has hung up (RDHUP/HUP/error seen): read to the end, since no
+    /// further edge will come to report the EOF behind a short read.
+    hup: bool,
     /// Total bytes the next frame occupies, once its header is in.
     needed: usize,
     /// Every complete frame in `input` has been answered.
@@ -94,6 +97,7 @@ impl Connection {
             output: WriteBuffer::new(),
             readable: false,
             writable: true,
+            hup: false,
             needed: HEADER_LEN,
             input_done: true,
             paused: false,
@@ -106,9 +110,10 @@ impl Connection {
 
     /// Records a readiness event.
     #[inline]
-    pub fn ready(&mut self, readable: bool, writable: bool) {
-        self.readable |= readable;
+    pub fn ready(&mut self, readable: bool, writable: bool, hup: bool) {
+        self.readable |= readable | hup;
         self.writable |= writable;
+        self.hup |= hup;
     }
 
     /// Whether requests are being decoded.
@@ -165,7 +170,7 @@ impl Connection {
                 Ok((n, offered)) => {
                     self.last_active = now;
                     self.input_done = false;
-                    if n < offered {
+                    if n < offered && !self.hup {
                         self.socket_empty(); // short read: the queue was empty
                         break;
                     }

@@ -167,11 +167,10 @@ impl Reactor {
                     SIGNALS => self.on_signal(),
                     WAKER => self.on_wake(),
                     Token(key) => {
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let hup = event.is_read_closed() || event.is_error();
                         let writable =
                             event.is_writable() || event.is_write_closed() || event.is_error();
-                        self.on_ready(key, readable, writable);
+                        self.on_ready(key, event.is_readable(), writable, hup);
                     }
                 }
             }
@@ -188,11 +187,11 @@ impl Reactor {
     /// Readiness on a client socket. The key may belong to a connection closed
     /// earlier in this batch, or even to a new one that reused it: events are
     /// hints, and `drive` copes with a socket that has nothing to say.
-    fn on_ready(&mut self, key: usize, readable: bool, writable: bool) {
+    fn on_ready(&mut self, key: usize, readable: bool, writable: bool, hup: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.ready(readable, writable);
+        conn.ready(readable, writable, hup);
         self.drive(key);
     }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{params, Context, Method, Registry};
+use super::{Context, Method, Registry};
 use crate::protocol::message::write_int;
 use crate::protocol::{Json, RpcError};
 
@@ -175,6 +175,17 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     // A panic while holding a shard cannot leave it inconsistent in a way that
     // matters more than losing the whole cache would, so keep serving.
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Parses cache params, which are always an object (serde alone would also
+/// take `["k"]` as `{"key": "k"}`).
+fn params<'a, T: Deserialize<'a>>(raw: Json<'a>) -> Result<T, RpcError> {
+    if !raw.get().starts_with('{') {
+        return Err(RpcError::bad_params(
+            "params must be an object with a string \"key\"",
+        ));
+    }
+    super::params(raw)
 }
 
 fn deadline_in(ttl_ms: u64) -> Result<Instant, RpcError> {
