@@ -37,6 +37,7 @@ pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
 /// than the pool has threads, which the pool cannot do by design (issue 3);
 /// they run for the reactor and threaded models only. A test function left
 /// out of the list is dead code, which clippy rejects.
+#[allow(unused_macros)] // not every suite runs per model
 macro_rules! model_tests {
     (every_model: [$($all:ident),* $(,)?], not_pool: [$($np:ident),* $(,)?] $(,)?) => {
         model_tests!(@mod reactor, Reactor, [$($all,)* $($np,)*]);
@@ -128,6 +129,12 @@ impl TestServer {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server's shutdown handle, to start a shutdown mid-test; dropping the
+    /// `TestServer` still waits for `run()` and checks it returned Ok.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
     }
 
     /// A connected client with [`TIMEOUT`] on reads and writes.
