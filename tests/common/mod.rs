@@ -36,22 +36,29 @@ pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
 /// every model. Tests under `not_pool` need more connections served at once
 /// than the pool has threads, which the pool cannot do by design (issue 3);
 /// they run for the reactor and threaded models only. A test function left
-/// out of the list is dead code, which clippy rejects.
+/// out of the list is dead code, which clippy rejects. Attributes written
+/// before `every_model` (e.g. `#[ignore]`) go on every generated test.
 #[allow(unused_macros)] // not every suite runs per model
 macro_rules! model_tests {
-    (every_model: [$($all:ident),* $(,)?], not_pool: [$($np:ident),* $(,)?] $(,)?) => {
-        model_tests!(@mod reactor, Reactor, [$($all,)* $($np,)*]);
-        model_tests!(@mod threaded, Threaded, [$($all,)* $($np,)*]);
-        model_tests!(@mod pool, Pool, [$($all,)*]);
+    (
+        $(#[$attr:meta])*
+        every_model: [$($all:ident),* $(,)?],
+        not_pool: [$($np:ident),* $(,)?] $(,)?
+    ) => {
+        model_tests!(@mod reactor, Reactor, [$(#[$attr])*], [$($all,)* $($np,)*]);
+        model_tests!(@mod threaded, Threaded, [$(#[$attr])*], [$($all,)* $($np,)*]);
+        model_tests!(@mod pool, Pool, [$(#[$attr])*], [$($all,)*]);
     };
-    (@mod $module:ident, $model:ident, [$($test:ident,)*]) => {
+    (@mod $module:ident, $model:ident, $attrs:tt, [$($test:ident,)*]) => {
         mod $module {
-            $(
-                #[test]
-                fn $test() {
-                    super::$test(reactor_rpc::Model::$model)
-                }
-            )*
+            $(model_tests!(@test $attrs, $model, $test);)*
+        }
+    };
+    (@test [$(#[$attr:meta])*], $model:ident, $test:ident) => {
+        #[test]
+        $(#[$attr])*
+        fn $test() {
+            super::$test(reactor_rpc::Model::$model)
         }
     };
 }
