@@ -67,8 +67,7 @@ pub struct Str {
     pub escaped: bool,
 }
 
-/// Recursive-descent validator over bytes that are already valid UTF-8.
-/// Recursion is bounded by [`MAX_DEPTH`].
+/// A validator over bytes that are already valid UTF-8; it does not recurse.
 pub struct Scanner<'a> {
     b: &'a [u8],
     pub i: usize,
@@ -108,18 +107,79 @@ impl<'a> Scanner<'a> {
     }
 
     /// One value; `depth` is the nesting of the container it sits in.
+    ///
+    /// Iterative: open containers are kept in a fixed array (at most
+    /// [`MAX_DEPTH`] of them), so hostile nesting costs neither stack nor heap.
     pub fn value(&mut self, depth: usize) -> Scan<()> {
-        match self.peek() {
-            Some(b'"') => self.string().map(drop),
-            Some(b'{') => self.object(depth + 1),
-            Some(b'[') => self.array(depth + 1),
-            Some(b't') => self.literal(b"true"),
-            Some(b'f') => self.literal(b"false"),
-            Some(b'n') => self.literal(b"null"),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(_) => Err(Invalid::Syntax("expected a JSON value")),
-            None => Err(Invalid::Syntax("unexpected end of JSON")),
+        let mut open = [0u8; MAX_DEPTH];
+        let mut top = 0;
+        'value: loop {
+            // At the start of a value.
+            match self.peek() {
+                Some(c @ (b'[' | b'{')) => {
+                    if depth + top + 1 > MAX_DEPTH {
+                        return Err(Invalid::TooDeep);
+                    }
+                    self.i += 1;
+                    self.ws();
+                    let close = if c == b'[' { b']' } else { b'}' };
+                    if self.peek() == Some(close) {
+                        self.i += 1; // empty: a complete value
+                    } else {
+                        open[top] = c;
+                        top += 1;
+                        if c == b'{' {
+                            self.key()?;
+                        }
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(_) => return Err(Invalid::Syntax("expected a JSON value")),
+                None => return Err(Invalid::Syntax("unexpected end of JSON")),
+            }
+            // After a complete value: close containers until one wants more.
+            loop {
+                if top == 0 {
+                    return Ok(());
+                }
+                self.ws();
+                match (open[top - 1], self.peek()) {
+                    (container, Some(b',')) => {
+                        self.i += 1;
+                        self.ws();
+                        if container == b'{' {
+                            self.key()?;
+                        }
+                        continue 'value;
+                    }
+                    (b'[', Some(b']')) | (b'{', Some(b'}')) => {
+                        self.i += 1;
+                        top -= 1;
+                    }
+                    (b'[', _) => return Err(Invalid::Syntax("expected , or ] in array")),
+                    _ => return Err(Invalid::Syntax("expected , or } in object")),
+                }
+            }
         }
+    }
+
+    /// An object key and its colon, leaving the scanner at the value.
+    fn key(&mut self) -> Scan<Str> {
+        if self.peek() != Some(b'"') {
+            return Err(Invalid::Syntax("expected a string key"));
+        }
+        let key = self.string()?;
+        self.ws();
+        self.expect(b':', "expected : after key")?;
+        self.ws();
+        Ok(key)
     }
 
     /// A string, the scanner being at its opening quote.
@@ -221,37 +281,6 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> Scan<()> {
-        if depth > MAX_DEPTH {
-            return Err(Invalid::TooDeep);
-        }
-        self.i += 1;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.value(depth)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                    self.ws();
-                }
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(Invalid::Syntax("expected , or ] in array")),
-            }
-        }
-    }
-
-    fn object(&mut self, depth: usize) -> Scan<()> {
-        self.members(depth, |s, _key, depth| s.value(depth))
-    }
-
     /// An object, calling `member` for each key with the scanner at its value.
     /// `member` must consume exactly one value.
     pub fn members(
@@ -269,13 +298,7 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         loop {
-            if self.peek() != Some(b'"') {
-                return Err(Invalid::Syntax("expected a string key"));
-            }
-            let key = self.string()?;
-            self.ws();
-            self.expect(b':', "expected : after key")?;
-            self.ws();
+            let key = self.key()?;
             member(self, key, depth)?;
             self.ws();
             match self.peek() {
