@@ -86,6 +86,11 @@ impl Stats {
         self.jobs_queued.fetch_add(1, Relaxed);
     }
 
+    /// Undoes [`Stats::job_queued`] for a job the full queue did not take.
+    pub fn job_not_queued(&self) {
+        self.jobs_queued.fetch_sub(1, Relaxed);
+    }
+
     pub fn job_started(&self) {
         self.jobs_queued.fetch_sub(1, Relaxed);
         self.jobs_running.fetch_add(1, Relaxed);
