@@ -607,7 +607,7 @@ impl Worker {
                     continue;
                 }
                 let i = ev.token().0;
-                if self.conns.get(i).map_or(true, |c| c.state != State::Open) {
+                if self.conns.get(i).is_none_or(|c| c.state != State::Open) {
                     continue;
                 }
                 if ev.is_writable() && !self.conns[i].wbuf.is_empty() {
