@@ -30,13 +30,20 @@ fn main() -> std::io::Result<()> {
             Ok(p.text.to_uppercase())
         }),
     );
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8081".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8081".into());
     let config = Config {
-        addr: addr.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        addr: addr
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
         signals: true,
         ..Config::default()
     };
     let server = Server::bind(config, Arc::new(Service::with_registry(registry)))?;
-    println!("serving `upper` (and every built-in) on {}; Ctrl-C stops", server.local_addr());
+    println!(
+        "serving `upper` (and every built-in) on {}; Ctrl-C stops",
+        server.local_addr()
+    );
     server.run()
 }

@@ -342,6 +342,8 @@ struct Worker {
     timeout: Duration,
     // Results.
     connected: usize,
+    /// Connections open right now.
+    live: usize,
     closed: usize,
     unserved: usize,
     unsolicited: u64,
@@ -385,6 +387,7 @@ impl Worker {
             connect_timeout: cfg.connect_timeout,
             timeout: cfg.timeout,
             connected: 0,
+            live: 0,
             closed: 0,
             unserved: 0,
             unsolicited: 0,
@@ -473,6 +476,7 @@ impl Worker {
                         let _ = c.stream.set_nodelay(true);
                         c.state = State::Open;
                         self.connected += 1;
+                        self.live += 1;
                     }
                     Err(e) => {
                         self.kill_quietly(i);
@@ -496,6 +500,9 @@ impl Worker {
 
     fn kill_quietly(&mut self, i: usize) {
         let c = &mut self.conns[i];
+        if c.state == State::Open {
+            self.live -= 1;
+        }
         let _ = self.poll.registry().deregister(&mut c.stream);
         let _ = c.stream.shutdown(std::net::Shutdown::Both);
         c.state = State::Dead;
@@ -519,6 +526,7 @@ impl Worker {
         let intended = |rate: f64, k: u64| t0 + Duration::from_secs_f64(k as f64 / rate);
         let mut now = t0;
         let mut to_send: Vec<usize> = (0..self.conns.len()).collect();
+        let mut batch = Vec::with_capacity(to_send.len());
         loop {
             // Who may still send?
             let sending = match t_end {
@@ -555,23 +563,25 @@ impl Worker {
                     }
                 }
             }
-            for i in std::mem::take(&mut to_send) {
+            std::mem::swap(&mut to_send, &mut batch);
+            for &i in &batch {
                 let sent = self.fill(i, workload, now, t0, t_start, sending);
                 inflight += sent;
                 if self.conns[i].state == State::Open && !self.conns[i].wbuf.is_empty() {
                     inflight -= self.flush(i, t_start);
                 }
             }
+            batch.clear();
             // Finished?
-            let backlog = self.rate.is_some()
-                && self
-                    .conns
+            let backlog = || {
+                self.conns
                     .iter()
-                    .any(|c| c.state == State::Open && c.scheduled > c.next_seq);
-            if !sending && inflight == 0 && !backlog {
+                    .any(|c| c.state == State::Open && c.scheduled > c.next_seq)
+            };
+            if !sending && inflight == 0 && (self.rate.is_none() || !backlog()) {
                 break;
             }
-            if self.conns.iter().all(|c| c.state == State::Dead) {
+            if self.live == 0 {
                 break;
             }
             if inflight > 0 && now.saturating_duration_since(last_progress) >= self.timeout {
