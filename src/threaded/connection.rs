@@ -1,0 +1,100 @@
+//! One client connection served by one blocking thread: the loop both threaded
+//! models share.
+//!
+//! Read into a [`ReadBuffer`], let [`dispatch::process`] answer every complete
+//! frame, write the responses with one `write_all` per batch, read again. The
+//! socket's read timeout is the idle timeout, so a silent client (or one stuck
+//! halfway through a frame) ends with a timed-out read; its write timeout bounds
+//! how long a client that does not read can keep this thread blocked.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use log::debug;
+
+use crate::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
+use crate::dispatch::{self, Options, Stop};
+use crate::service::Service;
+
+/// How long a connection closed for `frame_too_large` keeps discarding input,
+/// so that closing with unread bytes (which sends a reset) does not destroy
+/// the error response before the client got it.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Serves `stream` until the peer closes, an I/O error or timeout, or a frame
+/// over the limit, and says why it ended (for the `bye` log line). Every
+/// complete frame received before the peer's EOF is answered, so a client that
+/// half-closes its write side gets all responses.
+pub(super) fn serve(
+    stream: &mut TcpStream,
+    peer: &SocketAddr,
+    service: &Service,
+    opt: Options,
+) -> &'static str {
+    let mut input = ReadBuffer::new();
+    let mut out = Vec::new();
+    loop {
+        let missing = loop {
+            let progress = dispatch::process(service, peer, input.readable(), &mut out, opt);
+            input.consume(progress.consumed);
+            if !out.is_empty() {
+                if let Err(e) = stream.write_all(&out) {
+                    return ended(peer, "output not read", "write", e);
+                }
+                out.clear();
+            }
+            match progress.stop {
+                // Written: go on with the frames already buffered before reading more.
+                Stop::OutputFull => {}
+                Stop::NeedMore { needed } => break needed.saturating_sub(input.readable().len()),
+                Stop::TooLarge => {
+                    linger(stream);
+                    return "frame too large";
+                }
+                Stop::Offload { .. } => unreachable!("threaded models never offload"),
+            }
+        };
+        // Idle between frames: give back what a large frame or response grew.
+        input.release_if_large();
+        if out.capacity() > KEEP_IDLE {
+            out = Vec::new();
+        }
+        match input.read_from(stream, missing.max(READ_CHUNK)) {
+            Ok((0, _)) => return "bye",
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return ended(peer, "idle timeout", "read", e),
+        }
+    }
+}
+
+/// The reason for a failed read or write: a socket timeout has its own name
+/// (`timed_out`), anything else (a reset, say) is an I/O error logged at debug.
+fn ended(peer: &SocketAddr, timed_out: &'static str, op: &str, e: io::Error) -> &'static str {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        return timed_out;
+    }
+    debug!("{peer}: {op} failed: {e}");
+    "i/o error"
+}
+
+/// Sends FIN after what was written, then discards input for a bounded time.
+fn linger(stream: &mut TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() || stream.set_read_timeout(Some(LINGER)).is_err() {
+        return;
+    }
+    let start = Instant::now();
+    let mut sink = [0u8; 8192];
+    while start.elapsed() < LINGER {
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
