@@ -250,8 +250,8 @@ const COLORS: [&str; 6] = [
 const PANEL_W: f64 = 380.0;
 const PANEL_H: f64 = 300.0;
 const MARGIN_L: f64 = 70.0;
-const MARGIN_T: f64 = 70.0;
-const MARGIN_B: f64 = 50.0;
+const MARGIN_T: f64 = 85.0;
+const MARGIN_B: f64 = 70.0;
 const GAP: f64 = 30.0;
 
 /// The chart: three panels side by side, sharing a legend.
@@ -354,19 +354,21 @@ pub fn svg(cells: &[Cell], title: &str) -> String {
         );
         for (i, m) in models.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
-            let points: Vec<(f64, f64)> = cells
+            let points: Vec<(f64, f64, bool)> = cells
                 .iter()
                 .filter(|c| c.model == *m)
                 .filter_map(|c| {
-                    let v = c.report.as_ref().and_then(panel.value)?;
+                    let r = c.report.as_ref()?;
+                    let v = (panel.value)(r)?;
+                    let partial = r.connections.unserved > 0;
                     (v.is_finite() && (!panel.log_y || v > 0.0))
-                        .then(|| (sx(c.conns.max(1) as f64), sy(v)))
+                        .then(|| (sx(c.conns.max(1) as f64), sy(v), partial))
                 })
                 .collect();
             if points.len() > 1 {
                 let path: Vec<String> = points
                     .iter()
-                    .map(|(x, y)| format!("{x:.1},{y:.1}"))
+                    .map(|(x, y, _)| format!("{x:.1},{y:.1}"))
                     .collect();
                 let _ = writeln!(
                     s,
@@ -374,14 +376,20 @@ pub fn svg(cells: &[Cell], title: &str) -> String {
                     path.join(" ")
                 );
             }
-            for (x, y) in points {
+            for (x, y, partial) in points {
+                let fill = if partial { "white" } else { color };
                 let _ = writeln!(
                     s,
-                    r#"<circle cx="{x:.1}" cy="{y:.1}" r="3.5" fill="{color}"/>"#
+                    r#"<circle cx="{x:.1}" cy="{y:.1}" r="3.5" fill="{fill}" stroke="{color}" stroke-width="1.5"/>"#
                 );
             }
         }
     }
+    let _ = writeln!(
+        s,
+        r##"<text x="20" y="{}" fill="#555">Hollow points: some connections were never served (a pool with fewer threads than connections); the figures cover the served ones.</text>"##,
+        height - 8.0
+    );
     s.push_str("</svg>\n");
     s
 }
