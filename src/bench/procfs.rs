@@ -61,8 +61,10 @@ fn bad_data(what: &str) -> io::Error {
 pub const SPARE_FDS: u64 = 64;
 
 /// Tries to let this process (and the servers it spawns, which inherit the
-/// limit) open `needed` files. Returns the soft limit now in force and a
-/// sentence for the user when it changed or could not be raised.
+/// limit) open `needed` files: raises the soft limit to the hard limit (a
+/// spawned server may hold more than one descriptor per connection, so we take
+/// all there is), or above it where that is allowed. Returns the soft limit
+/// now in force and a sentence for the user when it changed or fell short.
 pub fn raise_nofile(needed: u64) -> (u64, Option<String>) {
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
     let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
@@ -73,28 +75,28 @@ pub fn raise_nofile(needed: u64) -> (u64, Option<String>) {
     if soft >= needed {
         return (soft, None);
     }
-    // Up to the hard limit is always allowed; above it needs privileges, so try that first.
-    for (new_soft, new_hard) in [(needed, needed.max(hard)), (hard.min(needed), hard)] {
+    // Above the hard limit needs privileges: try that first, then the hard limit.
+    for target in [needed.max(hard), hard] {
         let new = libc::rlimit {
-            rlim_cur: new_soft,
-            rlim_max: new_hard,
+            rlim_cur: target,
+            rlim_max: target.max(hard),
         };
-        if new_soft > soft && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-            let note = if new_soft >= needed {
-                format!("raised the open-file limit from {soft} to {new_soft} (setrlimit)")
+        if target > soft && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+            let note = if target >= needed {
+                format!("raised the open-file limit from {soft} to {target} (setrlimit)")
             } else {
                 format!(
-                    "raised the open-file limit from {soft} to the hard limit {new_soft}; \
-                     {needed} were wanted and raising the hard limit is not allowed"
+                    "raised the open-file limit from {soft} to the hard limit {target}; \
+                     {needed} are needed and raising the hard limit is not allowed here"
                 )
             };
-            return (new_soft, Some(note));
+            return (target, Some(note));
         }
     }
     (
         soft,
         Some(format!(
-            "open-file limit is {soft} (hard {hard}) and could not be raised to {needed}"
+            "the open-file limit is {soft} (hard {hard}), {needed} are needed, and raising it is not allowed"
         )),
     )
 }

@@ -120,12 +120,13 @@ fn line(r: &Report, model: Model, conns: usize) -> String {
     let l = r.latency_us.as_ref();
     let sv = r.server.as_ref();
     format!(
-        "{model:>8} {conns:>6} conns: {:>9.0} req/s, p99 {:>9.1} us, server {} us CPU/req, peak RSS {:.1} MiB, {} unserved conns, {} failed",
+        "{model:>8} {conns:>6} conns: {:>9.0} req/s, p99 {:>9.1} us, server {} us CPU/req, peak RSS {:.1} MiB, {} conns not connected, {} unserved, {} failed",
         r.throughput_rps,
         l.map_or(f64::NAN, |l| l.p99),
         sv.and_then(|s| s.cpu_us_per_request)
             .map_or("-".into(), |v| format!("{v:.2}")),
         sv.and_then(|s| s.peak_rss_kb).unwrap_or(0) as f64 / 1024.0,
+        r.connections.connect_failed,
         r.connections.unserved,
         r.failed
     )
