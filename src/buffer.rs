@@ -10,7 +10,7 @@
 use std::io::{self, Read, Write};
 
 /// Bytes offered to each socket read, at least.
-pub const READ_CHUNK: usize = 16 * 1024;
+pub const READ_CHUNK: usize = 4 * 1024;
 
 /// Buffers larger than this are released when a connection goes quiet.
 pub const KEEP_IDLE: usize = 64 * 1024;
@@ -131,11 +131,12 @@ impl WriteBuffer {
         self.head == self.data.len()
     }
 
-    /// The vector to append responses to. Written bytes still at the front are
-    /// dropped first when they are more than half of it.
+    /// The vector to append responses to; its length is exactly the pending
+    /// bytes. Bytes already written are dropped from the front first (only
+    /// after a partial write, which is rare).
     #[inline]
     pub fn vec_mut(&mut self) -> &mut Vec<u8> {
-        if self.head > 0 && self.head >= self.data.len() / 2 {
+        if self.head > 0 {
             self.data.drain(..self.head);
             self.head = 0;
         }

@@ -3,6 +3,7 @@
 //! Only the command line lives here: parse flags, set up logging, call the library.
 
 use std::fs::File;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -118,8 +119,14 @@ fn init_logging(level: &str, file: Option<&std::path::Path>) -> Result<(), Strin
                 .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
             WriteLogger::init(level, config, f).map_err(|e| e.to_string())
         }
-        None => TermLogger::init(level, config, TerminalMode::Stderr, ColorChoice::Auto)
-            .map_err(|e| e.to_string()),
+        None => {
+            let color = if std::io::stderr().is_terminal() {
+                ColorChoice::Auto
+            } else {
+                ColorChoice::Never
+            };
+            TermLogger::init(level, config, TerminalMode::Stderr, color).map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -38,3 +38,35 @@ pub fn transient_accept_error(e: &io::Error) -> bool {
             | io::ErrorKind::Interrupted
     ) || matches!(e.raw_os_error(), Some(libc::EPROTO) | Some(libc::EPERM))
 }
+
+/// Lets a repeated warning through at most once per interval, counting the
+/// ones it held back, so a flood of refused clients costs one log line a second.
+pub struct RateLimitedLog {
+    every: std::time::Duration,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    pub const fn new(every: std::time::Duration) -> RateLimitedLog {
+        RateLimitedLog {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Returns `Some(n)` when a line may be logged now, `n` being how many were
+    /// held back since the last one; `None` when this one should be dropped.
+    pub fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < self.every)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}

@@ -159,7 +159,7 @@ impl ShutdownHandle {
 }
 
 enum Inner {
-    Reactor(reactor::Reactor),
+    Reactor(Box<reactor::Reactor>),
     Threaded(threaded::Threaded),
 }
 
@@ -174,7 +174,7 @@ impl Server {
     pub fn bind(config: Config, service: Arc<Service>) -> io::Result<Server> {
         service.stats().set_server_info(config.info());
         let inner = match config.model {
-            Model::Reactor => Inner::Reactor(reactor::Reactor::bind(config, service)?),
+            Model::Reactor => Inner::Reactor(Box::new(reactor::Reactor::bind(config, service)?)),
             Model::Threaded | Model::Pool => {
                 Inner::Threaded(threaded::Threaded::bind(config, service)?)
             }

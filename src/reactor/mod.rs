@@ -1,28 +1,489 @@
-//! The reactor (placeholder).
+//! The reactor: one thread, one `mio::Poll`, every connection multiplexed on it.
+//!
+//! ```text
+//!  poll.poll(events, timeout of the nearest deadline)
+//!    LISTENER ─► accept until WouldBlock ─► slab.insert(Connection), register once (R|W)
+//!    SIGNALS  ─► SIGINT/SIGTERM: begin a graceful shutdown
+//!    WAKER    ─► worker results (and shutdown requests) ─► the waiting connections
+//!    conn     ─► Connection::drive: read ─► dispatch::process ─► one write per batch
+//!  timers: idle deadlines, housekeeping (cache sweep, buffer trimming), accept back-off
+//! ```
+//!
+//! This module is the only one that touches mio. It knows nothing of what a
+//! method means: frames go to [`crate::dispatch::process`], like in every model.
 
-use std::io;
+mod connection;
+mod timers;
+mod workers;
+
+use std::io::{self, ErrorKind, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use log::{debug, error, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::dispatch;
+use crate::net::{bind_listener, out_of_descriptors, transient_accept_error, RateLimitedLog};
+use crate::protocol::{write_error_frame, ErrorCode, RpcError};
 use crate::server::{Config, ShutdownHandle};
-use crate::service::Service;
+use crate::service::{Service, HOUSEKEEPING_INTERVAL};
+use connection::{Connection, Env, JobState, Next};
+use timers::IdleTimers;
+use workers::Workers;
 
-pub struct Reactor {}
+const LISTENER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+
+/// How long accepting pauses after running out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A connection quiet for this long gives its buffers back.
+const TRIM_AFTER: Duration = Duration::from_secs(2);
+
+/// Connections looked at per housekeeping tick for buffer trimming.
+const TRIM_PER_TICK: usize = 1024;
+
+pub struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    conns: Slab<Connection>,
+    service: Arc<Service>,
+    config: Config,
+    opts: dispatch::Options,
+    workers: Option<Workers>,
+    signals: Option<Signals>,
+    shutdown: ShutdownHandle,
+    timers: IdleTimers,
+    /// Connections whose heavy request found the job queue full.
+    stalled: Vec<(usize, u64)>,
+    now: Instant,
+    next_housekeeping: Instant,
+    trim_cursor: usize,
+    accept_paused_until: Option<Instant>,
+    /// Set once shutdown starts: the moment it must be over.
+    shutdown_deadline: Option<Instant>,
+    next_conn_id: u64,
+    refused_log: RateLimitedLog,
+    accept_log: RateLimitedLog,
+}
 
 impl Reactor {
-    pub fn bind(_config: Config, _service: Arc<Service>) -> io::Result<Reactor> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the reactor is not built yet",
-        ))
+    pub fn bind(config: Config, service: Arc<Service>) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let std_listener = bind_listener(config.addr)?;
+        std_listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(std_listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let signals = if config.signals {
+            let mut signals = Signals::new([SIGINT, SIGTERM])?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)?;
+            Some(signals)
+        } else {
+            None
+        };
+        // One waker per Poll: shared by the shutdown handle and the workers.
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let shutdown = {
+            let waker = waker.clone();
+            ShutdownHandle::new(move || {
+                if let Err(e) = waker.wake() {
+                    error!("cannot wake the event loop for shutdown: {e}");
+                }
+            })
+        };
+        let workers = if config.offload {
+            Some(Workers::start(
+                config.workers.max(1),
+                service.clone(),
+                waker,
+            )?)
+        } else {
+            None
+        };
+        let opts = dispatch::Options {
+            max_frame: config.limits.max_frame,
+            offload: workers.is_some(),
+            max_output: config.limits.max_output,
+        };
+        let now = Instant::now();
+        Ok(Reactor {
+            local_addr: listener.local_addr()?,
+            poll,
+            listener: Some(listener),
+            conns: Slab::new(),
+            service,
+            config,
+            opts,
+            workers,
+            signals,
+            shutdown,
+            timers: IdleTimers::default(),
+            stalled: Vec::new(),
+            now,
+            next_housekeeping: now + HOUSEKEEPING_INTERVAL,
+            trim_cursor: 0,
+            accept_paused_until: None,
+            shutdown_deadline: None,
+            next_conn_id: 0,
+            refused_log: RateLimitedLog::new(Duration::from_secs(1)),
+            accept_log: RateLimitedLog::new(Duration::from_secs(1)),
+        })
     }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Err(io::ErrorKind::Unsupported.into())
+        Ok(self.local_addr)
     }
+
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle::new(|| {})
+        self.shutdown.clone()
     }
-    pub fn run(self) -> io::Result<()> {
+
+    /// The event loop. Returns after a graceful shutdown.
+    pub fn run(mut self) -> io::Result<()> {
+        info!("listening on {} (model reactor)", self.local_addr);
+        let mut events = Events::with_capacity(1024);
+        while !self.finished() {
+            let timeout = self.next_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue; // a signal, or a tracer attaching: not an error
+                }
+                return Err(e);
+            }
+            self.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    SIGNALS => self.on_signal(),
+                    WAKER => self.on_wake(),
+                    Token(key) => {
+                        let hup = event.is_read_closed() || event.is_error();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
+                        self.on_ready(key, event.is_readable(), writable, hup);
+                    }
+                }
+            }
+            self.on_timers();
+        }
+        self.close_all();
+        if let Some(workers) = self.workers.take() {
+            workers.stop();
+        }
+        info!("stopped");
         Ok(())
+    }
+
+    /// Readiness on a client socket. The key may belong to a connection closed
+    /// earlier in this batch, or even to a new one that reused it: events are
+    /// hints, and `drive` copes with a socket that has nothing to say.
+    fn on_ready(&mut self, key: usize, readable: bool, writable: bool, hup: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.ready(readable, writable, hup);
+        self.drive(key);
+    }
+
+    fn drive(&mut self, key: usize) {
+        self.with_conn(key, Connection::drive);
+    }
+
+    /// Runs one step `f` of a connection's cycle, then acts on its outcome.
+    fn with_conn(&mut self, key: usize, f: impl FnOnce(&mut Connection, &Env<'_>) -> Next) {
+        let env = Env {
+            service: &self.service,
+            opts: self.opts,
+            workers: self.workers.as_ref(),
+            now: self.now,
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let next = f(conn, &env);
+        self.settle(key, next);
+    }
+
+    /// Acts on what `drive` said: close, or remember a stall on the job queue.
+    fn settle(&mut self, key: usize, next: Next) {
+        match next {
+            Next::Close(why) => self.close(key, why),
+            Next::Keep => {
+                if let Some(conn) = self.conns.get(key) {
+                    if conn.job == JobState::Stalled {
+                        self.stalled.push((key, conn.id));
+                    }
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if transient_accept_error(&e) => continue,
+                Err(e) => {
+                    // Out of descriptors (or worse): the pending connection stays in
+                    // the backlog and would raise no new edge, so pause and retry on a
+                    // timer instead of spinning.
+                    if let Some(held) = self.accept_log.allow(self.now) {
+                        let what = if out_of_descriptors(&e) {
+                            "out of descriptors"
+                        } else {
+                            "error"
+                        };
+                        warn!("accept failed ({what}: {e}); pausing accepts for {ACCEPT_BACKOFF:?} ({held} more since last report)");
+                    }
+                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        if self.conns.len() >= self.config.limits.max_conns {
+            self.refuse(stream, peer);
+            return;
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("{peer}: cannot set TCP_NODELAY: {e}");
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        // Registered once for both directions; no reregister per request.
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), interest)
+        {
+            warn!("{peer}: cannot register connection: {e}");
+            return;
+        }
+        let id = self.next_conn_id;
+        self.next_conn_id += 1;
+        entry.insert(Connection::new(stream, peer, key, id, self.now));
+        if let Some(timeout) = self.config.limits.idle_timeout {
+            self.timers.arm(self.now + timeout, key, id);
+        }
+        self.service.stats().connection_opened();
+        info!("{peer} comes");
+    }
+
+    /// Over `--max-conns`: one `overloaded` response, best effort, then close.
+    fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        self.service.stats().connection_rejected();
+        let mut frame = Vec::new();
+        let message = format!(
+            "server is at its limit of {} connections",
+            self.config.limits.max_conns
+        );
+        write_error_frame(
+            &mut frame,
+            &RpcError::new(ErrorCode::Overloaded, message),
+            None,
+        );
+        let _ = stream.write(&frame);
+        if let Some(held) = self.refused_log.allow(self.now) {
+            warn!(
+                "refused {peer}: at max-conns {} ({held} more refused since last report)",
+                self.config.limits.max_conns
+            );
+        }
+    }
+
+    fn close(&mut self, key: usize, why: &str) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        // Dropping the socket closes it, which also removes it from epoll: no
+        // deregister syscall needed.
+        let conn = self.conns.remove(key);
+        self.service.stats().connection_closed();
+        if why == "bye" {
+            info!("{} bye", conn.peer);
+        } else {
+            info!("{} bye ({why})", conn.peer);
+        }
+    }
+
+    fn on_signal(&mut self) {
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
+        let mut count = 0;
+        for signal in signals.pending() {
+            debug!("signal {signal}");
+            count += 1;
+        }
+        if count == 0 {
+            return;
+        }
+        if self.shutdown_deadline.is_some() {
+            warn!("second signal: closing every connection now");
+            self.shutdown_deadline = Some(self.now);
+        } else {
+            self.begin_shutdown();
+        }
+    }
+
+    /// Worker results, or a shutdown request from a [`ShutdownHandle`].
+    fn on_wake(&mut self) {
+        if self.shutdown.is_requested() && self.shutdown_deadline.is_none() {
+            self.begin_shutdown();
+        }
+        let mut finished = 0;
+        while let Some(done) = self.workers.as_ref().and_then(Workers::try_done) {
+            finished += 1;
+            // The connection may have gone, or its key been reused: match the id.
+            match self.conns.get_mut(done.key) {
+                Some(conn) if conn.id == done.conn_id => {
+                    conn.job_done(&done.response);
+                    self.drive(done.key);
+                }
+                _ => debug!("dropping a result for a closed connection"),
+            }
+        }
+        if finished > 0 {
+            for (key, id) in std::mem::take(&mut self.stalled) {
+                match self.conns.get_mut(key) {
+                    Some(conn) if conn.id == id => {
+                        conn.unstall();
+                        self.drive(key);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Stop accepting, answer what has arrived, and let the loop drain.
+    fn begin_shutdown(&mut self) {
+        info!(
+            "shutting down: {} connections, up to {:?} to deliver responses",
+            self.conns.len(),
+            self.config.shutdown_grace
+        );
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.shutdown_deadline = Some(self.now + self.config.shutdown_grace);
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.with_conn(key, Connection::start_draining);
+        }
+    }
+
+    fn finished(&self) -> bool {
+        match self.shutdown_deadline {
+            Some(deadline) => self.conns.is_empty() || self.now >= deadline,
+            None => false,
+        }
+    }
+
+    fn close_all(&mut self) {
+        if !self.conns.is_empty() {
+            warn!(
+                "shutdown grace over: closing {} connections",
+                self.conns.len()
+            );
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key, "shutdown");
+        }
+    }
+
+    /// Sleep until the nearest deadline.
+    fn next_timeout(&self) -> Option<Duration> {
+        let nearest = [
+            Some(self.next_housekeeping),
+            self.timers.next(),
+            self.accept_paused_until,
+            self.shutdown_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        Some(nearest.saturating_duration_since(Instant::now()))
+    }
+
+    fn on_timers(&mut self) {
+        let now = self.now;
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept_paused_until = None;
+            self.accept();
+        }
+        if let Some(timeout) = self.config.limits.idle_timeout {
+            self.expire_idle(now, timeout);
+        }
+        if self.next_housekeeping <= now {
+            self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
+            self.service.housekeeping(now);
+            self.trim_buffers(now);
+        }
+    }
+
+    /// Closes connections that were quiet for the idle timeout, including ones
+    /// stuck mid-frame or with output the peer never reads.
+    fn expire_idle(&mut self, now: Instant, timeout: Duration) {
+        while let Some((key, id)) = self.timers.pop_due(now) {
+            let Some(conn) = self.conns.get(key).filter(|c| c.id == id) else {
+                continue;
+            };
+            let deadline = conn.last_active + timeout;
+            if deadline > now {
+                self.timers.arm(deadline, key, id);
+            } else if conn.job == JobState::Running {
+                self.timers.arm(now + timeout, key, id); // waiting on us, not idle
+            } else {
+                let why = if conn.pending_output() > 0 {
+                    "output not read"
+                } else {
+                    "idle timeout"
+                };
+                self.close(key, why);
+            }
+        }
+        let conns = &self.conns;
+        self.timers.compact(conns.len(), |key, id| {
+            conns.get(key).is_some_and(|c| c.id == id)
+        });
+    }
+
+    /// Gives back the buffers of connections that went quiet, a slice per tick
+    /// (like Redis's clientsCron), so idle connections cost little memory.
+    fn trim_buffers(&mut self, now: Instant) {
+        let capacity = self.conns.capacity();
+        if capacity == 0 {
+            return;
+        }
+        for _ in 0..TRIM_PER_TICK.min(capacity) {
+            self.trim_cursor = (self.trim_cursor + 1) % capacity;
+            if let Some(conn) = self.conns.get_mut(self.trim_cursor) {
+                if now.duration_since(conn.last_active) >= TRIM_AFTER {
+                    conn.release_buffers();
+                }
+            }
+        }
     }
 }

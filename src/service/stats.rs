@@ -8,12 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{Context, Method};
 use crate::protocol::message::write_json;
-use crate::protocol::RpcError;
+use crate::protocol::{Json, RpcError};
 
 /// Server-wide counters.
 pub struct Stats {
@@ -86,6 +85,11 @@ impl Stats {
         self.jobs_queued.fetch_add(1, Relaxed);
     }
 
+    /// Undoes [`Stats::job_queued`] for a job the full queue did not take.
+    pub fn job_not_queued(&self) {
+        self.jobs_queued.fetch_sub(1, Relaxed);
+    }
+
     pub fn job_started(&self) {
         self.jobs_queued.fetch_sub(1, Relaxed);
         self.jobs_running.fetch_add(1, Relaxed);
@@ -121,12 +125,7 @@ impl Stats {
 pub struct StatsMethod;
 
 impl Method for StatsMethod {
-    fn call(
-        &self,
-        cx: &Context<'_>,
-        _params: &RawValue,
-        out: &mut Vec<u8>,
-    ) -> Result<(), RpcError> {
+    fn call(&self, cx: &Context<'_>, _params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         write_json(out, &cx.stats.snapshot(cx.cache.len()))
     }
 }
