@@ -218,6 +218,11 @@ impl Reactor {
     fn settle(&mut self, key: usize, next: Next) {
         match next {
             Next::Close(why) => self.close(key, why),
+            Next::Linger(until) => {
+                if let Some(conn) = self.conns.get(key) {
+                    self.timers.arm(until, key, conn.id);
+                }
+            }
             Next::Keep => {
                 if let Some(conn) = self.conns.get(key) {
                     if conn.job == JobState::Stalled {
@@ -433,9 +438,7 @@ impl Reactor {
             self.accept_paused_until = None;
             self.accept();
         }
-        if let Some(timeout) = self.config.limits.idle_timeout {
-            self.expire_idle(now, timeout);
-        }
+        self.expire(now);
         if self.next_housekeeping <= now {
             self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
             self.service.housekeeping(now);
@@ -443,11 +446,23 @@ impl Reactor {
         }
     }
 
-    /// Closes connections that were quiet for the idle timeout, including ones
-    /// stuck mid-frame or with output the peer never reads.
-    fn expire_idle(&mut self, now: Instant, timeout: Duration) {
+    /// Closes connections whose deadline passed: quiet for the idle timeout
+    /// (including ones stuck mid-frame or with output the peer never reads),
+    /// or done lingering after `frame_too_large`.
+    fn expire(&mut self, now: Instant) {
         while let Some((key, id)) = self.timers.pop_due(now) {
             let Some(conn) = self.conns.get(key).filter(|c| c.id == id) else {
+                continue;
+            };
+            if let Some(until) = conn.linger_until {
+                if until <= now {
+                    self.close(key, "frame too large");
+                } else {
+                    self.timers.arm(until, key, id);
+                }
+                continue;
+            }
+            let Some(timeout) = self.config.limits.idle_timeout else {
                 continue;
             };
             let deadline = conn.last_active + timeout;
