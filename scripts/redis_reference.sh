@@ -11,8 +11,9 @@
 #
 # Usage: scripts/redis_reference.sh [--runs K] [--requests-p1 N] [--requests-p16 N]
 #                                   [--strace] [--strace-requests N] [--bin PATH]
-# Needs: apt-get install -y redis-server redis-tools   (and strace for --strace)
+# Needs: apt-get install -y redis-server redis-tools jq   (and strace for --strace)
 set -euo pipefail
+shopt -s inherit_errexit # a failing command inside $(...) fails the script too
 
 RUNS=3
 N1=300000
