@@ -98,7 +98,7 @@ redis_cpu() {
 
 # Our CPU µs per request: `bench --spawn reactor` measures it over the same shape.
 ours_cpu() {
-    "$BIN" bench --spawn reactor --conns "$CONNS" --pipeline "$1" --requests "$2" \
+    "$BIN" bench --spawn reactor --conns "$CONNS" --pipeline "$1" --batch --requests "$2" \
         --warmup 0 --json "$TMP/ours.json" > "$TMP/ours.out"
     awk -v v="$(jq -r '.server.cpu_us_per_request' "$TMP/ours.json")" 'BEGIN { printf "%.3f", v }'
 }
@@ -149,7 +149,7 @@ if [ "$STRACE" = 1 ]; then
         r=$(syscalls_per_request "$RPID" "$STRACE_N" redis-benchmark -h 127.0.0.1 -p "$RPORT" \
             -t ping_mbulk -c "$CONNS" -P "$P" -n "$STRACE_N" -q)
         o=$(syscalls_per_request "$OPID" "$STRACE_N" "$BIN" bench --addr "$OADDR" \
-            --server-pid "$OPID" --conns "$CONNS" --pipeline "$P" --requests "$STRACE_N" \
+            --server-pid "$OPID" --conns "$CONNS" --pipeline "$P" --batch --requests "$STRACE_N" \
             --warmup 0)
         printf '%-3s %12s %12s\n' "$P" "$r" "$o"
     done

@@ -47,6 +47,9 @@ pub struct LoadConfig {
     pub conns: usize,
     pub threads: usize,
     pub pipeline: usize,
+    /// Closed loop: send the next `pipeline` requests only when all in flight
+    /// are answered (`redis-benchmark -P`'s shape), instead of topping up.
+    pub batch: bool,
     pub until: Until,
     pub warmup: Duration,
     /// Open loop: requests per second over all connections.
@@ -331,6 +334,7 @@ struct Worker {
     /// Where every socket read lands first; only a partial frame is copied out.
     scratch: Vec<u8>,
     pipeline: usize,
+    batch: bool,
     until: Until,
     warmup: Duration,
     /// Measured requests this thread sends in `Until::Requests` mode.
@@ -379,6 +383,7 @@ impl Worker {
             rng: Rng::new(index as u64 + 1),
             scratch: vec![0; READ_CHUNK],
             pipeline: cfg.pipeline.max(1),
+            batch: cfg.batch,
             until: cfg.until,
             warmup: cfg.warmup,
             quota,
@@ -679,6 +684,9 @@ impl Worker {
         let c = &mut self.conns[i];
         if c.state != State::Open {
             return 0;
+        }
+        if self.batch && rate.is_none() && !c.inflight.is_empty() {
+            return 0; // the batch is not fully answered yet
         }
         let mut queued = 0;
         while c.inflight.len() < self.pipeline {

@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 1)]
     pub pipeline: usize,
+    /// Send whole batches of `--pipeline` requests, each once the previous batch
+    /// is fully answered (like `redis-benchmark -P`); default: top up after every read.
+    #[arg(long)]
+    pub batch: bool,
     /// Measure this many requests (after the warmup)...
     #[arg(long, conflicts_with = "duration")]
     pub requests: Option<u64>,
@@ -189,6 +193,7 @@ pub fn run_one(args: &BenchArgs, target: Target) -> Result<Report, Box<dyn Error
         conns: args.conns.max(1),
         threads: args.threads.max(1),
         pipeline: args.pipeline.max(1),
+        batch: args.batch,
         until: match args.requests {
             Some(n) => Until::Requests(n),
             None => Until::Duration(secs(duration)),
