@@ -544,27 +544,29 @@ impl Worker {
                     }
                 }),
             };
+            // Open loop: schedule every request whose intended time has come and
+            // lies inside the run, even when the loop wakes up late (after the
+            // end): the schedule, not the wall clock, decides what is sent, and
+            // the lateness shows up in the latency.
             if let Some(rate) = self.rate {
-                if sending {
-                    loop {
-                        let t = intended(rate, cursor);
-                        if t > now {
-                            break;
-                        }
-                        if t_end.is_some_and(|e| t >= e)
-                            || (t >= t_start && self.quota.is_some_and(|q| measured_scheduled >= q))
-                        {
-                            break;
-                        }
-                        if t >= t_start {
-                            measured_scheduled += 1;
-                        }
-                        let i = (cursor % n) as usize;
-                        cursor += 1;
-                        if let Some(c) = self.conns.get_mut(i) {
-                            c.scheduled += 1;
-                            to_send.push(i);
-                        }
+                loop {
+                    let t = intended(rate, cursor);
+                    if t > now {
+                        break;
+                    }
+                    if t_end.is_some_and(|e| t >= e)
+                        || (t >= t_start && self.quota.is_some_and(|q| measured_scheduled >= q))
+                    {
+                        break;
+                    }
+                    if t >= t_start {
+                        measured_scheduled += 1;
+                    }
+                    let i = (cursor % n) as usize;
+                    cursor += 1;
+                    if let Some(c) = self.conns.get_mut(i) {
+                        c.scheduled += 1;
+                        to_send.push(i);
                     }
                 }
             }
