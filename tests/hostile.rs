@@ -81,6 +81,7 @@ model_tests! {
         zero_length_prefix_is_bad_json_and_the_connection_stays_usable,
         length_prefix_of_0xffffffff_is_refused_and_closed,
         one_byte_over_a_small_max_frame,
+        an_oversized_frame_sent_whole_gets_its_answer_and_a_clean_close,
         invalid_utf8_is_bad_json,
         json_nested_100000_deep_is_bad_json,
         huge_numbers,
@@ -252,6 +253,22 @@ fn huge_numbers(model: Model) {
     // And incr refuses it as a non-integer.
     let response = roundtrip(&mut s, &request("incr", json!({"key": "big"})));
     assert_error(&response, "bad_params");
+}
+
+fn an_oversized_frame_sent_whole_gets_its_answer_and_a_clean_close(model: Model) {
+    // The body behind a refused header is never decoded. Closing with it
+    // unread would send a reset that can destroy the error response, so the
+    // server sends FIN after the response and discards input for a while: the
+    // client reads the answer and then a clean end of stream.
+    let server = TestServer::with(model, |cfg| cfg.limits.max_frame = 1024);
+    let mut s = server.raw();
+    s.write_all(&frame(&vec![b' '; 256 * 1024])).unwrap();
+    assert_error(&read_response(&mut s), "frame_too_large");
+    let mut rest = [0u8; 16];
+    match s.read(&mut rest) {
+        Ok(0) => {}
+        other => panic!("expected a clean end of stream after frame_too_large, got {other:?}"),
+    }
 }
 
 fn a_1_mib_key_exceeds_the_default_max_frame(model: Model) {

@@ -19,6 +19,7 @@ mod connection;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -245,11 +246,31 @@ struct Shared {
     accept_log: Mutex<RateLimitedLog>,
 }
 
+impl State {
+    /// Shuts down one direction of a registered connection's socket; the
+    /// caller holds the lock, so the socket is still open.
+    fn shutdown(&self, fd: RawFd, how: Shutdown) {
+        let how = match how {
+            Shutdown::Read => libc::SHUT_RD,
+            Shutdown::Write => libc::SHUT_WR,
+            Shutdown::Both => libc::SHUT_RDWR,
+        };
+        // SAFETY: `fd` is registered and `&self` borrows the locked state, so
+        // the `TcpStream` owning `fd` has not been dropped (`Conn::drop`
+        // unregisters it under the lock first). shutdown(2) neither closes nor
+        // frees the descriptor; its error (the peer is gone) is of no interest.
+        unsafe { libc::shutdown(fd, how) };
+    }
+}
+
 #[derive(Default)]
 struct State {
     stopping: bool,
-    /// A clone of every live connection's socket, to shut it down from outside.
-    conns: HashMap<u64, TcpStream>,
+    /// The descriptor of every live connection, to shut it down from another
+    /// thread. Not a `try_clone`: that would cost each connection a second
+    /// descriptor and halve how many fit under `ulimit -n`. An entry is removed
+    /// (under the lock) before its socket closes, see [`Conn`]'s `Drop`.
+    conns: HashMap<u64, RawFd>,
     next_id: u64,
     /// Acceptor threads still running.
     acceptors: usize,
@@ -301,8 +322,9 @@ impl Shared {
     }
 
     fn shutdown_conns(&self, how: Shutdown) {
-        for stream in self.lock().conns.values() {
-            let _ = stream.shutdown(how);
+        let state = self.lock();
+        for &fd in state.conns.values() {
+            state.shutdown(fd, how);
         }
     }
 
@@ -321,24 +343,12 @@ impl Shared {
     /// Accepts until stopped; serves each connection on a new thread
     /// (`threaded`) or right here (`pool`).
     fn accept_loop(self: &Arc<Self>, listener: &TcpListener) {
-        loop {
-            if self.stopping() {
-                return;
-            }
+        while !self.stopping() {
             let (stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if net::transient_accept_error(&e) => continue,
                 Err(e) => {
-                    // Out of descriptors, or something unexpected: never spin.
-                    if let Some(held) = allow(&self.accept_log) {
-                        let what = if net::out_of_descriptors(&e) {
-                            "out of descriptors"
-                        } else {
-                            "unexpected error"
-                        };
-                        warn!("accept failed ({what}: {e}); pausing accepts for {ACCEPT_BACKOFF:?} ({held} more since last report)");
-                    }
-                    self.sleep_unless_stopped(ACCEPT_BACKOFF);
+                    self.back_off("accept failed", &e);
                     continue;
                 }
             };
@@ -359,20 +369,28 @@ impl Shared {
                 .spawn(move || conn.serve());
             if let Err(e) = spawned {
                 // The closure, and with it the connection, is dropped: closed.
-                warn!("cannot start a thread for {peer}: {e}; closing it");
+                self.back_off("cannot start a connection thread", &e);
             }
         }
     }
 
+    /// Out of descriptors, threads or memory (or something unexpected): log at
+    /// most once a second and pause accepting, so the acceptor never spins
+    /// while the clients already connected go on being served.
+    fn back_off(&self, what: &str, e: &io::Error) {
+        if let Some(held) = allow(&self.accept_log) {
+            let why = if net::out_of_descriptors(e) {
+                "out of descriptors: "
+            } else {
+                ""
+            };
+            warn!("{what} ({why}{e}); pausing accepts for {ACCEPT_BACKOFF:?} ({held} more since last report)");
+        }
+        self.sleep_unless_stopped(ACCEPT_BACKOFF);
+    }
+
     /// Registers a new connection, or refuses it with `overloaded` beyond `max_conns`.
     fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) -> Option<Conn> {
-        let clone = match stream.try_clone() {
-            Ok(clone) => clone,
-            Err(e) => {
-                warn!("cannot register {peer}: {e}; closing it");
-                return None;
-            }
-        };
         let id = {
             let mut state = self.lock();
             if state.conns.len() >= self.limits.max_conns {
@@ -380,12 +398,13 @@ impl Shared {
                 self.refuse(stream, peer);
                 return None;
             }
-            if state.stopping {
-                let _ = clone.shutdown(Shutdown::Read);
-            }
+            let fd = stream.as_raw_fd();
             state.next_id += 1;
             let id = state.next_id;
-            state.conns.insert(id, clone);
+            state.conns.insert(id, fd);
+            if state.stopping {
+                state.shutdown(fd, Shutdown::Read);
+            }
             id
         };
         self.service.stats().connection_opened();
@@ -432,7 +451,9 @@ impl Shared {
     }
 }
 
-/// A served connection; dropping it unregisters it and logs `bye`.
+/// A served connection; dropping it unregisters it and logs `bye`. `Drop::drop`
+/// runs before the `stream` field is dropped, so the descriptor leaves the
+/// registry while it is still open.
 struct Conn {
     shared: Arc<Shared>,
     id: u64,

@@ -38,6 +38,7 @@ pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
 /// they run for the reactor and threaded models only. A test function left
 /// out of the list is dead code, which clippy rejects. Attributes written
 /// before `every_model` (e.g. `#[ignore]`) go on every generated test.
+#[allow(unused_macros)] // not every suite runs per model
 macro_rules! model_tests {
     (
         $(#[$attr:meta])*
@@ -135,6 +136,12 @@ impl TestServer {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server's shutdown handle, to start a shutdown mid-test; dropping the
+    /// `TestServer` still waits for `run()` and checks it returned Ok.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
     }
 
     /// A connected client with [`TIMEOUT`] on reads and writes.
