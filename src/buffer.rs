@@ -50,6 +50,13 @@ impl ReadBuffer {
         }
     }
 
+    /// Drops everything readable.
+    #[inline]
+    pub fn clear(&mut self) {
+        self.head = 0;
+        self.tail = 0;
+    }
+
     /// Makes room for at least `min` more bytes after the readable ones.
     pub fn reserve(&mut self, min: usize) {
         if self.data.len() - self.tail >= min {

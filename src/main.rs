@@ -83,7 +83,8 @@ struct CallArgs {
     addr: String,
     /// Method name, e.g. ping, fib, set, get, stats.
     method: String,
-    /// Params as JSON, e.g. '{"key":"a","value":1}' (default: null).
+    /// Params as JSON, e.g. '{"key":"a","value":1}' or -1 (default: null).
+    #[arg(allow_hyphen_values = true)]
     params: Option<String>,
 }
 

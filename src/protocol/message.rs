@@ -1,113 +1,161 @@
 //! Request and response messages.
 //!
-//! A request is parsed by *borrowing* from the frame body: the method name is a
-//! `Cow<str>` (borrowed unless it contains escapes) and `params` and `id` are
-//! `&RawValue` slices of the body, so parsing allocates nothing. A response is
-//! written straight into the connection's output buffer, length prefix and all.
+//! A request is parsed by *borrowing* from the frame body in one validating
+//! pass ([`super::json`]): the method name is a `Cow<str>` (borrowed unless it
+//! contains escapes) and `params` and `id` are [`Json`] slices of the body, so
+//! parsing allocates nothing. A response is written straight into the
+//! connection's output buffer, length prefix and all.
 
 use std::borrow::Cow;
 use std::io::Write;
 
-use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
-
 use super::error::{ErrorCode, RpcError};
 use super::frame::{begin_frame, end_frame};
+use super::json::{Invalid, Json, Scanner, Str, MAX_DEPTH};
 
 /// A request, borrowing from its frame body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct Request<'a> {
     /// The method name (`"in"` on the wire, as in the seed).
-    #[serde(rename = "in", borrow)]
     pub method: Cow<'a, str>,
-    /// The parameters, unparsed; missing means `null`.
-    #[serde(default, borrow, deserialize_with = "present")]
-    pub params: Option<&'a RawValue>,
+    /// The parameters, validated but unparsed; `None` when absent.
+    pub params: Option<Json<'a>>,
     /// An optional correlation id, echoed verbatim (even when it is `null`).
-    #[serde(default, borrow, deserialize_with = "present")]
-    pub id: Option<&'a RawValue>,
+    pub id: Option<Json<'a>>,
 }
 
 impl<'a> Request<'a> {
     /// The params, with a missing field read as JSON `null`.
-    pub fn params(&self) -> &'a RawValue {
-        self.params.unwrap_or(RawValue::NULL)
+    pub fn params(&self) -> Json<'a> {
+        self.params.unwrap_or(Json::NULL)
     }
 }
 
-/// Keeps a present field as `Some`, even when its value is JSON `null`.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+/// A parse failure: the error to answer with, and the request's `id` when
+/// the body was a well-formed object that carried one.
+pub type ParseError<'a> = (RpcError, Option<Json<'a>>);
+
+fn bad_json(message: impl Into<String>) -> ParseError<'static> {
+    (RpcError::new(ErrorCode::BadJson, message), None)
 }
 
-/// Only the `id`, for echoing it on requests that are objects but malformed.
-#[derive(Deserialize)]
-struct IdOnly<'a> {
-    #[serde(default, borrow, deserialize_with = "present")]
-    id: Option<&'a RawValue>,
+fn bad_request<'a>(message: &str, id: Option<Json<'a>>) -> ParseError<'a> {
+    let message = format!("a request is an object with a string \"in\": {message}");
+    (RpcError::new(ErrorCode::BadRequest, message), id)
 }
 
-/// Parses a frame body. On failure returns the error to answer with, plus the
-/// request's `id` when the body was an object that carried one.
-pub fn parse_request(body: &[u8]) -> Result<Request<'_>, (RpcError, Option<&RawValue>)> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        (
-            RpcError::new(ErrorCode::BadJson, format!("body is not UTF-8: {e}")),
-            None,
-        )
-    })?;
-    if exceeds_depth(body, MAX_DEPTH) {
-        let message = format!("JSON nested deeper than {MAX_DEPTH} levels");
-        return Err((RpcError::new(ErrorCode::BadJson, message), None));
+fn invalid(e: Invalid) -> ParseError<'static> {
+    match e {
+        Invalid::Syntax(what) => bad_json(format!("invalid JSON: {what}")),
+        Invalid::TooDeep => bad_json(format!("JSON nested deeper than {MAX_DEPTH} levels")),
     }
-    serde_json::from_str::<Request>(text).map_err(|e| {
-        if e.is_data() {
-            // Well-formed JSON of the wrong shape; echo its id if it has one.
-            let id = serde_json::from_str::<IdOnly>(text).ok().and_then(|r| r.id);
-            let message = format!("a request is an object with a string \"in\": {e}");
-            (RpcError::new(ErrorCode::BadRequest, message), id)
-        } else if text.trim().is_empty() {
-            (RpcError::new(ErrorCode::BadJson, "empty body"), None)
-        } else {
-            (
-                RpcError::new(ErrorCode::BadJson, format!("invalid JSON: {e}")),
-                None,
-            )
+}
+
+/// The envelope fields as the scanner finds them.
+#[derive(Default)]
+struct Fields {
+    method: Option<Result<Str, ()>>,
+    params: Option<(usize, usize)>,
+    id: Option<(usize, usize)>,
+    duplicate: Option<&'static str>,
+}
+
+/// Parses a frame body: `bad_json` unless it is UTF-8 JSON (nested at most
+/// [`MAX_DEPTH`] deep), then `bad_request` unless it is an object with a
+/// string `in` and no repeated `in`, `params` or `id`.
+pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ParseError<'_>> {
+    let text =
+        std::str::from_utf8(body).map_err(|e| bad_json(format!("body is not UTF-8: {e}")))?;
+    let mut s = Scanner::new(text.as_bytes());
+    s.ws();
+    if s.peek() != Some(b'{') {
+        if s.at_end() {
+            return Err(bad_json("empty body"));
         }
+        s.value(0).map_err(invalid)?;
+        s.ws();
+        return Err(if s.at_end() {
+            bad_request("got another JSON value", None)
+        } else {
+            bad_json("invalid JSON: trailing characters")
+        });
+    }
+    let mut f = Fields::default();
+    s.members(1, |s, key, depth| {
+        let slot = match key_name(text, key) {
+            Some(KeyName::In) => {
+                if f.method.is_some() {
+                    f.duplicate = Some("in");
+                }
+                if s.peek() == Some(b'"') {
+                    f.method = Some(Ok(s.string()?));
+                } else {
+                    s.value(depth)?;
+                    f.method = Some(Err(()));
+                }
+                return Ok(());
+            }
+            Some(KeyName::Params) => &mut f.params,
+            Some(KeyName::Id) => &mut f.id,
+            None => return s.value(depth),
+        };
+        let start = s.i;
+        s.value(depth)?;
+        if slot.replace((start, s.i)).is_some() {
+            f.duplicate = Some(if key_name(text, key) == Some(KeyName::Id) {
+                "id"
+            } else {
+                "params"
+            });
+        }
+        Ok(())
+    })
+    .map_err(invalid)?;
+    s.ws();
+    if !s.at_end() {
+        return Err(bad_json("invalid JSON: trailing characters"));
+    }
+    let slice = |(a, b): (usize, usize)| Json::trusted(&text[a..b]);
+    let id = f.id.map(slice);
+    if let Some(field) = f.duplicate {
+        return Err(bad_request(&format!("field \"{field}\" appears twice"), id));
+    }
+    let method = match f.method {
+        None => return Err(bad_request("missing field \"in\"", id)),
+        Some(Err(())) => return Err(bad_request("\"in\" is not a string", id)),
+        Some(Ok(m)) if !m.escaped => Cow::Borrowed(&text[m.start + 1..m.end - 1]),
+        Some(Ok(m)) => match serde_json::from_str::<String>(&text[m.start..m.end]) {
+            Ok(name) => Cow::Owned(name),
+            Err(_) => return Err(bad_request("\"in\" is not valid Unicode", id)),
+        },
+    };
+    Ok(Request {
+        method,
+        params: f.params.map(slice),
+        id,
     })
 }
 
-/// Deepest nesting of arrays and objects accepted in a request (the request
-/// object itself counts as one level). serde_json skips `RawValue`s without a
-/// depth limit, so the limit is checked here, before parsing.
-pub const MAX_DEPTH: usize = 128;
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyName {
+    In,
+    Params,
+    Id,
+}
 
-/// Whether brackets outside strings nest deeper than `max`. One pass, no allocation.
-fn exceeds_depth(body: &[u8], max: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+/// Which envelope field a key names (keys with escapes are unescaped first).
+fn key_name(text: &str, key: Str) -> Option<KeyName> {
+    let name: Cow<str> = if key.escaped {
+        Cow::Owned(serde_json::from_str::<String>(&text[key.start..key.end]).ok()?)
+    } else {
+        Cow::Borrowed(&text[key.start + 1..key.end - 1])
+    };
+    match &*name {
+        "in" => Some(KeyName::In),
+        "params" => Some(KeyName::Params),
+        "id" => Some(KeyName::Id),
+        _ => None,
     }
-    false
 }
 
 /// Writes one response frame into an output buffer.
@@ -132,7 +180,7 @@ impl<'o> ResponseWriter<'o> {
     }
 
     /// Lets `f` write the result JSON. On error, rewrites the frame as an error response.
-    pub fn result<F>(self, id: Option<&RawValue>, f: F) -> Result<(), RpcError>
+    pub fn result<F>(self, id: Option<Json<'_>>, f: F) -> Result<(), RpcError>
     where
         F: FnOnce(&mut Vec<u8>) -> Result<(), RpcError>,
     {
@@ -153,7 +201,7 @@ impl<'o> ResponseWriter<'o> {
 }
 
 /// Appends a whole error response frame.
-pub fn write_error_frame(out: &mut Vec<u8>, err: &RpcError, id: Option<&RawValue>) {
+pub fn write_error_frame(out: &mut Vec<u8>, err: &RpcError, id: Option<Json<'_>>) {
     let start = begin_frame(out);
     out.extend_from_slice(b"{\"out\":\"error\",\"result\":{\"code\":\"");
     out.extend_from_slice(err.code.as_str().as_bytes());
@@ -163,7 +211,7 @@ pub fn write_error_frame(out: &mut Vec<u8>, err: &RpcError, id: Option<&RawValue
     finish(out, start, id);
 }
 
-fn finish(out: &mut Vec<u8>, frame_start: usize, id: Option<&RawValue>) {
+fn finish(out: &mut Vec<u8>, frame_start: usize, id: Option<Json<'_>>) {
     if let Some(id) = id {
         out.extend_from_slice(b",\"id\":");
         out.extend_from_slice(id.get().as_bytes());
@@ -215,17 +263,24 @@ mod tests {
 
     #[test]
     fn parses_by_borrowing() {
-        let r = parse_request(br#"{"in":"ping","params":[1,{"a":2}],"x":1}"#).unwrap();
+        let r = parse_request(br#" {"in":"ping","params":[1,{"a":2}],"x":{"in":1}} "#).unwrap();
         assert!(matches!(r.method, Cow::Borrowed("ping")));
         assert_eq!(r.params().get(), r#"[1,{"a":2}]"#);
         assert!(r.id.is_none());
     }
 
     #[test]
+    fn escaped_names_are_unescaped() {
+        let r = parse_request(br#"{"\u0069n":"p\u0069ng","\u0069d":3}"#).unwrap();
+        assert_eq!(r.method, "ping");
+        assert_eq!(r.id.map(Json::get), Some("3"));
+    }
+
+    #[test]
     fn missing_params_is_null_and_null_id_is_kept() {
         let r = parse_request(br#"{"in":"ping","id":null}"#).unwrap();
         assert_eq!(r.params().get(), "null");
-        assert_eq!(r.id.map(RawValue::get), Some("null"));
+        assert_eq!(r.id.map(Json::get), Some("null"));
     }
 
     #[test]
@@ -236,11 +291,18 @@ mod tests {
         assert_eq!(code(b"{\"in\":"), ErrorCode::BadJson);
         assert_eq!(code(b"\xff\xfe"), ErrorCode::BadJson);
         assert_eq!(code(br#"{"in":"ping"} x"#), ErrorCode::BadJson);
+        assert_eq!(code(br#"{"in":"ping"}{}"#), ErrorCode::BadJson);
+        assert_eq!(code(br#"{"in":7, nope}"#), ErrorCode::BadJson);
         assert_eq!(code(b"[1,2]"), ErrorCode::BadRequest);
         assert_eq!(code(b"42"), ErrorCode::BadRequest);
         assert_eq!(code(br#"{"in":7}"#), ErrorCode::BadRequest);
         assert_eq!(code(br#"{"params":1}"#), ErrorCode::BadRequest);
         assert_eq!(code(br#"{"in":"a","in":"b"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(br#"{"in":"a","params":1,"params":2}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(code(br#"{"in":"\ud800"}"#), ErrorCode::BadRequest);
     }
 
     #[test]
@@ -254,16 +316,11 @@ mod tests {
             parse_request(deep.as_bytes()).unwrap_err().0.code,
             ErrorCode::BadJson
         );
-    }
-
-    #[test]
-    fn depth_limit_counts_only_brackets_outside_strings() {
-        let nested = |d: usize| format!("{}{}", "[".repeat(d), "]".repeat(d));
-        assert!(!exceeds_depth(nested(128).as_bytes(), 128));
-        assert!(exceeds_depth(nested(129).as_bytes(), 128));
-        let in_string = format!("[\"{}\\\"{}\"]", "[".repeat(500), "{".repeat(500));
-        assert!(!exceeds_depth(in_string.as_bytes(), 2));
-        let ok = format!("{{\"in\":\"ping\",\"params\":{}}}", nested(127));
+        let ok = format!(
+            "{{\"in\":\"ping\",\"params\":{}{}}}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
         assert!(parse_request(ok.as_bytes()).is_ok());
     }
 
@@ -271,15 +328,14 @@ mod tests {
     fn bad_request_echoes_the_id() {
         let (err, id) = parse_request(br#"{"in":5,"id":"abc"}"#).unwrap_err();
         assert_eq!(err.code, ErrorCode::BadRequest);
-        assert_eq!(id.map(RawValue::get), Some("\"abc\""));
+        assert_eq!(id.map(Json::get), Some("\"abc\""));
     }
 
     #[test]
     fn writes_result_and_error_frames() {
         let mut out = Vec::new();
-        let id = RawValue::from_string("7".into()).unwrap();
         ResponseWriter::begin(&mut out, "pong")
-            .result(Some(&id), |o| {
+            .result(Json::new("7"), |o| {
                 o.extend_from_slice(b"\"hi\"");
                 Ok(())
             })

@@ -8,8 +8,9 @@
 //! loop skip the extra `read` that would only say `WouldBlock`.
 
 use std::io::{self, ErrorKind};
+use std::net::Shutdown;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
@@ -42,8 +43,17 @@ pub enum JobState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     Keep,
+    /// `frame_too_large` is written and the write side shut: discard input
+    /// until the peer closes or this moment, then close.
+    Linger(Instant),
     Close(&'static str),
 }
+
+/// How long a connection refused for `frame_too_large` keeps discarding input.
+/// Closing a socket with unread input sends a reset, which can destroy the
+/// error response before the client reads it; a lingering close sends FIN
+/// after the response instead.
+const LINGER: Duration = Duration::from_secs(1);
 
 pub struct Connection {
     pub stream: TcpStream,
@@ -59,6 +69,9 @@ pub struct Connection {
     readable: bool,
     /// The socket may accept more bytes.
     writable: bool,
+    /// The peer has hung up (RDHUP/HUP/error seen): read to the end, since no
+    /// further edge will come to report the EOF behind a short read.
+    hup: bool,
     /// Total bytes the next frame occupies, once its header is in.
     needed: usize,
     /// Every complete frame in `input` has been answered.
@@ -73,6 +86,8 @@ pub struct Connection {
     drained: bool,
     /// `frame_too_large` was answered: close once it is written.
     poisoned: bool,
+    /// When a lingering close (after `frame_too_large`) gives up waiting.
+    pub linger_until: Option<Instant>,
 }
 
 impl Connection {
@@ -94,6 +109,7 @@ impl Connection {
             output: WriteBuffer::new(),
             readable: false,
             writable: true,
+            hup: false,
             needed: HEADER_LEN,
             input_done: true,
             paused: false,
@@ -101,14 +117,16 @@ impl Connection {
             draining: false,
             drained: false,
             poisoned: false,
+            linger_until: None,
         }
     }
 
     /// Records a readiness event.
     #[inline]
-    pub fn ready(&mut self, readable: bool, writable: bool) {
-        self.readable |= readable;
+    pub fn ready(&mut self, readable: bool, writable: bool, hup: bool) {
+        self.readable |= readable | hup;
         self.writable |= writable;
+        self.hup |= hup;
     }
 
     /// Whether requests are being decoded.
@@ -120,7 +138,7 @@ impl Connection {
     /// Whether the socket should be read.
     #[inline]
     fn wants_input(&self) -> bool {
-        self.decoding() && !self.eof && !self.drained
+        (self.decoding() || self.linger_until.is_some()) && !self.eof && !self.drained
     }
 
     /// Reads, answers and writes until nothing more can move now.
@@ -129,6 +147,9 @@ impl Connection {
             if self.readable && self.wants_input() {
                 if let Err(e) = self.fill(env.now) {
                     return self.failed("read", &e);
+                }
+                if self.linger_until.is_some() {
+                    self.input.clear(); // lingering: input is discarded
                 }
             }
             if self.decoding() && !self.input_done {
@@ -143,7 +164,7 @@ impl Connection {
                 break;
             }
         }
-        self.next()
+        self.next(env.now)
     }
 
     /// Reads until the socket is empty (a short read or `WouldBlock`), the peer
@@ -165,7 +186,7 @@ impl Connection {
                 Ok((n, offered)) => {
                     self.last_active = now;
                     self.input_done = false;
-                    if n < offered {
+                    if n < offered && !self.hup {
                         self.socket_empty(); // short read: the queue was empty
                         break;
                     }
@@ -276,10 +297,21 @@ impl Connection {
     }
 
     /// Whether the connection is finished.
-    fn next(&self) -> Next {
+    fn next(&mut self, now: Instant) -> Next {
         let flushed = self.output.is_empty() && self.job == JobState::None;
         if self.poisoned && flushed {
-            Next::Close("frame too large")
+            if self.eof || self.linger_until.is_some_and(|t| t <= now) {
+                return Next::Close("frame too large");
+            }
+            if self.linger_until.is_none() {
+                if let Err(e) = self.stream.shutdown(Shutdown::Write) {
+                    return self.failed("shutdown", &e);
+                }
+                let until = now + LINGER;
+                self.linger_until = Some(until);
+                return Next::Linger(until);
+            }
+            Next::Keep
         } else if (self.eof || self.drained) && flushed && self.input_done {
             Next::Close(if self.eof { "bye" } else { "shutdown" })
         } else {

@@ -167,11 +167,10 @@ impl Reactor {
                     SIGNALS => self.on_signal(),
                     WAKER => self.on_wake(),
                     Token(key) => {
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let hup = event.is_read_closed() || event.is_error();
                         let writable =
                             event.is_writable() || event.is_write_closed() || event.is_error();
-                        self.on_ready(key, readable, writable);
+                        self.on_ready(key, event.is_readable(), writable, hup);
                     }
                 }
             }
@@ -188,11 +187,11 @@ impl Reactor {
     /// Readiness on a client socket. The key may belong to a connection closed
     /// earlier in this batch, or even to a new one that reused it: events are
     /// hints, and `drive` copes with a socket that has nothing to say.
-    fn on_ready(&mut self, key: usize, readable: bool, writable: bool) {
+    fn on_ready(&mut self, key: usize, readable: bool, writable: bool, hup: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.ready(readable, writable);
+        conn.ready(readable, writable, hup);
         self.drive(key);
     }
 
@@ -219,6 +218,11 @@ impl Reactor {
     fn settle(&mut self, key: usize, next: Next) {
         match next {
             Next::Close(why) => self.close(key, why),
+            Next::Linger(until) => {
+                if let Some(conn) = self.conns.get(key) {
+                    self.timers.arm(until, key, conn.id);
+                }
+            }
             Next::Keep => {
                 if let Some(conn) = self.conns.get(key) {
                     if conn.job == JobState::Stalled {
@@ -316,10 +320,9 @@ impl Reactor {
         if !self.conns.contains(key) {
             return;
         }
-        let mut conn = self.conns.remove(key);
-        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
-            debug!("{}: deregister failed: {e}", conn.peer);
-        }
+        // Dropping the socket closes it, which also removes it from epoll: no
+        // deregister syscall needed.
+        let conn = self.conns.remove(key);
         self.service.stats().connection_closed();
         if why == "bye" {
             info!("{} bye", conn.peer);
@@ -435,9 +438,7 @@ impl Reactor {
             self.accept_paused_until = None;
             self.accept();
         }
-        if let Some(timeout) = self.config.limits.idle_timeout {
-            self.expire_idle(now, timeout);
-        }
+        self.expire(now);
         if self.next_housekeeping <= now {
             self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
             self.service.housekeeping(now);
@@ -445,11 +446,23 @@ impl Reactor {
         }
     }
 
-    /// Closes connections that were quiet for the idle timeout, including ones
-    /// stuck mid-frame or with output the peer never reads.
-    fn expire_idle(&mut self, now: Instant, timeout: Duration) {
+    /// Closes connections whose deadline passed: quiet for the idle timeout
+    /// (including ones stuck mid-frame or with output the peer never reads),
+    /// or done lingering after `frame_too_large`.
+    fn expire(&mut self, now: Instant) {
         while let Some((key, id)) = self.timers.pop_due(now) {
             let Some(conn) = self.conns.get(key).filter(|c| c.id == id) else {
+                continue;
+            };
+            if let Some(until) = conn.linger_until {
+                if until <= now {
+                    self.close(key, "frame too large");
+                } else {
+                    self.timers.arm(until, key, id);
+                }
+                continue;
+            }
+            let Some(timeout) = self.config.limits.idle_timeout else {
                 continue;
             };
             let deadline = conn.last_active + timeout;

@@ -98,7 +98,32 @@ impl Workers {
     }
 }
 
+/// Niceness of worker threads: the event loop must win the CPU over heavy
+/// jobs, or a busy pool delays every cheap request by a scheduler time slice.
+const WORKER_NICE: libc::c_int = 10;
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority on this thread's own id; on Linux niceness is per thread.
+        let rc = unsafe {
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                libc::gettid() as libc::id_t,
+                WORKER_NICE,
+            )
+        };
+        if rc != 0 {
+            debug!(
+                "cannot lower worker priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 fn work(queue: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, service: &Service, waker: &Waker) {
+    lower_priority();
     loop {
         let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(job) = job else { return }; // the loop hung up: shutting down

@@ -7,15 +7,19 @@
 //! [`Cache::sweep`] removes expired keys nobody touches, a bounded batch per
 //! tick, so dead keys do not keep memory.
 //!
+//! Keys come from the network, so both the shard choice and the maps use a
+//! randomly seeded hash (foldhash: fast, and seeded per process).
+//!
 //! Each shard keeps a min-heap of (deadline, version, key). Setting or expiring
 //! a key bumps its version, so an old heap entry is recognised as stale and
 //! skipped; the heap is rebuilt when stale entries outnumber live keys.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -23,9 +27,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{params, Context, Method, Registry};
+use super::{Context, Method, Registry};
 use crate::protocol::message::write_int;
-use crate::protocol::RpcError;
+use crate::protocol::{Json, RpcError};
 
 /// Shards in the store: a power of two, comfortably above the core count.
 const SHARDS: usize = 16;
@@ -53,7 +57,7 @@ impl Entry {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Box<str>, Entry>,
+    map: HashMap<Box<str>, Entry, RandomState>,
     deadlines: BinaryHeap<Reverse<(Instant, u64, Box<str>)>>,
     next_version: u64,
 }
@@ -138,7 +142,7 @@ impl Cache {
     pub fn new() -> Cache {
         Cache {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             sweep_cursor: AtomicUsize::new(0),
         }
     }
@@ -171,6 +175,17 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     // A panic while holding a shard cannot leave it inconsistent in a way that
     // matters more than losing the whole cache would, so keep serving.
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Parses cache params, which are always an object (serde alone would also
+/// take `["k"]` as `{"key": "k"}`).
+fn params<'a, T: Deserialize<'a>>(raw: Json<'a>) -> Result<T, RpcError> {
+    if !raw.get().starts_with('{') {
+        return Err(RpcError::bad_params(
+            "params must be an object with a string \"key\"",
+        ));
+    }
+    super::params(raw)
 }
 
 fn deadline_in(ttl_ms: u64) -> Result<Instant, RpcError> {
@@ -235,7 +250,7 @@ fn write_bool(out: &mut Vec<u8>, b: bool) {
 }
 
 impl Method for Set {
-    fn call(&self, cx: &Context<'_>, raw: &RawValue, out: &mut Vec<u8>) -> Result<(), RpcError> {
+    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         let p: SetParams = params(raw)?;
         let deadline = p.ttl_ms.map(deadline_in).transpose()?;
         let value = Value::Json(p.value.to_owned());
@@ -258,7 +273,7 @@ impl Method for Set {
 }
 
 impl Method for Get {
-    fn call(&self, cx: &Context<'_>, raw: &RawValue, out: &mut Vec<u8>) -> Result<(), RpcError> {
+    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         let p: KeyParams = params(raw)?;
         match cx.cache.shard(&p.key).live_entry(&p.key).map(|e| &e.value) {
             Some(Value::Int(n)) => write_int(out, *n),
@@ -270,7 +285,7 @@ impl Method for Get {
 }
 
 impl Method for Del {
-    fn call(&self, cx: &Context<'_>, raw: &RawValue, out: &mut Vec<u8>) -> Result<(), RpcError> {
+    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         let p: KeyParams = params(raw)?;
         let mut shard = cx.cache.shard(&p.key);
         let existed = shard.live_entry(&p.key).is_some();
@@ -281,7 +296,7 @@ impl Method for Del {
 }
 
 impl Method for Exists {
-    fn call(&self, cx: &Context<'_>, raw: &RawValue, out: &mut Vec<u8>) -> Result<(), RpcError> {
+    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         let p: KeyParams = params(raw)?;
         write_bool(out, cx.cache.shard(&p.key).live_entry(&p.key).is_some());
         Ok(())
@@ -289,7 +304,7 @@ impl Method for Exists {
 }
 
 impl Method for Incr {
-    fn call(&self, cx: &Context<'_>, raw: &RawValue, out: &mut Vec<u8>) -> Result<(), RpcError> {
+    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         let p: IncrParams = params(raw)?;
         let by = p.by.unwrap_or(1);
         let mut shard = cx.cache.shard(&p.key);
@@ -322,7 +337,7 @@ impl Method for Incr {
 }
 
 impl Method for Expire {
-    fn call(&self, cx: &Context<'_>, raw: &RawValue, out: &mut Vec<u8>) -> Result<(), RpcError> {
+    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         let p: ExpireParams = params(raw)?;
         let deadline = deadline_in(p.ttl_ms)?;
         let mut shard = cx.cache.shard(&p.key);
@@ -336,7 +351,7 @@ impl Method for Expire {
 }
 
 impl Method for Ttl {
-    fn call(&self, cx: &Context<'_>, raw: &RawValue, out: &mut Vec<u8>) -> Result<(), RpcError> {
+    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         let p: KeyParams = params(raw)?;
         let ttl = match cx.cache.shard(&p.key).live_entry(&p.key) {
             None => -2,

@@ -7,10 +7,9 @@
 
 use num_bigint::BigUint;
 use num_traits::{One, Zero};
-use serde_json::value::RawValue;
 
 use super::{params, Context, Cost, Method};
-use crate::protocol::RpcError;
+use crate::protocol::{Json, RpcError};
 
 /// The largest n accepted.
 pub const MAX_N: u64 = 100_000;
@@ -41,7 +40,7 @@ pub fn fib(n: u64) -> BigUint {
     a
 }
 
-fn parse_n(raw: &RawValue) -> Result<u64, RpcError> {
+fn parse_n(raw: Json<'_>) -> Result<u64, RpcError> {
     let n: u64 = params(raw).map_err(|_| {
         RpcError::bad_params(format!(
             "fib takes an integer n with 0 <= n <= {MAX_N}, got {}",
@@ -57,13 +56,13 @@ fn parse_n(raw: &RawValue) -> Result<u64, RpcError> {
 }
 
 impl Method for Fib {
-    fn call(&self, _cx: &Context<'_>, raw: &RawValue, out: &mut Vec<u8>) -> Result<(), RpcError> {
+    fn call(&self, _cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         let n = parse_n(raw)?;
         out.extend_from_slice(fib(n).to_str_radix(10).as_bytes());
         Ok(())
     }
 
-    fn cost(&self, raw: &RawValue) -> Cost {
+    fn cost(&self, raw: Json<'_>) -> Cost {
         match parse_n(raw) {
             Ok(n) if n >= HEAVY_FROM => Cost::Heavy,
             _ => Cost::Cheap,

@@ -1,20 +1,13 @@
 //! `ping`: the seed's only method. The result is the params, byte for byte.
 
-use serde_json::value::RawValue;
-
 use super::{Context, Method};
-use crate::protocol::RpcError;
+use crate::protocol::{Json, RpcError};
 
 pub struct Ping;
 
 impl Method for Ping {
     #[inline]
-    fn call(
-        &self,
-        _cx: &Context<'_>,
-        params: &RawValue,
-        out: &mut Vec<u8>,
-    ) -> Result<(), RpcError> {
+    fn call(&self, _cx: &Context<'_>, params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         out.extend_from_slice(params.get().as_bytes());
         Ok(())
     }

@@ -1,18 +1,16 @@
 //! The method registry and the [`Method`] trait: how the service is extended.
 //!
-//! A method reads its params from a borrowed `&RawValue` and writes its result
+//! A method reads its params from a borrowed, validated [`Json`] slice and writes its result
 //! JSON into the response buffer, so cheap methods allocate nothing. See
 //! `examples/custom_method.rs` for adding one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::{cache, fib, ping, stats, Cache, Stats};
 use crate::protocol::message::write_json;
-use crate::protocol::RpcError;
+use crate::protocol::{Json, RpcError};
 
 /// What a method may touch: the shared state of the service.
 pub struct Context<'a> {
@@ -33,17 +31,18 @@ pub enum Cost {
 pub trait Method: Send + Sync + 'static {
     /// Writes the result JSON for `params` into `out`, or fails with an error
     /// (whatever was written is then discarded).
-    fn call(&self, cx: &Context<'_>, params: &RawValue, out: &mut Vec<u8>) -> Result<(), RpcError>;
+    fn call(&self, cx: &Context<'_>, params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError>;
 
     /// How expensive this call is; the default is cheap.
-    fn cost(&self, _params: &RawValue) -> Cost {
+    fn cost(&self, _params: Json<'_>) -> Cost {
         Cost::Cheap
     }
 }
 
 /// Parses params into `T`; any mismatch is `bad_params`.
-pub fn params<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, RpcError> {
-    serde_json::from_str(raw.get()).map_err(|e| RpcError::bad_params(format!("{e}")))
+pub fn params<'a, T: Deserialize<'a>>(raw: Json<'a>) -> Result<T, RpcError> {
+    raw.parse()
+        .map_err(|e| RpcError::bad_params(format!("{e}")))
 }
 
 /// A method from a closure over parsed params, returning any serialisable value.
@@ -62,12 +61,7 @@ where
         P: for<'de> Deserialize<'de> + 'static,
         R: serde::Serialize + 'static,
     {
-        fn call(
-            &self,
-            cx: &Context<'_>,
-            raw: &RawValue,
-            out: &mut Vec<u8>,
-        ) -> Result<(), RpcError> {
+        fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
             let result = (self.0)(cx, params(raw)?)?;
             write_json(out, &result)
         }
@@ -83,14 +77,15 @@ struct Entry {
 
 /// Method name → method.
 pub struct Registry {
-    methods: HashMap<Box<str>, Entry>,
+    /// foldhash: method names are short, and the map is never written from the network.
+    methods: foldhash::HashMap<Box<str>, Entry>,
 }
 
 impl Registry {
     /// No methods at all.
     pub fn empty() -> Registry {
         Registry {
-            methods: HashMap::new(),
+            methods: foldhash::HashMap::default(),
         }
     }
 

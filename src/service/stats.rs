@@ -8,12 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{Context, Method};
 use crate::protocol::message::write_json;
-use crate::protocol::RpcError;
+use crate::protocol::{Json, RpcError};
 
 /// Server-wide counters.
 pub struct Stats {
@@ -126,12 +125,7 @@ impl Stats {
 pub struct StatsMethod;
 
 impl Method for StatsMethod {
-    fn call(
-        &self,
-        cx: &Context<'_>,
-        _params: &RawValue,
-        out: &mut Vec<u8>,
-    ) -> Result<(), RpcError> {
+    fn call(&self, cx: &Context<'_>, _params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         write_json(out, &cx.stats.snapshot(cx.cache.len()))
     }
 }

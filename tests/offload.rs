@@ -1,0 +1,192 @@
+//! Worker offload (issue 6): heavy requests leave the reactor's loop, yet every
+//! connection's responses stay in request order, other connections keep being
+//! served, the job queue stays bounded, and shutdown delivers jobs in flight.
+//! Assertions are on the order of events, never on wall-clock time.
+
+mod common;
+
+use common::*;
+use reactor_rpc::client::Response;
+use serde_json::{json, Value};
+
+/// `fib` at this n is heavy (it goes to a worker); a ping never is.
+const HEAVY: u64 = 100_000;
+
+fn offload_server(workers: usize) -> TestServer {
+    TestServer::with(Model::Reactor, |c| {
+        c.workers = workers;
+        c.offload = true;
+    })
+}
+
+fn id_of(r: &Response) -> Value {
+    serde_json::from_str(r.id.as_ref().expect("an id").get()).unwrap()
+}
+
+fn jobs(client: &mut Client) -> Value {
+    stats(client)["jobs"].clone()
+}
+
+#[test]
+fn mixed_pipeline_answers_in_request_order() {
+    let server = offload_server(2);
+    let mut c = server.client();
+    // fib first: the pings behind it finish long before it, but must wait.
+    let calls: Vec<(&str, Value)> = vec![
+        ("fib", json!(HEAVY)),
+        ("ping", json!("a")),
+        ("ping", json!("b")),
+        ("fib", json!(20_000)),
+        ("get", json!({"key": "nothing"})),
+        ("fib", json!(10)),
+        ("fib", json!(HEAVY)),
+        ("ping", json!("c")),
+    ];
+    for (i, (method, params)) in calls.iter().enumerate() {
+        c.send_with_id(method, params, &i).unwrap();
+    }
+    c.flush().unwrap();
+    let responses: Vec<Response> = (0..calls.len()).map(|_| c.recv().unwrap()).collect();
+    let ids: Vec<Value> = responses.iter().map(id_of).collect();
+    assert_eq!(ids, (0..calls.len()).map(|i| json!(i)).collect::<Vec<_>>());
+    let outs: Vec<&str> = responses.iter().map(|r| r.out.as_str()).collect();
+    assert_eq!(
+        outs,
+        ["fib", "pong", "pong", "fib", "get", "fib", "fib", "pong"]
+    );
+    assert_eq!(responses[0].result.get(), fib_decimal(HEAVY));
+    assert_eq!(responses[3].result.get(), fib_decimal(20_000));
+    assert_eq!(responses[5].result.get(), "55");
+    assert_eq!(responses[7].result.get(), "\"c\"");
+    // Three heavy calls went through the pool; the cheap fib(10) stayed inline.
+    wait_until("jobs completed", TIMEOUT, || jobs(&mut c)["completed"] == 3);
+}
+
+#[test]
+fn a_slow_job_does_not_block_other_connections() {
+    let server = offload_server(1);
+    let mut slow = server.client();
+    const JOBS: usize = 40;
+    for i in 0..JOBS {
+        slow.send_with_id("fib", &HEAVY, &i).unwrap();
+    }
+    slow.flush().unwrap();
+    let mut other = server.client();
+    // Wait until the first job is running, so the loop has taken the pipeline in.
+    wait_until("a job running", TIMEOUT, || {
+        jobs(&mut other)["running"] == 1
+    });
+    // Pings on another connection are answered while the slow pipeline is still
+    // being worked through...
+    for i in 0..20 {
+        assert_eq!(other.call("ping", &i).unwrap(), json!(i));
+    }
+    let done = jobs(&mut other)["completed"].as_u64().unwrap();
+    assert!(
+        done < JOBS as u64,
+        "all {JOBS} jobs finished before 20 pings were answered"
+    );
+    // ...and the slow connection still gets every answer, in order.
+    for i in 0..JOBS {
+        let r = slow.recv().unwrap();
+        assert_eq!(id_of(&r), json!(i));
+        assert_eq!(r.result.get().len(), 20_899);
+    }
+}
+
+#[test]
+fn a_client_that_leaves_while_its_job_runs_does_no_harm() {
+    let server = offload_server(1);
+    let mut watcher = server.client();
+    let mut leaver = server.raw();
+    use std::io::Write;
+    for i in 0..3 {
+        leaver
+            .write_all(&request_with_id("fib", json!(HEAVY), json!(i)))
+            .unwrap();
+    }
+    wait_until("a job running", TIMEOUT, || {
+        jobs(&mut watcher)["running"] == 1
+    });
+    reset(leaver);
+    // The result for the vanished connection is dropped; the server carries on.
+    wait_until("job finished", TIMEOUT, || {
+        jobs(&mut watcher)["running"] == 0
+    });
+    wait_for_connections(&mut watcher, 1);
+    assert_eq!(
+        watcher.call("ping", &"still here").unwrap(),
+        json!("still here")
+    );
+    assert_eq!(
+        watcher.call_raw("fib", &HEAVY).unwrap().get(),
+        fib_decimal(HEAVY)
+    );
+}
+
+#[test]
+fn a_full_job_queue_holds_requests_back_without_dropping_them() {
+    // One worker, so the queue (16 per worker) fills with 40 heavy callers.
+    let server = offload_server(1);
+    let mut watcher = server.client();
+    const CALLERS: usize = 40;
+    let mut callers: Vec<Client> = (0..CALLERS).map(|_| server.client()).collect();
+    for (i, c) in callers.iter_mut().enumerate() {
+        c.send_with_id("fib", &HEAVY, &i).unwrap();
+        c.flush().unwrap();
+    }
+    let mut max_queued = 0;
+    wait_until("the queue to fill", TIMEOUT, || {
+        let queued = jobs(&mut watcher)["queued"].as_u64().unwrap();
+        max_queued = max_queued.max(queued);
+        queued == 16
+    });
+    // While the queue is full the loop still answers cheap requests.
+    assert_eq!(watcher.call("ping", &1).unwrap(), json!(1));
+    assert!(jobs(&mut watcher)["queued"].as_u64().unwrap() <= 16);
+    for (i, c) in callers.iter_mut().enumerate() {
+        let r = c.recv().unwrap();
+        assert_eq!(id_of(&r), json!(i));
+        assert_eq!(r.result.get(), fib_decimal(HEAVY));
+    }
+    let j = jobs(&mut watcher);
+    assert_eq!(j["completed"], CALLERS);
+    assert_eq!(
+        (j["queued"].clone(), j["running"].clone()),
+        (json!(0), json!(0))
+    );
+}
+
+#[test]
+fn shutdown_delivers_jobs_in_flight() {
+    let server = offload_server(1);
+    let mut c = server.client();
+    for i in 0..4 {
+        c.send_with_id("fib", &HEAVY, &i).unwrap();
+    }
+    c.send_with_id("ping", &"last", &4).unwrap();
+    c.flush().unwrap();
+    let mut watcher = server.client();
+    wait_until("a job running", TIMEOUT, || {
+        jobs(&mut watcher)["running"] == 1
+    });
+    server.shutdown_handle().shutdown();
+    for i in 0..4 {
+        let r = c.recv().unwrap();
+        assert_eq!((id_of(&r), r.result.get().len()), (json!(i), 20_899));
+    }
+    let last = c.recv().unwrap();
+    assert_eq!((id_of(&last), last.result.get()), (json!(4), "\"last\""));
+    assert!(c.recv().is_err(), "closed after the last response");
+    drop(server); // checks run() returned Ok within the bound
+}
+
+#[test]
+fn no_offload_runs_everything_inline() {
+    let server = TestServer::with(Model::Reactor, |c| c.offload = false);
+    let mut c = server.client();
+    assert_eq!(c.call_raw("fib", &HEAVY).unwrap().get(), fib_decimal(HEAVY));
+    let s = stats(&mut c);
+    assert_eq!(s["workers"], 0);
+    assert_eq!(s["jobs"]["completed"], 0);
+}
