@@ -9,9 +9,8 @@
 #[macro_use]
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
 use reactor_rpc::client::Error as ClientError;
 use reactor_rpc::protocol::ErrorCode;
@@ -85,7 +84,7 @@ model_tests! {
     // Excluded for `pool` by design (issue 3): the pool serves at most
     // `pool_size` connections at once, so these tests, which need many more
     // connections served simultaneously, would wait in the accept backlog
-    // forever. The pool's own test of that limitation is `pool_limits` below.
+    // forever. The pool's own test of that limitation is in `threaded_models.rs`.
     not_pool: [
         a_thousand_concurrent_connections_all_answered,
     ],
@@ -832,49 +831,4 @@ fn a_thousand_concurrent_connections_all_answered(model: Model) {
     }
     drop(conns);
     wait_for_connections(&mut c, 1);
-}
-
-/// The pool's limitation, which replaces the tests above that it cannot pass:
-/// connections beyond `pool_size` wait in the accept backlog, and the next one
-/// is served as soon as a served client leaves.
-mod pool_limits {
-    use super::*;
-
-    #[test]
-    fn connection_beyond_pool_size_waits_until_one_leaves() {
-        const N: usize = 3;
-        let server = TestServer::with(Model::Pool, |cfg| cfg.pool_size = N);
-        let mut first: Vec<Client> = (0..N).map(|_| server.client()).collect();
-        for (i, c) in first.iter_mut().enumerate() {
-            assert_eq!(
-                c.call("ping", &i).unwrap(),
-                json!(i),
-                "client {i} is served"
-            );
-        }
-        let mut waiting = server.raw();
-        waiting
-            .write_all(&request("ping", json!("waiting")))
-            .unwrap();
-        // Every worker is busy with an idle client: nothing may answer. A
-        // bounded look, since this asserts an absence.
-        waiting
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let mut byte = [0u8; 1];
-        match waiting.read(&mut byte) {
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            other => panic!("client N+1 was answered while N workers were busy: {other:?}"),
-        }
-        waiting.set_read_timeout(Some(TIMEOUT)).unwrap();
-        // One leaves: the waiting client is served at once.
-        let left = Instant::now();
-        drop(first.pop());
-        assert_result(&read_response(&mut waiting), "pong", &json!("waiting"));
-        assert!(left.elapsed() < TIMEOUT);
-        // The others are still served.
-        for c in &mut first {
-            assert_eq!(c.call("ping", &"still").unwrap(), json!("still"));
-        }
-    }
 }

@@ -277,8 +277,9 @@ fn a_1_mib_key_exceeds_the_default_max_frame(model: Model) {
     let server = TestServer::start(model);
     let mut s = server.raw();
     let key = "k".repeat(1 << 20);
-    s.write_all(&request("set", json!({"key": key, "value": 1})))
-        .unwrap();
+    // The server may answer and close before the whole megabyte is written,
+    // so a failed write is expected here; the answer is what counts.
+    let _ = s.write_all(&request("set", json!({"key": key, "value": 1})));
     assert_error(&read_response(&mut s), "frame_too_large");
     // The server stopped at the header; the rest of the body is never read,
     // so the close may come as a reset.

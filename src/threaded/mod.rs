@@ -20,11 +20,14 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use crate::dispatch::Options;
 use crate::net::{self, RateLimitedLog};
@@ -54,7 +57,8 @@ pub struct Threaded {
     local_addr: SocketAddr,
     model: Model,
     acceptors: usize,
-    signals: bool,
+    /// SIGINT and SIGTERM, registered at bind so none is missed before `run`.
+    signals: Option<Signals>,
     grace: Duration,
     shared: Arc<Shared>,
     shutdown: ShutdownHandle,
@@ -79,6 +83,11 @@ impl Threaded {
             refused_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),
             accept_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),
         });
+        let signals = if config.signals {
+            Some(Signals::new([SIGINT, SIGTERM])?)
+        } else {
+            None
+        };
         let waker = Arc::clone(&shared);
         let shutdown = ShutdownHandle::new(move || waker.request_stop());
         info!("listening on {local_addr} (model {})", config.model);
@@ -87,7 +96,7 @@ impl Threaded {
             local_addr,
             model: config.model,
             acceptors,
-            signals: config.signals,
+            signals,
             grace: config.shutdown_grace,
             shared,
             shutdown,
@@ -103,14 +112,14 @@ impl Threaded {
     }
 
     /// Serves until shut down, then drains the connections (up to the grace period).
-    pub fn run(self) -> io::Result<()> {
-        let signals = if self.signals {
-            Some(spawn_signal_thread(
+    pub fn run(mut self) -> io::Result<()> {
+        let signals = match self.signals.take() {
+            Some(signals) => Some(spawn_signal_thread(
+                signals,
                 self.shutdown.clone(),
                 Arc::clone(&self.shared),
-            )?)
-        } else {
-            None
+            )?),
+            None => None,
         };
         let mut threads = Vec::new();
         let started = self.spawn_threads(&mut threads);
@@ -145,24 +154,15 @@ impl Threaded {
         for i in 0..self.acceptors {
             let shared = Arc::clone(&self.shared);
             let listener = Arc::clone(&self.listener);
-            shared.lock().acceptors += 1;
+            let alive = AcceptorAlive::new(shared);
             let spawned = thread::Builder::new()
                 .name(match self.model {
                     Model::Pool => format!("pool-{i}"),
                     _ => "accept".into(),
                 })
                 .stack_size(STACK_SIZE)
-                .spawn(move || {
-                    shared.accept_loop(&listener);
-                    shared.acceptor_done();
-                });
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    self.shared.acceptor_done();
-                    return Err(e);
-                }
-            }
+                .spawn(move || alive.0.accept_loop(&listener));
+            threads.push(spawned?);
         }
         Ok(())
     }
@@ -212,9 +212,11 @@ type SignalThread = (signal_hook::iterator::Handle, JoinHandle<()>);
 
 /// A thread that turns SIGINT and SIGTERM into a shutdown request; a second
 /// signal closes every connection at once instead of waiting out the grace period.
-fn spawn_signal_thread(shutdown: ShutdownHandle, shared: Arc<Shared>) -> io::Result<SignalThread> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+fn spawn_signal_thread(
+    mut signals: Signals,
+    shutdown: ShutdownHandle,
+    shared: Arc<Shared>,
+) -> io::Result<SignalThread> {
     let handle = signals.handle();
     let thread = thread::Builder::new()
         .name("signals".into())
@@ -246,6 +248,19 @@ struct Shared {
     accept_log: Mutex<RateLimitedLog>,
 }
 
+#[derive(Default)]
+struct State {
+    stopping: bool,
+    /// The descriptor of every live connection, to shut it down from another
+    /// thread. Not a `try_clone`: that would cost each connection a second
+    /// descriptor and halve how many fit under `ulimit -n`. An entry is removed
+    /// (under the lock) before its socket closes, see [`Conn`]'s `Drop`.
+    conns: HashMap<u64, RawFd>,
+    next_id: u64,
+    /// Acceptor threads still running.
+    acceptors: usize,
+}
+
 impl State {
     /// Shuts down one direction of a registered connection's socket; the
     /// caller holds the lock, so the socket is still open.
@@ -261,19 +276,6 @@ impl State {
         // frees the descriptor; its error (the peer is gone) is of no interest.
         unsafe { libc::shutdown(fd, how) };
     }
-}
-
-#[derive(Default)]
-struct State {
-    stopping: bool,
-    /// The descriptor of every live connection, to shut it down from another
-    /// thread. Not a `try_clone`: that would cost each connection a second
-    /// descriptor and halve how many fit under `ulimit -n`. An entry is removed
-    /// (under the lock) before its socket closes, see [`Conn`]'s `Drop`.
-    conns: HashMap<u64, RawFd>,
-    next_id: u64,
-    /// Acceptor threads still running.
-    acceptors: usize,
 }
 
 impl Shared {
@@ -328,11 +330,6 @@ impl Shared {
         }
     }
 
-    fn acceptor_done(&self) {
-        self.lock().acceptors -= 1;
-        self.drained.notify_all();
-    }
-
     /// Sweeps expired cache keys every [`HOUSEKEEPING_INTERVAL`] until stopped.
     fn housekeeping(&self) {
         while !self.sleep_unless_stopped(HOUSEKEEPING_INTERVAL) {
@@ -360,7 +357,10 @@ impl Shared {
                 continue;
             };
             if self.pool {
-                conn.serve();
+                // A bug in a method must not cost the pool a thread for good.
+                if panic::catch_unwind(AssertUnwindSafe(|| conn.serve())).is_err() {
+                    error!("{peer}: connection handler panicked");
+                }
                 continue;
             }
             let spawned = thread::Builder::new()
@@ -408,14 +408,16 @@ impl Shared {
             id
         };
         self.service.stats().connection_opened();
-        info!("{peer} comes");
-        Some(Conn {
+        // From here on, dropping `conn` unregisters `fd` before closing it.
+        let conn = Conn {
             shared: Arc::clone(self),
             id,
             stream,
             peer,
             why: "bye",
-        })
+        };
+        info!("{peer} comes");
+        Some(conn)
     }
 
     /// Answers one `overloaded` error and closes, without ever blocking the acceptor.
@@ -448,6 +450,23 @@ impl Shared {
                 break;
             }
         }
+    }
+}
+
+/// Counts a running acceptor for the shutdown, even if it ends by a panic.
+struct AcceptorAlive(Arc<Shared>);
+
+impl AcceptorAlive {
+    fn new(shared: Arc<Shared>) -> AcceptorAlive {
+        shared.lock().acceptors += 1;
+        AcceptorAlive(shared)
+    }
+}
+
+impl Drop for AcceptorAlive {
+    fn drop(&mut self) {
+        self.0.lock().acceptors -= 1;
+        self.0.drained.notify_all();
     }
 }
 
@@ -493,7 +512,8 @@ impl Drop for Conn {
         drop(state);
         self.shared.service.stats().connection_closed();
         match self.why {
-            "bye" if stopping => info!("{} bye (shutdown)", self.peer),
+            // EOF or a failed write after the shutdown shut the socket down.
+            "bye" | "i/o error" if stopping => info!("{} bye (shutdown)", self.peer),
             "bye" => info!("{} bye", self.peer),
             why => info!("{} bye ({why})", self.peer),
         }

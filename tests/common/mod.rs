@@ -527,9 +527,14 @@ impl ServerProcess {
         }
     }
 
-    /// Collects the rest of stderr (after the process exited).
+    /// Collects what stderr has to say within the next second (all of it, once
+    /// the process has exited).
     pub fn drain_log(&mut self) {
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             self.log.push(line);
         }
     }
