@@ -67,6 +67,8 @@ pub struct Reactor {
     now: Instant,
     next_housekeeping: Instant,
     trim_cursor: usize,
+    /// Most connections open at once since memory was last given back.
+    conns_peak: usize,
     accept_paused_until: Option<Instant>,
     /// Set once shutdown starts: the moment it must be over.
     shutdown_deadline: Option<Instant>,
@@ -132,6 +134,7 @@ impl Reactor {
             now,
             next_housekeeping: now + HOUSEKEEPING_INTERVAL,
             trim_cursor: 0,
+            conns_peak: 0,
             accept_paused_until: None,
             shutdown_deadline: None,
             next_conn_id: 0,
@@ -287,6 +290,7 @@ impl Reactor {
         let id = self.next_conn_id;
         self.next_conn_id += 1;
         entry.insert(Connection::new(stream, peer, key, id, self.now));
+        self.conns_peak = self.conns_peak.max(self.conns.len());
         if let Some(timeout) = self.config.limits.idle_timeout {
             self.timers.arm(self.now + timeout, key, id);
         }
@@ -443,6 +447,7 @@ impl Reactor {
             self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
             self.service.housekeeping(now);
             self.trim_buffers(now);
+            self.release_memory();
         }
     }
 
@@ -483,6 +488,22 @@ impl Reactor {
         self.timers.compact(conns.len(), |key, id| {
             conns.get(key).is_some_and(|c| c.id == id)
         });
+    }
+
+    /// After a mass disconnect (live connections down to half of the peak, and
+    /// at least 1024 fewer), shrinks the slab and returns free heap memory to
+    /// the OS, so RSS comes back near its baseline instead of staying at the peak.
+    fn release_memory(&mut self) {
+        let live = self.conns.len();
+        if self.conns_peak >= live + 1024 && live * 2 <= self.conns_peak {
+            self.conns.shrink_to_fit();
+            crate::buffer::return_free_memory();
+            debug!(
+                "connections down from {} to {live}: memory returned to the OS",
+                self.conns_peak
+            );
+            self.conns_peak = live;
+        }
     }
 
     /// Gives back the buffers of connections that went quiet, a slice per tick
