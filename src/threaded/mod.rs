@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
+use log::{debug, error, info, log, warn, Level};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -47,6 +47,13 @@ pub const STACK_SIZE: usize = 128 * 1024;
 /// How long an acceptor pauses after a failed `accept` (out of descriptors,
 /// say), so that it never spins while existing clients are still served.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Memory is handed back to the OS only after at least this many connections
+/// closed (and the live ones halved), so a quiet server never pays for it.
+const TRIM_AFTER_CLOSES: usize = 100;
+
+/// How often a shutdown checks for acceptors still blocked in `accept`.
+const WAKE_RETRY: Duration = Duration::from_millis(100);
 
 /// After the grace period, how long to wait for threads once their sockets are closed.
 const FORCED_CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -176,16 +183,33 @@ impl Threaded {
             self.shared.lock().conns.len(),
             self.grace
         );
-        // Every acceptor returns from its next `accept` and sees the stop
-        // flag; one connection per acceptor is enough, whatever state each is in.
-        let wake = wake_addr(self.local_addr);
-        for _ in 0..self.acceptors {
-            if let Err(e) = TcpStream::connect_timeout(&wake, Duration::from_secs(1)) {
-                debug!("cannot wake an acceptor through {wake}: {e}");
-            }
+        // Clients still in the backlog may have sent requests already: from
+        // now on acceptors take them without blocking, serve them like the
+        // others (read side shut down), and leave at the first `WouldBlock`.
+        if let Err(e) = self.listener.set_nonblocking(true) {
+            warn!("cannot drain the accept backlog: {e}");
         }
         self.shared.shutdown_conns(Shutdown::Read);
-        if !self.shared.wait_drained(self.grace) {
+        let deadline = Instant::now() + self.grace;
+        let wake = wake_addr(self.local_addr);
+        let drained = loop {
+            // An acceptor that blocked in `accept` before the listener turned
+            // non-blocking returns only with a connection: make one per such
+            // acceptor (checked again, in case another took it).
+            for _ in 0..self.shared.lock().in_accept {
+                if let Err(e) = TcpStream::connect_timeout(&wake, WAKE_RETRY) {
+                    debug!("cannot wake an acceptor through {wake}: {e}");
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.shared.wait_drained(left.min(WAKE_RETRY)) {
+                break true;
+            }
+            if left.is_zero() {
+                break false;
+            }
+        };
+        if !drained {
             warn!(
                 "shutdown grace over: closing {} connections",
                 self.shared.lock().conns.len()
@@ -259,6 +283,10 @@ struct State {
     next_id: u64,
     /// Acceptor threads still running.
     acceptors: usize,
+    /// Acceptors inside `accept` (the shutdown wakes those that block).
+    in_accept: usize,
+    /// Most connections at once since memory was last handed back.
+    peak_since_trim: usize,
 }
 
 impl State {
@@ -281,10 +309,6 @@ impl State {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn stopping(&self) -> bool {
-        self.lock().stopping
     }
 
     fn request_stop(&self) {
@@ -340,18 +364,31 @@ impl Shared {
     /// Accepts until stopped; serves each connection on a new thread
     /// (`threaded`) or right here (`pool`).
     fn accept_loop(self: &Arc<Self>, listener: &TcpListener) {
-        while !self.stopping() {
-            let (stream, peer) = match listener.accept() {
+        loop {
+            self.lock().in_accept += 1;
+            let accepted = listener.accept();
+            let stopping = {
+                let mut state = self.lock();
+                state.in_accept -= 1;
+                state.stopping
+            };
+            let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
+                // Stopping, the listener is non-blocking: the backlog is empty.
+                Err(e) if stopping && e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if net::transient_accept_error(&e) => continue,
+                Err(e) if stopping => {
+                    debug!("accept failed during shutdown: {e}");
+                    return;
+                }
                 Err(e) => {
                     self.back_off("accept failed", &e);
                     continue;
                 }
             };
-            if self.stopping() {
-                // The shutdown's wake-up call, or a client too late to be served.
-                return;
+            // Accepted from a non-blocking listener: some systems pass the flag on.
+            if stopping && stream.set_nonblocking(false).is_err() {
+                continue;
             }
             let Some(conn) = self.admit(stream, peer) else {
                 continue;
@@ -391,7 +428,7 @@ impl Shared {
 
     /// Registers a new connection, or refuses it with `overloaded` beyond `max_conns`.
     fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) -> Option<Conn> {
-        let id = {
+        let (id, late) = {
             let mut state = self.lock();
             if state.conns.len() >= self.limits.max_conns {
                 drop(state);
@@ -402,10 +439,11 @@ impl Shared {
             state.next_id += 1;
             let id = state.next_id;
             state.conns.insert(id, fd);
+            state.peak_since_trim = state.peak_since_trim.max(state.conns.len());
             if state.stopping {
                 state.shutdown(fd, Shutdown::Read);
             }
-            id
+            (id, state.stopping)
         };
         self.service.stats().connection_opened();
         // From here on, dropping `conn` unregisters `fd` before closing it.
@@ -415,8 +453,10 @@ impl Shared {
             stream,
             peer,
             why: "bye",
+            log_level: if late { Level::Debug } else { Level::Info },
         };
-        info!("{peer} comes");
+        // Taken from the backlog during a shutdown: a client or a wake-up call.
+        log!(conn.log_level, "{peer} comes");
         Some(conn)
     }
 
@@ -480,6 +520,8 @@ struct Conn {
     peer: SocketAddr,
     /// Why it ended, for the `bye` line.
     why: &'static str,
+    /// Of `comes` and `bye`: debug for connections accepted while stopping.
+    log_level: Level,
 }
 
 impl Conn {
@@ -509,17 +551,44 @@ impl Drop for Conn {
         let mut state = self.shared.lock();
         state.conns.remove(&self.id);
         let stopping = state.stopping;
+        let live = state.conns.len();
+        let trim =
+            live <= state.peak_since_trim / 2 && state.peak_since_trim - live >= TRIM_AFTER_CLOSES;
+        if trim {
+            state.peak_since_trim = live;
+        }
         drop(state);
+        if trim {
+            release_free_memory();
+        }
         self.shared.service.stats().connection_closed();
+        let (level, peer) = (self.log_level, self.peer);
         match self.why {
             // EOF or a failed write after the shutdown shut the socket down.
-            "bye" | "i/o error" if stopping => info!("{} bye (shutdown)", self.peer),
-            "bye" => info!("{} bye", self.peer),
-            why => info!("{} bye ({why})", self.peer),
+            "bye" | "i/o error" if stopping => log!(level, "{peer} bye (shutdown)"),
+            "bye" => log!(level, "{peer} bye"),
+            why => log!(level, "{peer} bye ({why})"),
         }
         if stopping {
             self.shared.drained.notify_all();
         }
+    }
+}
+
+/// Hands memory freed by departed connections back to the OS.
+///
+/// glibc keeps freed memory in its arenas, and with a thread per connection the
+/// buffers of a crowd of clients are spread over many arenas, pinned by the
+/// few live allocations between them. After 5 000 clients with 100 pipelined
+/// requests each had left, RSS stayed at 84 MiB (peak 159 MiB); `malloc_trim`
+/// brings it to 30 MiB, most of it glibc's cache of thread stacks. Called when
+/// the live connections halve (at most log2(peak) times per crowd), by the
+/// closing thread, so it is done before `stats` shows the connection gone.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the OS; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
