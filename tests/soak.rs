@@ -188,7 +188,23 @@ fn soak_many_connections_pipelining_with_random_resets(model: Model) {
     for round in 0..2 {
         let r = soak_round(&server, &mut watcher, round, conns, per_conn);
         wait_for_connections(&mut watcher, 1);
+        // Memory is given back after the crowd leaves (the reactor trims on its
+        // next 100 ms housekeeping tick): wait, with a deadline, for RSS to come
+        // back near its baseline (the peak is 120-200 MiB). The threaded models
+        // keep more: glibc's per-thread arenas and its cache of thread stacks
+        // are the price of a thread per connection (ARCHITECTURE.md).
+        let slack_mib = if model == Model::Reactor { 40 } else { 96 };
+        let near = before + slack_mib * 1024;
+        let settled = Instant::now() + Duration::from_secs(5);
+        while rss_kib(pid) > near && Instant::now() < settled {
+            thread::sleep(Duration::from_millis(50));
+        }
         after.push(rss_kib(pid));
+        assert!(
+            after[round] <= near,
+            "{model}: RSS {} KiB after the crowd left, baseline {before} KiB",
+            after[round]
+        );
         let st = stats(&mut watcher);
         eprintln!(
             "{model} round {round}: {} connections × {per_conn} requests answered in order, \

@@ -559,7 +559,13 @@ impl Drop for Conn {
         }
         drop(state);
         if trim {
-            release_free_memory();
+            // glibc keeps freed memory in its arenas, and with a thread per
+            // connection a crowd's buffers are spread over many arenas, pinned by
+            // the few live allocations between them: after 5 000 clients left,
+            // RSS stayed at 84 MiB (peak 159 MiB); trimming brings it to 30 MiB,
+            // most of it glibc's cache of thread stacks. At most log2(peak) times
+            // per crowd, by the closing thread, before `stats` shows it gone.
+            crate::buffer::return_free_memory();
         }
         self.shared.service.stats().connection_closed();
         let (level, peer) = (self.log_level, self.peer);
@@ -572,23 +578,6 @@ impl Drop for Conn {
         if stopping {
             self.shared.drained.notify_all();
         }
-    }
-}
-
-/// Hands memory freed by departed connections back to the OS.
-///
-/// glibc keeps freed memory in its arenas, and with a thread per connection the
-/// buffers of a crowd of clients are spread over many arenas, pinned by the
-/// few live allocations between them. After 5 000 clients with 100 pipelined
-/// requests each had left, RSS stayed at 84 MiB (peak 159 MiB); `malloc_trim`
-/// brings it to 30 MiB, most of it glibc's cache of thread stacks. Called when
-/// the live connections halve (at most log2(peak) times per crowd), by the
-/// closing thread, so it is done before `stats` shows the connection gone.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages to the OS; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
