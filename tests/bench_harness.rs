@@ -133,6 +133,16 @@ fn n(v: &Value, path: &str) -> u64 {
         .unwrap_or_else(|| panic!("no integer at {path} in {v:#}"))
 }
 
+/// The run succeeded, and its counts add up.
+fn assert_success(out: &Output, v: &Value) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_counts_add_up(v);
+}
+
 /// `sent == ok + every failure` in both phases.
 fn assert_counts_add_up(v: &Value) {
     for phase in ["/measured", "/warmup"] {
@@ -171,12 +181,7 @@ fn counts_add_up_and_json_has_every_figure() {
             "0.2",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_counts_add_up(&v);
+    assert_success(&out, &v);
     assert!(n(&v, "/measured/ok") > 0);
     assert!(n(&v, "/warmup/ok") > 0);
     assert_eq!(n(&v, "/failed"), 0);
@@ -407,12 +412,7 @@ fn open_loop_keeps_its_schedule() {
             "0.2",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_counts_add_up(&v);
+    assert_success(&out, &v);
     assert_eq!(v["config"]["loop"], "open");
     // 2000 req/s for 1 s, give or take one request per connection at the edges.
     let sent = n(&v, "/measured/sent");
@@ -437,12 +437,7 @@ fn spawned_server_is_measured_and_stopped() {
             "0.2",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_counts_add_up(&v);
+    assert_success(&out, &v);
     assert!(n(&v, "/measured/ok") > 0);
     assert_eq!(v["target"]["spawned_model"], "reactor");
     assert!(v["server"]["cpu_us_per_request"].as_f64().unwrap() > 0.0);

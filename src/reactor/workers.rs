@@ -98,22 +98,27 @@ impl Workers {
     }
 }
 
-/// Niceness of worker threads: the event loop must win the CPU over heavy
-/// jobs, or a busy pool delays every cheap request by a scheduler time slice.
+/// Niceness of worker threads where `SCHED_IDLE` is refused.
 const WORKER_NICE: libc::c_int = 10;
 
+/// Puts this worker thread below the event loop in the scheduler's eyes.
+///
+/// The loop must win the CPU over heavy jobs, or a busy pool delays every
+/// cheap request by a scheduler time slice. Linux's `SCHED_IDLE` runs a thread
+/// only when nothing else wants the CPU, and a waking normal thread (the loop)
+/// preempts it at once; nice 10 alone still let ping p99 triple under a busy
+/// pool on 2 cores (BENCHMARKS.md). Lowering one's own priority needs no privilege.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid param.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return;
+        }
+        let tid = unsafe { libc::gettid() } as libc::id_t;
         // SAFETY: setpriority on this thread's own id; on Linux niceness is per thread.
-        let rc = unsafe {
-            libc::setpriority(
-                libc::PRIO_PROCESS,
-                libc::gettid() as libc::id_t,
-                WORKER_NICE,
-            )
-        };
-        if rc != 0 {
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICE) } != 0 {
             debug!(
                 "cannot lower worker priority: {}",
                 std::io::Error::last_os_error()

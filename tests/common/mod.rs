@@ -146,9 +146,7 @@ impl TestServer {
 
     /// A connected client with [`TIMEOUT`] on reads and writes.
     pub fn client(&self) -> Client {
-        let client = Client::connect(self.addr).expect("connect");
-        client.set_timeout(Some(TIMEOUT)).expect("set timeout");
-        client
+        client_for(self.addr)
     }
 
     /// A plain socket with [`TIMEOUT`] on reads and writes, for byte-level tests.
@@ -192,6 +190,13 @@ impl Drop for TestServer {
             self.model
         );
     }
+}
+
+/// A client connected to `addr` with [`TIMEOUT`] on reads and writes.
+pub fn client_for(addr: SocketAddr) -> Client {
+    let client = Client::connect(addr).expect("connect");
+    client.set_timeout(Some(TIMEOUT)).expect("set timeout");
+    client
 }
 
 /// A plain socket to `addr` with [`TIMEOUT`] on reads and writes and no Nagle delay.
@@ -540,9 +545,7 @@ impl ServerProcess {
     }
 
     pub fn client(&self) -> Client {
-        let client = Client::connect(self.addr).expect("connect");
-        client.set_timeout(Some(TIMEOUT)).expect("set timeout");
-        client
+        client_for(self.addr)
     }
 
     pub fn raw(&self) -> TcpStream {
