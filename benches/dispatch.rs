@@ -56,5 +56,18 @@ fn dispatch(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, dispatch);
+/// What F(n) costs on whichever thread computes it (fast doubling plus the
+/// decimal conversion): the data behind `fib::HEAVY_FROM`, the n from which
+/// `fib` leaves the event loop for a worker.
+fn fib(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fib");
+    for n in [1_000u64, 2_000, 5_000, 10_000, 100_000] {
+        group.bench_function(n.to_string(), |b| {
+            b.iter(|| reactor_rpc::service::fib::fib(black_box(n)).to_str_radix(10))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, dispatch, fib);
 criterion_main!(benches);

@@ -1,7 +1,8 @@
-//! Behaviour only the threaded models have: a shutdown that wakes threads
-//! blocked in `accept` and `read`, and drains the accept backlog, where the
-//! pool's extra clients wait. The suite every model passes (including the
-//! pool's limitation itself) lives in the conformance tests.
+//! Behaviour only the threaded models have: the pool's limitation (client N+1
+//! waits in the accept backlog until one of the first N leaves), and a
+//! shutdown that wakes threads blocked in `accept` and `read` and drains the
+//! accept backlog, where the pool's extra clients wait. The suite every model
+//! passes lives in the conformance tests.
 
 use std::io;
 use std::sync::{mpsc, Arc};
@@ -86,6 +87,37 @@ fn assert_closed(client: &mut Client) {
         ),
         other => panic!("expected a closed connection, got {other:?}"),
     }
+}
+
+/// The pool's limitation, which the comparison is about (issue 3): with N
+/// threads, N idle clients hold every thread; client N+1 is not answered while
+/// they stay, however idle they are, and is answered as soon as one leaves.
+#[test]
+fn pool_serves_client_n_plus_1_as_soon_as_one_of_the_first_n_leaves() {
+    const N: usize = 3;
+    let server = start(Model::Pool, N);
+    let mut first: Vec<Client> = (0..N).map(|_| server.served_client()).collect();
+    let mut extra = Client::connect(server.addr).unwrap();
+    extra.send("ping", "extra").unwrap();
+    extra.flush().unwrap();
+    // Not answered while the first N stay connected (a short look, not a wait
+    // for an event: nothing is going to happen until one of them leaves).
+    extra.set_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert_timed_out(extra.recv());
+    // One leaves: its thread accepts the waiting client and answers it.
+    drop(first.pop());
+    extra.set_timeout(Some(PATIENCE)).unwrap();
+    let answer = extra.recv().unwrap();
+    assert_eq!(
+        (answer.out.as_str(), answer.result.get()),
+        ("pong", "\"extra\"")
+    );
+    // The ones that stayed are still served.
+    for c in &mut first {
+        assert_eq!(c.call("ping", &1).unwrap(), json!(1));
+    }
+    assert_eq!(live_connections(&mut extra), N as u64);
+    server.stop();
 }
 
 /// A request that reached the server before the shutdown is answered, even
