@@ -93,6 +93,7 @@ model_tests! {
         half_close_after_requests_still_gets_every_response,
         reset_while_responses_are_queued,
         a_burst_of_5000_connections_opened_and_dropped,
+        a_client_flooding_pipelined_requests_does_not_starve_others,
         max_conns_refuses_the_extra_connection_with_overloaded,
         idle_timeout_closes_idle_and_half_sent_connections,
         a_client_that_never_reads_is_stopped_by_max_output,
@@ -253,6 +254,54 @@ fn huge_numbers(model: Model) {
     // And incr refuses it as a non-integer.
     let response = roundtrip(&mut s, &request("incr", json!({"key": "big"})));
     assert_error(&response, "bad_params");
+}
+
+fn a_client_flooding_pipelined_requests_does_not_starve_others(model: Model) {
+    // A greedy client writes pipelined pings as fast as the server takes them
+    // and reads every answer, so its socket never runs dry. Others must still
+    // get their turn (the reactor bounds the work per connection per turn).
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let server = TestServer::start(model);
+    let flood = server.raw();
+    let (stop, received) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let mut chunk = Vec::new();
+    for _ in 0..4096 {
+        chunk.extend_from_slice(&request("ping", json!("flood")));
+    }
+    let writer = {
+        let (mut w, stop) = (flood.try_clone().unwrap(), stop.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if w.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            let _ = w.shutdown(Shutdown::Write);
+        })
+    };
+    let reader = {
+        let (mut r, received) = (flood, received.clone());
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n @ 1..) = r.read(&mut buf) {
+                received.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        })
+    };
+    wait_until("the flood to be answered", TIMEOUT, || {
+        received.load(Ordering::Relaxed) > 1 << 20
+    });
+    let mut other = server.client();
+    for i in 0..20 {
+        assert_eq!(other.call("ping", &i).unwrap(), json!(i), "starved");
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    reader.join().unwrap();
 }
 
 fn an_oversized_frame_sent_whole_gets_its_answer_and_a_clean_close(model: Model) {

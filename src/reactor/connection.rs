@@ -43,11 +43,19 @@ pub enum JobState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     Keep,
+    /// Used up its turn with input still waiting: drive it again after the
+    /// other ready connections (edge-triggered epoll will not report it again).
+    Yield,
     /// `frame_too_large` is written and the write side shut: discard input
     /// until the peer closes or this moment, then close.
     Linger(Instant),
     Close(&'static str),
 }
+
+/// Read-answer-write rounds one connection gets per turn (each reads at most
+/// 16 × `READ_CHUNK`): a client that pipelines without pause cannot keep the
+/// loop from its other connections.
+const ROUNDS_PER_TURN: usize = 16;
 
 /// How long a connection refused for `frame_too_large` keeps discarding input.
 /// Closing a socket with unread input sends a reset, which can destroy the
@@ -141,9 +149,9 @@ impl Connection {
         (self.decoding() || self.linger_until.is_some()) && !self.eof && !self.drained
     }
 
-    /// Reads, answers and writes until nothing more can move now.
+    /// Reads, answers and writes until nothing more can move now, or its turn is up.
     pub fn drive(&mut self, env: &Env<'_>) -> Next {
-        loop {
+        for _ in 0..ROUNDS_PER_TURN {
             if self.readable && self.wants_input() {
                 if let Err(e) = self.fill(env.now) {
                     return self.failed("read", &e);
@@ -161,10 +169,10 @@ impl Connection {
             let more_input = self.readable && self.wants_input();
             let more_frames = self.decoding() && !self.input_done;
             if !more_input && !more_frames {
-                break;
+                return self.next(env.now);
             }
         }
-        self.next(env.now)
+        Next::Yield
     }
 
     /// Reads until the socket is empty (a short read or `WouldBlock`), the peer

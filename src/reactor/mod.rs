@@ -6,6 +6,7 @@
 //!    SIGNALS  ─► SIGINT/SIGTERM: begin a graceful shutdown
 //!    WAKER    ─► worker results (and shutdown requests) ─► the waiting connections
 //!    conn     ─► Connection::drive: read ─► dispatch::process ─► one write per batch
+//!  yielded: connections that used up their turn with input left get another one
 //!  timers: idle deadlines, housekeeping (cache sweep, buffer trimming), accept back-off
 //! ```
 //!
@@ -64,6 +65,9 @@ pub struct Reactor {
     timers: IdleTimers,
     /// Connections whose heavy request found the job queue full.
     stalled: Vec<(usize, u64)>,
+    /// Connections that used up their turn with work left: driven again
+    /// before the next poll, which then does not sleep.
+    yielded: Vec<(usize, u64)>,
     now: Instant,
     next_housekeeping: Instant,
     trim_cursor: usize,
@@ -131,6 +135,7 @@ impl Reactor {
             shutdown,
             timers: IdleTimers::default(),
             stalled: Vec::new(),
+            yielded: Vec::new(),
             now,
             next_housekeeping: now + HOUSEKEEPING_INTERVAL,
             trim_cursor: 0,
@@ -156,7 +161,11 @@ impl Reactor {
         info!("listening on {} (model reactor)", self.local_addr);
         let mut events = Events::with_capacity(1024);
         while !self.finished() {
-            let timeout = self.next_timeout();
+            let timeout = if self.yielded.is_empty() {
+                self.next_timeout()
+            } else {
+                Some(Duration::ZERO) // work is waiting: only look for new events
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue; // a signal, or a tracer attaching: not an error
@@ -177,6 +186,7 @@ impl Reactor {
                     }
                 }
             }
+            self.resume_yielded();
             self.on_timers();
         }
         self.close_all();
@@ -221,6 +231,11 @@ impl Reactor {
     fn settle(&mut self, key: usize, next: Next) {
         match next {
             Next::Close(why) => self.close(key, why),
+            Next::Yield => {
+                if let Some(conn) = self.conns.get(key) {
+                    self.yielded.push((key, conn.id));
+                }
+            }
             Next::Linger(until) => {
                 if let Some(conn) = self.conns.get(key) {
                     self.timers.arm(until, key, conn.id);
@@ -232,6 +247,15 @@ impl Reactor {
                         self.stalled.push((key, conn.id));
                     }
                 }
+            }
+        }
+    }
+
+    /// Gives the connections that yielded their turn another one.
+    fn resume_yielded(&mut self) {
+        for (key, id) in std::mem::take(&mut self.yielded) {
+            if self.conns.get(key).is_some_and(|c| c.id == id) {
+                self.drive(key);
             }
         }
     }
