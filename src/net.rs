@@ -39,6 +39,26 @@ pub fn transient_accept_error(e: &io::Error) -> bool {
     ) || matches!(e.raw_os_error(), Some(libc::EPROTO) | Some(libc::EPERM))
 }
 
+/// Sends `frame` to a connection being turned away (a non-blocking socket)
+/// and lets it go cleanly: FIN after the frame, then a bounded swallow of what
+/// the client already sent, because closing with unread input sends a reset
+/// that can destroy the frame in flight. Never blocks.
+pub fn turn_away<S: std::io::Read + std::io::Write>(
+    stream: &mut S,
+    frame: &[u8],
+    shutdown_write: impl FnOnce(&mut S) -> io::Result<()>,
+) {
+    if stream.write_all(frame).is_err() || shutdown_write(stream).is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            break;
+        }
+    }
+}
+
 /// Lets a repeated warning through at most once per interval, counting the
 /// ones it held back, so a flood of refused clients costs one log line a second.
 pub struct RateLimitedLog {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::protocol::DEFAULT_MAX_FRAME;
+use crate::protocol::{write_error_frame, ErrorCode, RpcError, DEFAULT_MAX_FRAME};
 use crate::service::Service;
 use crate::{reactor, threaded};
 
@@ -56,6 +56,20 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     /// Pending output per connection above which its input is no longer read.
     pub max_output: usize,
+}
+
+impl Limits {
+    /// The one `overloaded` response a connection over `max_conns` gets.
+    pub fn refusal_frame(&self) -> Vec<u8> {
+        let message = format!("server is at its limit of {} connections", self.max_conns);
+        let mut frame = Vec::new();
+        write_error_frame(
+            &mut frame,
+            &RpcError::new(ErrorCode::Overloaded, message),
+            None,
+        );
+        frame
+    }
 }
 
 impl Default for Limits {

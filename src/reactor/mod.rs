@@ -17,8 +17,8 @@ mod connection;
 mod timers;
 mod workers;
 
-use std::io::{self, ErrorKind, Write};
-use std::net::SocketAddr;
+use std::io::{self, ErrorKind};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,9 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::dispatch;
-use crate::net::{bind_listener, out_of_descriptors, transient_accept_error, RateLimitedLog};
-use crate::protocol::{write_error_frame, ErrorCode, RpcError};
+use crate::net::{
+    bind_listener, out_of_descriptors, transient_accept_error, turn_away, RateLimitedLog,
+};
 use crate::server::{Config, ShutdownHandle};
 use crate::service::{Service, HOUSEKEEPING_INTERVAL};
 use connection::{Connection, Env, JobState, Next};
@@ -325,17 +326,8 @@ impl Reactor {
     /// Over `--max-conns`: one `overloaded` response, best effort, then close.
     fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         self.service.stats().connection_rejected();
-        let mut frame = Vec::new();
-        let message = format!(
-            "server is at its limit of {} connections",
-            self.config.limits.max_conns
-        );
-        write_error_frame(
-            &mut frame,
-            &RpcError::new(ErrorCode::Overloaded, message),
-            None,
-        );
-        let _ = stream.write(&frame);
+        let frame = self.config.limits.refusal_frame();
+        turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
         if let Some(held) = self.refused_log.allow(self.now) {
             warn!(
                 "refused {peer}: at max-conns {} ({held} more refused since last report)",

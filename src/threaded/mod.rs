@@ -17,7 +17,7 @@
 mod connection;
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -31,7 +31,6 @@ use signal_hook::iterator::Signals;
 
 use crate::dispatch::Options;
 use crate::net::{self, RateLimitedLog};
-use crate::protocol::{write_error_frame, ErrorCode, RpcError};
 use crate::server::{Config, Limits, Model, ShutdownHandle};
 use crate::service::{Service, HOUSEKEEPING_INTERVAL};
 
@@ -469,26 +468,9 @@ impl Shared {
                 self.limits.max_conns
             );
         }
-        let err = RpcError::new(
-            ErrorCode::Overloaded,
-            format!(
-                "server is at its limit of {} connections",
-                self.limits.max_conns
-            ),
-        );
-        let mut frame = Vec::new();
-        write_error_frame(&mut frame, &err, None);
-        if stream.set_nonblocking(true).is_err() || stream.write_all(&frame).is_err() {
-            return;
-        }
-        let _ = stream.shutdown(Shutdown::Write);
-        // Closing with unread input sends a reset that can destroy the answer in
-        // flight: swallow what the client already sent.
-        let mut sink = [0u8; 4096];
-        for _ in 0..16 {
-            if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
-                break;
-            }
+        if stream.set_nonblocking(true).is_ok() {
+            let frame = self.limits.refusal_frame();
+            net::turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
         }
     }
 }
