@@ -98,24 +98,20 @@ impl Workers {
     }
 }
 
-/// Niceness of worker threads where `SCHED_IDLE` is refused.
-const WORKER_NICE: libc::c_int = 10;
+/// Niceness of worker threads: the lowest, so the event loop wins the CPU.
+const WORKER_NICE: libc::c_int = 19;
 
 /// Puts this worker thread below the event loop in the scheduler's eyes.
 ///
-/// The loop must win the CPU over heavy jobs, or a busy pool delays every
-/// cheap request by a scheduler time slice. Linux's `SCHED_IDLE` runs a thread
-/// only when nothing else wants the CPU, and a waking normal thread (the loop)
-/// preempts it at once; nice 10 alone still let ping p99 triple under a busy
-/// pool on 2 cores (BENCHMARKS.md). Lowering one's own priority needs no privilege.
+/// A busy pool must not delay cheap requests by a scheduler time slice. Nice
+/// 19 keeps ping p99 under fib load within 2x of idle on 2 cores (nice 10:
+/// 3.25x; BENCHMARKS.md). `SCHED_IDLE` did better (1.12x) but starves: while
+/// other work saturates the host, heavy requests would wait indefinitely, so
+/// it is not used. Lowering one's own priority needs no privilege.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid param.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
-            return;
-        }
+        // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() } as libc::id_t;
         // SAFETY: setpriority on this thread's own id; on Linux niceness is per thread.
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICE) } != 0 {
