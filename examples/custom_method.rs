@@ -33,13 +33,11 @@ fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8081".into());
-    let config = Config {
-        addr: addr
-            .parse()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
-        signals: true,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.addr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    config.signals = true;
     let server = Server::bind(config, Arc::new(Service::with_registry(registry)))?;
     println!(
         "serving `upper` (and every built-in) on {}; Ctrl-C stops",

@@ -15,8 +15,8 @@ use serde_json::value::RawValue;
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode, WriteLogger};
 
 use reactor_rpc::client::{Client, Error as ClientError};
-use reactor_rpc::server::{cpus, Config, Limits, Model, Server};
 use reactor_rpc::service::Service;
+use reactor_rpc::{cpus, Config, Limits, Model, Server};
 
 #[derive(Parser)]
 #[command(
@@ -36,7 +36,7 @@ enum Command {
     /// Call one method and print its result as JSON.
     Call(CallArgs),
     /// Load a server and report throughput, latency and server cost.
-    Bench(reactor_rpc::bench::BenchArgs),
+    Bench(reactor_rpc_bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -44,8 +44,8 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the log says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Server model.
-    #[arg(long, value_enum, default_value_t = Model::Reactor)]
+    /// Server model: reactor, threaded or pool.
+    #[arg(long, default_value_t = Model::Reactor)]
     model: Model,
     /// Largest request body in bytes; a larger length prefix gets frame_too_large and a close.
     #[arg(long, default_value_t = reactor_rpc::protocol::DEFAULT_MAX_FRAME)]
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Call(args) => call(args),
-        Command::Bench(args) => match reactor_rpc::bench::run(args) {
+        Command::Bench(args) => match reactor_rpc_bench::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bench: {e}");
@@ -136,21 +136,18 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("reactor-rpc: {e}");
         return ExitCode::from(2);
     }
-    let config = Config {
-        addr: args.addr,
-        model: args.model,
-        limits: Limits {
-            max_frame: args.max_frame,
-            max_conns: args.max_conns,
-            idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
-            max_output: args.max_output,
-        },
-        pool_size: args.pool_size.unwrap_or(4 * cpus()).max(1),
-        workers: args.workers.unwrap_or_else(cpus).max(1),
-        offload: !args.no_offload,
-        signals: true,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.addr = args.addr;
+    config.model = args.model;
+    config.limits.max_frame = args.max_frame;
+    config.limits.max_conns = args.max_conns;
+    config.limits.idle_timeout =
+        (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
+    config.limits.max_output = args.max_output;
+    config.pool_size = args.pool_size.unwrap_or(4 * cpus()).max(1);
+    config.workers = args.workers.unwrap_or_else(cpus).max(1);
+    config.offload = !args.no_offload;
+    config.signals = true;
     let server = match Server::bind(config, Arc::new(Service::new())) {
         Ok(server) => server,
         Err(e) => {

@@ -11,8 +11,7 @@ use reactor_rpc::buffer::ReadBuffer;
 use reactor_rpc::protocol::frame::encode;
 use reactor_rpc::protocol::{decode, Decoded, HEADER_LEN};
 
-#[path = "support/stream.rs"]
-mod stream;
+use reactor_rpc::testing as stream;
 
 /// The limit used here; small so that bodies at and near it stay cheap.
 const MAX_FRAME: u32 = 2048;

@@ -7,7 +7,7 @@
 //! `stats` with a deadline where only a counter can tell.
 
 #[macro_use]
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,7 +17,7 @@ use reactor_rpc::protocol::ErrorCode;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use common::*;
+use support::*;
 
 /// Asserts that a call failed with an error response carrying `code`.
 #[track_caller]

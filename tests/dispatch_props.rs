@@ -14,8 +14,7 @@ use reactor_rpc::protocol::frame::encode;
 use reactor_rpc::protocol::{ErrorCode, DEFAULT_MAX_FRAME};
 use serde_json::json;
 
-#[path = "support/stream.rs"]
-mod stream;
+use reactor_rpc::testing as stream;
 
 fn options() -> impl Strategy<Value = Options> {
     (

@@ -6,7 +6,7 @@
 //! `idle_timeout`, `max_output`) is set low in the config and provoked.
 
 #[macro_use]
-mod common;
+mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::*;
+use support::*;
 
 /// Writes bad `body` frames one at a time, asserting each gets `code` and the
 /// connection stays usable.

@@ -3,11 +3,11 @@
 //! served, the job queue stays bounded, and shutdown delivers jobs in flight.
 //! Assertions are on the order of events, never on wall-clock time.
 
-mod common;
+mod support;
 
-use common::*;
 use reactor_rpc::client::Response;
 use serde_json::{json, Value};
+use support::*;
 
 /// `fib` at this n is heavy (it goes to a worker); a ping never is.
 const HEAVY: u64 = 100_000;

@@ -7,7 +7,7 @@
 //! response, the process exiting) with a deadline.
 
 #[macro_use]
-mod common;
+mod support;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::*;
+use support::*;
 
 /// Extra flags so that the pool can hold the connections a test opens.
 fn model_args(model: Model) -> Vec<String> {

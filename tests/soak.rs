@@ -11,7 +11,7 @@
 //! They print RSS before, during and after, and the time to drain.
 
 #[macro_use]
-mod common;
+mod support;
 
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::*;
+use support::*;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)

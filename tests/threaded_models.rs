@@ -23,14 +23,12 @@ struct Running {
 }
 
 fn start(model: Model, pool_size: usize) -> Running {
-    let config = Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        model,
-        pool_size,
-        // Far longer than PATIENCE: a run() that returns in time did not wait it out.
-        shutdown_grace: Duration::from_secs(120),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.model = model;
+    config.pool_size = pool_size;
+    // Far longer than PATIENCE: a run() that returns in time did not wait it out.
+    config.shutdown_grace = Duration::from_secs(120);
     let server = Server::bind(config, Arc::new(Service::new())).unwrap();
     let (addr, handle) = (server.local_addr(), server.shutdown_handle());
     let (tx, done) = mpsc::channel();

@@ -5,16 +5,15 @@
 //! "worker"; bit 1: `max_frame` 64 instead of 1 MiB; bit 2: `max_output` 1, so
 //! every response fills the output), byte 1 is a count `k` (mod 8), the next
 //! `k` bytes are chunk sizes that cut the stream (cycled; none = one chunk),
-//! and the rest is the byte stream a client sent. The checks live in
-//! `tests/support/stream.rs`, shared with the proptests.
+//! and the rest is the byte stream a client sent. The checks live in the
+//! library's `testing` module, shared with the proptests.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use reactor_rpc::dispatch::Options;
 use reactor_rpc::protocol::DEFAULT_MAX_FRAME;
 
-#[path = "../../tests/support/stream.rs"]
-mod stream;
+use reactor_rpc::testing as stream;
 
 fuzz_target!(|data: &[u8]| {
     let [flags, k, rest @ ..] = data else {

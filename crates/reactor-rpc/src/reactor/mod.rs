@@ -29,12 +29,13 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::config::Config;
 use crate::dispatch;
 use crate::net::{
     bind_listener, out_of_descriptors, transient_accept_error, turn_away, RateLimitedLog,
 };
-use crate::server::{Config, ShutdownHandle};
 use crate::service::{Service, HOUSEKEEPING_INTERVAL};
+use crate::shutdown::ShutdownHandle;
 use connection::{Connection, Env, JobState, Next};
 use timers::IdleTimers;
 use workers::Workers;
@@ -149,8 +150,8 @@ impl Reactor {
         })
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local_addr)
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
@@ -326,7 +327,7 @@ impl Reactor {
     /// Over `--max-conns`: one `overloaded` response, best effort, then close.
     fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         self.service.stats().connection_rejected();
-        let frame = self.config.limits.refusal_frame();
+        let frame = crate::protocol::message::refusal_frame(self.config.limits.max_conns);
         turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
         if let Some(held) = self.refused_log.allow(self.now) {
             warn!(
@@ -513,7 +514,7 @@ impl Reactor {
         let live = self.conns.len();
         if self.conns_peak >= live + 1024 && live * 2 <= self.conns_peak {
             self.conns.shrink_to_fit();
-            crate::buffer::return_free_memory();
+            crate::net::return_free_memory();
             debug!(
                 "connections down from {} to {live}: memory returned to the OS",
                 self.conns_peak

@@ -15,20 +15,6 @@ pub const READ_CHUNK: usize = 4 * 1024;
 /// Buffers larger than this are released when a connection goes quiet.
 pub const KEEP_IDLE: usize = 64 * 1024;
 
-/// Gives the heap's free memory back to the operating system.
-///
-/// Connection buffers are most of a server's memory. When thousands of
-/// connections close, glibc keeps their freed buffers in the heap (only the
-/// top of the heap is returned by itself), so RSS stays at its peak. Servers
-/// call this after such a drop, never per request.
-pub fn return_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages; it touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Input bytes waiting to be decoded.
 #[derive(Default)]
 pub struct ReadBuffer {

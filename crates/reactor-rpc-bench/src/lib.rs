@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::server::Model;
 use load::{ConnCounts, Counts, LoadConfig, Until, Window};
+use reactor_rpc::Model;
 use workload::{Kind, Spec, Workload};
 
 /// Flags of `reactor-rpc bench`.
@@ -34,8 +34,9 @@ pub struct BenchArgs {
     /// Load a server already running at this address.
     #[arg(long, conflicts_with = "spawn", required_unless_present_any = ["spawn", "sweep"])]
     pub addr: Option<String>,
-    /// Start `reactor-rpc serve --model MODEL` on a free port, load it, then stop it.
-    #[arg(long, value_enum)]
+    /// Start `reactor-rpc serve --model MODEL` (reactor, threaded or pool) on a
+    /// free port, load it, then stop it.
+    #[arg(long)]
     pub spawn: Option<Model>,
     /// Pid of the server at `--addr`, for its CPU and memory figures.
     #[arg(long, requires = "addr")]
@@ -101,12 +102,7 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with_all = ["addr", "spawn"])]
     pub sweep: bool,
     /// Models of the sweep.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "reactor,threaded,pool"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "reactor,threaded,pool")]
     pub models: Vec<Model>,
     /// Connection counts of the sweep.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000,10000")]

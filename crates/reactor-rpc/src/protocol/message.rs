@@ -201,6 +201,18 @@ impl<'o> ResponseWriter<'o> {
 }
 
 /// Appends a whole error response frame.
+/// The one `overloaded` response a connection over `--max-conns` gets.
+pub fn refusal_frame(max_conns: usize) -> Vec<u8> {
+    let message = format!("server is at its limit of {max_conns} connections");
+    let mut frame = Vec::new();
+    write_error_frame(
+        &mut frame,
+        &RpcError::new(ErrorCode::Overloaded, message),
+        None,
+    );
+    frame
+}
+
 pub fn write_error_frame(out: &mut Vec<u8>, err: &RpcError, id: Option<Json<'_>>) {
     let start = begin_frame(out);
     out.extend_from_slice(b"{\"out\":\"error\",\"result\":{\"code\":\"");

@@ -14,6 +14,47 @@ use super::{Context, Method};
 use crate::protocol::message::write_json;
 use crate::protocol::{Json, RpcError};
 
+/// What a server says about itself in `stats`: its model, limits and threads.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ServerInfo {
+    /// The model's name (`reactor`, `threaded`, `pool`).
+    pub model: &'static str,
+    /// `--max-frame`.
+    pub max_frame: u32,
+    /// `--max-conns`.
+    pub max_conns: usize,
+    /// `--idle-timeout` in seconds (0: off).
+    pub idle_timeout_s: u64,
+    /// `--max-output`.
+    pub max_output: usize,
+    /// Threads of the pool model.
+    pub pool_size: Option<usize>,
+    /// Offload workers of the reactor model (0 with `--no-offload`).
+    pub workers: Option<usize>,
+}
+
+impl ServerInfo {
+    fn to_json(&self) -> Value {
+        let mut info = json!({
+            "model": self.model,
+            "limits": {
+                "max_frame": self.max_frame,
+                "max_conns": self.max_conns,
+                "idle_timeout_s": self.idle_timeout_s,
+                "max_output": self.max_output,
+            },
+        });
+        if let Some(n) = self.pool_size {
+            info["pool_size"] = json!(n);
+        }
+        if let Some(n) = self.workers {
+            info["workers"] = json!(n);
+        }
+        info
+    }
+}
+
 /// Server-wide counters.
 pub struct Stats {
     started: Instant,
@@ -50,8 +91,8 @@ impl Stats {
     }
 
     /// Records the model name and limits a server runs with; the first call wins.
-    pub fn set_server_info(&self, info: Value) {
-        let _ = self.server.set(info);
+    pub fn set_server_info(&self, info: ServerInfo) {
+        let _ = self.server.set(info.to_json());
     }
 
     #[inline]

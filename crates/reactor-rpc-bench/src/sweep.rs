@@ -15,7 +15,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{procfs, run_one, BenchArgs, Report, Target};
-use crate::server::Model;
+use reactor_rpc::Model;
 
 /// One cell of the matrix.
 #[derive(Debug, Clone, Serialize)]

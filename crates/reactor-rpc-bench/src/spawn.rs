@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::server::Model;
+use reactor_rpc::Model;
 
 /// How long a server may take to say it is listening, and to stop.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,9 +22,14 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Starts `reactor-rpc serve --model MODEL --addr 127.0.0.1:0 --log-level info EXTRA...`.
+    /// Starts `reactor-rpc serve --model MODEL --addr 127.0.0.1:0 --log-level info EXTRA...`,
+    /// the running executable being `reactor-rpc` itself.
     pub fn start(model: Model, extra: &[String]) -> io::Result<Spawned> {
-        let exe = std::env::current_exe()?;
+        Spawned::start_exe(&std::env::current_exe()?, model, extra)
+    }
+
+    /// Like [`Spawned::start`], with the `reactor-rpc` executable at `exe`.
+    pub fn start_exe(exe: &std::path::Path, model: Model, extra: &[String]) -> io::Result<Spawned> {
         let mut child = Command::new(exe)
             .args(["serve", "--model", model.name(), "--addr", "127.0.0.1:0"])
             .args(["--log-level", "info"])
@@ -120,7 +125,7 @@ impl Drop for Spawned {
 }
 
 /// The address in a `... listening on 127.0.0.1:PORT (model reactor)` line.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
     let (_, rest) = line.split_once("listening on ")?;
     rest.split_whitespace().next()?.parse().ok()
 }

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::protocol::frame::{begin_frame, end_frame};
+use reactor_rpc::protocol::frame::{begin_frame, end_frame};
 
 /// Sequence ids start here so that they all have [`ID_WIDTH`] digits.
 const ID_BASE: u64 = 1_000_000_000_000;
@@ -96,7 +96,7 @@ impl Workload {
                 format!("{{\"in\":\"fib\",\"params\":{},\"id\":", spec.fib_n),
                 format!(
                     "{{\"out\":\"fib\",\"result\":{},\"id\":",
-                    crate::service::fib::fib(spec.fib_n)
+                    reactor_rpc::service::fib::fib(spec.fib_n)
                 ),
             ),
             _ => (
@@ -283,8 +283,8 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{decode, Decoded, HEADER_LEN};
-    use crate::service::Service;
+    use reactor_rpc::protocol::{decode, Decoded, HEADER_LEN};
+    use reactor_rpc::service::Service;
 
     fn spec(kind: Kind) -> Spec {
         Spec {

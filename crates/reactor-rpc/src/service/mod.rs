@@ -24,7 +24,7 @@ use log::{debug, log_enabled, Level};
 use crate::protocol::{parse_request, write_error_frame, ResponseWriter};
 pub use cache::Cache;
 pub use registry::{method_fn, params, Context, Cost, Method, Registry};
-pub use stats::Stats;
+pub use stats::{ServerInfo, Stats};
 
 /// Whether [`Service::handle`] answered, or left a heavy request for a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -68,29 +68,18 @@ macro_rules! model_tests {
 pub fn raise_fd_limit() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: plain getrlimit/setrlimit on a struct we own.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-                lim.rlim_cur = lim.rlim_max;
-                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            }
-        }
+        reactor_rpc_bench::procfs::raise_nofile(u64::MAX);
     });
 }
 
 /// The configuration tests start from: port 0 on loopback, the given model.
 pub fn test_config(model: Model) -> Config {
-    Config {
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        model,
-        pool_size: POOL_SIZE,
-        signals: false,
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.model = model;
+    config.pool_size = POOL_SIZE;
+    config.signals = false;
+    config
 }
 
 /// A server running on a thread of the test process; stopped (and checked to
@@ -423,27 +412,16 @@ pub fn fib_decimal(n: u64) -> String {
     }
 }
 
-/// The resident set size of a process, in KiB, from `/proc/PID/status`.
+/// The resident set size of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    reactor_rpc_bench::procfs::process_rss_kb(pid)
         .expect("VmRSS in /proc/PID/status")
+        .0
 }
 
-/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
+/// CPU time (user + system) a process has used.
 pub fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat(5), i.e. 11 and 12 after comm.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / hz)
+    reactor_rpc_bench::procfs::process_cpu(pid).expect("read /proc/PID/stat")
 }
 
 /// The built binary, run as a child process with stderr captured line by line.
@@ -599,6 +577,5 @@ impl Drop for ServerProcess {
 
 /// The address in a `listening on ADDR (model NAME)` line.
 pub fn parse_listening(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
-    rest.split_whitespace().next()?.parse().ok()
+    reactor_rpc_bench::spawn::listening_addr(line)
 }

@@ -29,10 +29,11 @@ use log::{debug, error, info, log, warn, Level};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::config::{Config, Limits, Model};
 use crate::dispatch::Options;
 use crate::net::{self, RateLimitedLog};
-use crate::server::{Config, Limits, Model, ShutdownHandle};
 use crate::service::{Service, HOUSEKEEPING_INTERVAL};
+use crate::shutdown::ShutdownHandle;
 
 /// Stack of every thread that serves connections. Measured on the deepest
 /// request path (a 127-level nested `ping` and cached value, `fib 100000`,
@@ -109,8 +110,8 @@ impl Threaded {
         })
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local_addr)
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
@@ -469,7 +470,7 @@ impl Shared {
             );
         }
         if stream.set_nonblocking(true).is_ok() {
-            let frame = self.limits.refusal_frame();
+            let frame = crate::protocol::message::refusal_frame(self.limits.max_conns);
             net::turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
         }
     }
@@ -547,7 +548,7 @@ impl Drop for Conn {
             // RSS stayed at 84 MiB (peak 159 MiB); trimming brings it to 30 MiB,
             // most of it glibc's cache of thread stacks. At most log2(peak) times
             // per crowd, by the closing thread, before `stats` shows it gone.
-            crate::buffer::return_free_memory();
+            crate::net::return_free_memory();
         }
         self.shared.service.stats().connection_closed();
         let (level, peer) = (self.log_level, self.peer);

@@ -7,18 +7,16 @@
 //! what it wrote with an oracle that splits the whole stream with [`decode`] and
 //! answers each frame on its own, and panics on any difference.
 //!
-//! Shared by `tests/dispatch_props.rs` (proptest, in CI) and the cargo-fuzz
-//! target `fuzz/fuzz_targets/dispatch.rs` (which includes this file with
-//! `#[path]`), so both check exactly the same property.
+//! Shared by the property tests (`tests/dispatch_props.rs`, in CI) and the
+//! cargo-fuzz target (`fuzz/fuzz_targets/dispatch.rs`) through the `testing`
+//! feature, so both check exactly the same property.
 
-#![allow(dead_code)] // each includer uses a different subset
-
-use reactor_rpc::buffer::{ReadBuffer, WriteBuffer};
-use reactor_rpc::client::{Error, Response};
-use reactor_rpc::dispatch::{self, Options, Stop};
-use reactor_rpc::protocol::{decode, Decoded, ErrorCode, HEADER_LEN};
-use reactor_rpc::service::Handled;
-use reactor_rpc::Service;
+use crate::buffer::{ReadBuffer, WriteBuffer};
+use crate::client::{Error, Response};
+use crate::dispatch::{self, Options, Stop};
+use crate::protocol::{decode, Decoded, ErrorCode, HEADER_LEN};
+use crate::service::Handled;
+use crate::Service;
 
 /// Cuts `stream` into chunks whose sizes cycle through `sizes` (a size of 0
 /// counts as 1); no sizes means one chunk holding everything.

@@ -27,9 +27,9 @@ use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 
 use super::workload::{Op, Rng, Verdict, Workload};
-use crate::buffer::{WriteBuffer, READ_CHUNK};
-use crate::client::DEFAULT_MAX_RESPONSE;
-use crate::protocol::{decode, Decoded, HEADER_LEN};
+use reactor_rpc::buffer::{WriteBuffer, READ_CHUNK};
+use reactor_rpc::client::DEFAULT_MAX_RESPONSE;
+use reactor_rpc::protocol::{decode, Decoded, HEADER_LEN};
 
 /// When the measured window ends.
 #[derive(Debug, Clone, Copy)]

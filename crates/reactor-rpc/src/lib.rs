@@ -1,0 +1,69 @@
+//! reactor-rpc: a small, fast length-prefixed JSON RPC server built on a
+//! hand-written mio reactor, with the classic threaded models beside it for
+//! comparison, and a blocking client.
+//!
+//! ```text
+//!   bytes ──► protocol (frame, message) ──► service (methods, cache, stats) ──► bytes
+//!                 pure: no sockets              pure: no sockets
+//!                         ▲                               ▲
+//!                         └────── dispatch::process ──────┘   (frames in, responses out)
+//!                                         ▲
+//!        reactor (one thread, mio)  ·  threaded (thread per conn)  ·  pool (N threads)
+//! ```
+//!
+//! Every server model drives the same [`dispatch::process`], so a benchmark
+//! compares I/O models and nothing else. Start a server with [`Server`], talk
+//! to it with [`Client`]. The wire format is in `PROTOCOL.md`, the design in
+//! `ARCHITECTURE.md`, and `examples/minimal_reactor.rs` is the reactor pattern
+//! in under 150 lines.
+//!
+//! # Features
+//!
+//! * `server` (default): the service layer and the server models. Without it
+//!   the crate is the protocol and the [`Client`], with no mio, libc or bigint.
+//! * `testing`: the stream driver the property tests and the fuzzer share.
+//!
+//! # Calling a server
+//!
+//! ```no_run
+//! use reactor_rpc::Client;
+//!
+//! let mut client = Client::connect("127.0.0.1:8080")?;
+//! let pong = client.call("ping", "hello")?; // a serde_json::Value
+//! assert_eq!(pong, "hello");
+//! # Ok::<(), reactor_rpc::client::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod buffer;
+pub mod client;
+pub mod protocol;
+
+#[cfg(feature = "server")]
+mod config;
+#[cfg(feature = "server")]
+pub mod dispatch;
+#[cfg(feature = "server")]
+mod net;
+#[cfg(feature = "server")]
+mod reactor;
+#[cfg(feature = "server")]
+mod server;
+#[cfg(feature = "server")]
+pub mod service;
+#[cfg(feature = "server")]
+mod shutdown;
+#[cfg(all(feature = "server", feature = "testing"))]
+pub mod testing;
+#[cfg(feature = "server")]
+mod threaded;
+
+pub use client::Client;
+#[cfg(feature = "server")]
+pub use config::{cpus, Config, Limits, Model, UnknownModel};
+#[cfg(feature = "server")]
+pub use server::Server;
+#[cfg(feature = "server")]
+pub use service::{Registry, Service};
+#[cfg(feature = "server")]
+pub use shutdown::ShutdownHandle;

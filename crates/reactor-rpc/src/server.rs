@@ -1,0 +1,82 @@
+//! One front door for every server model: bind, run, shut down.
+//!
+//! The binary, the tests and the benchmarks start servers only through
+//! [`Server`], so a model is chosen by a value ([`Model`]), never by code.
+//! This is the only module that knows every model.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::{Config, Model};
+use crate::service::Service;
+use crate::shutdown::ShutdownHandle;
+use crate::{reactor, threaded};
+
+enum Inner {
+    Reactor(Box<reactor::Reactor>),
+    Threaded(threaded::Threaded),
+}
+
+/// A bound server, ready to [`Server::run`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use reactor_rpc::{Client, Config, Server, Service};
+///
+/// let mut config = Config::default();
+/// config.addr = "127.0.0.1:0".parse().unwrap(); // any free port
+/// let server = Server::bind(config, Arc::new(Service::new())).unwrap();
+/// let addr = server.local_addr();
+/// let stop = server.shutdown_handle();
+/// let running = std::thread::spawn(move || server.run());
+///
+/// let mut client = Client::connect(addr).unwrap();
+/// assert_eq!(client.call("ping", "hi").unwrap(), "hi");
+///
+/// stop.shutdown();
+/// running.join().unwrap().unwrap();
+/// ```
+pub struct Server {
+    inner: Inner,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Binds the listening socket; the port is known from here on.
+    pub fn bind(config: Config, service: Arc<Service>) -> io::Result<Server> {
+        service.stats().set_server_info(config.server_info());
+        let inner = match config.model {
+            Model::Reactor => Inner::Reactor(Box::new(reactor::Reactor::bind(config, service)?)),
+            Model::Threaded | Model::Pool => {
+                Inner::Threaded(threaded::Threaded::bind(config, service)?)
+            }
+        };
+        let local_addr = match &inner {
+            Inner::Reactor(r) => r.local_addr(),
+            Inner::Threaded(t) => t.local_addr(),
+        };
+        Ok(Server { inner, local_addr })
+    }
+
+    /// The address actually bound (the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle to stop the server from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        match &self.inner {
+            Inner::Reactor(r) => r.shutdown_handle(),
+            Inner::Threaded(t) => t.shutdown_handle(),
+        }
+    }
+
+    /// Serves until shut down; returns once every connection is closed.
+    pub fn run(self) -> io::Result<()> {
+        match self.inner {
+            Inner::Reactor(r) => r.run(),
+            Inner::Threaded(t) => t.run(),
+        }
+    }
+}
