@@ -1,8 +1,60 @@
-//! Small socket helpers shared by the server models.
+//! Socket helpers, constants and the close reasons every server model shares,
+//! so that the models agree on what they do and on what they log.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// How long a connection refused (`overloaded`) or closed for `frame_too_large`
+/// keeps discarding input before it closes. Closing a socket with unread input
+/// sends a reset, which can destroy the error response before the client reads
+/// it; a lingering close sends FIN after the response instead.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
+
+/// How long accepting pauses after a failed `accept` (out of descriptors, say),
+/// so that an acceptor never spins while the connected clients go on being served.
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why a connection ended: one vocabulary for every model, logged the same way
+/// by each (`PEER bye` for a client that left, `PEER bye (REASON)` otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    /// The client closed its side, every request answered.
+    Bye,
+    /// Nothing arrived for `--idle-timeout`.
+    IdleTimeout,
+    /// The client did not read its responses within `--idle-timeout`.
+    OutputNotRead,
+    /// A length prefix over `--max-frame`, answered, then a lingering close.
+    FrameTooLarge,
+    /// The server shut down.
+    Shutdown,
+    /// A read or write failed (a reset, say); the error is logged at debug.
+    IoError,
+}
+
+impl CloseReason {
+    /// The words in the `bye (...)` log line.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Bye => "bye",
+            CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::OutputNotRead => "output not read",
+            CloseReason::FrameTooLarge => "frame too large",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::IoError => "i/o error",
+        }
+    }
+
+    /// Logs the `bye` line of a connection at `level`.
+    pub(crate) fn log(self, level: log::Level, peer: &dyn std::fmt::Display) {
+        match self {
+            CloseReason::Bye => log::log!(level, "{peer} bye"),
+            why => log::log!(level, "{peer} bye ({})", why.as_str()),
+        }
+    }
+}
 
 /// Listen backlog: enough for a burst of thousands of connects. The kernel caps
 /// it at `net.core.somaxconn`.
