@@ -23,6 +23,18 @@ pub struct Options {
     pub max_output: usize,
 }
 
+impl Options {
+    /// Frames up to `max_frame` bytes, every request answered inline (no
+    /// offload), and no limit on pending output: the simplest server's options.
+    pub const fn new(max_frame: u32) -> Options {
+        Options {
+            max_frame,
+            offload: false,
+            max_output: usize::MAX,
+        }
+    }
+}
+
 /// Why [`process`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
