@@ -74,15 +74,15 @@ impl ReadBuffer {
         }
     }
 
-    /// One `read` into the free tail, offering at least `min_space` bytes.
+    /// One `read` into the free tail, for a caller that `wants` that many
+    /// more bytes (the rest of a frame, say). Memory follows the bytes that
+    /// actually arrive, never a length a header merely announced: the buffer
+    /// grows by at most doubling per read (from [`READ_CHUNK`]), so a header
+    /// declaring 1 MiB followed by one byte costs 4 KiB, not 1 MiB.
     /// Returns bytes read and bytes offered; fewer read than offered means the
     /// socket's queue was empty at that moment (a short read).
-    pub fn read_from<R: Read>(
-        &mut self,
-        r: &mut R,
-        min_space: usize,
-    ) -> io::Result<(usize, usize)> {
-        self.reserve(min_space);
+    pub fn read_from<R: Read>(&mut self, r: &mut R, wants: usize) -> io::Result<(usize, usize)> {
+        self.reserve(wants.min(self.data.len().max(READ_CHUNK)));
         let space = &mut self.data[self.tail..];
         let offered = space.len();
         let n = r.read(space)?;
@@ -192,6 +192,28 @@ mod tests {
         assert!(b.is_empty());
         b.release_if_large();
         assert_eq!(b.capacity(), 0);
+    }
+
+    #[test]
+    fn growth_follows_arrived_bytes_not_declared_lengths() {
+        let mut b = ReadBuffer::new();
+        let mut src: &[u8] = b"\x00\x00\x10\x00x"; // a header declaring 1 MiB, then one byte
+        let (n, offered) = b.read_from(&mut src, 1 << 20).unwrap();
+        assert_eq!(n, 5);
+        assert!(offered <= READ_CHUNK, "offered {offered}");
+        assert!(b.capacity() <= READ_CHUNK);
+        // Bytes that keep coming double the buffer each time, up to what is needed.
+        let body = vec![7u8; 1 << 20];
+        let mut src: &[u8] = &body;
+        let mut capacities = vec![b.capacity()];
+        while !src.is_empty() {
+            b.read_from(&mut src, 1 << 20).unwrap();
+            capacities.push(b.capacity());
+        }
+        assert_eq!(b.readable().len(), 5 + (1 << 20));
+        for pair in capacities.windows(2) {
+            assert!(pair[1] <= 2 * pair[0].max(READ_CHUNK), "{capacities:?}");
+        }
     }
 
     #[test]
