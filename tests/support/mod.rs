@@ -438,7 +438,8 @@ pub fn binary() -> &'static str {
 }
 
 impl ServerProcess {
-    /// `reactor-rpc serve --addr 127.0.0.1:0 --log-level info ARGS...`, waiting
+    /// `reactor-rpc serve --addr 127.0.0.1:0 --log-level info ARGS...` (unless
+    /// ARGS has an `--addr` of its own), waiting
     /// for the `listening on` line (logged at info) to learn the port.
     pub fn spawn(args: &[&str]) -> ServerProcess {
         ServerProcess::spawn_with_shell_prefix("", args)
@@ -453,7 +454,12 @@ impl ServerProcess {
         cmd.arg("-c")
             .arg(format!("{prefix} exec \"$0\" \"$@\""))
             .arg(binary())
-            .args(["serve", "--addr", "127.0.0.1:0", "--log-level", "info"])
+            .args(["serve", "--log-level", "info"])
+            .args(if args.contains(&"--addr") {
+                &[][..]
+            } else {
+                &["--addr", "127.0.0.1:0"][..]
+            })
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -32,7 +32,7 @@ use workload::{Kind, Spec, Workload};
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Load a server already running at this address.
-    #[arg(long, conflicts_with = "spawn", required_unless_present_any = ["spawn", "sweep"])]
+    #[arg(long, conflicts_with = "spawn")]
     pub addr: Option<String>,
     /// Start `reactor-rpc serve --model MODEL` (reactor, threaded or pool) on a
     /// free port, load it, then stop it.
@@ -123,7 +123,13 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     let target = match (&args.addr, args.spawn) {
         (Some(addr), _) => Target::Addr(resolve(addr)?, args.server_pid),
         (None, Some(model)) => Target::Spawn(model),
-        (None, None) => return Err("give --addr, --spawn or --sweep".into()),
+        (None, None) => {
+            return Err(
+                "nothing to load: use --addr HOST:PORT (a running server) or \
+                        --spawn MODEL (start one), or --sweep"
+                    .into(),
+            )
+        }
     };
     let (limit, note) = procfs::raise_nofile(args.conns as u64 + procfs::SPARE_FDS);
     if let Some(note) = note {

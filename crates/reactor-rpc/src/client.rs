@@ -114,7 +114,27 @@ struct Request<'a, P: ?Sized, I: ?Sized> {
 impl Client {
     /// Connects, with `TCP_NODELAY` set.
     pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Client> {
-        let stream = TcpStream::connect(addr)?;
+        Client::from_stream(TcpStream::connect(addr)?)
+    }
+
+    /// Connects within `timeout` (trying each address `addr` resolves to),
+    /// and fails any later read or write that blocks longer than `timeout`.
+    pub fn connect_timeout(addr: impl ToSocketAddrs, timeout: Duration) -> io::Result<Client> {
+        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing");
+        for addr in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(stream) => {
+                    let client = Client::from_stream(stream)?;
+                    client.set_timeout(Some(timeout))?;
+                    return Ok(client);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn from_stream(stream: TcpStream) -> io::Result<Client> {
         stream.set_nodelay(true)?;
         Ok(Client {
             stream,

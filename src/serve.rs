@@ -1,0 +1,139 @@
+//! `reactor-rpc serve`: flags (each also readable from `REACTOR_RPC_<FLAG>`),
+//! their validation, and starting the server.
+//!
+//! A flag with a value that cannot work (`--max-conns 0`, `--max-output 0`,
+//! a size that is not a size) is refused by the parser with one line naming
+//! the flag and the allowed range, and exit status 2, before anything is bound.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::error;
+
+use crate::logging;
+use crate::size::parse_size;
+use reactor_rpc::{cpus, Config, Model, Server, Service};
+
+/// Flags of `reactor-rpc serve`.
+#[derive(clap::Args)]
+#[command(version)]
+pub struct ServeArgs {
+    /// Address to listen on, host:port (port 0 picks a free port; the log says which).
+    #[arg(long, env = "REACTOR_RPC_ADDR", default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Server model: reactor, threaded or pool.
+    #[arg(long, env = "REACTOR_RPC_MODEL", default_value_t = Model::Reactor)]
+    model: Model,
+    /// Largest request body (bytes, or with k/m/g); a larger length prefix gets
+    /// frame_too_large and a close. 1 to 4g-1.
+    #[arg(long, env = "REACTOR_RPC_MAX_FRAME", default_value = "1m", value_parser = max_frame)]
+    max_frame: u32,
+    /// Most connections served at once; one more gets `overloaded` and is closed.
+    #[arg(long, env = "REACTOR_RPC_MAX_CONNS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_conns: u64,
+    /// Close connections that send nothing for this many seconds (0: never).
+    #[arg(long, env = "REACTOR_RPC_IDLE_TIMEOUT", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    idle_timeout: u64,
+    /// Pending output per connection (bytes, or with k/m/g) above which its
+    /// requests are no longer read. At least 1.
+    #[arg(long, env = "REACTOR_RPC_MAX_OUTPUT", default_value = "4m", value_parser = nonzero_size)]
+    max_output: u64,
+    /// Threads in the pool model (default: 4 × CPUs).
+    #[arg(long, env = "REACTOR_RPC_POOL_SIZE",
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pool_size: Option<u64>,
+    /// Worker threads for heavy requests in the reactor model (default: CPUs).
+    #[arg(long, env = "REACTOR_RPC_WORKERS",
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    workers: Option<u64>,
+    /// Run every request inline on the event loop, heavy or not (for comparison).
+    #[arg(long, env = "REACTOR_RPC_NO_OFFLOAD")]
+    no_offload: bool,
+    /// Log level.
+    #[arg(long, env = "REACTOR_RPC_LOG_LEVEL", default_value = "info",
+          value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
+    log_level: String,
+    /// Write the log to this file instead of stderr (SIGHUP reopens it).
+    #[arg(long, env = "REACTOR_RPC_LOG_FILE")]
+    log_file: Option<PathBuf>,
+}
+
+fn max_frame(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    match u32::try_from(n) {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{n} is not in 1..=4294967295 bytes")),
+    }
+}
+
+fn nonzero_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("0 is not in 1..=18446744073709551615 bytes".into()),
+        n => Ok(n),
+    }
+}
+
+/// The first address `addr` resolves to, so `localhost:8080` works.
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve --addr {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--addr {addr} resolves to no address"))
+}
+
+fn saturating_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Runs `serve` until a signal stops the server.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let addr = match resolve(&args.addr) {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("reactor-rpc: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log_file = match logging::init(&args.log_level, args.log_file.as_deref()) {
+        Ok(log_file) => log_file,
+        Err(e) => {
+            eprintln!("reactor-rpc: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = Config::default();
+    config.addr = addr;
+    config.model = args.model;
+    config.limits.max_frame = args.max_frame;
+    config.limits.max_conns = saturating_usize(args.max_conns);
+    config.limits.idle_timeout =
+        (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
+    config.limits.max_output = saturating_usize(args.max_output);
+    config.pool_size = args.pool_size.map_or(4 * cpus(), saturating_usize);
+    config.workers = args.workers.map_or_else(cpus, saturating_usize);
+    config.offload = !args.no_offload;
+    config.signals = true;
+    let server = match Server::bind(config, Arc::new(Service::new())) {
+        Ok(server) => server,
+        Err(e) => {
+            // One line where the operator looks: stderr, and the log file if any.
+            if log_file.is_some() {
+                error!("cannot listen on {addr}: {e}");
+            }
+            eprintln!("reactor-rpc: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The command line as an operator meets it: flag validation (one line, exit
+//! status 2, nothing bound), flags from the environment, host names, versions,
+//! a busy port, and the client's timeout.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+
+use support::*;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the binary")
+}
+
+fn stderr_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bad_configuration_is_one_line_and_exit_2() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["--max-output", "0"], "--max-output", "1..="),
+        (&["--max-frame", "0"], "--max-frame", "1..="),
+        (&["--max-frame", "5g"], "--max-frame", "1..="),
+        (&["--max-conns", "0"], "--max-conns", "1..="),
+        (&["--workers", "0"], "--workers", "1..="),
+        (&["--pool-size", "0"], "--pool-size", "1..="),
+        (&["--max-output", "abc"], "--max-output", "not a size"),
+        (&["--idle-timeout", "soon"], "--idle-timeout", ""),
+        (&["--model", "fibers"], "--model", "reactor"),
+    ];
+    for (flags, flag, range) in cases {
+        // Port 0 would bind if validation were skipped: then the run would hang
+        // until the test harness timed out, not fail quietly.
+        let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let out = run(&args, &[]);
+        let lines = stderr_lines(&out);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {lines:?}");
+        assert_eq!(lines.len(), 1, "{flags:?}: one line, got {lines:?}");
+        assert!(lines[0].contains(flag), "{flags:?}: {lines:?}");
+        assert!(lines[0].contains(range), "{flags:?}: {lines:?}");
+    }
+}
+
+#[test]
+fn every_serve_flag_reads_the_environment_and_the_flag_wins() {
+    // A bad value from the environment is refused like a bad flag...
+    let out = run(&["serve"], &[("REACTOR_RPC_MAX_CONNS", "0")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_lines(&out)[0].contains("--max-conns"));
+    // ...and a flag given on the command line wins over the environment.
+    let out = run(
+        &["serve", "--max-conns", "0"],
+        &[("REACTOR_RPC_MAX_CONNS", "10")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // The server really uses what the environment says.
+    let mut server = ServerProcess::spawn_with_shell_prefix(
+        "REACTOR_RPC_MAX_CONNS=3 REACTOR_RPC_MODEL=threaded",
+        &[],
+    );
+    let stats = stats(&mut client_for(server.addr));
+    assert_eq!(stats["model"], "threaded");
+    assert_eq!(stats["limits"]["max_conns"], 3);
+    server.terminate();
+    // Every serve flag documents its variable.
+    let help = String::from_utf8_lossy(&run(&["serve", "--help"], &[]).stdout).to_string();
+    for flag in help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+    {
+        let name = flag.split([' ', '<']).next().unwrap_or_default();
+        if name == "help" || name == "version" {
+            continue;
+        }
+        let var = format!("REACTOR_RPC_{}", name.to_uppercase().replace('-', "_"));
+        assert!(
+            help.contains(&var),
+            "--{name} has no {var} in --help:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn serve_takes_host_names_and_has_a_version() {
+    let out = run(&["serve", "--version"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+
+    let mut server = ServerProcess::spawn(&["--addr", "localhost:0"]);
+    let port = server.addr.port().to_string();
+    let out = run(
+        &[
+            "call",
+            "--addr",
+            &format!("localhost:{port}"),
+            "ping",
+            "\"hi\"",
+        ],
+        &[],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"hi\"");
+    server.terminate();
+}
+
+#[test]
+fn a_busy_port_is_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["serve", "--addr", &addr], &[]);
+    let lines = stderr_lines(&out);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("cannot listen on"), "{lines:?}");
+}
+
+#[test]
+fn call_times_out_with_exit_2() {
+    // Accepted by the kernel's backlog, never answered.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let out = run(&["call", "--addr", &addr, "--timeout", "0.3", "ping"], &[]);
+    let lines = stderr_lines(&out);
+    assert_eq!(out.status.code(), Some(2), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("--timeout"), "{lines:?}");
+}
+
+#[test]
+fn bench_without_a_target_says_what_to_give() {
+    let out = run(&["bench"], &[]);
+    assert_ne!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("--addr") && text.contains("--spawn"),
+        "{text}"
+    );
+}
