@@ -175,9 +175,20 @@ fn invalid_utf8_is_bad_json(model: Model) {
             b"{\"in\":\"ping\",\"params\":\"\xe6\x97\"}", // truncated sequence
             b"{\"in\":\"p\xfeing\"}",
             b"{\"in\":\"ping\"}\xf8",
+            // Lone surrogates as escapes: never stored or echoed as invalid Unicode.
+            b"{\"in\":\"ping\",\"params\":\"\\ud800\"}",
+            b"{\"in\":\"ping\",\"params\":\"\\udfff x\"}",
+            b"{\"in\":\"ping\",\"params\":[\"\\ud83d\\u0041\"]}",
+            b"{\"in\":\"set\",\"params\":{\"key\":\"k\",\"value\":{\"a\":\"\\ud83d\"}}}",
+            b"{\"in\":\"set\",\"params\":{\"key\":\"\\udc00\",\"value\":1}}",
         ],
         "bad_json",
     );
+    // A proper pair is fine.
+    let r = roundtrip(&mut s, &request("ping", json!("\u{1F600}")));
+    assert_result(&r, "pong", &json!("\u{1F600}"));
+    let pair = frame(br#"{"in":"ping","params":"\ud83d\ude00"}"#);
+    assert_result(&roundtrip(&mut s, &pair), "pong", &json!("\u{1F600}"));
 }
 
 fn json_nested_100000_deep_is_bad_json(model: Model) {

@@ -282,6 +282,11 @@ pub fn assert_error(response: &Value, code: &str) {
         message.is_some_and(|m| !m.is_empty()),
         "error without a message: {response}"
     );
+    // A position inside a one-line frame means nothing to the caller.
+    assert!(
+        !message.unwrap_or_default().contains(" at line "),
+        "serde's position leaked into the message: {response}"
+    );
 }
 
 /// Asserts that the connection still answers a ping.

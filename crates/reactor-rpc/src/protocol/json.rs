@@ -223,16 +223,37 @@ impl<'a> Scanner<'a> {
                 Ok(())
             }
             Some(b'u') => {
-                let hex = self.b.get(self.i + 1..self.i + 5);
-                if hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                    self.i += 5;
-                    Ok(())
-                } else {
-                    Err(Invalid::Syntax("bad \\u escape"))
+                let unit = self.hex4(self.i + 1)?;
+                self.i += 5;
+                match unit {
+                    // A surrogate is only Unicode as a high-low pair: a lone one
+                    // would be stored and echoed as invalid UTF-16/UTF-8.
+                    0xD800..=0xDBFF => {
+                        if self.b.get(self.i..self.i + 2) != Some(b"\\u") {
+                            return Err(Invalid::Syntax("lone surrogate in \\u escape"));
+                        }
+                        if !(0xDC00..=0xDFFF).contains(&self.hex4(self.i + 2)?) {
+                            return Err(Invalid::Syntax("lone surrogate in \\u escape"));
+                        }
+                        self.i += 6;
+                        Ok(())
+                    }
+                    0xDC00..=0xDFFF => Err(Invalid::Syntax("lone surrogate in \\u escape")),
+                    _ => Ok(()),
                 }
             }
             _ => Err(Invalid::Syntax("bad escape")),
         }
+    }
+
+    /// The value of the four hex digits at `at`.
+    fn hex4(&self, at: usize) -> Scan<u16> {
+        let hex = self.b.get(at..at + 4).unwrap_or_default();
+        if hex.len() != 4 || !hex.iter().all(u8::is_ascii_hexdigit) {
+            return Err(Invalid::Syntax("bad \\u escape"));
+        }
+        let text = std::str::from_utf8(hex).map_err(|_| Invalid::Syntax("bad \\u escape"))?;
+        u16::from_str_radix(text, 16).map_err(|_| Invalid::Syntax("bad \\u escape"))
     }
 
     fn digits(&mut self) -> usize {
@@ -332,8 +353,18 @@ mod tests {
             "{}",
             " [1, {\"a\": [null, true, false]}] ",
             "\"é\"",
+            "\"\\ud83d\\ude00\"",
         ] {
             assert!(Json::new(ok).is_some(), "{ok}");
+        }
+        for lone in [
+            "\"\\ud800\"",
+            "\"\\udbff\\n\"",
+            "\"\\ud800\\u0041\"",
+            "\"\\udc00\"",
+            "[\"\\ud83d\"]",
+        ] {
+            assert!(Json::new(lone).is_none(), "{lone}");
         }
         for bad in [
             "",

@@ -42,7 +42,18 @@ pub trait Method: Send + Sync + 'static {
 /// Parses params into `T`; any mismatch is `bad_params`.
 pub fn params<'a, T: Deserialize<'a>>(raw: Json<'a>) -> Result<T, RpcError> {
     raw.parse()
-        .map_err(|e| RpcError::bad_params(format!("{e}")))
+        .map_err(|e| RpcError::bad_params(serde_message(&e)))
+}
+
+/// serde's message without its " at line 1 column N": params are one line
+/// of a frame, and a position inside it means nothing to the caller.
+pub(crate) fn serde_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&position) {
+        Some(message) => message.to_string(),
+        None => text,
+    }
 }
 
 /// A method from a closure over parsed params, returning any serialisable value.
