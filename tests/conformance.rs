@@ -70,6 +70,7 @@ model_tests! {
         cache_keys_expire,
         expired_keys_nobody_touches_are_swept,
         cache_rejects_bad_params,
+        duplicate_keys_are_kept_in_values_and_refused_in_params,
         cache_is_shared_across_connections,
         stats_reports_the_server,
         every_error_code_and_the_connection_stays_usable,
@@ -831,4 +832,27 @@ fn a_thousand_concurrent_connections_all_answered(model: Model) {
     }
     drop(conns);
     wait_for_connections(&mut c, 1);
+}
+
+/// PROTOCOL.md's bad-input table: duplicate keys in a free-form value pass
+/// through as sent; a duplicated field of a method's params is bad_params.
+fn duplicate_keys_are_kept_in_values_and_refused_in_params(model: Model) {
+    let server = TestServer::start(model);
+    let mut s = server.raw();
+    let echo = roundtrip(&mut s, &frame(br#"{"in":"ping","params":{"a":1,"a":2}}"#));
+    assert_eq!(echo["out"], "pong");
+    let set = br#"{"in":"set","params":{"key":"dup","value":{"a":1,"a":2}}}"#;
+    assert_result(&roundtrip(&mut s, &frame(set)), "set", &json!(true));
+    // Read back as raw bytes: the text is exactly what was sent.
+    s.write_all(&request("get", json!({"key": "dup"}))).unwrap();
+    let body = read_frame(&mut s).expect("a response");
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains(r#""result":{"a":1,"a":2}"#), "{text}");
+    let twice = br#"{"in":"get","params":{"key":"a","key":"b"}}"#;
+    let r = roundtrip(&mut s, &frame(twice));
+    assert_error(&r, "bad_params");
+    assert!(r["result"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("duplicate field"));
 }
