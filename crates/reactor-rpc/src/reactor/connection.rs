@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-use super::workers::{Job, Workers};
+use super::workers::{Job, WorkerPool};
 use crate::buffer::{ReadBuffer, WriteBuffer, READ_CHUNK};
 use crate::dispatch::{self, Stop};
 use crate::protocol::HEADER_LEN;
@@ -24,7 +24,7 @@ use crate::service::Service;
 pub struct Env<'a> {
     pub service: &'a Service,
     pub opts: dispatch::Options,
-    pub workers: Option<&'a Workers>,
+    pub workers: Option<&'a WorkerPool>,
     pub now: Instant,
 }
 

@@ -38,7 +38,7 @@ use crate::service::{Service, HOUSEKEEPING_INTERVAL};
 use crate::shutdown::ShutdownHandle;
 use connection::{Connection, Env, JobState, Next};
 use timers::IdleTimers;
-use workers::Workers;
+use workers::WorkerPool;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -61,7 +61,7 @@ pub struct Reactor {
     service: Arc<Service>,
     config: Config,
     opts: dispatch::Options,
-    workers: Option<Workers>,
+    workers: Option<WorkerPool>,
     signals: Option<Signals>,
     shutdown: ShutdownHandle,
     timers: IdleTimers,
@@ -110,7 +110,7 @@ impl Reactor {
             })
         };
         let workers = if config.offload {
-            Some(Workers::start(
+            Some(WorkerPool::start(
                 config.workers.max(1),
                 service.clone(),
                 waker,
@@ -378,7 +378,7 @@ impl Reactor {
             self.begin_shutdown();
         }
         let mut finished = 0;
-        while let Some(done) = self.workers.as_ref().and_then(Workers::try_done) {
+        while let Some(done) = self.workers.as_ref().and_then(WorkerPool::try_done) {
             finished += 1;
             // The connection may have gone, or its key been reused: match the id.
             match self.conns.get_mut(done.key) {
