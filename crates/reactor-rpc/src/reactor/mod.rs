@@ -22,7 +22,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
+use log::{debug, error, info, warn, Level};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -32,20 +32,18 @@ use slab::Slab;
 use crate::config::Config;
 use crate::dispatch;
 use crate::net::{
-    bind_listener, out_of_descriptors, transient_accept_error, turn_away, RateLimitedLog,
+    bind_listener, out_of_descriptors, transient_accept_error, turn_away, CloseReason,
+    RateLimitedLog, ACCEPT_BACKOFF,
 };
 use crate::service::{Service, HOUSEKEEPING_INTERVAL};
 use crate::shutdown::ShutdownHandle;
-use connection::{Connection, Env, JobState, Next};
+use connection::{Connection, Env, Next, Readiness};
 use timers::IdleTimers;
 use workers::WorkerPool;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
-
-/// How long accepting pauses after running out of descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A connection quiet for this long gives its buffers back.
 const TRIM_AFTER: Duration = Duration::from_secs(2);
@@ -180,12 +178,7 @@ impl Reactor {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signal(),
                     WAKER => self.on_wake(),
-                    Token(key) => {
-                        let hup = event.is_read_closed() || event.is_error();
-                        let writable =
-                            event.is_writable() || event.is_write_closed() || event.is_error();
-                        self.on_ready(key, event.is_readable(), writable, hup);
-                    }
+                    Token(key) => self.on_ready(key, Readiness::of(event)),
                 }
             }
             self.resume_yielded();
@@ -202,11 +195,11 @@ impl Reactor {
     /// Readiness on a client socket. The key may belong to a connection closed
     /// earlier in this batch, or even to a new one that reused it: events are
     /// hints, and `drive` copes with a socket that has nothing to say.
-    fn on_ready(&mut self, key: usize, readable: bool, writable: bool, hup: bool) {
+    fn on_ready(&mut self, key: usize, readiness: Readiness) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.ready(readable, writable, hup);
+        conn.ready(readiness);
         self.drive(key);
     }
 
@@ -225,31 +218,19 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let id = conn.id;
         let next = f(conn, &env);
-        self.settle(key, next);
+        self.settle(key, id, next);
     }
 
-    /// Acts on what `drive` said: close, or remember a stall on the job queue.
-    fn settle(&mut self, key: usize, next: Next) {
+    /// Acts on what a connection said: close it, or remember to come back.
+    fn settle(&mut self, key: usize, id: u64, next: Next) {
         match next {
+            Next::Keep => {}
+            Next::Yield => self.yielded.push((key, id)),
+            Next::Stalled => self.stalled.push((key, id)),
+            Next::Linger(until) => self.timers.arm(until, key, id),
             Next::Close(why) => self.close(key, why),
-            Next::Yield => {
-                if let Some(conn) = self.conns.get(key) {
-                    self.yielded.push((key, conn.id));
-                }
-            }
-            Next::Linger(until) => {
-                if let Some(conn) = self.conns.get(key) {
-                    self.timers.arm(until, key, conn.id);
-                }
-            }
-            Next::Keep => {
-                if let Some(conn) = self.conns.get(key) {
-                    if conn.job == JobState::Stalled {
-                        self.stalled.push((key, conn.id));
-                    }
-                }
-            }
         }
     }
 
@@ -337,7 +318,7 @@ impl Reactor {
         }
     }
 
-    fn close(&mut self, key: usize, why: &str) {
+    fn close(&mut self, key: usize, why: CloseReason) {
         if !self.conns.contains(key) {
             return;
         }
@@ -345,11 +326,7 @@ impl Reactor {
         // deregister syscall needed.
         let conn = self.conns.remove(key);
         self.service.stats().connection_closed();
-        if why == "bye" {
-            info!("{} bye", conn.peer);
-        } else {
-            info!("{} bye ({why})", conn.peer);
-        }
+        why.log(Level::Info, &conn.peer);
     }
 
     fn on_signal(&mut self) {
@@ -435,7 +412,7 @@ impl Reactor {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            self.close(key, "shutdown");
+            self.close(key, CloseReason::Shutdown);
         }
     }
 
@@ -476,9 +453,9 @@ impl Reactor {
             let Some(conn) = self.conns.get(key).filter(|c| c.id == id) else {
                 continue;
             };
-            if let Some(until) = conn.linger_until {
+            if let Some(until) = conn.linger_deadline() {
                 if until <= now {
-                    self.close(key, "frame too large");
+                    self.close(key, CloseReason::FrameTooLarge);
                 } else {
                     self.timers.arm(until, key, id);
                 }
@@ -490,15 +467,12 @@ impl Reactor {
             let deadline = conn.last_active + timeout;
             if deadline > now {
                 self.timers.arm(deadline, key, id);
-            } else if conn.job == JobState::Running {
+            } else if conn.job_running() {
                 self.timers.arm(now + timeout, key, id); // waiting on us, not idle
+            } else if conn.pending_output() > 0 {
+                self.close(key, CloseReason::OutputNotRead);
             } else {
-                let why = if conn.pending_output() > 0 {
-                    "output not read"
-                } else {
-                    "idle timeout"
-                };
-                self.close(key, why);
+                self.close(key, CloseReason::IdleTimeout);
             }
         }
         let conns = &self.conns;
