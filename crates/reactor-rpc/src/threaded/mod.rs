@@ -31,7 +31,7 @@ use signal_hook::iterator::Signals;
 
 use crate::config::{Config, Limits, Model};
 use crate::dispatch::Options;
-use crate::net::{self, RateLimitedLog};
+use crate::net::{self, CloseReason, RateLimitedLog, ACCEPT_BACKOFF};
 use crate::service::{Service, HOUSEKEEPING_INTERVAL};
 use crate::shutdown::ShutdownHandle;
 
@@ -43,10 +43,6 @@ use crate::shutdown::ShutdownHandle;
 /// 16x less address space per idle client than std's 2 MiB default; only the
 /// pages touched count toward RSS either way.
 pub const STACK_SIZE: usize = 128 * 1024;
-
-/// How long an acceptor pauses after a failed `accept` (out of descriptors,
-/// say), so that it never spins while existing clients are still served.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Memory is handed back to the OS only after at least this many connections
 /// closed (and the live ones halved), so a quiet server never pays for it.
@@ -452,7 +448,7 @@ impl Shared {
             id,
             stream,
             peer,
-            why: "bye",
+            why: CloseReason::Bye,
             log_level: if late { Level::Debug } else { Level::Info },
         };
         // Taken from the backlog during a shutdown: a client or a wake-up call.
@@ -502,7 +498,7 @@ struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     /// Why it ended, for the `bye` line.
-    why: &'static str,
+    why: CloseReason,
     /// Of `comes` and `bye`: debug for connections accepted while stopping.
     log_level: Level,
 }
@@ -517,7 +513,7 @@ impl Conn {
             .and_then(|()| self.stream.set_nodelay(true));
         if let Err(e) = timeouts {
             debug!("{}: cannot set socket options: {e}", self.peer);
-            self.why = "i/o error";
+            self.why = CloseReason::IoError;
             return;
         }
         let opt = Options {
@@ -551,13 +547,12 @@ impl Drop for Conn {
             crate::net::return_free_memory();
         }
         self.shared.service.stats().connection_closed();
-        let (level, peer) = (self.log_level, self.peer);
-        match self.why {
+        let why = match self.why {
             // EOF or a failed write after the shutdown shut the socket down.
-            "bye" | "i/o error" if stopping => log!(level, "{peer} bye (shutdown)"),
-            "bye" => log!(level, "{peer} bye"),
-            why => log!(level, "{peer} bye ({why})"),
-        }
+            CloseReason::Bye | CloseReason::IoError if stopping => CloseReason::Shutdown,
+            why => why,
+        };
+        why.log(self.log_level, &self.peer);
         if stopping {
             self.shared.drained.notify_all();
         }
