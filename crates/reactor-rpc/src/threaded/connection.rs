@@ -13,10 +13,35 @@ use std::time::Instant;
 
 use log::debug;
 
+use super::registry::Conn;
 use crate::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
 use crate::dispatch::{self, Options, Stop};
 use crate::net::{CloseReason, LINGER};
 use crate::service::Service;
+
+impl Conn {
+    /// Serves the connection on this thread until it ends, then drops it
+    /// (which unregisters it and logs why it ended).
+    pub(super) fn serve(mut self) {
+        let limits = &self.shared.limits;
+        let timeouts = self
+            .stream
+            .set_read_timeout(limits.idle_timeout)
+            .and_then(|()| self.stream.set_write_timeout(limits.idle_timeout))
+            .and_then(|()| self.stream.set_nodelay(true));
+        if let Err(e) = timeouts {
+            debug!("{}: cannot set socket options: {e}", self.peer);
+            self.why = CloseReason::IoError;
+            return;
+        }
+        let opt = Options {
+            max_frame: limits.max_frame,
+            offload: false,
+            max_output: limits.max_output,
+        };
+        self.why = serve(&mut self.stream, &self.peer, &self.shared.service, opt);
+    }
+}
 
 /// Serves `stream` until the peer closes, an I/O error or timeout, or a frame
 /// over the limit, and says why it ended (for the `bye` log line). Every
