@@ -6,17 +6,25 @@
 //! (mio is edge-triggered: an edge is reported once, so `readable` stays true
 //! until a read comes back short or with `WouldBlock`), which is what lets the
 //! loop skip the extra `read` that would only say `WouldBlock`.
+//!
+//! Every state a connection can be in is one of a few small types, each
+//! answering one question: [`Readiness`] (what may the socket do?), [`Flow`]
+//! (are requests decoded, and if not, what do they wait for?), [`Drain`] (is
+//! the server shutting down?), [`Ending`] (was a frame too large?), plus `eof`
+//! (has the peer finished sending?). [`Next`] tells the loop what follows.
 
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use mio::event::Event;
 use mio::net::TcpStream;
 
-use super::workers::{Job, Workers};
+use super::workers::{Job, WorkerPool};
 use crate::buffer::{ReadBuffer, WriteBuffer, READ_CHUNK};
 use crate::dispatch::{self, Stop};
+use crate::net::{CloseReason, LINGER};
 use crate::protocol::HEADER_LEN;
 use crate::service::Service;
 
@@ -24,32 +32,100 @@ use crate::service::Service;
 pub struct Env<'a> {
     pub service: &'a Service,
     pub opts: dispatch::Options,
-    pub workers: Option<&'a Workers>,
+    pub workers: Option<&'a WorkerPool>,
     pub now: Instant,
 }
 
-/// Where a connection stands with respect to the worker pool.
+/// What the socket may do, as far as the edges seen so far tell. mio is
+/// edge-triggered: an edge is reported once, so a flag stays set until an
+/// operation comes back short or with `WouldBlock`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    None,
+pub struct Readiness {
+    /// The socket may hold unread bytes.
+    pub readable: bool,
+    /// The socket may accept more bytes.
+    pub writable: bool,
+    /// The peer has hung up (RDHUP/HUP/error seen): read to the end, since no
+    /// further edge will come to report the EOF behind a short read.
+    pub hup: bool,
+}
+
+impl Readiness {
+    /// What one mio event says (an error counts as both a hang-up and writable,
+    /// so the next read or write reports it).
+    #[inline]
+    pub fn of(event: &Event) -> Readiness {
+        Readiness {
+            readable: event.is_readable(),
+            writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+            hup: event.is_read_closed() || event.is_error(),
+        }
+    }
+
+    /// Adds what a new event says; a hang-up makes the socket readable (the EOF).
+    #[inline]
+    fn merge(&mut self, event: Readiness) {
+        self.readable |= event.readable | event.hup;
+        self.writable |= event.writable;
+        self.hup |= event.hup;
+    }
+}
+
+/// Whether requests are being decoded and, if not, what they wait for. Each
+/// other state is entered from `Decoding` only, so they exclude one another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Requests are decoded as their frames complete.
+    Decoding,
+    /// Pending output passed the high-water mark: no decoding until it drains
+    /// to half of it.
+    Paused,
     /// A request of ours is on a worker; later requests wait behind it, so
     /// responses stay in order.
-    Running,
+    Offloaded,
     /// The job queue was full; the loop retries when a worker frees a slot.
     Stalled,
+}
+
+/// Shutdown: read what has already arrived, answer it, then close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// Not shutting down.
+    Off,
+    /// Reading until the socket first comes back empty.
+    Reading,
+    /// The socket came back empty once: read no more.
+    Done,
+}
+
+/// How the connection ends after a frame over `--max-frame`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// No frame was too large.
+    Open,
+    /// `frame_too_large` was answered: no more decoding; once it is written,
+    /// shut the write side and linger.
+    Poisoned,
+    /// Write side shut: discard input until the peer closes or this moment.
+    Lingering(Instant),
 }
 
 /// What the loop should do with a connection after driving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
+    /// Nothing more to do until the next event or deadline.
     Keep,
     /// Used up its turn with input still waiting: drive it again after the
     /// other ready connections (edge-triggered epoll will not report it again).
     Yield,
+    /// A heavy request found the job queue full: drive it again when a
+    /// worker frees a slot.
+    Stalled,
     /// `frame_too_large` is written and the write side shut: discard input
     /// until the peer closes or this moment, then close.
     Linger(Instant),
-    Close(&'static str),
+    /// Done: close the connection and log why.
+    Close(CloseReason),
 }
 
 /// Read-answer-write rounds one connection gets per turn (each reads at most
@@ -57,12 +133,9 @@ pub enum Next {
 /// loop from its other connections.
 const ROUNDS_PER_TURN: usize = 16;
 
-/// How long a connection refused for `frame_too_large` keeps discarding input.
-/// Closing a socket with unread input sends a reset, which can destroy the
-/// error response before the client reads it; a lingering close sends FIN
-/// after the response instead.
-const LINGER: Duration = Duration::from_secs(1);
-
+/// A client connection. Its whole state: [`Readiness`], [`Flow`], [`Drain`],
+/// [`Ending`], the end of input (`eof`) and how far framing got (`needed`,
+/// `input_done`).
 pub struct Connection {
     pub stream: TcpStream,
     pub peer: SocketAddr,
@@ -70,32 +143,18 @@ pub struct Connection {
     pub key: usize,
     pub id: u64,
     pub last_active: Instant,
-    pub job: JobState,
     input: ReadBuffer,
     output: WriteBuffer,
-    /// The socket may hold unread bytes.
-    readable: bool,
-    /// The socket may accept more bytes.
-    writable: bool,
-    /// The peer has hung up (RDHUP/HUP/error seen): read to the end, since no
-    /// further edge will come to report the EOF behind a short read.
-    hup: bool,
+    ready: Readiness,
+    flow: Flow,
+    drain: Drain,
+    ending: Ending,
+    /// The peer has finished sending.
+    eof: bool,
     /// Total bytes the next frame occupies, once its header is in.
     needed: usize,
     /// Every complete frame in `input` has been answered.
     input_done: bool,
-    /// Pending output passed the high-water mark: no decoding until it drains.
-    paused: bool,
-    /// The peer has finished sending.
-    eof: bool,
-    /// Shutting down: read only what had arrived, answer it, then close.
-    draining: bool,
-    /// While draining, the socket came back empty once: read no more.
-    drained: bool,
-    /// `frame_too_large` was answered: close once it is written.
-    poisoned: bool,
-    /// When a lingering close (after `frame_too_large`) gives up waiting.
-    pub linger_until: Option<Instant>,
 }
 
 impl Connection {
@@ -112,51 +171,66 @@ impl Connection {
             key,
             id,
             last_active: now,
-            job: JobState::None,
             input: ReadBuffer::new(),
             output: WriteBuffer::new(),
-            readable: false,
-            writable: true,
-            hup: false,
+            ready: Readiness {
+                readable: false,
+                writable: true,
+                hup: false,
+            },
+            flow: Flow::Decoding,
+            drain: Drain::Off,
+            ending: Ending::Open,
+            eof: false,
             needed: HEADER_LEN,
             input_done: true,
-            paused: false,
-            eof: false,
-            draining: false,
-            drained: false,
-            poisoned: false,
-            linger_until: None,
         }
     }
 
     /// Records a readiness event.
     #[inline]
-    pub fn ready(&mut self, readable: bool, writable: bool, hup: bool) {
-        self.readable |= readable | hup;
-        self.writable |= writable;
-        self.hup |= hup;
+    pub fn ready(&mut self, event: Readiness) {
+        self.ready.merge(event);
     }
 
     /// Whether requests are being decoded.
     #[inline]
     fn decoding(&self) -> bool {
-        self.job == JobState::None && !self.paused && !self.poisoned
+        self.flow == Flow::Decoding && self.ending == Ending::Open
+    }
+
+    #[inline]
+    fn lingering(&self) -> bool {
+        matches!(self.ending, Ending::Lingering(_))
     }
 
     /// Whether the socket should be read.
     #[inline]
     fn wants_input(&self) -> bool {
-        (self.decoding() || self.linger_until.is_some()) && !self.eof && !self.drained
+        (self.decoding() || self.lingering()) && !self.eof && self.drain != Drain::Done
+    }
+
+    /// When a lingering close gives up waiting, if lingering.
+    pub fn linger_deadline(&self) -> Option<Instant> {
+        match self.ending {
+            Ending::Lingering(until) => Some(until),
+            _ => None,
+        }
+    }
+
+    /// Whether a request of this connection is running on a worker.
+    pub fn job_running(&self) -> bool {
+        self.flow == Flow::Offloaded
     }
 
     /// Reads, answers and writes until nothing more can move now, or its turn is up.
     pub fn drive(&mut self, env: &Env<'_>) -> Next {
         for _ in 0..ROUNDS_PER_TURN {
-            if self.readable && self.wants_input() {
+            if self.ready.readable && self.wants_input() {
                 if let Err(e) = self.fill(env.now) {
                     return self.failed("read", &e);
                 }
-                if self.linger_until.is_some() {
+                if self.lingering() {
                     self.input.clear(); // lingering: input is discarded
                 }
             }
@@ -166,7 +240,7 @@ impl Connection {
             if let Err(e) = self.flush(env) {
                 return self.failed("write", &e);
             }
-            let more_input = self.readable && self.wants_input();
+            let more_input = self.ready.readable && self.wants_input();
             let more_frames = self.decoding() && !self.input_done;
             if !more_input && !more_frames {
                 return self.next(env.now);
@@ -188,13 +262,13 @@ impl Connection {
             match self.input.read_from(&mut self.stream, want) {
                 Ok((0, _)) => {
                     self.eof = true;
-                    self.readable = false;
+                    self.ready.readable = false;
                     break;
                 }
                 Ok((n, offered)) => {
                     self.last_active = now;
                     self.input_done = false;
-                    if n < offered && !self.hup {
+                    if n < offered && !self.ready.hup {
                         self.socket_empty(); // short read: the queue was empty
                         break;
                     }
@@ -212,8 +286,10 @@ impl Connection {
 
     #[inline]
     fn socket_empty(&mut self) {
-        self.readable = false;
-        self.drained = self.draining;
+        self.ready.readable = false;
+        if self.drain == Drain::Reading {
+            self.drain = Drain::Done;
+        }
     }
 
     /// Answers every complete frame, up to backpressure or a heavy request.
@@ -232,8 +308,8 @@ impl Connection {
                 self.needed = needed;
                 self.input_done = true;
             }
-            Stop::OutputFull => self.paused = true,
-            Stop::TooLarge => self.poisoned = true,
+            Stop::OutputFull => self.flow = Flow::Paused,
+            Stop::TooLarge => self.ending = Ending::Poisoned,
             Stop::Offload { body_len } => self.offload(env, body_len),
         }
     }
@@ -254,11 +330,11 @@ impl Connection {
         match submitted {
             Ok(()) => {
                 self.input.consume(HEADER_LEN + body_len);
-                self.job = JobState::Running;
+                self.flow = Flow::Offloaded;
             }
             Err(job) if env.workers.is_some() => {
                 drop(job);
-                self.job = JobState::Stalled;
+                self.flow = Flow::Stalled;
             }
             Err(job) => {
                 // No pool to run it on (cannot happen: offload is only on with
@@ -273,29 +349,29 @@ impl Connection {
     /// A worker's response arrived: queue it and let decoding resume.
     pub fn job_done(&mut self, response: &[u8]) {
         self.output.vec_mut().extend_from_slice(response);
-        self.job = JobState::None;
+        self.flow = Flow::Decoding;
     }
 
     /// The job queue has room again: try the stalled request once more.
     pub fn unstall(&mut self) {
-        if self.job == JobState::Stalled {
-            self.job = JobState::None;
+        if self.flow == Flow::Stalled {
+            self.flow = Flow::Decoding;
         }
     }
 
     /// Writes pending output until done or the socket is full.
     fn flush(&mut self, env: &Env<'_>) -> io::Result<()> {
-        while self.writable && !self.output.is_empty() {
+        while self.ready.writable && !self.output.is_empty() {
             match self.output.write_to(&mut self.stream) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(_) => self.last_active = env.now,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.writable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        if self.paused && self.output.len() <= env.opts.max_output / 2 {
-            self.paused = false;
+        if self.flow == Flow::Paused && self.output.len() <= env.opts.max_output / 2 {
+            self.flow = Flow::Decoding;
         }
         if self.output.is_empty() {
             self.output.release_if_large();
@@ -304,40 +380,67 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether the connection is finished.
+    /// What the loop should do next, now that nothing more can move.
     fn next(&mut self, now: Instant) -> Next {
-        let flushed = self.output.is_empty() && self.job == JobState::None;
-        if self.poisoned && flushed {
-            if self.eof || self.linger_until.is_some_and(|t| t <= now) {
-                return Next::Close("frame too large");
+        if self.flow == Flow::Stalled {
+            return Next::Stalled;
+        }
+        let flushed = self.output.is_empty() && self.flow != Flow::Offloaded;
+        if !flushed {
+            return Next::Keep;
+        }
+        match self.ending {
+            Ending::Open => self.finished(),
+            Ending::Poisoned if self.eof => Next::Close(CloseReason::FrameTooLarge),
+            Ending::Poisoned => self.linger(now),
+            Ending::Lingering(until) if self.eof || until <= now => {
+                Next::Close(CloseReason::FrameTooLarge)
             }
-            if self.linger_until.is_none() {
-                if let Err(e) = self.stream.shutdown(Shutdown::Write) {
-                    return self.failed("shutdown", &e);
-                }
-                let until = now + LINGER;
-                self.linger_until = Some(until);
-                return Next::Linger(until);
-            }
+            Ending::Lingering(_) => Next::Keep,
+        }
+    }
+
+    /// Closes a flushed connection once no more requests can come.
+    fn finished(&self) -> Next {
+        if !self.input_done {
             Next::Keep
-        } else if (self.eof || self.drained) && flushed && self.input_done {
-            Next::Close(if self.eof { "bye" } else { "shutdown" })
+        } else if self.eof {
+            Next::Close(CloseReason::Bye)
+        } else if self.drain == Drain::Done {
+            Next::Close(CloseReason::Shutdown)
         } else {
             Next::Keep
         }
     }
 
+    /// `frame_too_large` is written: send FIN after it and start discarding input.
+    fn linger(&mut self, now: Instant) -> Next {
+        let until = now + LINGER;
+        self.ending = Ending::Lingering(until);
+        if let Err(e) = self.stream.shutdown(Shutdown::Write) {
+            return self.failed("shutdown", &e);
+        }
+        Next::Linger(until)
+    }
+
+    /// A read, write or shutdown failed (a reset, say). Once lingering, the
+    /// response is out and the connection was ending anyway: it ended for
+    /// the frame too large, as in the threaded models.
     fn failed(&self, what: &str, e: &io::Error) -> Next {
         log::debug!("{} {what} failed: {e}", self.peer);
-        Next::Close("bye")
+        if self.lingering() {
+            Next::Close(CloseReason::FrameTooLarge)
+        } else {
+            Next::Close(CloseReason::IoError)
+        }
     }
 
     /// Shutdown: read what has already arrived, until the socket first comes
     /// back empty, then no more; the loop keeps driving the connection until
     /// every complete request read is answered and written.
     pub fn start_draining(&mut self, env: &Env<'_>) -> Next {
-        self.draining = true;
-        self.readable = true;
+        self.drain = Drain::Reading;
+        self.ready.readable = true;
         self.drive(env)
     }
 
@@ -352,5 +455,32 @@ impl Connection {
             self.input = ReadBuffer::new();
             self.output = WriteBuffer::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Readiness;
+
+    #[test]
+    fn a_hang_up_makes_the_socket_readable_and_stays() {
+        let mut ready = Readiness {
+            readable: false,
+            writable: false,
+            hup: false,
+        };
+        ready.merge(Readiness {
+            readable: false,
+            writable: true,
+            hup: true,
+        });
+        assert!(ready.readable && ready.writable && ready.hup);
+        ready.readable = false; // a read came back short
+        ready.merge(Readiness {
+            readable: false,
+            writable: false,
+            hup: false,
+        });
+        assert!(!ready.readable && ready.writable && ready.hup);
     }
 }

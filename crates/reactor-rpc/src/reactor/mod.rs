@@ -7,13 +7,19 @@
 //!    WAKER    ─► worker results (and shutdown requests) ─► the waiting connections
 //!    conn     ─► Connection::drive: read ─► dispatch::process ─► one write per batch
 //!  yielded: connections that used up their turn with input left get another one
-//!  timers: idle deadlines, housekeeping (cache sweep, buffer trimming), accept back-off
+//!  timers: accept back-off; idle deadlines and the housekeeping tick (housekeeping.rs)
 //! ```
+//!
+//! This file is the event loop itself: poll, dispatch events by token, accept,
+//! close, shut down. A connection's cycle and states are in `connection.rs`,
+//! idle expiry and periodic chores in `housekeeping.rs`, the deadline heap in
+//! `timers.rs`, the offload pool in `workers.rs`.
 //!
 //! This module is the only one that touches mio. It knows nothing of what a
 //! method means: frames go to [`crate::dispatch::process`], like in every model.
 
 mod connection;
+mod housekeeping;
 mod timers;
 mod workers;
 
@@ -22,7 +28,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
+use log::{debug, error, info, warn, Level};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -32,27 +38,22 @@ use slab::Slab;
 use crate::config::Config;
 use crate::dispatch;
 use crate::net::{
-    bind_listener, out_of_descriptors, transient_accept_error, turn_away, RateLimitedLog,
+    bind_listener, out_of_descriptors, transient_accept_error, turn_away, CloseReason,
+    RateLimitedLog, ACCEPT_BACKOFF,
 };
-use crate::service::{Service, HOUSEKEEPING_INTERVAL};
+use crate::service::Service;
 use crate::shutdown::ShutdownHandle;
-use connection::{Connection, Env, JobState, Next};
+use connection::{Connection, Env, Next, Readiness};
+use housekeeping::Housekeeping;
 use timers::IdleTimers;
-use workers::Workers;
+use workers::WorkerPool;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 
-/// How long accepting pauses after running out of descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// A connection quiet for this long gives its buffers back.
-const TRIM_AFTER: Duration = Duration::from_secs(2);
-
-/// Connections looked at per housekeeping tick for buffer trimming.
-const TRIM_PER_TICK: usize = 1024;
-
+/// A bound reactor server: the poll, the listener, every connection, and the
+/// deadlines the loop sleeps until.
 pub struct Reactor {
     poll: Poll,
     listener: Option<TcpListener>,
@@ -61,7 +62,7 @@ pub struct Reactor {
     service: Arc<Service>,
     config: Config,
     opts: dispatch::Options,
-    workers: Option<Workers>,
+    workers: Option<WorkerPool>,
     signals: Option<Signals>,
     shutdown: ShutdownHandle,
     timers: IdleTimers,
@@ -71,10 +72,7 @@ pub struct Reactor {
     /// before the next poll, which then does not sleep.
     yielded: Vec<(usize, u64)>,
     now: Instant,
-    next_housekeeping: Instant,
-    trim_cursor: usize,
-    /// Most connections open at once since memory was last given back.
-    conns_peak: usize,
+    housekeeping: Housekeeping,
     accept_paused_until: Option<Instant>,
     /// Set once shutdown starts: the moment it must be over.
     shutdown_deadline: Option<Instant>,
@@ -110,7 +108,7 @@ impl Reactor {
             })
         };
         let workers = if config.offload {
-            Some(Workers::start(
+            Some(WorkerPool::start(
                 config.workers.max(1),
                 service.clone(),
                 waker,
@@ -139,9 +137,7 @@ impl Reactor {
             stalled: Vec::new(),
             yielded: Vec::new(),
             now,
-            next_housekeeping: now + HOUSEKEEPING_INTERVAL,
-            trim_cursor: 0,
-            conns_peak: 0,
+            housekeeping: Housekeeping::new(now),
             accept_paused_until: None,
             shutdown_deadline: None,
             next_conn_id: 0,
@@ -180,12 +176,7 @@ impl Reactor {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signal(),
                     WAKER => self.on_wake(),
-                    Token(key) => {
-                        let hup = event.is_read_closed() || event.is_error();
-                        let writable =
-                            event.is_writable() || event.is_write_closed() || event.is_error();
-                        self.on_ready(key, event.is_readable(), writable, hup);
-                    }
+                    Token(key) => self.on_ready(key, Readiness::of(event)),
                 }
             }
             self.resume_yielded();
@@ -202,11 +193,11 @@ impl Reactor {
     /// Readiness on a client socket. The key may belong to a connection closed
     /// earlier in this batch, or even to a new one that reused it: events are
     /// hints, and `drive` copes with a socket that has nothing to say.
-    fn on_ready(&mut self, key: usize, readable: bool, writable: bool, hup: bool) {
+    fn on_ready(&mut self, key: usize, readiness: Readiness) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.ready(readable, writable, hup);
+        conn.ready(readiness);
         self.drive(key);
     }
 
@@ -225,31 +216,19 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let id = conn.id;
         let next = f(conn, &env);
-        self.settle(key, next);
+        self.settle(key, id, next);
     }
 
-    /// Acts on what `drive` said: close, or remember a stall on the job queue.
-    fn settle(&mut self, key: usize, next: Next) {
+    /// Acts on what a connection said: close it, or remember to come back.
+    fn settle(&mut self, key: usize, id: u64, next: Next) {
         match next {
+            Next::Keep => {}
+            Next::Yield => self.yielded.push((key, id)),
+            Next::Stalled => self.stalled.push((key, id)),
+            Next::Linger(until) => self.timers.arm(until, key, id),
             Next::Close(why) => self.close(key, why),
-            Next::Yield => {
-                if let Some(conn) = self.conns.get(key) {
-                    self.yielded.push((key, conn.id));
-                }
-            }
-            Next::Linger(until) => {
-                if let Some(conn) = self.conns.get(key) {
-                    self.timers.arm(until, key, conn.id);
-                }
-            }
-            Next::Keep => {
-                if let Some(conn) = self.conns.get(key) {
-                    if conn.job == JobState::Stalled {
-                        self.stalled.push((key, conn.id));
-                    }
-                }
-            }
         }
     }
 
@@ -316,7 +295,7 @@ impl Reactor {
         let id = self.next_conn_id;
         self.next_conn_id += 1;
         entry.insert(Connection::new(stream, peer, key, id, self.now));
-        self.conns_peak = self.conns_peak.max(self.conns.len());
+        self.housekeeping.count_conns(self.conns.len());
         if let Some(timeout) = self.config.limits.idle_timeout {
             self.timers.arm(self.now + timeout, key, id);
         }
@@ -337,7 +316,7 @@ impl Reactor {
         }
     }
 
-    fn close(&mut self, key: usize, why: &str) {
+    fn close(&mut self, key: usize, why: CloseReason) {
         if !self.conns.contains(key) {
             return;
         }
@@ -345,11 +324,7 @@ impl Reactor {
         // deregister syscall needed.
         let conn = self.conns.remove(key);
         self.service.stats().connection_closed();
-        if why == "bye" {
-            info!("{} bye", conn.peer);
-        } else {
-            info!("{} bye ({why})", conn.peer);
-        }
+        why.log(Level::Info, &conn.peer);
     }
 
     fn on_signal(&mut self) {
@@ -378,7 +353,7 @@ impl Reactor {
             self.begin_shutdown();
         }
         let mut finished = 0;
-        while let Some(done) = self.workers.as_ref().and_then(Workers::try_done) {
+        while let Some(done) = self.workers.as_ref().and_then(WorkerPool::try_done) {
             finished += 1;
             // The connection may have gone, or its key been reused: match the id.
             match self.conns.get_mut(done.key) {
@@ -435,14 +410,14 @@ impl Reactor {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            self.close(key, "shutdown");
+            self.close(key, CloseReason::Shutdown);
         }
     }
 
     /// Sleep until the nearest deadline.
     fn next_timeout(&self) -> Option<Duration> {
         let nearest = [
-            Some(self.next_housekeeping),
+            Some(self.housekeeping.next_tick()),
             self.timers.next(),
             self.accept_paused_until,
             self.shutdown_deadline,
@@ -453,6 +428,7 @@ impl Reactor {
         Some(nearest.saturating_duration_since(Instant::now()))
     }
 
+    /// Resumes accepting after a back-off, and runs what came due.
     fn on_timers(&mut self) {
         let now = self.now;
         if self.accept_paused_until.is_some_and(|t| t <= now) {
@@ -460,83 +436,6 @@ impl Reactor {
             self.accept();
         }
         self.expire(now);
-        if self.next_housekeeping <= now {
-            self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
-            self.service.housekeeping(now);
-            self.trim_buffers(now);
-            self.release_memory();
-        }
-    }
-
-    /// Closes connections whose deadline passed: quiet for the idle timeout
-    /// (including ones stuck mid-frame or with output the peer never reads),
-    /// or done lingering after `frame_too_large`.
-    fn expire(&mut self, now: Instant) {
-        while let Some((key, id)) = self.timers.pop_due(now) {
-            let Some(conn) = self.conns.get(key).filter(|c| c.id == id) else {
-                continue;
-            };
-            if let Some(until) = conn.linger_until {
-                if until <= now {
-                    self.close(key, "frame too large");
-                } else {
-                    self.timers.arm(until, key, id);
-                }
-                continue;
-            }
-            let Some(timeout) = self.config.limits.idle_timeout else {
-                continue;
-            };
-            let deadline = conn.last_active + timeout;
-            if deadline > now {
-                self.timers.arm(deadline, key, id);
-            } else if conn.job == JobState::Running {
-                self.timers.arm(now + timeout, key, id); // waiting on us, not idle
-            } else {
-                let why = if conn.pending_output() > 0 {
-                    "output not read"
-                } else {
-                    "idle timeout"
-                };
-                self.close(key, why);
-            }
-        }
-        let conns = &self.conns;
-        self.timers.compact(conns.len(), |key, id| {
-            conns.get(key).is_some_and(|c| c.id == id)
-        });
-    }
-
-    /// After a mass disconnect (live connections down to half of the peak, and
-    /// at least 1024 fewer), shrinks the slab and returns free heap memory to
-    /// the OS, so RSS comes back near its baseline instead of staying at the peak.
-    fn release_memory(&mut self) {
-        let live = self.conns.len();
-        if self.conns_peak >= live + 1024 && live * 2 <= self.conns_peak {
-            self.conns.shrink_to_fit();
-            crate::net::return_free_memory();
-            debug!(
-                "connections down from {} to {live}: memory returned to the OS",
-                self.conns_peak
-            );
-            self.conns_peak = live;
-        }
-    }
-
-    /// Gives back the buffers of connections that went quiet, a slice per tick
-    /// (like Redis's clientsCron), so idle connections cost little memory.
-    fn trim_buffers(&mut self, now: Instant) {
-        let capacity = self.conns.capacity();
-        if capacity == 0 {
-            return;
-        }
-        for _ in 0..TRIM_PER_TICK.min(capacity) {
-            self.trim_cursor = (self.trim_cursor + 1) % capacity;
-            if let Some(conn) = self.conns.get_mut(self.trim_cursor) {
-                if now.duration_since(conn.last_active) >= TRIM_AFTER {
-                    conn.release_buffers();
-                }
-            }
-        }
+        self.tick(now);
     }
 }

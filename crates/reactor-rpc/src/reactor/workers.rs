@@ -3,7 +3,7 @@
 //! The loop hands a heavy request's body to a bounded job queue; a worker runs
 //! it through the same [`Service::handle`] and sends the response bytes back on
 //! a channel, then wakes the loop with the `mio::Waker`. The queue is bounded:
-//! when it is full, [`Workers::submit`] gives the job back and the loop stops
+//! when it is full, [`WorkerPool::submit`] gives the job back and the loop stops
 //! decoding that connection until a worker frees a slot (backpressure).
 
 use std::net::SocketAddr;
@@ -35,15 +35,19 @@ pub struct Done {
     pub response: Vec<u8>,
 }
 
-pub struct Workers {
+pub struct WorkerPool {
     jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
     threads: Vec<JoinHandle<()>>,
 }
 
-impl Workers {
+impl WorkerPool {
     /// Starts `n` workers that run jobs on `service` and wake the loop through `waker`.
-    pub fn start(n: usize, service: Arc<Service>, waker: Arc<Waker>) -> std::io::Result<Workers> {
+    pub fn start(
+        n: usize,
+        service: Arc<Service>,
+        waker: Arc<Waker>,
+    ) -> std::io::Result<WorkerPool> {
         let (jobs, queue) = mpsc::sync_channel::<Job>(n * QUEUE_PER_WORKER);
         let (done_tx, done) = mpsc::channel();
         let queue = Arc::new(Mutex::new(queue));
@@ -60,7 +64,7 @@ impl Workers {
                 .spawn(move || work(&queue, &done_tx, &service, &waker))?;
             threads.push(thread);
         }
-        Ok(Workers {
+        Ok(WorkerPool {
             jobs: Some(jobs),
             done,
             threads,

@@ -9,18 +9,39 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::debug;
 
+use super::registry::Conn;
 use crate::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
 use crate::dispatch::{self, Options, Stop};
+use crate::net::{CloseReason, LINGER};
 use crate::service::Service;
 
-/// How long a connection closed for `frame_too_large` keeps discarding input,
-/// so that closing with unread bytes (which sends a reset) does not destroy
-/// the error response before the client got it.
-const LINGER: Duration = Duration::from_secs(1);
+impl Conn {
+    /// Serves the connection on this thread until it ends, then drops it
+    /// (which unregisters it and logs why it ended).
+    pub(super) fn serve(mut self) {
+        let limits = &self.shared.limits;
+        let timeouts = self
+            .stream
+            .set_read_timeout(limits.idle_timeout)
+            .and_then(|()| self.stream.set_write_timeout(limits.idle_timeout))
+            .and_then(|()| self.stream.set_nodelay(true));
+        if let Err(e) = timeouts {
+            debug!("{}: cannot set socket options: {e}", self.peer);
+            self.why = CloseReason::IoError;
+            return;
+        }
+        let opt = Options {
+            max_frame: limits.max_frame,
+            offload: false,
+            max_output: limits.max_output,
+        };
+        self.why = serve(&mut self.stream, &self.peer, &self.shared.service, opt);
+    }
+}
 
 /// Serves `stream` until the peer closes, an I/O error or timeout, or a frame
 /// over the limit, and says why it ended (for the `bye` log line). Every
@@ -31,7 +52,7 @@ pub(super) fn serve(
     peer: &SocketAddr,
     service: &Service,
     opt: Options,
-) -> &'static str {
+) -> CloseReason {
     let mut input = ReadBuffer::new();
     let mut out = Vec::new();
     loop {
@@ -40,7 +61,7 @@ pub(super) fn serve(
             input.consume(progress.consumed);
             if !out.is_empty() {
                 if let Err(e) = stream.write_all(&out) {
-                    return ended(peer, "output not read", "write", e);
+                    return ended(peer, CloseReason::OutputNotRead, "write", e);
                 }
                 out.clear();
             }
@@ -50,7 +71,7 @@ pub(super) fn serve(
                 Stop::NeedMore { needed } => break needed.saturating_sub(input.readable().len()),
                 Stop::TooLarge => {
                     linger(stream);
-                    return "frame too large";
+                    return CloseReason::FrameTooLarge;
                 }
                 Stop::Offload { .. } => unreachable!("threaded models never offload"),
             }
@@ -61,17 +82,17 @@ pub(super) fn serve(
             out = Vec::new();
         }
         match input.read_from(stream, missing.max(READ_CHUNK)) {
-            Ok((0, _)) => return "bye",
+            Ok((0, _)) => return CloseReason::Bye,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return ended(peer, "idle timeout", "read", e),
+            Err(e) => return ended(peer, CloseReason::IdleTimeout, "read", e),
         }
     }
 }
 
 /// The reason for a failed read or write: a socket timeout has its own name
 /// (`timed_out`), anything else (a reset, say) is an I/O error logged at debug.
-fn ended(peer: &SocketAddr, timed_out: &'static str, op: &str, e: io::Error) -> &'static str {
+fn ended(peer: &SocketAddr, timed_out: CloseReason, op: &str, e: io::Error) -> CloseReason {
     if matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -79,7 +100,7 @@ fn ended(peer: &SocketAddr, timed_out: &'static str, op: &str, e: io::Error) -> 
         return timed_out;
     }
     debug!("{peer}: {op} failed: {e}");
-    "i/o error"
+    CloseReason::IoError
 }
 
 /// Sends FIN after what was written, then discards input for a bounded time.

@@ -1,0 +1,138 @@
+//! The acceptor loop of the threaded models: accept, admit or refuse, and
+//! back off instead of spinning when accepting fails. In `threaded` each
+//! admitted connection gets a new thread; in `pool` the acceptor serves it
+//! itself and accepts again only once it closes.
+
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Instant;
+
+use log::{debug, error, warn};
+
+use super::registry::Conn;
+use super::{Shared, STACK_SIZE};
+use crate::net::{self, RateLimitedLog, ACCEPT_BACKOFF};
+
+impl Shared {
+    /// Accepts until stopped; serves each connection on a new thread
+    /// (`threaded`) or right here (`pool`).
+    pub(super) fn accept_loop(self: &Arc<Self>, listener: &TcpListener) {
+        loop {
+            self.lock().in_accept += 1;
+            let accepted = listener.accept();
+            let stopping = {
+                let mut live = self.lock();
+                live.in_accept -= 1;
+                live.stopping
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                // Stopping, the listener is non-blocking: the backlog is empty.
+                Err(e) if stopping && e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if net::transient_accept_error(&e) => continue,
+                Err(e) if stopping => {
+                    debug!("accept failed during shutdown: {e}");
+                    return;
+                }
+                Err(e) => {
+                    self.back_off("accept failed", &e);
+                    continue;
+                }
+            };
+            // Accepted from a non-blocking listener: some systems pass the flag on.
+            if stopping && stream.set_nonblocking(false).is_err() {
+                continue;
+            }
+            if let Some(conn) = self.admit(stream, peer) {
+                self.start_serving(conn);
+            }
+        }
+    }
+
+    /// Serves a connection right here (`pool`) or on a new thread (`threaded`).
+    fn start_serving(&self, conn: Conn) {
+        if self.pool {
+            let peer = conn.peer;
+            // A bug in a method must not cost the pool a thread for good.
+            if panic::catch_unwind(AssertUnwindSafe(|| conn.serve())).is_err() {
+                error!("{peer}: connection handler panicked");
+            }
+            return;
+        }
+        let spawned = thread::Builder::new()
+            .name(format!("conn-{}", conn.id))
+            .stack_size(STACK_SIZE)
+            .spawn(move || conn.serve());
+        if let Err(e) = spawned {
+            // The closure, and with it the connection, is dropped: closed.
+            self.back_off("cannot start a connection thread", &e);
+        }
+    }
+
+    /// Out of descriptors, threads or memory (or something unexpected): log at
+    /// most once a second and pause accepting, so the acceptor never spins
+    /// while the clients already connected go on being served.
+    fn back_off(&self, what: &str, e: &io::Error) {
+        if let Some(held) = allow(&self.accept_log) {
+            let why = if net::out_of_descriptors(e) {
+                "out of descriptors: "
+            } else {
+                ""
+            };
+            warn!("{what} ({why}{e}); pausing accepts for {ACCEPT_BACKOFF:?} ({held} more since last report)");
+        }
+        self.sleep_unless_stopped(ACCEPT_BACKOFF);
+    }
+
+    /// Registers a new connection, or refuses it with `overloaded` beyond `max_conns`.
+    fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) -> Option<Conn> {
+        match self.register(stream, peer) {
+            Ok(conn) => Some(conn),
+            Err(stream) => {
+                self.refuse(stream, peer);
+                None
+            }
+        }
+    }
+
+    /// Answers one `overloaded` error and closes, without ever blocking the acceptor.
+    fn refuse(&self, mut stream: TcpStream, peer: SocketAddr) {
+        self.service.stats().connection_rejected();
+        if let Some(held) = allow(&self.refused_log) {
+            warn!(
+                "refused {peer}: at max-conns {} ({held} more refused since last report)",
+                self.limits.max_conns
+            );
+        }
+        if stream.set_nonblocking(true).is_ok() {
+            let frame = crate::protocol::message::refusal_frame(self.limits.max_conns);
+            net::turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
+        }
+    }
+}
+
+/// Counts a running acceptor for the shutdown, even if it ends by a panic.
+pub(super) struct AcceptorAlive(pub(super) Arc<Shared>);
+
+impl AcceptorAlive {
+    pub(super) fn new(shared: Arc<Shared>) -> AcceptorAlive {
+        shared.lock().acceptors += 1;
+        AcceptorAlive(shared)
+    }
+}
+
+impl Drop for AcceptorAlive {
+    fn drop(&mut self) {
+        self.0.lock().acceptors -= 1;
+        self.0.drained.notify_all();
+    }
+}
+
+fn allow(log: &Mutex<RateLimitedLog>) -> Option<u64> {
+    log.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(Instant::now())
+}
