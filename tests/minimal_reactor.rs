@@ -14,7 +14,10 @@ use support::*;
 /// The example binary `cargo test` builds next to this test's directory.
 fn example_path() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let target = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let target = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let path = target.join("examples").join("minimal_reactor");
     assert!(
         path.exists(),
@@ -55,12 +58,19 @@ fn minimal_reactor_serves_ping_pipelines_and_split_frames() {
 
     let mut client = client_for(addr);
     assert_eq!(client.call("ping", "hi").unwrap(), json!("hi"));
-    assert_eq!(client.call("fib", &90).unwrap(), json!(2880067194370816120u64));
+    assert_eq!(
+        client.call("fib", &90).unwrap(),
+        json!(2880067194370816120u64)
+    );
 
     // A pipeline of three, answered in order.
     let mut s = raw_connect(addr);
     let mut batch = request_with_id("ping", json!(1), json!(1));
-    batch.extend(request_with_id("set", json!({"key": "k", "value": 7}), json!(2)));
+    batch.extend(request_with_id(
+        "set",
+        json!({"key": "k", "value": 7}),
+        json!(2),
+    ));
     batch.extend(request_with_id("get", json!({"key": "k"}), json!(3)));
     s.write_all(&batch).unwrap();
     for (id, result) in [(1, json!(1)), (2, json!(true)), (3, json!(7))] {
