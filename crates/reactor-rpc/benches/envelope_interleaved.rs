@@ -45,7 +45,11 @@ fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let (rounds, batch) = if measuring { (400, 20_000) } else { (1, 10) };
     let set = set_body();
-    println!("{rounds} rounds of {batch} parses each; ns per parse");
+    if measuring {
+        println!("{rounds} rounds of {batch} parses each; ns per parse");
+    } else {
+        println!("test mode (no --bench): one short round, not a measurement");
+    }
     for (name, body) in [("ping", PING), ("get", GET), ("set", set.as_str())] {
         let body = body.as_bytes();
         let mut ns: [Vec<f64>; 3] = Default::default();
