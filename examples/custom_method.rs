@@ -1,7 +1,7 @@
 //! Extending the service: a server with one more method, `upper`.
 //!
 //! Methods live in a registry; start from the built-ins and add yours. This one
-//! is written as a closure over typed params; see `src/service/ping.rs` for a
+//! is written as a closure over typed params; see `crates/reactor-rpc/src/service/ping.rs` for a
 //! method that implements `Method` directly and allocates nothing.
 //!
 //! `cargo run --example custom_method`, then in another shell:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Redis reference for issue 4: server CPU per request (and, with --strace,
+# Redis reference: server CPU per request (and, with --strace,
 # syscalls per request) of redis-server under redis-benchmark, next to ours
 # under `reactor-rpc bench`, same shape: 50 connections, ping, pipeline 1 and
 # 16, a fixed number of requests, on the same machine in the same run.

@@ -1,4 +1,4 @@
-//! Proof of "no heap allocation per ping request in steady state" (issue 4).
+//! Proof of "no heap allocation per ping request in steady state".
 //!
 //! A counting global allocator wraps `System`; only allocations made by the
 //! thread that turned counting on are counted, so the test harness's own

@@ -1,6 +1,6 @@
-//! The conformance suite of issues 2 and 3: every method, every error code and
-//! the framing rules, over real sockets, run against every server model from
-//! this one source (see `model_tests!` in `common`).
+//! The conformance suite: every method, every error code and the framing
+//! rules, over real sockets, run against every server model from this one
+//! source (see `model_tests!` in `support`).
 //!
 //! Each test starts its own server on port 0, so tests run in parallel and
 //! share nothing; they synchronise on responses and closed sockets, and poll
@@ -82,7 +82,7 @@ model_tests! {
         clients_leaving_mid_frame_leave_the_server_healthy,
         clients_leaving_while_the_server_writes_leave_it_healthy,
     ],
-    // Excluded for `pool` by design (issue 3): the pool serves at most
+    // Excluded for `pool` by design: the pool serves at most
     // `pool_size` connections at once, so these tests, which need many more
     // connections served simultaneously, would wait in the accept backlog
     // forever. The pool's own test of that limitation is in `threaded_models.rs`.

@@ -1,4 +1,4 @@
-//! The fuzzing property of issue 5, as proptests that run in CI: bytes cut
+//! The fuzzing property, as proptests that run in CI: bytes cut
 //! arbitrarily into reads and fed through the request path every server model
 //! runs (`ReadBuffer` + `dispatch::process`) never panic, every complete frame
 //! before a too-large prefix gets exactly one response, in order, and after a

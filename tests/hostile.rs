@@ -1,4 +1,4 @@
-//! Issue 5: hostile and broken clients, and the limits that protect the
+//! Hostile and broken clients, and the limits that protect the
 //! server from them, against every server model.
 //!
 //! Every bad input gets its answer (or a clean close) and the server stays

@@ -1,4 +1,4 @@
-//! Worker offload (issue 6): heavy requests leave the reactor's loop, yet every
+//! Worker offload: heavy requests leave the reactor's loop, yet every
 //! connection's responses stay in request order, other connections keep being
 //! served, the job queue stays bounded, and shutdown delivers jobs in flight.
 //! Assertions are on the order of events, never on wall-clock time.

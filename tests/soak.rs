@@ -1,4 +1,4 @@
-//! Issue 5's soak and fault tests: many connections, many pipelined requests,
+//! Soak and fault tests: many connections, many pipelined requests,
 //! random resets, and SIGTERM under load, against the built binary so that
 //! its RSS can be read from `/proc`. Ignored by default: they are long. Run
 //!
@@ -49,7 +49,7 @@ impl Rng {
 /// an id unique in the whole run.
 fn soak_request(c: usize, i: usize, per_conn: usize) -> Vec<u8> {
     let id = json!(c * per_conn + i);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         request_with_id("ping", json!([c, i]), id)
     } else {
         request_with_id("incr", json!({ "key": format!("soak{c}") }), id)
@@ -63,7 +63,7 @@ fn check_soak_response(c: usize, i: usize, per_conn: usize, r: &Value) {
         c * per_conn + i,
         "conn {c} response {i} out of order: {r}"
     );
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         assert_result(r, "pong", &json!([c, i]));
     } else {
         assert_result(r, "incr", &json!(i.div_ceil(2)));
@@ -84,7 +84,7 @@ fn mib(kib: u64) -> f64 {
 model_tests! {
     #[ignore = "long soak: cargo test --release --test soak -- --ignored --nocapture"]
     every_model: [],
-    // Excluded for `pool` by design (issue 3): both tests hold thousands of
+    // Excluded for `pool` by design: both tests hold thousands of
     // connections with requests in flight at once, and the pool serves only
     // `pool_size` of them at a time; the rest would sit in the accept backlog.
     not_pool: [

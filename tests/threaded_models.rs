@@ -87,7 +87,7 @@ fn assert_closed(client: &mut Client) {
     }
 }
 
-/// The pool's limitation, which the comparison is about (issue 3): with N
+/// The pool's limitation, which the model comparison is about: with N
 /// threads, N idle clients hold every thread; client N+1 is not answered while
 /// they stay, however idle they are, and is answered as soon as one leaves.
 #[test]

@@ -3,7 +3,7 @@
 //! client, and wait for events with deadlines instead of sleeping.
 //!
 //! [`model_tests!`] runs one list of test functions once per server model,
-//! so the same source proves that every model behaves the same (issue 3).
+//! so the same source proves that every model behaves the same.
 #![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
@@ -34,7 +34,7 @@ pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
 /// Runs each listed test function (`fn name(model: Model)`) once per server
 /// model, as `reactor::name`, `threaded::name` and `pool::name`: one source,
 /// every model. Tests under `not_pool` need more connections served at once
-/// than the pool has threads, which the pool cannot do by design (issue 3);
+/// than the pool has threads, which the pool cannot do by design;
 /// they run for the reactor and threaded models only. A test function left
 /// out of the list is dead code, which clippy rejects. Attributes written
 /// before `every_model` (e.g. `#[ignore]`) go on every generated test.

@@ -5,12 +5,22 @@
 //!
 //! Run: `cargo bench --bench dispatch` (criterion prints time per iteration;
 //! each iteration answers one request).
+//!
+//! `cargo bench --bench dispatch -- envelope` compares the hand-written
+//! envelope scanner (`protocol::parse_request`) with serde_json's derive
+//! borrowing `&RawValue`s, the obvious alternative, on the same bodies.
+
+mod serde_envelope;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 use reactor_rpc::dispatch::{process, Options};
 use reactor_rpc::protocol::frame::encode;
+use reactor_rpc::protocol::json::MAX_DEPTH;
+use reactor_rpc::protocol::parse_request;
 use reactor_rpc::service::Service;
+
+use serde_envelope::{exceeds_depth, set_body, Envelope, GET, PING};
 
 const OPT: Options = Options {
     max_frame: 1 << 20,
@@ -37,23 +47,61 @@ fn one_request(c: &mut Criterion, name: &str, service: &Service, body: &str) {
 
 fn dispatch(c: &mut Criterion) {
     let service = Service::new();
-    let value = "x".repeat(32);
-    let set =
-        format!(r#"{{"in":"set","params":{{"key":"k42","value":"{value}"}},"id":1000000000001}}"#);
-    one_request(
-        c,
-        "ping",
-        &service,
-        r#"{"in":"ping","params":"hello","id":1000000000001}"#,
-    );
+    one_request(c, "ping", &service, PING);
     // The key exists from here on, so get hits.
-    one_request(c, "set", &service, &set);
-    one_request(
-        c,
-        "get",
-        &service,
-        r#"{"in":"get","params":{"key":"k42"},"id":1000000000001}"#,
-    );
+    one_request(c, "set", &service, &set_body());
+    one_request(c, "get", &service, GET);
+}
+
+/// Parses the envelope three ways and returns something of each result, so
+/// that nothing is optimised away.
+fn envelope(c: &mut Criterion) {
+    let set = set_body();
+    let mut group = c.benchmark_group("envelope");
+    group.throughput(Throughput::Elements(1));
+    for (name, body) in [("ping", PING), ("get", GET), ("set", set.as_str())] {
+        let body = body.as_bytes();
+        // Both must see the same request.
+        let ours = parse_request(body).unwrap();
+        let theirs: Envelope = serde_json::from_slice(body).unwrap();
+        assert_eq!(ours.method, theirs.method);
+        assert_eq!(ours.params().get(), theirs.params.unwrap().get());
+        assert_eq!(ours.id.unwrap().get(), theirs.id.unwrap().get());
+
+        group.bench_function(format!("scanner/{name}"), |b| {
+            b.iter(|| {
+                let r = parse_request(black_box(body)).unwrap();
+                (
+                    r.method.len(),
+                    r.params().get().len(),
+                    r.id.map(|id| id.get().len()),
+                )
+            })
+        });
+        group.bench_function(format!("serde_raw/{name}"), |b| {
+            b.iter(|| {
+                let r: Envelope = serde_json::from_slice(black_box(body)).unwrap();
+                (
+                    r.method.len(),
+                    r.params.map(|p| p.get().len()),
+                    r.id.map(|id| id.get().len()),
+                )
+            })
+        });
+        group.bench_function(format!("serde_raw_depth/{name}"), |b| {
+            b.iter(|| {
+                let body = black_box(body);
+                assert!(!exceeds_depth(body, MAX_DEPTH));
+                let r: Envelope = serde_json::from_slice(body).unwrap();
+                (
+                    r.method.len(),
+                    r.params.map(|p| p.get().len()),
+                    r.id.map(|id| id.get().len()),
+                )
+            })
+        });
+    }
+    group.finish();
 }
 
 /// What F(n) costs on whichever thread computes it (fast doubling plus the
@@ -69,5 +117,5 @@ fn fib(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, dispatch, fib);
+criterion_group!(benches, dispatch, envelope, fib);
 criterion_main!(benches);

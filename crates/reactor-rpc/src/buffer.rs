@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 pub const READ_CHUNK: usize = 4 * 1024;
 
 /// Buffers larger than this are released when a connection goes quiet.
-pub const KEEP_IDLE: usize = 64 * 1024;
+pub(crate) const KEEP_IDLE: usize = 64 * 1024;
 
 /// Input bytes waiting to be decoded.
 #[derive(Default)]
@@ -24,6 +24,7 @@ pub struct ReadBuffer {
 }
 
 impl ReadBuffer {
+    /// An empty buffer; it allocates on the first read.
     pub fn new() -> ReadBuffer {
         ReadBuffer::default()
     }
@@ -34,6 +35,7 @@ impl ReadBuffer {
         &self.data[self.head..self.tail]
     }
 
+    /// Whether no bytes are waiting to be consumed.
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.head == self.tail
@@ -102,7 +104,7 @@ impl ReadBuffer {
         self.data.len()
     }
 
-    /// Frees the memory of an empty buffer grown past [`KEEP_IDLE`].
+    /// Frees the memory of an empty buffer grown past 64 KiB.
     pub fn release_if_large(&mut self) {
         if self.is_empty() && self.data.len() > KEEP_IDLE {
             self.data = Vec::new();
@@ -118,6 +120,7 @@ pub struct WriteBuffer {
 }
 
 impl WriteBuffer {
+    /// An empty buffer; it allocates when the first response is appended.
     pub fn new() -> WriteBuffer {
         WriteBuffer::default()
     }
@@ -128,11 +131,13 @@ impl WriteBuffer {
         &self.data[self.head..]
     }
 
+    /// Bytes not yet written (the length of [`WriteBuffer::pending`]).
     #[inline]
     pub fn len(&self) -> usize {
         self.data.len() - self.head
     }
 
+    /// Whether everything has been written.
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.head == self.data.len()
@@ -167,7 +172,7 @@ impl WriteBuffer {
         Ok(n)
     }
 
-    /// Frees the memory of an empty buffer grown past [`KEEP_IDLE`].
+    /// Frees the memory of an empty buffer grown past 64 KiB.
     pub fn release_if_large(&mut self) {
         if self.is_empty() && self.data.capacity() > KEEP_IDLE {
             self.data = Vec::new();

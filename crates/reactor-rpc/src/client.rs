@@ -27,7 +27,11 @@ use crate::protocol::{ErrorCode, RpcError};
 pub const DEFAULT_MAX_RESPONSE: u32 = 64 << 20;
 
 /// What can go wrong on a call.
+///
+/// `#[non_exhaustive]`: later versions may tell more cases apart, so a `match`
+/// needs a wildcard arm.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// The socket failed, or the server closed the connection.
     Io(io::Error),
@@ -66,10 +70,18 @@ impl Error {
 }
 
 /// One response as it came off the wire.
+///
+/// `#[non_exhaustive]`: a later protocol version may add fields.
 #[derive(Debug, Deserialize)]
+#[non_exhaustive]
 pub struct Response {
+    /// The response's name: the method's name (`pong` for `ping`), or
+    /// `"error"` for an error response.
     pub out: String,
+    /// The result JSON, or the error object (`code` and `message`) when `out`
+    /// is `"error"`; [`Response::into_result`] tells them apart.
     pub result: Box<RawValue>,
+    /// The request's `id`, echoed verbatim; `None` when the request had none.
     #[serde(default)]
     pub id: Option<Box<RawValue>>,
 }
@@ -178,6 +190,35 @@ impl Client {
     }
 
     /// Queues a request; nothing is sent until [`Client::flush`].
+    ///
+    /// Queue as many as you like, flush once, then [`Client::recv`] one
+    /// response per request, in the order they were sent:
+    ///
+    /// ```
+    /// # #[cfg(feature = "server")] {
+    /// # use std::sync::Arc;
+    /// # use reactor_rpc::{Client, Config, Server, Service};
+    /// # let mut config = Config::default();
+    /// # config.addr = "127.0.0.1:0".parse()?;
+    /// # let server = Server::bind(config, Arc::new(Service::new()))?;
+    /// # let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+    /// # let running = std::thread::spawn(move || server.run());
+    /// let mut client = Client::connect(addr)?;
+    /// for i in 0..3 {
+    ///     client.send_with_id("ping", &format!("hello {i}"), &i)?;
+    /// }
+    /// client.flush()?; // one write for all three
+    /// for i in 0..3 {
+    ///     let response = client.recv()?;
+    ///     assert_eq!(response.out, "pong");
+    ///     assert_eq!(response.id.as_ref().unwrap().get(), i.to_string());
+    ///     assert_eq!(response.into_result()?.get(), format!("\"hello {i}\""));
+    /// }
+    /// # stop.shutdown();
+    /// # running.join().unwrap()?;
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send<P: Serialize + ?Sized>(&mut self, method: &str, params: &P) -> io::Result<()> {
         self.queue(&Request::<P, ()> {
             method,
@@ -252,6 +293,46 @@ impl Client {
     }
 
     /// Sends every call in one write and returns their results in order.
+    ///
+    /// The outer `Result` fails when the connection does; each inner one is
+    /// that call's result or its error response, so one failed call does not
+    /// hide the others' results.
+    ///
+    /// ```
+    /// # #[cfg(feature = "server")] {
+    /// use std::sync::Arc;
+    /// use reactor_rpc::{Client, Config, Server, Service};
+    /// use reactor_rpc::protocol::ErrorCode;
+    /// use serde_json::json;
+    ///
+    /// // A server on a free port, in the background.
+    /// let mut config = Config::default();
+    /// config.addr = "127.0.0.1:0".parse()?;
+    /// let server = Server::bind(config, Arc::new(Service::new()))?;
+    /// let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+    /// let running = std::thread::spawn(move || server.run());
+    ///
+    /// let mut client = Client::connect(addr)?;
+    /// let calls = [
+    ///     ("set", json!({"key": "hits", "value": 10})),
+    ///     ("incr", json!({"key": "hits"})),
+    ///     ("incr", json!({"key": "hits", "by": 5})),
+    ///     ("fib", json!(-1)),
+    ///     ("get", json!({"key": "hits"})),
+    /// ];
+    /// let results = client.pipeline(&calls)?; // one write, five answers
+    /// let ok: Vec<String> = results
+    ///     .iter()
+    ///     .filter_map(|r| r.as_ref().ok().map(|raw| raw.get().to_string()))
+    ///     .collect();
+    /// assert_eq!(ok, ["true", "11", "16", "16"]); // in the order sent
+    /// assert_eq!(results[3].as_ref().unwrap_err().code(), Some(ErrorCode::BadParams));
+    ///
+    /// stop.shutdown();
+    /// running.join().unwrap()?;
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pipeline<P: Serialize>(
         &mut self,
         calls: &[(&str, P)],

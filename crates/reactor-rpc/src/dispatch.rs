@@ -13,6 +13,8 @@ use crate::protocol::{decode, write_error_frame, Decoded, ErrorCode, RpcError, H
 use crate::service::{Handled, Service};
 
 /// How to process input.
+///
+/// Built with a struct literal (every field is public) or [`Options::new`].
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Largest accepted frame body, in bytes.
@@ -36,27 +38,41 @@ impl Options {
 }
 
 /// Why [`process`] stopped.
+///
+/// Deliberately exhaustive: a server loop must handle every reason, and a new
+/// one would be a breaking change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
     /// No complete frame left; `needed` total bytes make up the next one.
-    NeedMore { needed: usize },
+    NeedMore {
+        /// Bytes (header included) the unconsumed input must hold before
+        /// calling [`process`] again can answer anything.
+        needed: usize,
+    },
     /// The output reached `max_output`; drain it before processing more.
     OutputFull,
     /// The frame at the front (`HEADER_LEN + body_len` bytes, not consumed) is
     /// heavy: run it on a worker, then call [`process`] again after it.
-    Offload { body_len: usize },
+    Offload {
+        /// Bytes in the frame's body, after its `HEADER_LEN`-byte prefix.
+        body_len: usize,
+    },
     /// A length prefix over the limit: `frame_too_large` was written; close the
     /// connection once it is flushed.
     TooLarge,
 }
 
 /// What [`process`] did.
+///
+/// `#[non_exhaustive]`: a later version may report more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress {
     /// Input bytes consumed (whole frames only).
     pub consumed: usize,
     /// Responses appended.
     pub answered: usize,
+    /// Why it stopped, and what the caller should do next.
     pub stop: Stop,
 }
 

@@ -20,8 +20,21 @@
 //! # Features
 //!
 //! * `server` (default): the service layer and the server models. Without it
-//!   the crate is the protocol and the [`Client`], with no mio, libc or bigint.
-//! * `testing`: the stream driver the property tests and the fuzzer share.
+//!   the crate is the protocol and the [`Client`], with no mio, signal-hook,
+//!   libc, num-bigint or foldhash.
+//! * `testing`: the stream driver the property tests and the fuzzer share
+//!   (the `testing` module; it needs `server` too).
+//!
+//! # Where to start
+//!
+//! * Serving: [`Server::bind`] with a [`Config`], and [`Server::local_addr`] /
+//!   [`Server::shutdown_handle`]; the example on [`Server`] runs one on a free port.
+//! * Adding methods: [`Registry::insert`], with [`service::method_fn`] or an
+//!   implementation of [`service::Method`].
+//! * Calling: [`Client::call`], and [`Client::pipeline`] or
+//!   [`Client::send`]/[`Client::recv`] to pipeline.
+//! * Driving the request path yourself: [`dispatch::process`] and the framing
+//!   in [`protocol::frame`].
 //!
 //! # Calling a server
 //!
@@ -43,7 +56,9 @@ pub mod protocol;
 mod config;
 #[cfg(feature = "server")]
 pub mod dispatch;
+// `LINGER`, `ACCEPT_BACKOFF` and `CloseReason` wait for the models to adopt them.
 #[cfg(feature = "server")]
+#[allow(dead_code)]
 mod net;
 #[cfg(feature = "server")]
 mod reactor;
@@ -67,3 +82,8 @@ pub use server::Server;
 pub use service::{Registry, Service};
 #[cfg(feature = "server")]
 pub use shutdown::ShutdownHandle;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(all(doctest, feature = "server"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -125,7 +125,9 @@ pub fn oracle(service: &Service, stream: &[u8], max_frame: u32) -> (Vec<u8>, boo
 /// The parts of a response that do not depend on the clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The response's `out` (`"error"` for an error response).
     pub out: String,
+    /// The error code of an error response; `None` for a result.
     pub code: Option<ErrorCode>,
     /// The echoed id, verbatim.
     pub id: Option<String>,
@@ -164,13 +166,17 @@ fn count_frames(output: &[u8]) -> usize {
 
 /// What [`check`] saw, for further assertions by the caller.
 pub struct Checked {
+    /// What the connection wrote, as [`Served::output`].
     pub served: Vec<u8>,
+    /// What the oracle wrote for the same stream.
     pub expected: Vec<u8>,
+    /// `served`, split into responses.
     pub replies: Vec<Reply>,
+    /// Whether the connection stopped at a too-large prefix.
     pub closed: bool,
 }
 
-/// Serves `stream` cut by `sizes` and checks the property of issue 5: no panic;
+/// Serves `stream` cut by `sizes` and checks the stream property: no panic;
 /// every complete frame before a too-large prefix gets exactly one response,
 /// in order (same id, same `out`, same error code as the oracle's); after a
 /// too-large prefix exactly one `frame_too_large` is the last thing written.

@@ -6,7 +6,12 @@
 use std::fmt;
 
 /// The `code` field of an error response.
+///
+/// Later versions may add codes, so the enum is `#[non_exhaustive]`: a `match`
+/// on it needs a wildcard arm. [`ErrorCode::parse`] maps a code this version
+/// does not know to `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// The body is not UTF-8, not JSON, empty, or nested too deeply.
     BadJson,
@@ -60,13 +65,28 @@ impl fmt::Display for ErrorCode {
 }
 
 /// An error a method (or the dispatcher) answers with: a code and a message for a person.
+///
+/// Build one with [`RpcError::new`] or [`RpcError::bad_params`]; it may carry
+/// more fields in a later version (`#[non_exhaustive]`).
+///
+/// ```
+/// use reactor_rpc::protocol::{ErrorCode, RpcError};
+///
+/// let e = RpcError::bad_params("n must be a non-negative integer");
+/// assert_eq!(e.code, ErrorCode::BadParams);
+/// assert_eq!(e.to_string(), "bad_params: n must be a non-negative integer");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RpcError {
+    /// What kind of error it is; clients match on this.
     pub code: ErrorCode,
+    /// What went wrong, for a person to read; never parsed.
     pub message: String,
 }
 
 impl RpcError {
+    /// An error with `code` and a message for a person.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> RpcError {
         RpcError {
             code,
@@ -74,6 +94,7 @@ impl RpcError {
         }
     }
 
+    /// A [`ErrorCode::BadParams`] error: the method exists but its params are wrong.
     pub fn bad_params(message: impl Into<String>) -> RpcError {
         RpcError::new(ErrorCode::BadParams, message)
     }

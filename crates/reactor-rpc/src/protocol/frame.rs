@@ -15,15 +15,35 @@ pub const DEFAULT_MAX_FRAME: u32 = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decoded {
     /// A whole frame: the body is `buf[HEADER_LEN..HEADER_LEN + body_len]`.
-    Frame { body_len: usize },
+    Frame {
+        /// Bytes in the body (the length prefix says so).
+        body_len: usize,
+    },
     /// Not a whole frame yet; `needed` is the total bytes (header included) the
     /// frame will occupy once known, or `HEADER_LEN` while the header is partial.
-    Incomplete { needed: usize },
+    Incomplete {
+        /// Bytes the front of the stream must hold before calling again helps.
+        needed: usize,
+    },
     /// The length prefix exceeds the limit. The stream cannot be resynchronised.
-    TooLarge { body_len: u64 },
+    TooLarge {
+        /// The body length the prefix announced.
+        body_len: u64,
+    },
 }
 
 /// Looks at the front of `buf` and says whether a complete frame is there.
+///
+/// ```
+/// use reactor_rpc::protocol::frame::{decode, encode, Decoded, HEADER_LEN};
+///
+/// let mut wire = Vec::new();
+/// encode(&mut wire, br#"{"in":"ping"}"#);
+/// assert_eq!(decode(&wire[..3], 1024), Decoded::Incomplete { needed: HEADER_LEN });
+/// assert_eq!(decode(&wire[..6], 1024), Decoded::Incomplete { needed: HEADER_LEN + 13 });
+/// assert_eq!(decode(&wire, 1024), Decoded::Frame { body_len: 13 });
+/// assert_eq!(decode(&wire, 8), Decoded::TooLarge { body_len: 13 });
+/// ```
 #[inline]
 pub fn decode(buf: &[u8], max_frame: u32) -> Decoded {
     let Some(header) = buf.first_chunk::<HEADER_LEN>() else {

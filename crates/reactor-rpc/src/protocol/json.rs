@@ -15,6 +15,19 @@ use serde::Deserialize;
 pub const MAX_DEPTH: usize = 128;
 
 /// A piece of text known to be one valid JSON value.
+///
+/// Methods get their params as a `Json`: checked, but not parsed, so a method
+/// can copy the bytes (as `ping` does) or deserialise them into its own type.
+///
+/// ```
+/// use reactor_rpc::protocol::Json;
+///
+/// let params = Json::new(r#" {"key": "k", "ttl_ms": 500} "#).unwrap();
+/// assert_eq!(params.get(), r#"{"key": "k", "ttl_ms": 500}"#); // trimmed
+/// let v: serde_json::Value = params.parse().unwrap();
+/// assert_eq!(v["ttl_ms"], 500);
+/// assert!(Json::new("{\"key\":}").is_none());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Json<'a>(&'a str);
 
@@ -52,7 +65,7 @@ impl<'a> Json<'a> {
 
 /// Why a body is not acceptable JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Invalid {
+pub(crate) enum Invalid {
     Syntax(&'static str),
     TooDeep,
 }
@@ -61,14 +74,14 @@ type Scan<T> = Result<T, Invalid>;
 
 /// A string's extent: `text[start..end]` includes the quotes.
 #[derive(Debug, Clone, Copy)]
-pub struct Str {
+pub(crate) struct Str {
     pub start: usize,
     pub end: usize,
     pub escaped: bool,
 }
 
 /// A validator over bytes that are already valid UTF-8; it does not recurse.
-pub struct Scanner<'a> {
+pub(crate) struct Scanner<'a> {
     b: &'a [u8],
     pub i: usize,
 }

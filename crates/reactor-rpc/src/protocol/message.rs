@@ -15,6 +15,7 @@ use super::json::{Invalid, Json, Scanner, Str, MAX_DEPTH};
 
 /// A request, borrowing from its frame body.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Request<'a> {
     /// The method name (`"in"` on the wire, as in the seed).
     pub method: Cow<'a, str>,
@@ -63,6 +64,19 @@ struct Fields {
 /// Parses a frame body: `bad_json` unless it is UTF-8 JSON (nested at most
 /// [`MAX_DEPTH`] deep), then `bad_request` unless it is an object with a
 /// string `in` and no repeated `in`, `params` or `id`.
+///
+/// ```
+/// use reactor_rpc::protocol::{parse_request, ErrorCode};
+///
+/// let r = parse_request(br#"{"in":"get","params":{"key":"k"},"id":7}"#).unwrap();
+/// assert_eq!(r.method, "get");
+/// assert_eq!(r.params().get(), r#"{"key":"k"}"#);
+/// assert_eq!(r.id.map(|id| id.get()), Some("7"));
+///
+/// let (err, id) = parse_request(br#"{"params":1,"id":"a"}"#).unwrap_err();
+/// assert_eq!(err.code, ErrorCode::BadRequest);
+/// assert_eq!(id.map(|id| id.get()), Some("\"a\""));
+/// ```
 pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ParseError<'_>> {
     let text =
         std::str::from_utf8(body).map_err(|e| bad_json(format!("body is not UTF-8: {e}")))?;
@@ -164,7 +178,7 @@ fn key_name(text: &str, key: Str) -> Option<KeyName> {
 /// prefix. [`ResponseWriter::result`] hands the method the buffer to write its
 /// result JSON into; if the method fails, what it wrote is discarded and an
 /// error object takes its place.
-pub struct ResponseWriter<'o> {
+pub(crate) struct ResponseWriter<'o> {
     out: &'o mut Vec<u8>,
     frame_start: usize,
 }
@@ -200,9 +214,8 @@ impl<'o> ResponseWriter<'o> {
     }
 }
 
-/// Appends a whole error response frame.
 /// The one `overloaded` response a connection over `--max-conns` gets.
-pub fn refusal_frame(max_conns: usize) -> Vec<u8> {
+pub(crate) fn refusal_frame(max_conns: usize) -> Vec<u8> {
     let message = format!("server is at its limit of {max_conns} connections");
     let mut frame = Vec::new();
     write_error_frame(
@@ -213,7 +226,8 @@ pub fn refusal_frame(max_conns: usize) -> Vec<u8> {
     frame
 }
 
-pub fn write_error_frame(out: &mut Vec<u8>, err: &RpcError, id: Option<Json<'_>>) {
+/// Appends a whole error response frame.
+pub(crate) fn write_error_frame(out: &mut Vec<u8>, err: &RpcError, id: Option<Json<'_>>) {
     let start = begin_frame(out);
     out.extend_from_slice(b"{\"out\":\"error\",\"result\":{\"code\":\"");
     out.extend_from_slice(err.code.as_str().as_bytes());
@@ -233,7 +247,7 @@ fn finish(out: &mut Vec<u8>, frame_start: usize, id: Option<Json<'_>>) {
 }
 
 /// Writes `s` as a JSON string literal. Writing into a `Vec` cannot fail.
-pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -245,7 +259,7 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 
 /// Writes any serialisable value as JSON. Writing into a `Vec` cannot fail for
 /// the types we produce (no maps with non-string keys).
-pub fn write_json<T: serde::Serialize + ?Sized>(
+pub(crate) fn write_json<T: serde::Serialize + ?Sized>(
     out: &mut Vec<u8>,
     value: &T,
 ) -> Result<(), RpcError> {
@@ -254,7 +268,7 @@ pub fn write_json<T: serde::Serialize + ?Sized>(
 }
 
 /// Writes an integer with no allocation.
-pub fn write_int(out: &mut Vec<u8>, n: i64) {
+pub(crate) fn write_int(out: &mut Vec<u8>, n: i64) {
     let _ = write!(out, "{n}");
 }
 

@@ -5,16 +5,22 @@
 //! whichever model serves it. See `PROTOCOL.md` for the specification.
 //!
 //! * [`frame`]: the length-prefixed framing (4-byte little-endian length, then a body).
-//! * [`json`]: the validating scanner that reads the request envelope in one pass.
-//! * [`message`]: the JSON request and response shapes, parsed by borrowing.
-//! * [`error`]: the error codes a response can carry.
+//! * [`json`]: [`Json`], a slice of text known to be one valid JSON value, which
+//!   is how a method receives its params.
+//! * [`parse_request`]: the request envelope, parsed by borrowing from the body
+//!   in one validating pass.
+//! * [`ErrorCode`] and [`RpcError`]: the errors a response can carry.
 
-pub mod error;
+mod error;
 pub mod frame;
 pub mod json;
-pub mod message;
+// The response writers serve the service layer only (the `server` feature).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) mod message;
 
 pub use error::{ErrorCode, RpcError};
 pub use frame::{decode, Decoded, DEFAULT_MAX_FRAME, HEADER_LEN};
 pub use json::Json;
-pub use message::{parse_request, write_error_frame, Request, ResponseWriter};
+pub use message::{parse_request, ParseError, Request};
+#[cfg(feature = "server")]
+pub(crate) use message::{write_error_frame, ResponseWriter};

@@ -12,17 +12,25 @@ use super::{params, Context, Cost, Method};
 use crate::protocol::{Json, RpcError};
 
 /// The largest n accepted.
-pub const MAX_N: u64 = 100_000;
+pub(crate) const MAX_N: u64 = 100_000;
 
 /// From this n up, `fib` runs on the worker pool when there is one. Measured
 /// (BENCHMARKS.md, `cargo bench --bench dispatch -- fib`): F(5000) takes ~15 µs
 /// and F(100 000) ~1.3 ms, while a hand-off to a worker costs a few µs (about a
 /// whole ping); below the threshold computing inline is cheaper than handing off.
-pub const HEAVY_FROM: u64 = 5_000;
+pub(crate) const HEAVY_FROM: u64 = 5_000;
 
-pub struct Fib;
+/// The `fib` method: `params` is n, the result F(n) as a bare JSON integer.
+pub(crate) struct Fib;
 
-/// F(n), exactly.
+/// F(n), exactly: F(0) = 0, F(1) = 1, F(n) = F(n-1) + F(n-2).
+///
+/// ```
+/// use reactor_rpc::service::fib::fib;
+///
+/// assert_eq!(fib(10).to_string(), "55");
+/// assert_eq!(fib(100).to_string(), "354224848179261915075"); // past u64
+/// ```
 pub fn fib(n: u64) -> BigUint {
     // (a, b) = (F(k), F(k+1)), starting at k = 0.
     let mut a = BigUint::zero();

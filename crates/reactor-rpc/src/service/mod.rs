@@ -10,11 +10,14 @@
 //! that a given call is [`Cost::Heavy`], and a server that has a worker pool
 //! then runs it off the event loop (see `reactor::workers`).
 
-pub mod cache;
+// `Cache::is_empty` lost its last user when `Cache` became crate-private;
+// the cache rewrite can drop it, and this allow with it.
+#[allow(dead_code)]
+pub(crate) mod cache;
 pub mod fib;
-pub mod ping;
-pub mod registry;
-pub mod stats;
+pub(crate) mod ping;
+pub(crate) mod registry;
+pub(crate) mod stats;
 
 use std::fmt;
 use std::time::Instant;
@@ -22,11 +25,14 @@ use std::time::Instant;
 use log::{debug, log_enabled, Level};
 
 use crate::protocol::{parse_request, write_error_frame, ResponseWriter};
-pub use cache::Cache;
+pub(crate) use cache::Cache;
 pub use registry::{method_fn, params, Context, Cost, Method, Registry};
-pub use stats::{ServerInfo, Stats};
+pub(crate) use stats::{ServerInfo, Stats};
 
 /// Whether [`Service::handle`] answered, or left a heavy request for a worker.
+///
+/// Deliberately exhaustive, like [`Stop`](crate::dispatch::Stop): a caller
+/// must handle both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handled {
     /// A response frame was appended to the output buffer.
@@ -58,11 +64,8 @@ impl Service {
         }
     }
 
-    pub fn cache(&self) -> &Cache {
-        &self.cache
-    }
-
-    pub fn stats(&self) -> &Stats {
+    /// The counters every model updates and `stats` reports.
+    pub(crate) fn stats(&self) -> &Stats {
         &self.stats
     }
 

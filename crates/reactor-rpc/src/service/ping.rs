@@ -3,7 +3,8 @@
 use super::{Context, Method};
 use crate::protocol::{Json, RpcError};
 
-pub struct Ping;
+/// The `ping` method: answers `pong` with its params, byte for byte.
+pub(crate) struct Ping;
 
 impl Method for Ping {
     #[inline]

@@ -2,7 +2,7 @@
 //!
 //! A method reads its params from a borrowed, validated [`Json`] slice and writes its result
 //! JSON into the response buffer, so cheap methods allocate nothing. See
-//! `examples/custom_method.rs` for adding one.
+//! [`Registry::insert`], and `examples/custom_method.rs`, for adding one.
 
 use std::sync::Arc;
 
@@ -13,13 +13,19 @@ use crate::protocol::message::write_json;
 use crate::protocol::{Json, RpcError};
 
 /// What a method may touch: the shared state of the service.
+///
+/// Every call gets one. Its contents are private for now (the built-in cache
+/// and counters); later versions may give methods access to more through it.
 pub struct Context<'a> {
-    pub cache: &'a Cache,
-    pub stats: &'a Stats,
+    pub(crate) cache: &'a Cache,
+    pub(crate) stats: &'a Stats,
 }
 
 /// Whether a call is cheap enough to run inline on an event loop.
+///
+/// `#[non_exhaustive]`: later versions may grade costs more finely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Cost {
     /// Microseconds: run it where it arrived.
     Cheap,
@@ -28,6 +34,29 @@ pub enum Cost {
 }
 
 /// One RPC method.
+///
+/// Implement it directly to write the result JSON yourself (as the built-in
+/// `ping` does, allocating nothing), or build one from a closure with
+/// [`method_fn`]. Register it with [`Registry::insert`].
+///
+/// ```
+/// use reactor_rpc::protocol::{Json, RpcError};
+/// use reactor_rpc::service::{Context, Cost, Method};
+///
+/// /// `len`: the length of its params' JSON text, in bytes.
+/// struct Len;
+///
+/// impl Method for Len {
+///     fn call(&self, _cx: &Context<'_>, params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
+///         out.extend_from_slice(params.get().len().to_string().as_bytes());
+///         Ok(())
+///     }
+///
+///     fn cost(&self, params: Json<'_>) -> Cost {
+///         if params.get().len() > 1 << 16 { Cost::Heavy } else { Cost::Cheap }
+///     }
+/// }
+/// ```
 pub trait Method: Send + Sync + 'static {
     /// Writes the result JSON for `params` into `out`, or fails with an error
     /// (whatever was written is then discarded).
@@ -40,6 +69,16 @@ pub trait Method: Send + Sync + 'static {
 }
 
 /// Parses params into `T`; any mismatch is `bad_params`.
+///
+/// ```
+/// use reactor_rpc::protocol::{ErrorCode, Json};
+/// use reactor_rpc::service::params;
+///
+/// let (a, b): (i64, i64) = params(Json::new("[2, 3]").unwrap()).unwrap();
+/// assert_eq!(a + b, 5);
+/// let err = params::<(i64, i64)>(Json::new(r#""two""#).unwrap()).unwrap_err();
+/// assert_eq!(err.code, ErrorCode::BadParams);
+/// ```
 pub fn params<'a, T: Deserialize<'a>>(raw: Json<'a>) -> Result<T, RpcError> {
     raw.parse()
         .map_err(|e| RpcError::bad_params(serde_message(&e)))
@@ -58,7 +97,9 @@ pub(crate) fn serde_message(e: &serde_json::Error) -> String {
 
 /// A method from a closure over parsed params, returning any serialisable value.
 /// Convenient for extensions; built-ins implement [`Method`] directly to avoid
-/// building a `Value`.
+/// building a `Value`. Params that do not deserialise into `P` are answered
+/// with `bad_params` before the closure runs; see [`Registry::insert`] for a
+/// whole example.
 pub fn method_fn<F, P, R>(f: F) -> impl Method
 where
     F: Fn(&Context<'_>, P) -> Result<R, RpcError> + Send + Sync + 'static,
@@ -86,7 +127,10 @@ struct Entry {
     method: Arc<dyn Method>,
 }
 
-/// Method name → method.
+/// Method name → method: what a [`Service`](crate::Service) can answer.
+///
+/// Start from [`Registry::builtin`] to extend the built-in methods, or from
+/// [`Registry::empty`] to serve only your own.
 pub struct Registry {
     /// foldhash: method names are short, and the map is never written from the network.
     methods: foldhash::HashMap<Box<str>, Entry>,
@@ -111,6 +155,50 @@ impl Registry {
     }
 
     /// Adds (or replaces) a method whose response `out` is its own name.
+    ///
+    /// A server with one more method, called over TCP:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use reactor_rpc::protocol::{ErrorCode, RpcError};
+    /// use reactor_rpc::service::{method_fn, Context};
+    /// use reactor_rpc::{Client, Config, Registry, Server, Service};
+    /// use serde::Deserialize;
+    /// use serde_json::json;
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Add {
+    ///     a: i64,
+    ///     b: i64,
+    /// }
+    ///
+    /// let mut registry = Registry::builtin(); // keep ping, fib, the cache and stats
+    /// registry.insert(
+    ///     "add",
+    ///     method_fn(|_cx: &Context<'_>, p: Add| {
+    ///         p.a.checked_add(p.b)
+    ///             .ok_or_else(|| RpcError::bad_params("the sum overflows"))
+    ///     }),
+    /// );
+    ///
+    /// let mut config = Config::default();
+    /// config.addr = "127.0.0.1:0".parse()?; // any free port
+    /// let server = Server::bind(config, Arc::new(Service::with_registry(registry)))?;
+    /// let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+    /// let running = std::thread::spawn(move || server.run());
+    ///
+    /// let mut client = Client::connect(addr)?;
+    /// assert_eq!(client.call("add", &json!({"a": 2, "b": 40}))?, 42);
+    /// let err = client.call("add", &json!({"a": i64::MAX, "b": 1})).unwrap_err();
+    /// assert_eq!(err.code(), Some(ErrorCode::BadParams));
+    /// let err = client.call("add", &json!({"a": "two"})).unwrap_err();
+    /// assert_eq!(err.code(), Some(ErrorCode::BadParams)); // rejected by serde
+    /// assert_eq!(client.call("ping", "still here")?, "still here");
+    ///
+    /// stop.shutdown();
+    /// running.join().unwrap()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn insert(&mut self, name: &str, method: impl Method) -> &mut Registry {
         self.insert_named(name, name, method)
     }

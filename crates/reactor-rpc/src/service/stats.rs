@@ -163,7 +163,8 @@ impl Stats {
     }
 }
 
-pub struct StatsMethod;
+/// The `stats` method: counters, cache size, model and limits.
+pub(crate) struct StatsMethod;
 
 impl Method for StatsMethod {
     fn call(&self, cx: &Context<'_>, _params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
