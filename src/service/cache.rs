@@ -51,8 +51,11 @@ use crate::protocol::{ErrorCode, RpcError};
 /// Shards in the store: a power of two, comfortably above the core count.
 pub const SHARDS: usize = 16;
 
-/// How long one housekeeping tick may spend removing expired keys.
-pub const EXPIRE_BUDGET: Duration = Duration::from_millis(3);
+/// How long one housekeeping tick (every 100 ms) may spend removing expired
+/// keys: 5% of the time, a fifth of what Redis allows itself, because on the
+/// reactor the cycle runs on the event loop. At about 200 ns a key that is
+/// 25 000 keys a tick (measured in release on a busy 2-core machine).
+pub const EXPIRE_BUDGET: Duration = Duration::from_millis(5);
 
 /// The memory bound and what to do at it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
