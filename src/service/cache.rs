@@ -10,14 +10,14 @@
 //!   so the threaded models contend only when two threads touch the same shard
 //!   (the reactor never contends). Keys come from the network, so the hash
 //!   choosing the shard and the slot is seeded per process (foldhash).
-//! * A shard ([`store`]) keeps its items in a dense vector with a hash index
-//!   into it, so that eviction and expiry can pick keys at random, and an item
-//!   is one allocation holding key and value: under 100 bytes for a small key
-//!   (Redis: about 130).
-//! * Memory is bounded by `maxmemory` ([`evict`]): a write evicts keys sampled
+//! * A shard (`store.rs`) keeps its items in a dense vector with a hash index
+//!   into it, so that eviction can pick keys at random and expiry can walk
+//!   them, and an item is one allocation holding key and value: about 105
+//!   bytes for a small key (Redis: about 130).
+//! * Memory is bounded by `maxmemory` (`evict.rs`): a write evicts keys sampled
 //!   as Redis samples them, or fails with [`CacheError::Oom`]. Reads and
 //!   deletes always work.
-//! * Keys expire lazily when touched, and actively ([`expire`]): a
+//! * Keys expire lazily when touched, and actively (`expire.rs`): a
 //!   time-boxed cycle, run by the server's housekeeping, hunts for expired
 //!   keys the way Redis does.
 //! * A snapshot is taken shard by shard ([`Cache::export_shard`]), so a save
