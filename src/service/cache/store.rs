@@ -204,13 +204,12 @@ pub(super) struct Item {
 impl Item {
     fn new(key: &[u8], payload: Payload<'_>, lru: u64) -> Item {
         let mut item = Item {
-            buf: Box::default(),
+            buf: Item::join(key, &payload),
             shared: None,
             stamp: 0,
             key_len: key.len() as u32, // the caller checked it fits
             deadline: NO_DEADLINE,
         };
-        item.buf = Item::join(key, &payload);
         item.finish(payload, lru);
         item
     }
@@ -430,20 +429,21 @@ impl Shard {
         hash_key(&self.hasher, self.items[i].key())
     }
 
-    /// The position of `key` if it is live; an expired key is removed on the way.
+    /// The position of `key` if it is live; an expired key is removed on the
+    /// way. The clock is read only for a key with a deadline.
     pub fn live(&mut self, hash: u64, key: &[u8]) -> Option<usize> {
-        let i = self.find(hash, key)?;
-        if self.deadline(i).is_some_and(|at| at <= self.clock.now_ms()) {
-            self.expire(i);
-            return None;
-        }
-        Some(i)
+        let clock = self.clock;
+        self.live_by(hash, key, || clock.now_ms())
     }
 
     /// [`Shard::live`] at a given time (`ttl` reads the clock once for both).
     pub fn live_at(&mut self, hash: u64, key: &[u8], now: u64) -> Option<usize> {
+        self.live_by(hash, key, || now)
+    }
+
+    fn live_by(&mut self, hash: u64, key: &[u8], now: impl FnOnce() -> u64) -> Option<usize> {
         let i = self.find(hash, key)?;
-        if self.deadline(i).is_some_and(|at| at <= now) {
+        if self.deadline(i).is_some_and(|at| at <= now()) {
             self.expire(i);
             return None;
         }
@@ -480,8 +480,12 @@ impl Shard {
         let before = self.items[i].bytes();
         self.items[i].set_value(payload, lru);
         let after = self.items[i].bytes();
-        self.charge(after);
-        self.refund(before);
+        // Usually the same size: then the shared counter is not touched.
+        if after > before {
+            self.charge(after - before);
+        } else if before > after {
+            self.refund(before - after);
+        }
     }
 
     /// Sets or clears the deadline of the item at `i`.
