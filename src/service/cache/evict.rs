@@ -152,19 +152,20 @@ impl Pool {
 
 impl Shard {
     /// Evicts one key by `policy`; false when this shard has none it may evict.
+    /// The population sampled is every key, or for `volatile-*` the keys with a TTL.
     pub(super) fn evict_one(&mut self, policy: EvictionPolicy) -> bool {
-        let pool_size = if policy.volatile_only() {
+        let population = if policy.volatile_only() {
             self.deadlines().len()
         } else {
             self.items().len()
         };
-        if pool_size == 0 {
+        if population == 0 {
             return false;
         }
         match policy {
             EvictionPolicy::NoEviction => false,
             EvictionPolicy::AllKeysRandom => {
-                let i = self.rng.usize(..pool_size);
+                let i = self.rng.usize(..population);
                 self.evict(i);
                 true
             }
@@ -175,7 +176,7 @@ impl Shard {
                 // valid (sampled under this same lock), so the second sampling
                 // always finds one.
                 for _ in 0..2 {
-                    self.sample_into_pool(policy, pool_size);
+                    self.sample_into_pool(policy, population);
                     while let Some(c) = self.pool.pop() {
                         let current =
                             self.find_by_hash(c.hash, |i| self.rank(i, policy) == Some(c.rank));
@@ -190,9 +191,9 @@ impl Shard {
         }
     }
 
-    fn sample_into_pool(&mut self, policy: EvictionPolicy, from: usize) {
+    fn sample_into_pool(&mut self, policy: EvictionPolicy, population: usize) {
         for _ in 0..SAMPLES {
-            let n = self.rng.usize(..from);
+            let n = self.rng.usize(..population);
             let i = if policy.volatile_only() {
                 self.deadlines()[n].item as usize
             } else {
