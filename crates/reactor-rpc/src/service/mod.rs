@@ -12,8 +12,7 @@
 
 // `Cache::is_empty` lost its last user when `Cache` became crate-private;
 // the cache rewrite can drop it, and this allow with it.
-#[allow(dead_code)]
-pub(crate) mod cache;
+pub mod cache;
 pub mod fib;
 pub(crate) mod ping;
 pub(crate) mod registry;
@@ -25,7 +24,7 @@ use std::time::Instant;
 use log::{debug, log_enabled, Level};
 
 use crate::protocol::{parse_request, write_error_frame, ResponseWriter};
-pub(crate) use cache::Cache;
+pub use cache::{Cache, CacheConfig, EvictionPolicy};
 pub use registry::{method_fn, params, Context, Cost, Method, Registry};
 pub(crate) use stats::{ServerInfo, Stats};
 
@@ -57,11 +56,22 @@ impl Service {
 
     /// A service with a custom registry (start from [`Registry::builtin`] to extend it).
     pub fn with_registry(registry: Registry) -> Service {
+        Service::with_cache_config(registry, CacheConfig::default())
+    }
+
+    /// A service with a custom registry and cache bound (`--maxmemory`, eviction policy).
+    pub fn with_cache_config(registry: Registry, cache: CacheConfig) -> Service {
         Service {
             registry,
-            cache: Cache::new(),
+            cache: Cache::new(cache),
             stats: Stats::new(),
         }
+    }
+
+    /// The key-value store the cache methods (JSON and RESP) share; its
+    /// typed API is what a snapshot or an embedding program uses.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 
     /// The counters every model updates and `stats` reports.
@@ -115,10 +125,12 @@ impl Service {
         Handled::Done
     }
 
-    /// Periodic upkeep with bounded work: drops a batch of expired cache keys.
-    /// Server models call it every [`HOUSEKEEPING_INTERVAL`].
-    pub fn housekeeping(&self, now: Instant) {
-        self.cache.sweep(now, cache::SWEEP_BUDGET);
+    /// Periodic upkeep with bounded work: an active expiry cycle of at most
+    /// [`cache::EXPIRE_BUDGET`] removes expired keys nobody touches. Server
+    /// models call it every [`HOUSEKEEPING_INTERVAL`]; the cycle times itself,
+    /// so `_now` (the caller's tick time) is not needed.
+    pub fn housekeeping(&self, _now: Instant) {
+        self.cache.active_expire_cycle(cache::EXPIRE_BUDGET);
     }
 }
 
