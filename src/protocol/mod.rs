@@ -13,6 +13,7 @@ pub mod error;
 pub mod frame;
 pub mod json;
 pub mod message;
+pub mod resp;
 
 pub use error::{ErrorCode, RpcError};
 pub use frame::{decode, Decoded, DEFAULT_MAX_FRAME, HEADER_LEN};
