@@ -22,6 +22,13 @@ pub enum ErrorCode {
     Overloaded,
     /// A bug on our side; never expected.
     Internal,
+    /// A cache write would take memory over `--maxmemory` and nothing can be evicted.
+    Oom,
+    /// The value exists but this protocol cannot carry it (binary bytes read as JSON).
+    WrongType,
+    /// The server is already doing that (reserved for `save`: a snapshot is
+    /// in progress); try again later.
+    Busy,
 }
 
 impl ErrorCode {
@@ -35,6 +42,9 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",
+            ErrorCode::Oom => "oom",
+            ErrorCode::WrongType => "wrong_type",
+            ErrorCode::Busy => "busy",
         }
     }
 
@@ -48,6 +58,9 @@ impl ErrorCode {
             "frame_too_large" => ErrorCode::FrameTooLarge,
             "overloaded" => ErrorCode::Overloaded,
             "internal" => ErrorCode::Internal,
+            "oom" => ErrorCode::Oom,
+            "wrong_type" => ErrorCode::WrongType,
+            "busy" => ErrorCode::Busy,
             _ => return None,
         })
     }
@@ -86,3 +99,31 @@ impl fmt::Display for RpcError {
 }
 
 impl std::error::Error for RpcError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_parses_back() {
+        let all = [
+            ErrorCode::BadJson,
+            ErrorCode::BadRequest,
+            ErrorCode::UnknownMethod,
+            ErrorCode::BadParams,
+            ErrorCode::FrameTooLarge,
+            ErrorCode::Overloaded,
+            ErrorCode::Internal,
+            ErrorCode::Oom,
+            ErrorCode::WrongType,
+            ErrorCode::Busy,
+        ];
+        for code in all {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::Oom.as_str(), "oom");
+        assert_eq!(ErrorCode::WrongType.as_str(), "wrong_type");
+        assert_eq!(ErrorCode::Busy.as_str(), "busy");
+        assert_eq!(ErrorCode::parse("from_the_future"), None);
+    }
+}

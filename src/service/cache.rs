@@ -1,174 +1,545 @@
-//! The Redis-like cache: `set get del exists incr expire ttl`.
+//! The cache: one keyspace, shared by every connection and by both protocols.
 //!
-//! One store shared by every connection, split into shards, each behind its own
-//! mutex, so the threaded models contend only when two threads touch the same
-//! shard (the reactor never contends). Expiry works as in Redis: an expired key
-//! is never returned and is dropped when touched (lazily), and
-//! [`Cache::sweep`] removes expired keys nobody touches, a bounded batch per
-//! tick, so dead keys do not keep memory.
+//! The JSON methods (`set get del exists incr expire ttl`, in [`methods`]) and
+//! the RESP front end both go through the typed API of [`Cache`] and never
+//! touch the store. Keys are bytes; a [`Value`] is an integer, raw bytes, or
+//! JSON text, and [`value`] holds the conversions both protocols share.
 //!
-//! Keys come from the network, so both the shard choice and the maps use a
-//! randomly seeded hash (foldhash: fast, and seeded per process).
-//!
-//! Each shard keeps a min-heap of (deadline, version, key). Setting or expiring
-//! a key bumps its version, so an old heap entry is recognised as stale and
-//! skipped; the heap is rebuilt when stale entries outnumber live keys.
+//! How it is built, and why:
+//! * The keyspace is split into [`SHARDS`] shards, each behind its own mutex,
+//!   so the threaded models contend only when two threads touch the same shard
+//!   (the reactor never contends). Keys come from the network, so the hash
+//!   choosing the shard and the slot is seeded per process (foldhash).
+//! * A shard ([`store`]) keeps its items in a dense vector with a hash index
+//!   into it, so that eviction and expiry can pick keys at random, and an item
+//!   is one allocation holding key and value: under 100 bytes for a small key
+//!   (Redis: about 130).
+//! * Memory is bounded by `maxmemory` ([`evict`]): a write evicts keys sampled
+//!   as Redis samples them, or fails with [`CacheError::Oom`]. Reads and
+//!   deletes always work.
+//! * Keys expire lazily when touched, and actively ([`expire`]): a
+//!   time-boxed cycle, run by the server's housekeeping, hunts for expired
+//!   keys the way Redis does.
+//! * A snapshot is taken shard by shard ([`Cache::export_shard`]), so a save
+//!   never holds a lock for long; [`Cache::dirty`] says whether anything
+//!   changed since.
 
-use std::borrow::Cow;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::BuildHasher;
+mod evict;
+mod expire;
+pub mod methods;
+mod store;
+pub mod value;
 
-use foldhash::fast::RandomState;
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use bytes::Bytes;
+use foldhash::fast::RandomState;
 
-use super::{Context, Method, Registry};
-use crate::protocol::message::write_int;
-use crate::protocol::{Json, RpcError};
+pub use evict::{EvictionPolicy, UnknownPolicy};
+pub use methods::register;
+pub use store::{malloc_size, SHARED_MIN};
+pub use value::{Value, ValueRef};
+
+use expire::Clock;
+use store::{hash_key, Item, Payload, Shard, Totals, DEADLINE_BYTES};
+
+use crate::protocol::{ErrorCode, RpcError};
 
 /// Shards in the store: a power of two, comfortably above the core count.
-const SHARDS: usize = 16;
+pub const SHARDS: usize = 16;
 
-/// The most expired keys one [`Cache::sweep`] removes from each shard.
-pub const SWEEP_BUDGET: usize = 128;
+/// How long one housekeeping tick may spend removing expired keys.
+pub const EXPIRE_BUDGET: Duration = Duration::from_millis(3);
 
-/// A stored value. Integers are kept as integers so `incr` needs no parsing.
-enum Value {
-    Int(i64),
-    Json(Box<RawValue>),
+/// The memory bound and what to do at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Bytes of estimated memory the keys may hold; 0 means unlimited.
+    pub maxmemory: usize,
+    pub policy: EvictionPolicy,
 }
 
-struct Entry {
-    value: Value,
-    expires: Option<Instant>,
-    version: u64,
-}
-
-impl Entry {
-    fn live(&self, now: impl FnOnce() -> Instant) -> bool {
-        self.expires.is_none_or(|t| t > now())
-    }
-}
-
-#[derive(Default)]
-struct Shard {
-    map: HashMap<Box<str>, Entry, RandomState>,
-    deadlines: BinaryHeap<Reverse<(Instant, u64, Box<str>)>>,
-    next_version: u64,
-}
-
-impl Shard {
-    /// The live entry for `key`; an expired one is removed on the way.
-    fn live_entry(&mut self, key: &str) -> Option<&mut Entry> {
-        let expired = !self.map.get(key)?.live(Instant::now);
-        if expired {
-            self.map.remove(key);
-            return None;
+impl Default for CacheConfig {
+    /// 1 GiB, evicting the least recently used keys.
+    fn default() -> CacheConfig {
+        CacheConfig {
+            maxmemory: 1 << 30,
+            policy: EvictionPolicy::AllKeysLru,
         }
-        self.map.get_mut(key)
     }
+}
 
-    fn version(&mut self) -> u64 {
-        self.next_version += 1;
-        self.next_version
+/// When [`Cache::set`] may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SetCond {
+    #[default]
+    Always,
+    /// Only if the key is missing (Redis `NX`).
+    IfAbsent,
+    /// Only if the key is present (Redis `XX`).
+    IfPresent,
+}
+
+/// How [`Cache::set`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetOptions {
+    /// A time to live (more than zero). `None` clears the key's TTL, unless `keep_ttl`.
+    pub ttl: Option<Duration>,
+    pub cond: SetCond,
+    /// With `ttl: None`, keep the TTL the key has (Redis `KEEPTTL`).
+    pub keep_ttl: bool,
+}
+
+impl SetOptions {
+    /// Set with a time to live.
+    pub fn ttl(ttl: Duration) -> SetOptions {
+        SetOptions {
+            ttl: Some(ttl),
+            ..SetOptions::default()
+        }
     }
+}
 
-    /// Sets the deadline of an existing entry and records it in the heap.
-    fn set_deadline(&mut self, key: &str, deadline: Option<Instant>) {
-        let version = self.version();
-        let Some(entry) = self.map.get_mut(key) else {
-            return;
+/// A key's time to live (Redis `PTTL`: -2, -1, or milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    Missing,
+    Persistent,
+    /// At least 1 ms (a key with less is expired).
+    Remaining(Duration),
+}
+
+/// Why a cache operation failed. The messages are for people and name no
+/// parser positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheError {
+    /// `incr` of a value that is not an integer.
+    NotInteger,
+    /// `incr` of an integer beyond 64-bit signed range.
+    OutOfRange,
+    /// `incr` whose result would leave 64-bit signed range.
+    Overflow,
+    /// A value this protocol cannot carry (raw bytes that are not UTF-8, read as JSON).
+    WrongType,
+    /// The write would take used memory over `maxmemory` and nothing can be evicted.
+    Oom { maxmemory: usize },
+    /// A `set` with a TTL of zero.
+    InvalidExpireTime,
+    /// A key of 4 GiB or more (the store keeps key lengths in 32 bits).
+    KeyTooLong,
+}
+
+impl fmt::Display for CacheError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheError::NotInteger => f.write_str("value is not an integer"),
+            CacheError::OutOfRange => f.write_str("value is out of the i64 range"),
+            CacheError::Overflow => f.write_str("increment would overflow"),
+            CacheError::WrongType => {
+                f.write_str("the value is binary (not UTF-8) and has no JSON form")
+            }
+            CacheError::Oom { maxmemory } => write!(
+                f,
+                "out of memory: used memory would go above --maxmemory ({maxmemory} bytes) \
+                 and nothing can be evicted"
+            ),
+            CacheError::InvalidExpireTime => f.write_str("invalid expire time"),
+            CacheError::KeyTooLong => f.write_str("key is 4 GiB or longer"),
+        }
+    }
+}
+
+impl std::error::Error for CacheError {}
+
+impl From<CacheError> for RpcError {
+    fn from(e: CacheError) -> RpcError {
+        let code = match e {
+            CacheError::Oom { .. } => ErrorCode::Oom,
+            CacheError::WrongType => ErrorCode::WrongType,
+            _ => ErrorCode::BadParams,
         };
-        entry.version = version;
-        entry.expires = deadline;
-        if let Some(t) = deadline {
-            self.deadlines.push(Reverse((t, version, key.into())));
-            if self.deadlines.len() > 64 && self.deadlines.len() > 2 * self.map.len() {
-                self.rebuild_deadlines();
-            }
-        }
+        RpcError::new(code, e.to_string())
     }
+}
 
-    fn rebuild_deadlines(&mut self) {
-        let live = self
-            .map
-            .iter()
-            .filter_map(|(k, e)| e.expires.map(|t| Reverse((t, e.version, k.clone()))));
-        self.deadlines = live.collect();
-    }
+/// One key in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Bytes,
+    pub value: Value,
+    /// The deadline as wall-clock time, so that it means the same after a restart.
+    pub expires_at_unix_ms: Option<u64>,
+}
 
-    fn sweep(&mut self, now: Instant, budget: usize) -> usize {
-        let mut removed = 0;
-        for _ in 0..budget {
-            match self.deadlines.peek() {
-                Some(Reverse((t, _, _))) if *t <= now => {}
-                _ => break,
-            }
-            let Some(Reverse((t, version, key))) = self.deadlines.pop() else {
-                break;
-            };
-            if self
-                .map
-                .get(&key)
-                .is_some_and(|e| e.version == version && e.expires == Some(t))
-            {
-                self.map.remove(&key);
-                removed += 1;
-            }
-        }
-        removed
-    }
+/// What `stats` reports about the cache (Redis `INFO` names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheInfo {
+    /// Keys stored, including expired ones not yet removed.
+    pub keys: usize,
+    /// Keys with a TTL.
+    pub expires: usize,
+    /// Estimated bytes the keys hold (what `maxmemory` bounds).
+    pub used_memory: usize,
+    pub maxmemory: usize,
+    pub policy: EvictionPolicy,
+    pub evicted_keys: u64,
+    pub expired_keys: u64,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
 }
 
 /// The shared key-value store.
 pub struct Cache {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
-    sweep_cursor: AtomicUsize,
+    config: CacheConfig,
+    totals: Arc<Totals>,
+    clock: Clock,
+    /// The shard the next active expiry cycle starts with.
+    expire_cursor: AtomicUsize,
 }
 
 impl Default for Cache {
     fn default() -> Cache {
-        Cache::new()
+        Cache::new(CacheConfig::default())
     }
 }
 
 impl Cache {
-    pub fn new() -> Cache {
+    pub fn new(config: CacheConfig) -> Cache {
+        let hasher = RandomState::default();
+        let totals = Arc::new(Totals::default());
+        let clock = Clock::new();
         Cache {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::default(),
-            sweep_cursor: AtomicUsize::new(0),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Shard::new(hasher.clone(), totals.clone(), clock)))
+                .collect(),
+            hasher,
+            config,
+            totals,
+            clock,
+            expire_cursor: AtomicUsize::new(0),
         }
     }
 
-    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        let i = self.hasher.hash_one(key) as usize % SHARDS;
-        lock(&self.shards[i])
+    pub fn config(&self) -> CacheConfig {
+        self.config
     }
 
-    /// Keys stored, including expired ones not yet swept.
+    /// The value of `key`. Counts a keyspace hit or miss and records the
+    /// access for LRU eviction.
+    ///
+    /// A value of [`SHARED_MIN`] bytes or more comes back as a handle on the
+    /// stored bytes: cloning it costs a reference count, never a copy, so a
+    /// reply can queue it by reference into many connections' output. Smaller
+    /// values are copied. To read without any allocation, see [`Cache::get_with`].
+    pub fn get(&self, key: &[u8]) -> Option<Value> {
+        self.read(key, Item::to_value)
+    }
+
+    /// Like [`Cache::get`], but shows the value to `f` in place, under the
+    /// shard's lock (so `f` should be quick: copying into an output buffer is).
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(ValueRef<'_>) -> R) -> Option<R> {
+        self.read(key, |item| f(item.value_ref()))
+    }
+
+    fn read<R>(&self, key: &[u8], f: impl FnOnce(&Item) -> R) -> Option<R> {
+        let (hash, s) = self.locate(key);
+        let mut shard = self.lock(s);
+        let Some(i) = shard.live(hash, key) else {
+            shard.stats.misses += 1;
+            return None;
+        };
+        shard.stats.hits += 1;
+        shard.touch(i);
+        Some(f(shard.item(i)))
+    }
+
+    /// Stores `value` under `key`; `Ok(false)` when `opt.cond` was not met.
+    ///
+    /// A `Raw` or `Json` value of [`SHARED_MIN`] bytes or more is kept as the
+    /// `Bytes` given, without a copy: pass one that owns just its bytes (from
+    /// a `Vec`, or `Bytes::copy_from_slice`), not a slice of a larger buffer,
+    /// which it would keep alive unaccounted.
+    pub fn set(&self, key: &[u8], value: Value, opt: SetOptions) -> Result<bool, CacheError> {
+        self.store(key, Payload::of(&value), opt, true)
+    }
+
+    /// [`Cache::set`] from borrowed bytes (copied once, into the store).
+    pub fn set_ref(
+        &self,
+        key: &[u8],
+        value: ValueRef<'_>,
+        opt: SetOptions,
+    ) -> Result<bool, CacheError> {
+        self.store(key, Payload::of_ref(value), opt, true)
+    }
+
+    fn store(
+        &self,
+        key: &[u8],
+        payload: Payload<'_>,
+        opt: SetOptions,
+        enforce_maxmemory: bool,
+    ) -> Result<bool, CacheError> {
+        check_key(key)?;
+        let deadline = match opt.ttl {
+            Some(ttl) if ttl.is_zero() => return Err(CacheError::InvalidExpireTime),
+            Some(ttl) => Some(self.clock.deadline_after(ttl)),
+            None => None,
+        };
+        let (hash, s) = self.locate(key);
+        if enforce_maxmemory {
+            let deadline_bytes = if deadline.is_some() {
+                DEADLINE_BYTES
+            } else {
+                0
+            };
+            self.make_room(s, payload.item_bytes(key.len()) + deadline_bytes)?;
+        }
+        let mut shard = self.lock(s);
+        let found = shard.live(hash, key);
+        match (opt.cond, found) {
+            (SetCond::IfAbsent, Some(_)) | (SetCond::IfPresent, None) => return Ok(false),
+            _ => {}
+        }
+        let lru = self.totals.write();
+        let i = match found {
+            Some(i) => {
+                shard.replace(i, payload, lru);
+                i
+            }
+            None => shard.insert(hash, key, payload, lru),
+        };
+        if deadline.is_some() || !opt.keep_ttl {
+            shard.set_deadline(i, deadline);
+        }
+        Ok(true)
+    }
+
+    /// Removes `key`; whether it was there.
+    pub fn del(&self, key: &[u8]) -> bool {
+        let (hash, s) = self.locate(key);
+        let mut shard = self.lock(s);
+        let Some(i) = shard.live(hash, key) else {
+            return false;
+        };
+        shard.remove(i);
+        self.totals.write();
+        true
+    }
+
+    pub fn exists(&self, key: &[u8]) -> bool {
+        let (hash, s) = self.locate(key);
+        self.lock(s).live(hash, key).is_some()
+    }
+
+    /// Adds `by` to the integer at `key` (a missing key counts from 0) and
+    /// returns the result; the key's TTL stays. See [`ValueRef::to_i64`] for
+    /// what counts as an integer; a refused increment changes nothing.
+    pub fn incr_by(&self, key: &[u8], by: i64) -> Result<i64, CacheError> {
+        check_key(key)?;
+        let (hash, s) = self.locate(key);
+        self.make_room(s, Payload::Int(by).item_bytes(key.len()))?;
+        let mut shard = self.lock(s);
+        let (n, found) = match shard.live(hash, key) {
+            Some(i) => {
+                let old = shard.item(i).value_ref().to_i64()?;
+                (old.checked_add(by).ok_or(CacheError::Overflow)?, Some(i))
+            }
+            None => (by, None),
+        };
+        let lru = self.totals.write();
+        match found {
+            Some(i) => shard.replace(i, Payload::Int(n), lru),
+            None => {
+                shard.insert(hash, key, Payload::Int(n), lru);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Gives `key` a time to live; `Ok(false)` when the key is missing. A TTL
+    /// of zero deletes the key (as Redis does for a time in the past). A TTL
+    /// too long for the clock is clamped to the end of time, so this never
+    /// fails today; the `Result` keeps room for a limit.
+    pub fn expire(&self, key: &[u8], ttl: Duration) -> Result<bool, CacheError> {
+        let (hash, s) = self.locate(key);
+        let mut shard = self.lock(s);
+        let Some(i) = shard.live(hash, key) else {
+            return Ok(false);
+        };
+        if ttl.is_zero() {
+            shard.remove(i);
+        } else {
+            shard.set_deadline(i, Some(self.clock.deadline_after(ttl)));
+        }
+        self.totals.write();
+        Ok(true)
+    }
+
+    /// Removes the TTL of `key`; whether it had one.
+    pub fn persist(&self, key: &[u8]) -> bool {
+        let (hash, s) = self.locate(key);
+        let mut shard = self.lock(s);
+        let Some(i) = shard.live(hash, key) else {
+            return false;
+        };
+        if shard.deadline(i).is_none() {
+            return false;
+        }
+        shard.set_deadline(i, None);
+        self.totals.write();
+        true
+    }
+
+    pub fn ttl(&self, key: &[u8]) -> Ttl {
+        let (hash, s) = self.locate(key);
+        let now = self.clock.now_ms();
+        let mut shard = self.lock(s);
+        let Some(i) = shard.live_at(hash, key, now) else {
+            return Ttl::Missing;
+        };
+        match shard.deadline(i) {
+            None => Ttl::Persistent,
+            Some(at) => Ttl::Remaining(Duration::from_millis(at - now)),
+        }
+    }
+
+    /// Removes every key.
+    pub fn flush_all(&self) {
+        for shard in self.shards.iter() {
+            lock(shard).clear();
+        }
+        self.totals.write();
+    }
+
+    /// Keys stored, including expired ones not yet removed.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).map.len()).sum()
+        self.shards.iter().map(|s| lock(s).items().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Removes up to `budget` expired keys from each of a few shards; returns how many.
-    /// Called every housekeeping tick, it visits every shard within a second.
-    pub fn sweep(&self, now: Instant, budget: usize) -> usize {
-        let start = self.sweep_cursor.fetch_add(2, Ordering::Relaxed);
-        (start..start + 2)
-            .map(|i| lock(&self.shards[i % SHARDS]).sweep(now, budget))
-            .sum()
+    /// Keys with a TTL, including expired ones not yet removed.
+    pub fn expires_len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).deadlines().len()).sum()
     }
+
+    /// Estimated bytes held by the keys: each key's allocations rounded up to
+    /// malloc's sizes, plus its item, its index slot and its deadline.
+    pub fn used_memory(&self) -> usize {
+        self.totals.used()
+    }
+
+    pub fn info(&self) -> CacheInfo {
+        let mut info = CacheInfo {
+            keys: 0,
+            expires: 0,
+            used_memory: 0,
+            maxmemory: self.config.maxmemory,
+            policy: self.config.policy,
+            evicted_keys: 0,
+            expired_keys: 0,
+            keyspace_hits: 0,
+            keyspace_misses: 0,
+        };
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            info.keys += shard.items().len();
+            info.expires += shard.deadlines().len();
+            info.evicted_keys += shard.stats.evicted;
+            info.expired_keys += shard.stats.expired;
+            info.keyspace_hits += shard.stats.hits;
+            info.keyspace_misses += shard.stats.misses;
+        }
+        info.used_memory = self.totals.used();
+        info
+    }
+
+    /// Writes so far (sets, increments, deletes, TTL changes, expiries,
+    /// evictions): compare two readings to know whether anything changed.
+    pub fn dirty(&self) -> u64 {
+        self.totals.dirty()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        SHARDS
+    }
+
+    /// The live keys of shard `i` (expired ones left out), copied out under
+    /// its lock; shared values are handles, not copies. A save iterates
+    /// `0..shard_count()`, so no lock is held for longer than one shard takes.
+    pub fn export_shard(&self, i: usize) -> Vec<Record> {
+        let Some(shard) = self.shards.get(i) else {
+            return Vec::new();
+        };
+        let shard = lock(shard);
+        let now = self.clock.now_ms();
+        let unix_now = unix_ms();
+        let live = |item: &&Item| shard.deadline_of(item).is_none_or(|at| at > now);
+        shard
+            .items()
+            .iter()
+            .filter(live)
+            .map(|item| Record {
+                key: Bytes::copy_from_slice(item.key()),
+                value: item.to_value(),
+                expires_at_unix_ms: shard
+                    .deadline_of(item)
+                    .map(|at| unix_now.saturating_add(at - now)),
+            })
+            .collect()
+    }
+
+    /// Loads records (from a snapshot), replacing keys of the same name and
+    /// leaving out those already expired; returns how many were loaded. Like
+    /// Redis loading a snapshot, it ignores `maxmemory`: the next writes
+    /// evict back under it.
+    pub fn import(&self, records: impl IntoIterator<Item = Record>) -> usize {
+        let mut loaded = 0;
+        for record in records {
+            let opt = match record.expires_at_unix_ms {
+                None => SetOptions::default(),
+                Some(at) => match at.checked_sub(unix_ms()) {
+                    Some(left) if left > 0 => SetOptions::ttl(Duration::from_millis(left)),
+                    _ => continue,
+                },
+            };
+            if self.store(&record.key, Payload::of(&record.value), opt, false) == Ok(true) {
+                loaded += 1;
+            }
+        }
+        loaded
+    }
+
+    /// The hash of `key` and the shard it lives in. The shard comes from
+    /// bits the tables do not use: hashbrown takes the low bits for the slot
+    /// and the top 7 for the tag.
+    fn locate(&self, key: &[u8]) -> (u64, usize) {
+        let hash = hash_key(&self.hasher, key);
+        (hash, (hash >> 32) as usize % SHARDS)
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[shard])
+    }
+
+    fn next_expire_shard(&self) -> usize {
+        self.expire_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<(), CacheError> {
+    if u32::try_from(key.len()).is_err() {
+        return Err(CacheError::KeyTooLong);
+    }
+    Ok(())
 }
 
 fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
@@ -177,243 +548,12 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Parses cache params, which are always an object (serde alone would also
-/// take `["k"]` as `{"key": "k"}`).
-fn params<'a, T: Deserialize<'a>>(raw: Json<'a>) -> Result<T, RpcError> {
-    if !raw.get().starts_with('{') {
-        return Err(RpcError::bad_params(
-            "params must be an object with a string \"key\"",
-        ));
-    }
-    super::params(raw)
-}
-
-fn deadline_in(ttl_ms: u64) -> Result<Instant, RpcError> {
-    if ttl_ms == 0 {
-        return Err(RpcError::bad_params("ttl_ms must be an integer > 0"));
-    }
-    Instant::now()
-        .checked_add(Duration::from_millis(ttl_ms))
-        .ok_or_else(|| RpcError::bad_params("ttl_ms is too large"))
-}
-
-#[derive(Deserialize)]
-struct KeyParams<'a> {
-    #[serde(borrow)]
-    key: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct SetParams<'a> {
-    #[serde(borrow)]
-    key: Cow<'a, str>,
-    #[serde(borrow)]
-    value: &'a RawValue,
-    ttl_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct IncrParams<'a> {
-    #[serde(borrow)]
-    key: Cow<'a, str>,
-    by: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct ExpireParams<'a> {
-    #[serde(borrow)]
-    key: Cow<'a, str>,
-    ttl_ms: u64,
-}
-
-struct Set;
-struct Get;
-struct Del;
-struct Exists;
-struct Incr;
-struct Expire;
-struct Ttl;
-
-/// Adds the cache methods to a registry.
-pub fn register(r: &mut Registry) {
-    r.insert("set", Set)
-        .insert("get", Get)
-        .insert("del", Del)
-        .insert("exists", Exists)
-        .insert("incr", Incr)
-        .insert("expire", Expire)
-        .insert("ttl", Ttl);
-}
-
-fn write_bool(out: &mut Vec<u8>, b: bool) {
-    out.extend_from_slice(if b { b"true" } else { b"false" });
-}
-
-impl Method for Set {
-    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
-        let p: SetParams = params(raw)?;
-        let deadline = p.ttl_ms.map(deadline_in).transpose()?;
-        let value = Value::Json(p.value.to_owned());
-        let mut shard = cx.cache.shard(&p.key);
-        match shard.map.get_mut(&*p.key) {
-            Some(entry) => entry.value = value,
-            None => {
-                let entry = Entry {
-                    value,
-                    expires: None,
-                    version: 0,
-                };
-                shard.map.insert((*p.key).into(), entry);
-            }
-        }
-        shard.set_deadline(&p.key, deadline);
-        write_bool(out, true);
-        Ok(())
-    }
-}
-
-impl Method for Get {
-    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
-        let p: KeyParams = params(raw)?;
-        match cx.cache.shard(&p.key).live_entry(&p.key).map(|e| &e.value) {
-            Some(Value::Int(n)) => write_int(out, *n),
-            Some(Value::Json(v)) => out.extend_from_slice(v.get().as_bytes()),
-            None => out.extend_from_slice(b"null"),
-        }
-        Ok(())
-    }
-}
-
-impl Method for Del {
-    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
-        let p: KeyParams = params(raw)?;
-        let mut shard = cx.cache.shard(&p.key);
-        let existed = shard.live_entry(&p.key).is_some();
-        shard.map.remove(&*p.key);
-        out.push(if existed { b'1' } else { b'0' });
-        Ok(())
-    }
-}
-
-impl Method for Exists {
-    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
-        let p: KeyParams = params(raw)?;
-        write_bool(out, cx.cache.shard(&p.key).live_entry(&p.key).is_some());
-        Ok(())
-    }
-}
-
-impl Method for Incr {
-    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
-        let p: IncrParams = params(raw)?;
-        let by = p.by.unwrap_or(1);
-        let mut shard = cx.cache.shard(&p.key);
-        let n = match shard.live_entry(&p.key) {
-            Some(entry) => {
-                let old = match &entry.value {
-                    Value::Int(n) => *n,
-                    Value::Json(v) => serde_json::from_str::<i64>(v.get())
-                        .map_err(|_| RpcError::bad_params("value is not an integer"))?,
-                };
-                let n = old
-                    .checked_add(by)
-                    .ok_or_else(|| RpcError::bad_params("increment would overflow"))?;
-                entry.value = Value::Int(n);
-                n
-            }
-            None => {
-                let entry = Entry {
-                    value: Value::Int(by),
-                    expires: None,
-                    version: 0,
-                };
-                shard.map.insert(p.key.into(), entry);
-                by
-            }
-        };
-        write_int(out, n);
-        Ok(())
-    }
-}
-
-impl Method for Expire {
-    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
-        let p: ExpireParams = params(raw)?;
-        let deadline = deadline_in(p.ttl_ms)?;
-        let mut shard = cx.cache.shard(&p.key);
-        let exists = shard.live_entry(&p.key).is_some();
-        if exists {
-            shard.set_deadline(&p.key, Some(deadline));
-        }
-        write_bool(out, exists);
-        Ok(())
-    }
-}
-
-impl Method for Ttl {
-    fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
-        let p: KeyParams = params(raw)?;
-        let ttl = match cx.cache.shard(&p.key).live_entry(&p.key) {
-            None => -2,
-            Some(Entry { expires: None, .. }) => -1,
-            Some(Entry {
-                expires: Some(t), ..
-            }) => {
-                // Round up, so a key set with ttl_ms 100 reads 100 right away.
-                let left = t.saturating_duration_since(Instant::now());
-                i64::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
-            }
-        };
-        write_int(out, ttl);
-        Ok(())
-    }
+fn unix_ms() -> u64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sweep_removes_expired_keys_in_bounded_batches() {
-        let mut shard = Shard::default();
-        let past = Instant::now();
-        for i in 0..10 {
-            let key = format!("k{i}");
-            let entry = Entry {
-                value: Value::Int(i),
-                expires: None,
-                version: 0,
-            };
-            shard.map.insert(key.clone().into(), entry);
-            shard.set_deadline(&key, Some(past));
-        }
-        let later = past + Duration::from_millis(1);
-        assert_eq!(shard.sweep(later, 4), 4);
-        assert_eq!(shard.map.len(), 6);
-        assert_eq!(shard.sweep(later, 100), 6);
-        assert!(shard.map.is_empty() && shard.deadlines.is_empty());
-    }
-
-    #[test]
-    fn stale_deadlines_are_skipped_and_compacted() {
-        let mut shard = Shard::default();
-        let now = Instant::now();
-        let entry = Entry {
-            value: Value::Int(1),
-            expires: None,
-            version: 0,
-        };
-        shard.map.insert("k".into(), entry);
-        for _ in 0..1000 {
-            shard.set_deadline("k", Some(now));
-        }
-        assert!(
-            shard.deadlines.len() <= 65,
-            "heap compacted: {}",
-            shard.deadlines.len()
-        );
-        shard.set_deadline("k", None); // persist: every heap entry is now stale
-        assert_eq!(shard.sweep(now + Duration::from_secs(1), 1000), 0);
-        assert_eq!(shard.map.len(), 1);
-    }
-}
+mod tests;

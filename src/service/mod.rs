@@ -22,7 +22,7 @@ use std::time::Instant;
 use log::{debug, log_enabled, Level};
 
 use crate::protocol::{parse_request, write_error_frame, ResponseWriter};
-pub use cache::Cache;
+pub use cache::{Cache, CacheConfig};
 pub use registry::{method_fn, params, Context, Cost, Method, Registry};
 pub use stats::Stats;
 
@@ -51,9 +51,14 @@ impl Service {
 
     /// A service with a custom registry (start from [`Registry::builtin`] to extend it).
     pub fn with_registry(registry: Registry) -> Service {
+        Service::with_cache_config(registry, CacheConfig::default())
+    }
+
+    /// A service with a custom registry and cache bound (`--maxmemory`, eviction policy).
+    pub fn with_cache_config(registry: Registry, cache: CacheConfig) -> Service {
         Service {
             registry,
-            cache: Cache::new(),
+            cache: Cache::new(cache),
             stats: Stats::new(),
         }
     }
@@ -112,10 +117,12 @@ impl Service {
         Handled::Done
     }
 
-    /// Periodic upkeep with bounded work: drops a batch of expired cache keys.
-    /// Server models call it every [`HOUSEKEEPING_INTERVAL`].
-    pub fn housekeeping(&self, now: Instant) {
-        self.cache.sweep(now, cache::SWEEP_BUDGET);
+    /// Periodic upkeep with bounded work: an active expiry cycle of at most
+    /// [`cache::EXPIRE_BUDGET`] removes expired keys nobody touches. Server
+    /// models call it every [`HOUSEKEEPING_INTERVAL`]; the cycle times itself,
+    /// so `_now` (the caller's tick time) is not needed.
+    pub fn housekeeping(&self, _now: Instant) {
+        self.cache.active_expire_cycle(cache::EXPIRE_BUDGET);
     }
 }
 

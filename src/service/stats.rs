@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::cache::CacheInfo;
 use super::{Context, Method};
 use crate::protocol::message::write_json;
 use crate::protocol::{Json, RpcError};
@@ -100,14 +101,23 @@ impl Stats {
         self.jobs_completed.fetch_add(1, Relaxed);
     }
 
-    /// Everything, as the `stats` method reports it.
-    pub fn snapshot(&self, keys: usize) -> Value {
+    /// Everything, as the `stats` method reports it, with the cache's figures
+    /// (named as Redis's `INFO` names them) next to `keys`.
+    pub fn snapshot(&self, cache: &CacheInfo) -> Value {
         let mut v = json!({
             "connections": self.connections(),
             "connections_total": self.connections_total.load(Relaxed),
             "connections_rejected": self.rejected.load(Relaxed),
             "requests": self.requests(),
-            "keys": keys,
+            "keys": cache.keys,
+            "expires": cache.expires,
+            "used_memory": cache.used_memory,
+            "maxmemory": cache.maxmemory,
+            "maxmemory_policy": cache.policy.as_str(),
+            "evicted_keys": cache.evicted_keys,
+            "expired_keys": cache.expired_keys,
+            "keyspace_hits": cache.keyspace_hits,
+            "keyspace_misses": cache.keyspace_misses,
             "uptime_ms": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "jobs": {
                 "queued": self.jobs_queued.load(Relaxed),
@@ -126,6 +136,6 @@ pub struct StatsMethod;
 
 impl Method for StatsMethod {
     fn call(&self, cx: &Context<'_>, _params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
-        write_json(out, &cx.stats.snapshot(cx.cache.len()))
+        write_json(out, &cx.stats.snapshot(&cx.cache.info()))
     }
 }
