@@ -553,6 +553,12 @@ impl<'a> Reply<'a> {
         self.version
     }
 
+    /// Switches the version for the replies that follow (`HELLO` answers in
+    /// the version it selects).
+    pub fn set_version(&mut self, version: Version) {
+        self.version = version;
+    }
+
     /// The buffer, for callers that write several replies.
     pub fn out(&mut self) -> &mut Vec<u8> {
         self.out

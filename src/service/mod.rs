@@ -13,6 +13,7 @@
 pub mod cache;
 pub mod fib;
 pub mod ping;
+pub mod redis;
 pub mod registry;
 pub mod stats;
 
