@@ -23,6 +23,7 @@ pub mod dispatch;
 pub mod net;
 pub mod protocol;
 pub mod reactor;
+pub mod resp_dispatch;
 pub mod server;
 pub mod service;
 pub mod threaded;
