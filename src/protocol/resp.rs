@@ -407,8 +407,10 @@ fn hex_value(b: u8) -> Option<u8> {
 /// Splits an inline request into arguments like Redis's `sdssplitargs`:
 /// words separated by blanks; `"..."` with `\n \r \t \b \a \xHH` and `\c`
 /// escapes; `'...'` with only `\'`; a closing quote must be followed by a
-/// blank or the end. As in C, a NUL byte ends the line. The argument bytes
-/// are appended to `scratch`, their places to `args`.
+/// blank or the end. A NUL byte ends the line, as for Redis's C string
+/// (Redis itself would not even find the newline past a NUL and would wait
+/// for more input; we answer what precedes it). The argument bytes are
+/// appended to `scratch`, their places to `args`.
 fn split_inline(line: &[u8], scratch: &mut Vec<u8>, args: &mut Vec<Span>) -> Result<(), ()> {
     let line = line.split(|&b| b == 0).next().unwrap_or_default();
     let at = |i: usize| line.get(i).copied().unwrap_or(0);
