@@ -177,9 +177,8 @@ impl Shard {
                 for _ in 0..2 {
                     self.sample_into_pool(policy, pool_size);
                     while let Some(c) = self.pool.pop() {
-                        let current = self
-                            .find_hash(c.hash)
-                            .filter(|&i| self.rank(i, policy) == Some(c.rank));
+                        let current =
+                            self.find_by_hash(c.hash, |i| self.rank(i, policy) == Some(c.rank));
                         if let Some(i) = current {
                             self.evict(i);
                             return true;

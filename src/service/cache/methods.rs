@@ -1,7 +1,7 @@
 //! The JSON protocol's cache methods: `set get del exists incr expire ttl`.
 //!
 //! Each one parses its params by borrowing from the request, makes one call on
-//! the typed [`Cache`] API, and writes its result straight into the response
+//! the typed [`Cache`](super::Cache) API, and writes its result straight into the response
 //! buffer. The wire behaviour is specified in `PROTOCOL.md`.
 
 use std::borrow::Cow;

@@ -4,16 +4,19 @@
 //! Why dense: eviction and active expiry pick keys at random, which a hash map
 //! cannot do. So the items live in a `Vec` (a delete is a `swap_remove` that
 //! re-points the index entry of the item that moved), the index is a
-//! `hashbrown::HashTable<u32>` of positions in it (5 bytes a bucket), and the
-//! keys with a deadline are listed, with the deadline, in a vector of their
-//! own: volatile sampling and active expiry never wade through keys that do
-//! not expire, and a key without a deadline pays nothing for the possibility.
+//! `hashbrown::HashTable` of [`Slot`]s (a position and a hash tag, 9 bytes a
+//! bucket), and the keys with a deadline are listed, with the deadline, in a
+//! vector of their own: volatile sampling and active expiry never wade
+//! through keys that do not expire, and a key without a deadline pays nothing
+//! for the possibility.
 //!
 //! An item is 40 bytes, plus one allocation holding its key followed by its
 //! value: an integer's 8 bytes, or the bytes of a value under [`SHARED_MIN`].
 //! A 16-byte key with a 16-byte value costs 40 + 48 (malloc's share of 32
-//! bytes) + about 8 of index. A value of [`SHARED_MIN`] bytes or more is kept
-//! as shared [`Bytes`], so that reading it hands out a reference, not a copy.
+//! bytes) + about 14 of index, and a deadline 16 more: 1M such keys grow the
+//! process by 100–107 MB (Redis: about 130). A value of [`SHARED_MIN`] bytes
+//! or more is kept as shared [`Bytes`], so that reading it hands out a
+//! reference, not a copy.
 //!
 //! Every change goes through the methods here, which keep the three vectors
 //! consistent and the memory estimate ([`Shard::used`]) exact.
@@ -38,9 +41,9 @@ pub const SHARED_MIN: usize = 16 * 1024;
 /// `Item::deadline` of a key without one.
 const NO_DEADLINE: u32 = u32::MAX;
 
-/// The index's share of a key: a bucket is a 4-byte position and a 1-byte
-/// tag, and the table is between 7/16 and 7/8 full (it doubles past 7/8).
-const INDEX_BYTES: usize = 8;
+/// The index's share of a key: a bucket is an 8-byte [`Slot`] and a 1-byte
+/// control tag, and the table is between 7/16 and 7/8 full (it doubles past 7/8).
+const INDEX_BYTES: usize = 14;
 
 /// Around a shared value: its `Box<Bytes>` (32 bytes, a 48-byte chunk) and the
 /// header `Bytes` allocates when the value is first shared (24 bytes, 32).
@@ -63,6 +66,28 @@ pub fn malloc_size(n: usize) -> usize {
 
 pub(super) fn hash_key(hasher: &RandomState, key: &[u8]) -> u64 {
     hasher.hash_one(key)
+}
+
+/// An index entry: where the item is, and 32 bits of its key's hash, so that
+/// growing the table, and passing over a bucket holding another key, never
+/// has to read the item (two cache misses: the item and its key).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    item: u32,
+    tag: u32,
+}
+
+/// The 32 bits of a key's hash that its [`Slot`] keeps: the low ones (the
+/// shard was chosen by bits 32 and up, which are the same across a shard).
+fn tag_of(hash: u64) -> u32 {
+    hash as u32
+}
+
+/// The hash the table sees for a tag: the tag in the low bits, where
+/// hashbrown picks the bucket, and again in the high bits, where it takes the
+/// 7-bit control tag from.
+fn table_hash(tag: u32) -> u64 {
+    u64::from(tag) << 32 | u64::from(tag)
 }
 
 /// Counters the whole cache shares, updated by every shard.
@@ -312,7 +337,7 @@ pub(super) struct ShardStats {
 /// One shard. Positions (`usize` item indexes) are valid until the next removal.
 pub(super) struct Shard {
     items: Vec<Item>,
-    index: HashTable<u32>,
+    index: HashTable<Slot>,
     deadlines: Vec<Deadline>,
     /// Estimated bytes held by this shard (included in `Totals::used`).
     used: usize,
@@ -322,6 +347,8 @@ pub(super) struct Shard {
     pub rng: fastrand::Rng,
     /// Eviction candidates remembered between evictions.
     pub pool: Pool,
+    /// Where the next active expiry round starts in `deadlines`.
+    pub expire_cursor: usize,
     pub stats: ShardStats,
 }
 
@@ -337,6 +364,7 @@ impl Shard {
             clock,
             rng: fastrand::Rng::new(),
             pool: Pool::default(),
+            expire_cursor: 0,
             stats: ShardStats::default(),
         }
     }
@@ -381,19 +409,21 @@ impl Shard {
 
     /// The position of `key`, expired or not.
     fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
-        let items = &self.items;
-        let i = self.index.find(hash, |&i| items[i as usize].key() == key)?;
-        Some(*i as usize)
+        let (items, tag) = (&self.items, tag_of(hash));
+        let found = self.index.find(table_hash(tag), |s| {
+            s.tag == tag && items[s.item as usize].key() == key
+        })?;
+        Some(found.item as usize)
     }
 
-    /// The position of the key whose hash is `hash` (eviction candidates are
-    /// remembered by hash; two keys sharing all 64 bits are not a concern).
-    pub fn find_hash(&self, hash: u64) -> Option<usize> {
-        let (items, hasher) = (&self.items, &self.hasher);
-        let i = self
+    /// The position of a key whose hash is `hash` and which `pred` accepts
+    /// (eviction candidates are remembered by hash, and checked by rank).
+    pub fn find_by_hash(&self, hash: u64, mut pred: impl FnMut(usize) -> bool) -> Option<usize> {
+        let tag = tag_of(hash);
+        let found = self
             .index
-            .find(hash, |&i| hash_key(hasher, items[i as usize].key()) == hash)?;
-        Some(*i as usize)
+            .find(table_hash(tag), |s| s.tag == tag && pred(s.item as usize))?;
+        Some(found.item as usize)
     }
 
     pub fn hash_at(&self, i: usize) -> u64 {
@@ -434,10 +464,13 @@ impl Shard {
         let bytes = item.bytes();
         let i = self.items.len();
         self.items.push(item);
-        let (items, hasher) = (&self.items, &self.hasher);
-        self.index.insert_unique(hash, i as u32, |&j| {
-            hash_key(hasher, items[j as usize].key())
-        });
+        let tag = tag_of(hash);
+        let slot = Slot {
+            item: i as u32,
+            tag,
+        };
+        self.index
+            .insert_unique(table_hash(tag), slot, |s| table_hash(s.tag));
         self.charge(bytes);
         i
     }
@@ -476,8 +509,11 @@ impl Shard {
 
     /// Removes the item at `i`. The last item takes its position.
     pub fn remove(&mut self, i: usize) -> Item {
-        let hash = self.hash_at(i);
-        match self.index.find_entry(hash, |&j| j as usize == i) {
+        let tag = tag_of(self.hash_at(i));
+        match self
+            .index
+            .find_entry(table_hash(tag), |s| s.item as usize == i)
+        {
             Ok(entry) => {
                 entry.remove();
             }
@@ -487,9 +523,9 @@ impl Shard {
         let item = self.items.swap_remove(i);
         if let Some(moved) = self.items.get(i) {
             let from = self.items.len() as u32;
-            let hash = hash_key(&self.hasher, moved.key());
-            if let Some(position) = self.index.find_mut(hash, |&j| j == from) {
-                *position = i as u32;
+            let tag = tag_of(hash_key(&self.hasher, moved.key()));
+            if let Some(slot) = self.index.find_mut(table_hash(tag), |s| s.item == from) {
+                slot.item = i as u32;
             }
             if moved.deadline != NO_DEADLINE {
                 self.deadlines[moved.deadline as usize].item = i as u32;
@@ -536,9 +572,7 @@ impl Shard {
             self.items.shrink_to(len * 2);
         }
         if self.index.capacity() > MIN_CAPACITY && len * 4 < self.index.capacity() {
-            let (items, hasher) = (&self.items, &self.hasher);
-            self.index
-                .shrink_to(len * 2, |&j| hash_key(hasher, items[j as usize].key()));
+            self.index.shrink_to(len * 2, |s| table_hash(s.tag));
         }
     }
 
