@@ -17,6 +17,7 @@ pub mod json;
 // The response writers serve the service layer only (the `server` feature).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) mod message;
+pub mod resp;
 
 pub use error::{ErrorCode, RpcError};
 pub use frame::{decode, Decoded, DEFAULT_MAX_FRAME, HEADER_LEN};

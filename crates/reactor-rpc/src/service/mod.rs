@@ -10,11 +10,10 @@
 //! that a given call is [`Cost::Heavy`], and a server that has a worker pool
 //! then runs it off the event loop (see `reactor::workers`).
 
-// `Cache::is_empty` lost its last user when `Cache` became crate-private;
-// the cache rewrite can drop it, and this allow with it.
 pub mod cache;
 pub mod fib;
 pub(crate) mod ping;
+pub mod redis;
 pub(crate) mod registry;
 pub(crate) mod stats;
 
@@ -72,6 +71,11 @@ impl Service {
     /// typed API is what a snapshot or an embedding program uses.
     pub fn cache(&self) -> &Cache {
         &self.cache
+    }
+
+    /// Requests answered so far (JSON and RESP), as `stats` reports them.
+    pub fn requests(&self) -> u64 {
+        self.stats.requests()
     }
 
     /// The counters every model updates and `stats` reports.

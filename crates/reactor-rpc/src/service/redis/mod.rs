@@ -1,0 +1,310 @@
+//! The Redis commands: what a RESP request means.
+//!
+//! The JSON methods and these commands share one [`Service`]: one keyspace,
+//! one set of counters. This layer exists so that Redis clients
+//! (redis-cli, redis-py, redis-benchmark, twemproxy) get the replies they
+//! expect, with Redis 7's reply types and error texts, while the parsing stays
+//! in [`protocol::resp`](crate::protocol::resp) and the connection loop in
+//! [`resp_dispatch`](crate::resp_dispatch).
+//!
+//! [`execute`] runs one command for one connection's [`Session`] and appends
+//! its reply. Commands are looked up case-insensitively in one table with
+//! their arity, as Redis's `processCommand` does, so arity errors and unknown
+//! commands are answered in one place, worded as Redis words them.
+//!
+//! * [`connection`]: PING ECHO SELECT HELLO AUTH CLIENT QUIT
+//! * [`strings`]: GET SET INCR DECR INCRBY DECRBY
+//! * [`keyspace`]: DEL EXISTS EXPIRE PEXPIRE TTL PTTL PERSIST DBSIZE FLUSHALL
+//! * [`server`]: INFO COMMAND CONFIG
+
+pub mod connection;
+pub mod keyspace;
+pub mod server;
+pub mod strings;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Service;
+use crate::protocol::resp::{Reply, Version};
+
+/// One connection's state, as far as commands are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// RESP2 until `HELLO 3`.
+    pub protocol: Version,
+    /// What `CLIENT ID` and `HELLO` report; unique in this process.
+    pub id: u64,
+    /// Set by `CLIENT SETNAME` or `HELLO ... SETNAME`.
+    pub name: Option<Vec<u8>>,
+    /// Set by `CLIENT SETINFO LIB-NAME` / `LIB-VER`.
+    pub lib_name: Option<Vec<u8>>,
+    /// The client library's version (`CLIENT SETINFO LIB-VER`).
+    pub lib_ver: Option<Vec<u8>>,
+    /// The port the connection came in on, for `INFO` (`tcp_port`).
+    pub tcp_port: u16,
+}
+
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Session {
+    /// A new connection's session, with a fresh client id.
+    pub fn new(tcp_port: u16) -> Session {
+        Session {
+            protocol: Version::Resp2,
+            id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            tcp_port,
+        }
+    }
+}
+
+/// Whether the connection goes on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on reading commands.
+    Continue,
+    /// `QUIT`: close once the reply is written.
+    Close,
+}
+
+/// Runs one command (`args[0]` is its name) and appends exactly one reply to
+/// `out`. An empty `args` writes nothing (Redis ignores empty requests).
+pub fn execute(
+    service: &Service,
+    session: &mut Session,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Flow {
+    let Some(name) = args.first() else {
+        return Flow::Continue;
+    };
+    service.stats().count_request();
+    let mut cx = Cx {
+        service,
+        reply: Reply::new(out, session.protocol),
+        session,
+        close: false,
+    };
+    match lookup(COMMANDS, name) {
+        None => unknown_command(&mut cx.reply, args),
+        Some(cmd) if !arity_ok(cmd.arity, args.len()) => wrong_arity(&mut cx.reply, cmd.name),
+        Some(cmd) => (cmd.run)(&mut cx, args),
+    }
+    if cx.close {
+        Flow::Close
+    } else {
+        Flow::Continue
+    }
+}
+
+/// What a command runs with.
+pub(crate) struct Cx<'a> {
+    pub service: &'a Service,
+    pub session: &'a mut Session,
+    pub reply: Reply<'a>,
+    /// Set by `QUIT`.
+    pub close: bool,
+}
+
+/// One entry of the command table, with what `COMMAND` reports about it.
+pub(crate) struct Command {
+    /// Lower case, as Redis names commands in its errors (`client|setname`
+    /// for a subcommand).
+    pub name: &'static str,
+    /// Redis's convention: N means exactly N arguments (the name included),
+    /// -N means at least N.
+    pub arity: i32,
+    pub flags: &'static [&'static str],
+    /// First key, last key, step: where the keys are, for `COMMAND`.
+    pub keys: (i64, i64, i64),
+    pub run: fn(&mut Cx<'_>, &[&[u8]]),
+}
+
+/// Every top-level command.
+pub(crate) const COMMANDS: &[Command] = &[
+    connection::PING,
+    connection::ECHO,
+    connection::SELECT,
+    connection::HELLO,
+    connection::AUTH,
+    connection::CLIENT,
+    connection::QUIT,
+    strings::GET,
+    strings::SET,
+    strings::INCR,
+    strings::DECR,
+    strings::INCRBY,
+    strings::DECRBY,
+    keyspace::DEL,
+    keyspace::EXISTS,
+    keyspace::EXPIRE,
+    keyspace::PEXPIRE,
+    keyspace::TTL,
+    keyspace::PTTL,
+    keyspace::PERSIST,
+    keyspace::DBSIZE,
+    keyspace::FLUSHALL,
+    server::INFO,
+    server::COMMAND,
+    server::CONFIG,
+];
+
+/// The entry of `table` named `name`, whatever its case. For a subcommand
+/// table the entries are named `container|sub`; `name` is then the `sub` part.
+pub(crate) fn lookup<'t>(table: &'t [Command], name: &[u8]) -> Option<&'t Command> {
+    table.iter().find(|c| {
+        let short = c.name.rsplit('|').next().unwrap_or(c.name);
+        short.as_bytes().eq_ignore_ascii_case(name)
+    })
+}
+
+fn arity_ok(arity: i32, argc: usize) -> bool {
+    let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+    let arity = i64::from(arity);
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
+}
+
+/// Runs the subcommand `args[1]` of a container command (`CLIENT`,
+/// `COMMAND`, `CONFIG`) from its table, answering unknown subcommands and
+/// wrong arities as Redis 7 does.
+pub(crate) fn run_subcommand(cx: &mut Cx<'_>, container: &str, table: &[Command], args: &[&[u8]]) {
+    let Some(sub) = args.get(1) else {
+        return wrong_arity(&mut cx.reply, container);
+    };
+    match lookup(table, sub) {
+        None => {
+            let mut m = b"ERR unknown subcommand '".to_vec();
+            m.extend_from_slice(c_str(sub, 128));
+            m.extend_from_slice(b"'. Try ");
+            m.extend_from_slice(container.to_ascii_uppercase().as_bytes());
+            m.extend_from_slice(b" HELP.");
+            cx.reply.error(&m);
+        }
+        Some(cmd) if !arity_ok(cmd.arity, args.len()) => wrong_arity(&mut cx.reply, cmd.name),
+        Some(cmd) => (cmd.run)(cx, args),
+    }
+}
+
+/// `-ERR unknown command 'x', with args beginning with: 'a' 'b' `, byte for
+/// byte as Redis 7 formats it (`%.128s` for the name, arguments quoted while
+/// the list is under 128 bytes, each cut to what is left of those 128).
+fn unknown_command(reply: &mut Reply<'_>, args: &[&[u8]]) {
+    let mut m = b"ERR unknown command '".to_vec();
+    m.extend_from_slice(c_str(args[0], 128));
+    m.extend_from_slice(b"', with args beginning with: ");
+    let mut list: Vec<u8> = Vec::new();
+    for arg in &args[1..] {
+        if list.len() >= 128 {
+            break;
+        }
+        list.push(b'\'');
+        list.extend_from_slice(c_str(arg, 128 - list.len() + 1));
+        list.extend_from_slice(b"' ");
+    }
+    m.extend_from_slice(&list);
+    reply.error(&m);
+}
+
+/// What C's `%.Ns` prints of `bytes`: up to the first NUL, at most `max` bytes.
+fn c_str(bytes: &[u8], max: usize) -> &[u8] {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..end.min(max)]
+}
+
+/// `-ERR wrong number of arguments for 'get' command`.
+pub(crate) fn wrong_arity(reply: &mut Reply<'_>, name: &str) {
+    reply.error(format!("ERR wrong number of arguments for '{name}' command").as_bytes());
+}
+
+pub(crate) const ERR_SYNTAX: &[u8] = b"ERR syntax error";
+pub(crate) const ERR_NOT_INTEGER: &[u8] = b"ERR value is not an integer or out of range";
+pub(crate) const ERR_OVERFLOW: &[u8] = b"ERR increment or decrement would overflow";
+pub(crate) const ERR_WRONGTYPE: &[u8] =
+    b"WRONGTYPE Operation against a key holding the wrong kind of value";
+pub(crate) const ERR_OOM: &[u8] = b"OOM command not allowed when used memory > 'maxmemory'.";
+
+/// The reply for a cache error from command `name`, as Redis words each.
+pub(crate) fn cache_error(reply: &mut Reply<'_>, name: &str, err: super::cache::CacheError) {
+    use super::cache::CacheError;
+    match err {
+        CacheError::NotInteger | CacheError::OutOfRange => reply.error(ERR_NOT_INTEGER),
+        CacheError::Overflow => reply.error(ERR_OVERFLOW),
+        CacheError::WrongType => reply.error(ERR_WRONGTYPE),
+        CacheError::Oom { .. } => reply.error(ERR_OOM),
+        CacheError::InvalidExpireTime => {
+            reply.error(format!("ERR invalid expire time in '{name}' command").as_bytes())
+        }
+        // Cannot come from RESP (bulks are far shorter); worded for a person.
+        CacheError::KeyTooLong => reply.error(format!("ERR {err}").as_bytes()),
+    }
+}
+
+/// An integer argument by Redis's rules, or the error Redis replies with.
+pub(crate) fn integer_arg(reply: &mut Reply<'_>, arg: &[u8]) -> Option<i64> {
+    let n = crate::protocol::resp::parse_i64(arg);
+    if n.is_none() {
+        reply.error(ERR_NOT_INTEGER);
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> String {
+        let service = Service::new();
+        let mut session = Session::new(6379);
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let mut out = Vec::new();
+        execute(&service, &mut session, &args, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn unknown_command_is_worded_as_redis_7() {
+        assert_eq!(
+            run(&["foo", "a", "b"]),
+            "-ERR unknown command 'foo', with args beginning with: 'a' 'b' \r\n"
+        );
+        assert_eq!(
+            run(&["foo"]),
+            "-ERR unknown command 'foo', with args beginning with: \r\n"
+        );
+        let long = "x".repeat(200);
+        let got = run(&[&long, &long, "y"]);
+        let want = format!(
+            "-ERR unknown command '{}', with args beginning with: '{}' \r\n",
+            "x".repeat(128),
+            "x".repeat(128)
+        );
+        assert_eq!(got, want);
+        assert_eq!(
+            run(&["fo\r\no", "a\nb"]),
+            "-ERR unknown command 'fo  o', with args beginning with: 'a b' \r\n"
+        );
+    }
+
+    #[test]
+    fn names_are_case_insensitive_and_arity_is_checked() {
+        assert_eq!(run(&["PiNg"]), "+PONG\r\n");
+        assert_eq!(
+            run(&["GET"]),
+            "-ERR wrong number of arguments for 'get' command\r\n"
+        );
+        assert_eq!(
+            run(&["client", "setname"]),
+            "-ERR wrong number of arguments for 'client|setname' command\r\n"
+        );
+        assert_eq!(
+            run(&["client", "nope"]),
+            "-ERR unknown subcommand 'nope'. Try CLIENT HELP.\r\n"
+        );
+    }
+}
