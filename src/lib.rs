@@ -21,6 +21,7 @@ pub mod buffer;
 pub mod client;
 pub mod dispatch;
 pub mod net;
+pub mod ops;
 pub mod protocol;
 pub mod reactor;
 pub mod server;
