@@ -16,6 +16,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod pidfile;
 pub mod snapshot;
 
 /// Milliseconds since the Unix epoch, by the wall clock (0 if the clock is
