@@ -18,6 +18,7 @@ pub mod http;
 pub mod metrics;
 pub mod pidfile;
 pub mod snapshot;
+pub mod systemd;
 
 /// Milliseconds since the Unix epoch, by the wall clock (0 if the clock is
 /// set before 1970, saturating far in the future).
