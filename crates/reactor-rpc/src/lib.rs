@@ -63,6 +63,8 @@ mod net;
 #[cfg(feature = "server")]
 mod reactor;
 #[cfg(feature = "server")]
+pub mod ops;
+#[cfg(feature = "server")]
 pub mod resp_dispatch;
 #[cfg(feature = "server")]
 mod server;
