@@ -21,6 +21,8 @@
 //!
 //! * `server` (default): the service layer and the server models. Without it
 //!   the crate is the protocol and the [`Client`], with no mio, libc or bigint.
+//! * `tokio-model`: the `tokio` and `tokio-mt` models, the same request path
+//!   on tokio's runtimes, for comparison with the hand-written reactor.
 //! * `testing`: the stream driver the property tests and the fuzzer share.
 //!
 //! # Calling a server
@@ -57,6 +59,8 @@ mod shutdown;
 pub mod testing;
 #[cfg(feature = "server")]
 mod threaded;
+#[cfg(feature = "tokio-model")]
+mod tokio_model;
 
 pub use client::Client;
 #[cfg(feature = "server")]
