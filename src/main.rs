@@ -44,7 +44,8 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the log says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Server model: reactor, threaded or pool.
+    /// Server model: reactor, threaded, pool, tokio or tokio-mt (the last two with
+    /// the `tokio-model` feature, on by default).
     #[arg(long, default_value_t = Model::Reactor)]
     model: Model,
     /// Largest request body in bytes; a larger length prefix gets frame_too_large and a close.
@@ -62,7 +63,7 @@ struct ServeArgs {
     /// Threads in the pool model (default: 4 × CPUs).
     #[arg(long)]
     pool_size: Option<usize>,
-    /// Worker threads for heavy requests in the reactor model (default: CPUs).
+    /// Worker threads for heavy requests in the reactor and tokio models (default: CPUs).
     #[arg(long)]
     workers: Option<usize>,
     /// Run every request inline on the event loop, heavy or not (for comparison).

@@ -139,10 +139,12 @@ impl Connection {
             ..
         } = self;
         let read = async {
-            // A connection that never sent anything holds no buffer: wait for
-            // bytes before taking one.
+            // A connection without a buffer (it never sent anything, or gave a
+            // large one back) waits for a byte before taking one. Not with
+            // `readable()`: tokio takes a new socket for readable until a read
+            // says otherwise, so every silent client would get a buffer.
             if input.capacity() == 0 {
-                stream.readable().await?;
+                stream.peek(&mut [0u8; 1]).await?;
             }
             input.reserve(READ_CHUNK);
             stream.read_buf(input).await
