@@ -5,9 +5,15 @@
    --pipeline P --batch --requests N --warmup 0` (the Redis reference's shape),
    the models alternating within each round, --runs rounds; the median of each
    model and the median of the per-round ratios reactor/tokio are printed.
-2. Open-loop latency: the reactor's peak rate is the median closed-loop
-   throughput of step 1 at pipeline 1; then `bench --spawn MODEL --conns 50
-   --rate R` at 50 % and 90 % of it, models alternating, median p50 and p99.
+2. Open-loop latency: the reactor's peak rate is its open-loop saturation
+   throughput (the median of 3 runs offered far more than it can answer:
+   what it answers per second is its peak). The closed-loop peak of step 1 is
+   no open-loop peak: the open-loop generator spends more CPU per request
+   (its timer wake-ups), and on 2 shared cores generator and server together
+   cannot sustain half of it. Then `bench --spawn MODEL --conns 50 --rate R`
+   at 50 % and 90 % of the peak, models alternating, median p50 and p99.
+4. With --strace: syscalls per request of each server (`strace -c -f -p PID`
+   around a fixed number of requests, futex not counted), pipeline 1 and 16.
 3. RSS per idle connection: a server is started, N connections are opened
    (silent: they never send; or after one ping each, then 3 s quiet), and
    (VmRSS with them - VmRSS before) / N is printed.
@@ -192,6 +198,8 @@ def main():
     ap.add_argument("--idle-conns", type=int, default=10_000)
     ap.add_argument("--idle-runs", type=int, default=2)
     ap.add_argument("--skip", default="")
+    ap.add_argument("--strace", action="store_true")
+    ap.add_argument("--strace-requests", type=int, default=200_000)
     ap.add_argument("--bin", default=None)
     a = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -222,11 +230,13 @@ def main():
             print(f"\nreactor peak (closed loop, P=1, median): {peak:,.0f} req/s")
 
     if "latency" not in skip:
-        if peak is None:
-            r = bench(binary, ["--spawn", "reactor", "--conns", str(CONNS), "--requests", "200000",
-                               "--warmup", "0"], tmp)
-            peak = r["throughput_rps"]
-            print(f"\nreactor peak (closed loop, P=1, one run): {peak:,.0f} req/s")
+        offered = 2 * peak if peak else 300_000
+        runs = [bench(binary, ["--spawn", "reactor", "--conns", str(CONNS), "--rate", str(offered),
+                               "--duration", "3", "--warmup", "0.5"], tmp)["throughput_rps"]
+                for _ in range(3)]
+        peak = median(runs)
+        print(f"\nreactor open-loop peak: offered {offered:,.0f}/s, answered "
+              f"{', '.join(f'{x:,.0f}' for x in runs)} req/s; median {peak:,.0f} req/s")
         rates = [(50, 0.5 * peak), (90, 0.9 * peak)]
         print(f"\n== open loop, {CONNS} conns, 5 s after 1 s warm-up, {a.rate_runs} alternating rounds")
         res = latency_runs(binary, models, rates, a.rate_runs, tmp)
@@ -256,6 +266,42 @@ def main():
         print("|---|---|---|")
         for m in models:
             print(f"| {m} | {median(res[(m, False)]):.2f} | {median(res[(m, True)]):.2f} |")
+
+    if a.strace:
+        n = a.strace_requests
+        print(f"\n== syscalls per request (strace -c -f -p, {n} requests, {CONNS} conns, --batch, futex not counted)")
+        print("| model | P | syscalls per request | per call, for the run |")
+        print("|---|---|---|---|")
+        for p in (1, 16):
+            for m in models:
+                per, by = syscalls(binary, m, p, n, tmp)
+                detail = ", ".join(f"{k} {v}" for k, v in sorted(by.items(), key=lambda kv: -kv[1])[:6])
+                print(f"| {m} | {p} | {per:.3f} | {detail} |", flush=True)
+
+
+def syscalls(binary, model, p, n, tmp):
+    """Syscalls per request of a `model` server (all threads, futex not counted)."""
+    server = Server(binary, model)
+    out = os.path.join(tmp, "strace.out")
+    try:
+        st = subprocess.Popen(["strace", "-c", "-f", "-p", str(server.proc.pid), "-o", out],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # let strace attach to every thread
+        subprocess.run([binary, "bench", "--addr", f"127.0.0.1:{server.port}", "--conns", str(CONNS),
+                        "--pipeline", str(p), "--batch", "--requests", str(n), "--warmup", "0"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        st.send_signal(2)
+        st.wait(30)
+    finally:
+        server.stop()
+    calls, by = 0, {}
+    with open(out) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 5 and parts[0].replace(".", "").isdigit() and parts[-1] not in ("total", "futex"):
+                by[parts[-1]] = int(parts[3])
+                calls += int(parts[3])
+    return calls / n, by
 
 
 if __name__ == "__main__":
