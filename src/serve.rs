@@ -24,7 +24,8 @@ pub struct ServeArgs {
     /// Address to listen on, host:port (port 0 picks a free port; the log says which).
     #[arg(long, env = "REACTOR_RPC_ADDR", default_value = "127.0.0.1:8080")]
     addr: String,
-    /// Server model: reactor, threaded or pool.
+    /// Server model: reactor, threaded, pool, tokio or tokio-mt (the last two with
+    /// the `tokio-model` feature, on by default).
     #[arg(long, env = "REACTOR_RPC_MODEL", default_value_t = Model::Reactor)]
     model: Model,
     /// Largest request body (bytes, or with k/m/g); a larger length prefix gets
@@ -47,7 +48,7 @@ pub struct ServeArgs {
     #[arg(long, env = "REACTOR_RPC_POOL_SIZE",
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pool_size: Option<u64>,
-    /// Worker threads for heavy requests in the reactor model (default: CPUs).
+    /// Worker threads for heavy requests in the reactor and tokio models (default: CPUs).
     #[arg(long, env = "REACTOR_RPC_WORKERS",
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     workers: Option<u64>,

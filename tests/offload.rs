@@ -1,7 +1,8 @@
 //! Worker offload: heavy requests leave the reactor's loop, yet every
 //! connection's responses stay in request order, other connections keep being
 //! served, the job queue stays bounded, and shutdown delivers jobs in flight.
-//! Assertions are on the order of events, never on wall-clock time.
+//! Assertions are on the order of events, never on wall-clock time. Every test
+//! runs for each model that offloads: the reactor and the tokio models.
 
 mod support;
 
@@ -9,11 +10,38 @@ use reactor_rpc::client::Response;
 use serde_json::{json, Value};
 use support::*;
 
+/// Runs each listed `fn name(model: Model)` as `reactor::name`, `tokio::name`
+/// and `tokio_mt::name`.
+macro_rules! offload_tests {
+    ($($test:ident),* $(,)?) => {
+        offload_tests!(@mod reactor, Reactor, $($test),*);
+        offload_tests!(@mod tokio, Tokio, $($test),*);
+        offload_tests!(@mod tokio_mt, TokioMt, $($test),*);
+    };
+    (@mod $module:ident, $model:ident, $($test:ident),*) => {
+        mod $module {
+            $(#[test]
+            fn $test() {
+                super::$test(reactor_rpc::Model::$model)
+            })*
+        }
+    };
+}
+
+offload_tests![
+    mixed_pipeline_answers_in_request_order,
+    a_slow_job_does_not_block_other_connections,
+    a_client_that_leaves_while_its_job_runs_does_no_harm,
+    a_full_job_queue_holds_requests_back_without_dropping_them,
+    shutdown_delivers_jobs_in_flight,
+    no_offload_runs_everything_inline,
+];
+
 /// `fib` at this n is heavy (it goes to a worker); a ping never is.
 const HEAVY: u64 = 100_000;
 
-fn offload_server(workers: usize) -> TestServer {
-    TestServer::with(Model::Reactor, |c| {
+fn offload_server(model: Model, workers: usize) -> TestServer {
+    TestServer::with(model, |c| {
         c.workers = workers;
         c.offload = true;
     })
@@ -27,9 +55,8 @@ fn jobs(client: &mut Client) -> Value {
     stats(client)["jobs"].clone()
 }
 
-#[test]
-fn mixed_pipeline_answers_in_request_order() {
-    let server = offload_server(2);
+fn mixed_pipeline_answers_in_request_order(model: Model) {
+    let server = offload_server(model, 2);
     let mut c = server.client();
     // fib first: the pings behind it finish long before it, but must wait.
     let calls: Vec<(&str, Value)> = vec![
@@ -62,9 +89,8 @@ fn mixed_pipeline_answers_in_request_order() {
     wait_until("jobs completed", TIMEOUT, || jobs(&mut c)["completed"] == 3);
 }
 
-#[test]
-fn a_slow_job_does_not_block_other_connections() {
-    let server = offload_server(1);
+fn a_slow_job_does_not_block_other_connections(model: Model) {
+    let server = offload_server(model, 1);
     let mut slow = server.client();
     const JOBS: usize = 40;
     for i in 0..JOBS {
@@ -94,9 +120,8 @@ fn a_slow_job_does_not_block_other_connections() {
     }
 }
 
-#[test]
-fn a_client_that_leaves_while_its_job_runs_does_no_harm() {
-    let server = offload_server(1);
+fn a_client_that_leaves_while_its_job_runs_does_no_harm(model: Model) {
+    let server = offload_server(model, 1);
     let mut watcher = server.client();
     let mut leaver = server.raw();
     use std::io::Write;
@@ -124,10 +149,9 @@ fn a_client_that_leaves_while_its_job_runs_does_no_harm() {
     );
 }
 
-#[test]
-fn a_full_job_queue_holds_requests_back_without_dropping_them() {
+fn a_full_job_queue_holds_requests_back_without_dropping_them(model: Model) {
     // One worker, so the queue (16 per worker) fills with 40 heavy callers.
-    let server = offload_server(1);
+    let server = offload_server(model, 1);
     let mut watcher = server.client();
     const CALLERS: usize = 40;
     let mut callers: Vec<Client> = (0..CALLERS).map(|_| server.client()).collect();
@@ -157,9 +181,8 @@ fn a_full_job_queue_holds_requests_back_without_dropping_them() {
     );
 }
 
-#[test]
-fn shutdown_delivers_jobs_in_flight() {
-    let server = offload_server(1);
+fn shutdown_delivers_jobs_in_flight(model: Model) {
+    let server = offload_server(model, 1);
     let mut c = server.client();
     for i in 0..4 {
         c.send_with_id("fib", &HEAVY, &i).unwrap();
@@ -181,9 +204,8 @@ fn shutdown_delivers_jobs_in_flight() {
     drop(server); // checks run() returned Ok within the bound
 }
 
-#[test]
-fn no_offload_runs_everything_inline() {
-    let server = TestServer::with(Model::Reactor, |c| c.offload = false);
+fn no_offload_runs_everything_inline(model: Model) {
+    let server = TestServer::with(model, |c| c.offload = false);
     let mut c = server.client();
     assert_eq!(c.call_raw("fib", &HEAVY).unwrap().get(), fib_decimal(HEAVY));
     let s = stats(&mut c);

@@ -32,10 +32,10 @@ pub const POOL_SIZE: usize = 8;
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
 
 /// Runs each listed test function (`fn name(model: Model)`) once per server
-/// model, as `reactor::name`, `threaded::name` and `pool::name`: one source,
-/// every model. Tests under `not_pool` need more connections served at once
-/// than the pool has threads, which the pool cannot do by design;
-/// they run for the reactor and threaded models only. A test function left
+/// model, as `reactor::name`, `threaded::name`, `pool::name`, `tokio::name`
+/// and `tokio_mt::name`: one source, every model. Tests under `not_pool` need
+/// more connections served at once than the pool has threads, which the pool
+/// cannot do by design; they run for every model but the pool. A test function left
 /// out of the list is dead code, which clippy rejects. Attributes written
 /// before `every_model` (e.g. `#[ignore]`) go on every generated test.
 #[allow(unused_macros)] // not every suite runs per model
@@ -48,6 +48,8 @@ macro_rules! model_tests {
         model_tests!(@mod reactor, Reactor, [$(#[$attr])*], [$($all,)* $($np,)*]);
         model_tests!(@mod threaded, Threaded, [$(#[$attr])*], [$($all,)* $($np,)*]);
         model_tests!(@mod pool, Pool, [$(#[$attr])*], [$($all,)*]);
+        model_tests!(@mod tokio, Tokio, [$(#[$attr])*], [$($all,)* $($np,)*]);
+        model_tests!(@mod tokio_mt, TokioMt, [$(#[$attr])*], [$($all,)* $($np,)*]);
     };
     (@mod $module:ident, $model:ident, $attrs:tt, [$($test:ident,)*]) => {
         mod $module {

@@ -34,7 +34,7 @@ pub struct BenchArgs {
     /// Load a server already running at this address.
     #[arg(long, conflicts_with = "spawn")]
     pub addr: Option<String>,
-    /// Start `reactor-rpc serve --model MODEL` (reactor, threaded or pool) on a
+    /// Start `reactor-rpc serve --model MODEL` (reactor, threaded, pool, tokio, tokio-mt) on a
     /// free port, load it, then stop it.
     #[arg(long)]
     pub spawn: Option<Model>,
@@ -101,8 +101,8 @@ pub struct BenchArgs {
     /// Run models × connection counts, each against a freshly spawned server.
     #[arg(long, conflicts_with_all = ["addr", "spawn"])]
     pub sweep: bool,
-    /// Models of the sweep.
-    #[arg(long, value_delimiter = ',', default_value = "reactor,threaded,pool")]
+    /// Models of the sweep [default: every model built in].
+    #[arg(long, value_delimiter = ',', default_values_t = Model::ALL, hide_default_value = true)]
     pub models: Vec<Model>,
     /// Connection counts of the sweep.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000,10000")]

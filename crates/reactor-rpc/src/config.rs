@@ -20,18 +20,50 @@ pub enum Model {
     Threaded,
     /// A fixed pool of threads, each serving one connection at a time.
     Pool,
+    /// A task per connection on tokio's current_thread runtime (one thread, like the reactor).
+    #[cfg(feature = "tokio-model")]
+    Tokio,
+    /// A task per connection on tokio's multi_thread runtime (a worker thread per CPU).
+    #[cfg(feature = "tokio-model")]
+    TokioMt,
 }
 
 impl Model {
     /// Every model, in the order the benchmarks and tests list them.
+    #[cfg(not(feature = "tokio-model"))]
     pub const ALL: [Model; 3] = [Model::Reactor, Model::Threaded, Model::Pool];
 
-    /// The model's name on the command line and in logs (`reactor`, `threaded`, `pool`).
+    /// Every model, in the order the benchmarks and tests list them.
+    #[cfg(feature = "tokio-model")]
+    pub const ALL: [Model; 5] = [
+        Model::Reactor,
+        Model::Threaded,
+        Model::Pool,
+        Model::Tokio,
+        Model::TokioMt,
+    ];
+
+    /// The model's name on the command line and in logs (`reactor`, `threaded`, `pool`,
+    /// `tokio`, `tokio-mt`).
     pub fn name(self) -> &'static str {
         match self {
             Model::Reactor => "reactor",
             Model::Threaded => "threaded",
             Model::Pool => "pool",
+            #[cfg(feature = "tokio-model")]
+            Model::Tokio => "tokio",
+            #[cfg(feature = "tokio-model")]
+            Model::TokioMt => "tokio-mt",
+        }
+    }
+
+    /// Whether the model runs heavy requests off its I/O threads (`--workers`, `--no-offload`).
+    fn offloads(self) -> bool {
+        match self {
+            Model::Reactor => true,
+            Model::Threaded | Model::Pool => false,
+            #[cfg(feature = "tokio-model")]
+            Model::Tokio | Model::TokioMt => true,
         }
     }
 }
@@ -159,11 +191,10 @@ impl Config {
             idle_timeout_s: l.idle_timeout.map_or(0, |d| d.as_secs()),
             max_output: l.max_output,
             pool_size: (self.model == Model::Pool).then_some(self.pool_size),
-            workers: (self.model == Model::Reactor).then_some(if self.offload {
-                self.workers
-            } else {
-                0
-            }),
+            workers: self
+                .model
+                .offloads()
+                .then_some(if self.offload { self.workers } else { 0 }),
         }
     }
 }

@@ -22,6 +22,8 @@
 //! * `server` (default): the service layer and the server models. Without it
 //!   the crate is the protocol and the [`Client`], with no mio, signal-hook,
 //!   libc, num-bigint or foldhash.
+//! * `tokio-model`: the `tokio` and `tokio-mt` models, the same request path
+//!   on tokio's runtimes, for comparison with the hand-written reactor.
 //! * `testing`: the stream driver the property tests and the fuzzer share
 //!   (the `testing` module; it needs `server` too).
 //!
@@ -61,9 +63,9 @@ pub mod dispatch;
 #[allow(dead_code)]
 mod net;
 #[cfg(feature = "server")]
-mod reactor;
-#[cfg(feature = "server")]
 pub mod ops;
+#[cfg(feature = "server")]
+mod reactor;
 #[cfg(feature = "server")]
 pub mod resp_dispatch;
 #[cfg(feature = "server")]
@@ -76,6 +78,8 @@ mod shutdown;
 pub mod testing;
 #[cfg(feature = "server")]
 mod threaded;
+#[cfg(feature = "tokio-model")]
+mod tokio_model;
 
 pub use client::Client;
 #[cfg(feature = "server")]

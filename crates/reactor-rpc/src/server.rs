@@ -16,6 +16,8 @@ use crate::{reactor, threaded};
 enum Inner {
     Reactor(Box<reactor::Reactor>),
     Threaded(threaded::Threaded),
+    #[cfg(feature = "tokio-model")]
+    Tokio(Box<crate::tokio_model::TokioServer>),
 }
 
 /// A bound server, ready to [`Server::run`].
@@ -51,10 +53,16 @@ impl Server {
             Model::Threaded | Model::Pool => {
                 Inner::Threaded(threaded::Threaded::bind(config, service)?)
             }
+            #[cfg(feature = "tokio-model")]
+            Model::Tokio | Model::TokioMt => Inner::Tokio(Box::new(
+                crate::tokio_model::TokioServer::bind(config, service)?,
+            )),
         };
         let local_addr = match &inner {
             Inner::Reactor(r) => r.local_addr(),
             Inner::Threaded(t) => t.local_addr(),
+            #[cfg(feature = "tokio-model")]
+            Inner::Tokio(t) => t.local_addr(),
         };
         Ok(Server { inner, local_addr })
     }
@@ -69,6 +77,8 @@ impl Server {
         match &self.inner {
             Inner::Reactor(r) => r.shutdown_handle(),
             Inner::Threaded(t) => t.shutdown_handle(),
+            #[cfg(feature = "tokio-model")]
+            Inner::Tokio(t) => t.shutdown_handle(),
         }
     }
 
@@ -77,6 +87,8 @@ impl Server {
         match self.inner {
             Inner::Reactor(r) => r.run(),
             Inner::Threaded(t) => t.run(),
+            #[cfg(feature = "tokio-model")]
+            Inner::Tokio(t) => t.run(),
         }
     }
 }

@@ -1,0 +1,284 @@
+//! One client connection of the tokio models: a task that reads, answers and
+//! writes, in the shape every tokio tutorial teaches (mini-redis's `Connection`).
+//!
+//! Read into a `BytesMut` with `read_buf`, let [`dispatch::process`] answer
+//! every complete frame in it (the call every model makes), write the batch,
+//! read again. What the reactor does by hand comes from tokio here: `await`
+//! instead of readiness flags, `tokio::time::timeout` instead of a deadline
+//! heap, `spawn_blocking` instead of a worker pool and a waker, the runtime's
+//! cooperative budget instead of a bounded turn per connection.
+
+use std::io::{self, ErrorKind, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use log::{debug, error};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::buffer::{KEEP_IDLE, READ_CHUNK};
+use crate::dispatch::{self, Stop};
+use crate::net::{CloseReason, LINGER};
+use crate::protocol::HEADER_LEN;
+
+/// While shutting down, bytes taken from the socket before answering them.
+const DRAIN_BATCH: usize = 16 * READ_CHUNK;
+
+/// Where the connection's input stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Requests are read as they come.
+    Open,
+    /// The peer has finished sending: answer what is buffered, then close.
+    Ended,
+    /// Shutting down, with more already arrived than one drain batch: answer
+    /// the batch, then take the next.
+    Draining,
+    /// Shutting down, and all that had arrived is buffered: answer it, then close.
+    Drained,
+}
+
+pub(super) struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    /// Cancelled when the server starts shutting down.
+    stopping: CancellationToken,
+    /// Bytes read, not yet answered. Empty (no allocation) until bytes arrive;
+    /// it grows with the bytes that arrive, never to a length a header announces.
+    input: BytesMut,
+    /// Responses not yet written.
+    output: Vec<u8>,
+}
+
+impl Connection {
+    pub(super) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        stopping: CancellationToken,
+    ) -> Connection {
+        Connection {
+            stream,
+            peer,
+            shared,
+            stopping,
+            input: BytesMut::new(),
+            output: Vec::new(),
+        }
+    }
+
+    /// Serves the connection until it ends, and says why.
+    pub(super) async fn serve(&mut self) -> CloseReason {
+        let mut input = Input::Open;
+        loop {
+            let progress = dispatch::process(
+                &self.shared.service,
+                &self.peer,
+                &self.input,
+                &mut self.output,
+                self.shared.opts,
+            );
+            self.input.advance(progress.consumed);
+            // One write for the whole batch, before reading any further.
+            if let Err(why) = self.flush().await {
+                return why;
+            }
+            match progress.stop {
+                Stop::NeedMore { .. } => {}
+                // Written (the client read it): answer the frames still buffered.
+                Stop::OutputFull => continue,
+                Stop::Offload { body_len } => {
+                    if let Err(why) = self.offload(body_len).await {
+                        return why;
+                    }
+                    continue;
+                }
+                Stop::TooLarge => {
+                    self.linger().await;
+                    return CloseReason::FrameTooLarge;
+                }
+            }
+            let next = match input {
+                Input::Ended => return CloseReason::Bye,
+                Input::Drained => return CloseReason::Shutdown,
+                Input::Draining => self.drain(),
+                Input::Open => self.read().await,
+            };
+            input = match next {
+                Ok(next) => next,
+                Err(why) => return why,
+            };
+        }
+    }
+
+    /// Waits for more input: until bytes arrive, the peer closes, the idle
+    /// timeout passes, or the server starts shutting down.
+    async fn read(&mut self) -> Result<Input, CloseReason> {
+        if self.stopping.is_cancelled() {
+            return self.drain();
+        }
+        if self.input.is_empty() {
+            // Between requests: give back what a large frame or response grew.
+            if self.input.capacity() > KEEP_IDLE {
+                self.input = BytesMut::new();
+            }
+            if self.output.capacity() > KEEP_IDLE {
+                self.output = Vec::new();
+            }
+        }
+        let Connection {
+            stream,
+            input,
+            stopping,
+            shared,
+            ..
+        } = self;
+        let read = async {
+            // A connection without a buffer (it never sent anything, or gave a
+            // large one back) waits for a byte before taking one. Not with
+            // `readable()`: tokio takes a new socket for readable until a read
+            // says otherwise, so every silent client would get a buffer.
+            if input.capacity() == 0 {
+                stream.peek(&mut [0u8; 1]).await?;
+            }
+            input.reserve(READ_CHUNK);
+            stream.read_buf(input).await
+        };
+        let read = tokio::select! {
+            biased;
+            read = within(shared.idle_timeout, read) => Some(read),
+            () = stopping.cancelled() => None,
+        };
+        match read {
+            None => self.drain(),
+            Some(None) => Err(CloseReason::IdleTimeout),
+            Some(Some(Ok(0))) => Ok(Input::Ended),
+            Some(Some(Ok(_))) => Ok(Input::Open),
+            Some(Some(Err(e))) if e.kind() == ErrorKind::Interrupted => Ok(Input::Open),
+            Some(Some(Err(e))) => Err(self.failed("read", &e)),
+        }
+    }
+
+    /// Shutting down: takes what has already arrived, up to one batch, with
+    /// plain non-blocking reads. Not through tokio: its readiness may not yet
+    /// know of bytes that arrived just before the shutdown, and those requests
+    /// must be answered.
+    fn drain(&mut self) -> Result<Input, CloseReason> {
+        let socket = socket2::SockRef::from(&self.stream);
+        let mut reader: &socket2::Socket = &socket;
+        let start = self.input.len();
+        while self.input.len() - start < DRAIN_BATCH {
+            let len = self.input.len();
+            self.input.resize(len + READ_CHUNK, 0);
+            let read = reader.read(&mut self.input[len..]);
+            self.input.truncate(len + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => return Ok(Input::Ended),
+                // A short read: the socket's queue is empty.
+                Ok(n) if n < READ_CHUNK => return Ok(Input::Drained),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Input::Drained),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.failed("read", &e)),
+            }
+        }
+        Ok(Input::Draining)
+    }
+
+    /// Writes every pending response. A write that makes no progress for the
+    /// idle timeout means the client does not read: the connection is closed.
+    async fn flush(&mut self) -> Result<(), CloseReason> {
+        let mut written = 0;
+        while written < self.output.len() {
+            let write = self.stream.write(&self.output[written..]);
+            match within(self.shared.idle_timeout, write).await {
+                None => return Err(CloseReason::OutputNotRead),
+                Some(Ok(0)) => return Err(self.failed("write", &ErrorKind::WriteZero.into())),
+                Some(Ok(n)) => written += n,
+                Some(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
+                Some(Err(e)) => return Err(self.failed("write", &e)),
+            }
+        }
+        self.output.clear();
+        Ok(())
+    }
+
+    /// Runs the heavy request at the front of the input on a blocking thread
+    /// and waits for it: nothing behind it is decoded meanwhile, so responses
+    /// leave in request order, while every other connection goes on.
+    async fn offload(&mut self, body_len: usize) -> Result<(), CloseReason> {
+        // The frame leaves the buffer without a copy (`Bytes` shares it).
+        let frame = self.input.split_to(HEADER_LEN + body_len).freeze();
+        let shared = &self.shared;
+        let stats = shared.service.stats();
+        // A bounded queue in front of a bounded number of running jobs, as in
+        // the reactor: when it is full, this connection waits for room.
+        let Ok(queued) = shared.job_queue.acquire().await else {
+            return Err(CloseReason::Shutdown);
+        };
+        stats.job_queued();
+        let Ok(running) = shared.job_running.acquire().await else {
+            return Err(CloseReason::Shutdown);
+        };
+        drop(queued);
+        stats.job_started();
+        let (service, peer) = (shared.service.clone(), self.peer);
+        let job = tokio::task::spawn_blocking(move || {
+            let mut response = Vec::new();
+            service.handle(&peer, &frame[HEADER_LEN..], &mut response, false);
+            response
+        });
+        let done = job.await;
+        stats.job_finished();
+        drop(running);
+        match done {
+            Ok(response) => {
+                self.output.extend_from_slice(&response);
+                Ok(())
+            }
+            Err(e) => {
+                error!("{}: a heavy request failed: {e}", self.peer);
+                Err(CloseReason::IoError)
+            }
+        }
+    }
+
+    /// After `frame_too_large`: FIN after the response, then discard input
+    /// until the peer closes or [`LINGER`] passes, because closing with unread
+    /// input sends a reset that can destroy the response in flight.
+    async fn linger(&mut self) {
+        if let Err(e) = self.stream.shutdown().await {
+            debug!("{} shutdown failed: {e}", self.peer);
+            return;
+        }
+        let discard = async {
+            loop {
+                self.input.clear();
+                self.input.reserve(READ_CHUNK);
+                match self.stream.read_buf(&mut self.input).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, discard).await;
+    }
+
+    fn failed(&self, what: &str, e: &io::Error) -> CloseReason {
+        debug!("{} {what} failed: {e}", self.peer);
+        CloseReason::IoError
+    }
+}
+
+/// `fut`'s output, or `None` if `limit` passes first (no limit: never).
+async fn within<F: std::future::Future>(limit: Option<Duration>, fut: F) -> Option<F::Output> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}

@@ -1,0 +1,359 @@
+//! The tokio models: the same server on tokio, so that "why not just use
+//! tokio?" gets an answer in numbers rather than in opinions.
+//!
+//! * `tokio`: a current_thread runtime. One thread does everything, like the
+//!   reactor: the closest comparison of a hand-written loop with tokio's.
+//! * `tokio-mt`: a multi_thread runtime with a worker thread per CPU (the
+//!   `#[tokio::main]` default), tasks stolen between workers.
+//!
+//! Written as a tokio user would write it: a task per connection
+//! ([`connection`]), `tokio::time::timeout` for the idle timeout, a
+//! [`Semaphore`] for `max_conns`, a [`CancellationToken`] for shutdown and a
+//! [`TaskTracker`] to wait for the connections, tokio's own signal handling,
+//! `spawn_blocking` for heavy requests, an `interval` for housekeeping. Only
+//! the request path is shared with the other models: frames go to
+//! [`crate::dispatch::process`], nothing here knows what a method means.
+//!
+//! ```text
+//!  block_on(accept loop) ─► accept ─► try_acquire a max_conns permit ─► spawn(connection task)
+//!                                      └─ none left: `overloaded`, lingering close
+//!  connection task: read ─► dispatch::process ─► one write per batch ─► read ...
+//!                   Stop::Offload ─► spawn_blocking (≤ workers at once) ─► await, in order
+//!  signal task: SIGINT/SIGTERM ─► ShutdownHandle::shutdown (a second one: close now)
+//!  housekeeping task: every 100 ms the cache sweep, and memory back after a crowd left
+//!  shutdown: the accept loop ends, the listener closes; each connection answers what had
+//!            arrived and closes; after `shutdown_grace` the runtime drops whatever is left
+//! ```
+
+mod connection;
+
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn, Level};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{cpus, Config, Model};
+use crate::dispatch;
+use crate::net::{self, CloseReason, RateLimitedLog, ACCEPT_BACKOFF};
+use crate::service::{Service, HOUSEKEEPING_INTERVAL};
+use crate::shutdown::ShutdownHandle;
+use connection::Connection;
+
+/// Heavy requests that may wait for a blocking thread, per worker: the
+/// reactor's job queue bound (`reactor::workers::QUEUE_PER_WORKER`). Beyond
+/// it a connection waits for room before queueing its heavy request.
+const QUEUE_PER_WORKER: usize = 16;
+
+/// After the grace period, how long the runtime may take to drop what is left
+/// (a heavy request still running on a blocking thread, say).
+const FORCED_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// A bound `tokio` or `tokio-mt` server.
+pub struct TokioServer {
+    rt: Runtime,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    model: Model,
+    grace: Duration,
+    shared: Arc<Shared>,
+    shutdown: ShutdownHandle,
+    /// Cancelled by the [`ShutdownHandle`]: the graceful shutdown starts.
+    stopping: CancellationToken,
+    /// SIGINT and SIGTERM, registered at bind so none is missed before `run`.
+    signals: Option<(Signal, Signal)>,
+}
+
+/// What every connection task shares.
+struct Shared {
+    service: Arc<Service>,
+    opts: dispatch::Options,
+    idle_timeout: Option<Duration>,
+    max_conns: usize,
+    /// One permit per connection served: `max_conns` of them.
+    slots: Arc<Semaphore>,
+    /// Heavy requests waiting for a blocking thread (`workers × 16` permits).
+    job_queue: Semaphore,
+    /// Heavy requests running on blocking threads (`workers` permits), so that
+    /// heavy requests never take every blocking thread tokio has.
+    job_running: Semaphore,
+}
+
+impl Shared {
+    /// Connections being served.
+    fn live(&self) -> usize {
+        self.max_conns - self.slots.available_permits()
+    }
+}
+
+impl TokioServer {
+    /// Builds the runtime and binds the listener (`config.model` picks the runtime).
+    pub fn bind(config: Config, service: Arc<Service>) -> io::Result<TokioServer> {
+        let rt = match config.model {
+            Model::TokioMt => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(cpus())
+                .enable_all()
+                .build()?,
+            _ => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        };
+        // Registering sockets and signals needs the runtime's context.
+        let context = rt.enter();
+        let std_listener = net::bind_listener(config.addr)?;
+        std_listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(std_listener)?;
+        let local_addr = listener.local_addr()?;
+        let signals = if config.signals {
+            Some((
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            ))
+        } else {
+            None
+        };
+        let stopping = CancellationToken::new();
+        let shutdown = {
+            let stopping = stopping.clone();
+            ShutdownHandle::new(move || stopping.cancel())
+        };
+        let workers = config.workers.max(1);
+        let max_conns = config.limits.max_conns.min(Semaphore::MAX_PERMITS);
+        let shared = Arc::new(Shared {
+            service,
+            opts: dispatch::Options {
+                max_frame: config.limits.max_frame,
+                offload: config.offload,
+                max_output: config.limits.max_output,
+            },
+            idle_timeout: config.limits.idle_timeout,
+            max_conns,
+            slots: Arc::new(Semaphore::new(max_conns)),
+            job_queue: Semaphore::new(workers * QUEUE_PER_WORKER),
+            job_running: Semaphore::new(workers),
+        });
+        drop(context);
+        Ok(TokioServer {
+            rt,
+            listener,
+            local_addr,
+            model: config.model,
+            grace: config.shutdown_grace,
+            shared,
+            shutdown,
+            stopping,
+            signals,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Serves until shut down; returns once every connection is closed (or
+    /// the grace period is over).
+    pub fn run(self) -> io::Result<()> {
+        let TokioServer {
+            rt,
+            listener,
+            local_addr,
+            model,
+            grace,
+            shared,
+            shutdown,
+            stopping,
+            signals,
+        } = self;
+        info!("listening on {local_addr} (model {model})");
+        rt.block_on(async move {
+            // Cancelled by a second signal: close every connection now.
+            let now = CancellationToken::new();
+            let signal_task =
+                signals.map(|s| tokio::spawn(watch_signals(s, shutdown.clone(), now.clone())));
+            let housekeeping = tokio::spawn(housekeeping(shared.clone()));
+            let tracker = TaskTracker::new();
+            accept_loop(listener, &shared, &tracker, &stopping).await;
+            // The listener is closed: nobody new gets in.
+            info!(
+                "shutting down: {} connections, up to {grace:?} to deliver responses",
+                tracker.len()
+            );
+            tracker.close();
+            tokio::select! {
+                () = tracker.wait() => {}
+                () = tokio::time::sleep(grace) => {}
+                () = now.cancelled() => {}
+            }
+            if !tracker.is_empty() {
+                warn!("shutdown grace over: closing {} connections", tracker.len());
+            }
+            housekeeping.abort();
+            if let Some(task) = signal_task {
+                task.abort();
+            }
+        });
+        // Drops every task left (their sockets close, their `bye` is logged) and
+        // waits a little for heavy requests still on blocking threads.
+        rt.shutdown_timeout(FORCED_CLOSE_WAIT);
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Accepts until the shutdown starts; the listener closes when this returns.
+async fn accept_loop(
+    listener: TcpListener,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    stopping: &CancellationToken,
+) {
+    let mut refused_log = RateLimitedLog::new(Duration::from_secs(1));
+    let mut accept_log = RateLimitedLog::new(Duration::from_secs(1));
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stopping.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => match shared.slots.clone().try_acquire_owned() {
+                Ok(permit) => admit(stream, peer, permit, shared, tracker, stopping),
+                Err(_) => refuse(stream, peer, shared, &mut refused_log),
+            },
+            Err(e) if net::transient_accept_error(&e) => {}
+            Err(e) => {
+                // Out of descriptors (or worse): the listener stays readable, so
+                // pause instead of spinning on it; connected clients go on.
+                if let Some(held) = accept_log.allow(Instant::now()) {
+                    let what = if net::out_of_descriptors(&e) {
+                        "out of descriptors"
+                    } else {
+                        "error"
+                    };
+                    warn!("accept failed ({what}: {e}); pausing accepts for {ACCEPT_BACKOFF:?} ({held} more since last report)");
+                }
+                tokio::select! {
+                    () = stopping.cancelled() => return,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Starts the task that serves one connection.
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    stopping: &CancellationToken,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!("{peer}: cannot set TCP_NODELAY: {e}");
+    }
+    shared.service.stats().connection_opened();
+    info!("{peer} comes");
+    let served = Served {
+        shared: shared.clone(),
+        peer,
+        why: CloseReason::Shutdown,
+        _permit: permit,
+    };
+    let mut conn = Connection::new(stream, peer, shared.clone(), stopping.clone());
+    tracker.spawn(async move {
+        let mut served = served; // the whole guard, not only the field written below
+        served.why = conn.serve().await;
+        drop(conn); // the socket closes before the `bye` line
+        drop(served);
+    });
+}
+
+/// A connection being served. Dropping it, when its task ends or when the
+/// runtime drops the task at the end of a shutdown, frees its `max_conns` slot,
+/// counts it closed and logs its `bye` line.
+struct Served {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// Why it ended; a task dropped unfinished was closed by the shutdown.
+    why: CloseReason,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.shared.service.stats().connection_closed();
+        self.why.log(Level::Info, &self.peer);
+    }
+}
+
+/// Over `--max-conns`: one `overloaded` response, best effort, then close.
+fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Shared, log: &mut RateLimitedLog) {
+    shared.service.stats().connection_rejected();
+    // Back to a plain non-blocking socket: `turn_away` never waits.
+    if let Ok(mut stream) = stream.into_std() {
+        let frame = crate::protocol::message::refusal_frame(shared.max_conns);
+        net::turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
+    }
+    if let Some(held) = log.allow(Instant::now()) {
+        warn!(
+            "refused {peer}: at max-conns {} ({held} more refused since last report)",
+            shared.max_conns
+        );
+    }
+}
+
+/// SIGINT or SIGTERM starts a graceful shutdown; a second one closes every
+/// connection at once.
+async fn watch_signals(
+    (mut interrupt, mut terminate): (Signal, Signal),
+    shutdown: ShutdownHandle,
+    now: CancellationToken,
+) {
+    loop {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        debug!("signal {name}");
+        if shutdown.is_requested() {
+            warn!("second signal: closing every connection now");
+            now.cancel();
+            return;
+        }
+        shutdown.shutdown();
+    }
+}
+
+/// Every [`HOUSEKEEPING_INTERVAL`]: the cache's expiry sweep, and free heap
+/// memory back to the OS once a crowd has left (live connections down to half
+/// of the peak, and at least 1024 fewer), as the reactor does.
+async fn housekeeping(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut peak = 0;
+    loop {
+        tick.tick().await;
+        shared.service.housekeeping(Instant::now());
+        let live = shared.live();
+        peak = peak.max(live);
+        if peak >= live + 1024 && live * 2 <= peak {
+            net::return_free_memory();
+            debug!("connections down from {peak} to {live}: memory returned to the OS");
+            peak = live;
+        }
+    }
+}
