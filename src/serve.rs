@@ -55,6 +55,13 @@ pub struct ServeArgs {
     /// Run every request inline on the event loop, heavy or not (for comparison).
     #[arg(long, env = "REACTOR_RPC_NO_OFFLOAD")]
     no_offload: bool,
+    /// Also serve the Redis protocol (RESP2/RESP3) on this host:port, on the
+    /// same cache: redis-cli, redis-py, redis-benchmark and twemproxy work.
+    #[arg(long, env = "REACTOR_RPC_RESP_ADDR")]
+    resp_addr: Option<String>,
+    /// Serve `GET /metrics` (Prometheus text format) on this host:port.
+    #[arg(long, env = "REACTOR_RPC_METRICS_ADDR")]
+    metrics_addr: Option<String>,
     /// Log level.
     #[arg(long, env = "REACTOR_RPC_LOG_LEVEL", default_value = "info",
           value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
@@ -79,12 +86,25 @@ fn nonzero_size(s: &str) -> Result<u64, String> {
     }
 }
 
-/// The first address `addr` resolves to, so `localhost:8080` works.
-fn resolve(addr: &str) -> Result<SocketAddr, String> {
+/// The first address `addr` (given as `flag`) resolves to, so `localhost:8080` works.
+fn resolve(flag: &str, addr: &str) -> Result<SocketAddr, String> {
     addr.to_socket_addrs()
-        .map_err(|e| format!("cannot resolve --addr {addr}: {e}"))?
+        .map_err(|e| format!("cannot resolve {flag} {addr}: {e}"))?
         .next()
-        .ok_or_else(|| format!("--addr {addr} resolves to no address"))
+        .ok_or_else(|| format!("{flag} {addr} resolves to no address"))
+}
+
+/// Every address flag, resolved: (--addr, --resp-addr, --metrics-addr).
+type Addrs = (SocketAddr, Option<SocketAddr>, Option<SocketAddr>);
+
+fn resolve_all(args: &ServeArgs) -> Result<Addrs, String> {
+    let optional =
+        |flag: &str, addr: &Option<String>| addr.as_deref().map(|a| resolve(flag, a)).transpose();
+    Ok((
+        resolve("--addr", &args.addr)?,
+        optional("--resp-addr", &args.resp_addr)?,
+        optional("--metrics-addr", &args.metrics_addr)?,
+    ))
 }
 
 fn saturating_usize(n: u64) -> usize {
@@ -93,8 +113,8 @@ fn saturating_usize(n: u64) -> usize {
 
 /// Runs `serve` until a signal stops the server.
 pub fn run(args: ServeArgs) -> ExitCode {
-    let addr = match resolve(&args.addr) {
-        Ok(addr) => addr,
+    let (addr, resp_addr, metrics_addr) = match resolve_all(&args) {
+        Ok(addrs) => addrs,
         Err(e) => {
             eprintln!("reactor-rpc: {e}");
             return ExitCode::from(2);
@@ -109,6 +129,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
     };
     let mut config = Config::default();
     config.addr = addr;
+    config.resp_addr = resp_addr;
+    config.metrics_addr = metrics_addr;
+    if let Some(log) = log_file.clone() {
+        config.hooks.on_hangup = Some(Arc::new(move || match log.reopen() {
+            Ok(()) => log::info!("reopened log file"),
+            Err(e) => log::error!("cannot reopen the log file: {e}"),
+        }));
+    }
     config.model = args.model;
     config.limits.max_frame = args.max_frame;
     config.limits.max_conns = saturating_usize(args.max_conns);
@@ -124,9 +152,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Err(e) => {
             // One line where the operator looks: stderr, and the log file if any.
             if log_file.is_some() {
-                error!("cannot listen on {addr}: {e}");
+                error!("cannot listen on {e}");
             }
-            eprintln!("reactor-rpc: cannot listen on {addr}: {e}");
+            eprintln!("reactor-rpc: cannot listen on {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -22,6 +22,7 @@ macro_rules! offload_tests {
         mod $module {
             $(#[test]
             fn $test() {
+                let _one_at_a_time = super::serial();
                 super::$test(reactor_rpc::Model::$model)
             })*
         }
@@ -36,6 +37,14 @@ offload_tests![
     shutdown_delivers_jobs_in_flight,
     no_offload_runs_everything_inline,
 ];
+
+/// These tests keep workers busy with heavy jobs on purpose and watch the
+/// queue fill: run side by side on two cores they starve each other's
+/// workers and the queue never reaches its bound in time. One at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// `fib` at this n is heavy (it goes to a worker); a ping never is.
 const HEAVY: u64 = 100_000;

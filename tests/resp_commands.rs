@@ -809,7 +809,7 @@ fn quit_replies_then_closes() {
         Progress {
             consumed: quit_end,
             answered: 2,
-            stop: Stop::Close
+            stop: Stop::Close { error: false }
         }
     );
     assert_eq!(s.cache().len(), 0, "nothing after QUIT runs");
@@ -842,7 +842,7 @@ fn protocol_errors_reply_then_close() {
         let (out, p) = c.raw(input);
         let replies = decode_all(&out);
         assert_eq!(replies.last(), Some(&err(message)), "{input:?}");
-        assert_eq!(p.stop, Stop::Close);
+        assert_eq!(p.stop, Stop::Close { error: true });
         assert_eq!(p.answered, replies.len());
     }
     let mut c = Client::new(&s);
@@ -851,7 +851,7 @@ fn protocol_errors_reply_then_close() {
         decode_all(&out),
         [err("ERR Protocol error: too big inline request")]
     );
-    assert_eq!(p.stop, Stop::Close);
+    assert_eq!(p.stop, Stop::Close { error: true });
 }
 
 #[test]
@@ -984,7 +984,7 @@ fn output_full_stops_and_resumes() {
                 out.clear();
             }
             Stop::NeedMore { .. } => break,
-            Stop::Close => panic!("closed"),
+            Stop::Close { .. } => panic!("closed"),
         }
     }
     assert_eq!(consumed, input.len());

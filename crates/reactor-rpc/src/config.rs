@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::protocol::DEFAULT_MAX_FRAME;
@@ -158,6 +159,66 @@ pub struct Config {
     pub signals: bool,
     /// How long a shutdown may spend delivering responses already produced.
     pub shutdown_grace: Duration,
+    /// A second port speaking the Redis protocol (RESP) on the same cache.
+    pub resp_addr: Option<SocketAddr>,
+    /// A port serving `GET /metrics` (Prometheus text format).
+    pub metrics_addr: Option<SocketAddr>,
+    /// What the binary wants done on SIGHUP and when a shutdown begins.
+    pub hooks: Hooks,
+}
+
+/// A callback a server makes on an event of its life.
+pub type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// Callbacks for events of a server's life, so that the binary can reopen
+/// its log file on SIGHUP or tell systemd it is stopping, without the models
+/// knowing about either.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct Hooks {
+    /// Called on SIGHUP (when `signals` is set), which never stops the server.
+    pub on_hangup: Option<Hook>,
+    /// Called once, when a graceful shutdown begins.
+    pub on_shutdown: Option<Hook>,
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("on_hangup", &self.on_hangup.is_some())
+            .field("on_shutdown", &self.on_shutdown.is_some())
+            .finish()
+    }
+}
+
+impl Hooks {
+    /// Runs `on_hangup`, if any.
+    pub(crate) fn hangup(&self) {
+        if let Some(hook) = &self.on_hangup {
+            hook();
+        }
+    }
+
+    /// Runs `on_shutdown`, if any.
+    pub(crate) fn shutdown(&self) {
+        if let Some(hook) = &self.on_shutdown {
+            hook();
+        }
+    }
+}
+
+/// Listening sockets handed to the server instead of addresses to bind,
+/// e.g. by systemd socket activation. A role left `None` is bound from the
+/// [`Config`]'s address for it, if it has one.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Inherited {
+    /// The JSON RPC listener.
+    pub rpc: Option<std::net::TcpListener>,
+    /// The RESP listener.
+    pub resp: Option<std::net::TcpListener>,
+    /// The metrics listener.
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 /// CPUs available to this process.
@@ -176,6 +237,9 @@ impl Default for Config {
             offload: true,
             signals: false,
             shutdown_grace: Duration::from_secs(5),
+            resp_addr: None,
+            metrics_addr: None,
+            hooks: Hooks::default(),
         }
     }
 }

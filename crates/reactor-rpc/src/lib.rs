@@ -80,10 +80,12 @@ pub mod testing;
 mod threaded;
 #[cfg(feature = "tokio-model")]
 mod tokio_model;
+#[cfg(feature = "server")]
+mod wire;
 
 pub use client::Client;
 #[cfg(feature = "server")]
-pub use config::{cpus, Config, Limits, Model, UnknownModel};
+pub use config::{cpus, Config, Hook, Hooks, Inherited, Limits, Model, UnknownModel};
 #[cfg(feature = "server")]
 pub use server::Server;
 #[cfg(feature = "server")]

@@ -32,6 +32,9 @@ pub(crate) enum CloseReason {
     Shutdown,
     /// A read or write failed (a reset, say); the error is logged at debug.
     IoError,
+    /// A RESP protocol error was answered (`-ERR Protocol error: ...`), or
+    /// malformed HTTP on the metrics port (400).
+    ProtocolError,
 }
 
 impl CloseReason {
@@ -44,6 +47,7 @@ impl CloseReason {
             CloseReason::FrameTooLarge => "frame too large",
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "i/o error",
+            CloseReason::ProtocolError => "protocol error",
         }
     }
 
@@ -70,6 +74,93 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
         return Err(io::Error::last_os_error());
     }
     Ok(listener)
+}
+
+/// The listening sockets of a server: the JSON RPC port, and the RESP and
+/// metrics ports when configured. Bound (or inherited) before a model starts,
+/// so every model serves the same set.
+#[derive(Debug)]
+pub(crate) struct Listeners {
+    /// The JSON RPC listener.
+    pub rpc: TcpListener,
+    /// The Redis protocol listener (`--resp-addr`).
+    pub resp: Option<TcpListener>,
+    /// The metrics listener (`--metrics-addr`).
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Takes the inherited sockets and binds the others from `config`.
+    pub(crate) fn open(
+        config: &crate::Config,
+        inherited: crate::config::Inherited,
+    ) -> io::Result<Listeners> {
+        // The error names the address, so one line says what failed.
+        let named =
+            |addr: SocketAddr| move |e: io::Error| io::Error::new(e.kind(), format!("{addr}: {e}"));
+        let bind = |socket: Option<TcpListener>, addr: Option<SocketAddr>| match (socket, addr) {
+            (Some(socket), _) => Ok(Some(socket)),
+            (None, Some(addr)) => bind_listener(addr).map(Some).map_err(named(addr)),
+            (None, None) => Ok(None),
+        };
+        let rpc = match inherited.rpc {
+            Some(socket) => socket,
+            None => bind_listener(config.addr).map_err(named(config.addr))?,
+        };
+        Ok(Listeners {
+            rpc,
+            resp: bind(inherited.resp, config.resp_addr)?,
+            metrics: bind(inherited.metrics, config.metrics_addr)?,
+        })
+    }
+
+    /// Each listener with the role of the connections it accepts.
+    pub(crate) fn into_roles(self) -> Vec<(crate::wire::Role, TcpListener)> {
+        use crate::wire::Role;
+        let mut all = vec![(Role::Rpc, self.rpc)];
+        all.extend(self.resp.map(|l| (Role::Resp, l)));
+        all.extend(self.metrics.map(|l| (Role::Metrics, l)));
+        all
+    }
+}
+
+/// Logs where a server listens: the `listening on ADDR (model NAME)` line
+/// that tools parse, then one line per extra port.
+pub(crate) fn log_listening(roles: &[(crate::wire::Role, SocketAddr)], model: &str) {
+    for (role, addr) in roles {
+        match role {
+            crate::wire::Role::Rpc => log::info!("listening on {addr} (model {model})"),
+            other => log::info!("{other} listening on {addr}"),
+        }
+    }
+}
+
+/// Sets `TCP_QUICKACK` on a socket whose last read left a request
+/// incomplete. A client that writes a request in two pieces without
+/// `TCP_NODELAY` (the seed's client does) has its second piece held by
+/// Nagle's algorithm until the first is ACKed, and Linux delays that ACK by
+/// ~40 ms hoping to piggyback it on a response that cannot come yet.
+/// QUICKACK sends it now. Never called for a read that ended on a request
+/// boundary, so single-write clients pay no syscall. A no-op off Linux.
+#[inline]
+pub(crate) fn quickack(socket: &impl AsRawFd) {
+    #[cfg(target_os = "linux")]
+    {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on a descriptor the caller owns, with a pointer
+        // to a c_int and its exact length; failure changes nothing we rely on.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = socket;
 }
 
 /// Whether an accept error means the process (or system) is out of descriptors.

@@ -36,9 +36,12 @@ pub enum Stop {
     },
     /// The output reached `max_output`; drain it before processing more.
     OutputFull,
-    /// After `QUIT`, or after a protocol error whose reply was written:
-    /// flush the output, then close the connection.
-    Close,
+    /// After `QUIT` (`error: false`), or after a protocol error whose reply
+    /// was written (`error: true`): flush the output, then close.
+    Close {
+        /// Whether a protocol error ended the connection.
+        error: bool,
+    },
 }
 
 /// What [`process`] did.
@@ -97,7 +100,7 @@ pub fn process(
                 message.extend_from_slice(&e.message());
                 Reply::new(out, conn.session.protocol).error(&message);
                 answered += 1;
-                break Stop::Close;
+                break Stop::Close { error: true };
             }
             Parsed::Command { consumed: len } => {
                 consumed += len;
@@ -119,7 +122,7 @@ pub fn process(
                 };
                 answered += 1;
                 if flow == Flow::Close {
-                    break Stop::Close;
+                    break Stop::Close { error: false };
                 }
             }
         }

@@ -8,7 +8,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::{Config, Model};
+use crate::config::{Config, Inherited, Model};
+use crate::net::Listeners;
 use crate::service::Service;
 use crate::shutdown::ShutdownHandle;
 use crate::{reactor, threaded};
@@ -41,35 +42,68 @@ enum Inner {
 /// ```
 pub struct Server {
     inner: Inner,
-    local_addr: SocketAddr,
+    addrs: Addrs,
+}
+
+/// Where each listener of a server listens.
+struct Addrs {
+    rpc: SocketAddr,
+    resp: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
 }
 
 impl Server {
-    /// Binds the listening socket; the port is known from here on.
+    /// Binds the listening sockets (the JSON RPC port, and the RESP and
+    /// metrics ports when configured); the ports are known from here on.
     pub fn bind(config: Config, service: Arc<Service>) -> io::Result<Server> {
+        Server::bind_with(config, service, Inherited::default())
+    }
+
+    /// Like [`Server::bind`], serving the `inherited` listening sockets
+    /// (systemd socket activation, say) instead of binding those roles.
+    pub fn bind_with(
+        config: Config,
+        service: Arc<Service>,
+        inherited: Inherited,
+    ) -> io::Result<Server> {
         service.stats().set_server_info(config.server_info());
+        let listeners = Listeners::open(&config, inherited)?;
+        let addr = |l: &Option<std::net::TcpListener>| -> io::Result<Option<SocketAddr>> {
+            l.as_ref().map(|l| l.local_addr()).transpose()
+        };
+        let addrs = Addrs {
+            rpc: listeners.rpc.local_addr()?,
+            resp: addr(&listeners.resp)?,
+            metrics: addr(&listeners.metrics)?,
+        };
         let inner = match config.model {
-            Model::Reactor => Inner::Reactor(Box::new(reactor::Reactor::bind(config, service)?)),
+            Model::Reactor => Inner::Reactor(Box::new(reactor::Reactor::bind(
+                config, service, listeners,
+            )?)),
             Model::Threaded | Model::Pool => {
-                Inner::Threaded(threaded::Threaded::bind(config, service)?)
+                Inner::Threaded(threaded::Threaded::bind(config, service, listeners)?)
             }
             #[cfg(feature = "tokio-model")]
             Model::Tokio | Model::TokioMt => Inner::Tokio(Box::new(
-                crate::tokio_model::TokioServer::bind(config, service)?,
+                crate::tokio_model::TokioServer::bind(config, service, listeners)?,
             )),
         };
-        let local_addr = match &inner {
-            Inner::Reactor(r) => r.local_addr(),
-            Inner::Threaded(t) => t.local_addr(),
-            #[cfg(feature = "tokio-model")]
-            Inner::Tokio(t) => t.local_addr(),
-        };
-        Ok(Server { inner, local_addr })
+        Ok(Server { inner, addrs })
     }
 
-    /// The address actually bound (the real port when asked for port 0).
+    /// The JSON RPC port's address (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.addrs.rpc
+    }
+
+    /// The RESP port's address, with `--resp-addr`.
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        self.addrs.resp
+    }
+
+    /// The metrics port's address, with `--metrics-addr`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.addrs.metrics
     }
 
     /// A handle to stop the server from another thread.

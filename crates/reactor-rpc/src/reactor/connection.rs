@@ -23,10 +23,11 @@ use mio::net::TcpStream;
 
 use super::workers::{Job, WorkerPool};
 use crate::buffer::{ReadBuffer, WriteBuffer, READ_CHUNK};
-use crate::dispatch::{self, Stop};
-use crate::net::{CloseReason, LINGER};
+use crate::dispatch;
+use crate::net::{quickack, CloseReason, LINGER};
 use crate::protocol::HEADER_LEN;
 use crate::service::Service;
+use crate::wire::{Stop, Wire};
 
 /// What a connection needs from the loop to make progress.
 pub struct Env<'a> {
@@ -98,16 +99,17 @@ enum Drain {
     Done,
 }
 
-/// How the connection ends after a frame over `--max-frame`.
+/// How the connection ends after an answer that ends it (`frame_too_large`,
+/// a RESP protocol error or `QUIT`, an HTTP `Connection: close`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
-    /// No frame was too large.
+    /// Requests go on.
     Open,
-    /// `frame_too_large` was answered: no more decoding; once it is written,
-    /// shut the write side and linger.
-    Poisoned,
+    /// The last answer is queued: no more decoding; once it is written, shut
+    /// the write side and linger. The reason is logged at the close.
+    Poisoned(CloseReason),
     /// Write side shut: discard input until the peer closes or this moment.
-    Lingering(Instant),
+    Lingering(Instant, CloseReason),
 }
 
 /// What the loop should do with a connection after driving it.
@@ -155,6 +157,8 @@ pub struct Connection {
     needed: usize,
     /// Every complete frame in `input` has been answered.
     input_done: bool,
+    /// The protocol it speaks (JSON, RESP or metrics HTTP).
+    wire: Wire,
 }
 
 impl Connection {
@@ -164,6 +168,7 @@ impl Connection {
         key: usize,
         id: u64,
         now: Instant,
+        wire: Wire,
     ) -> Connection {
         Connection {
             stream,
@@ -182,8 +187,9 @@ impl Connection {
             drain: Drain::Off,
             ending: Ending::Open,
             eof: false,
-            needed: HEADER_LEN,
+            needed: wire.first_need(),
             input_done: true,
+            wire,
         }
     }
 
@@ -201,7 +207,7 @@ impl Connection {
 
     #[inline]
     fn lingering(&self) -> bool {
-        matches!(self.ending, Ending::Lingering(_))
+        matches!(self.ending, Ending::Lingering(..))
     }
 
     /// Whether the socket should be read.
@@ -210,10 +216,10 @@ impl Connection {
         (self.decoding() || self.lingering()) && !self.eof && self.drain != Drain::Done
     }
 
-    /// When a lingering close gives up waiting, if lingering.
-    pub fn linger_deadline(&self) -> Option<Instant> {
+    /// When a lingering close gives up waiting, and why it ends, if lingering.
+    pub fn linger_deadline(&self) -> Option<(Instant, CloseReason)> {
         match self.ending {
-            Ending::Lingering(until) => Some(until),
+            Ending::Lingering(until, why) => Some((until, why)),
             _ => None,
         }
     }
@@ -292,24 +298,27 @@ impl Connection {
         }
     }
 
-    /// Answers every complete frame, up to backpressure or a heavy request.
+    /// Answers every complete request, up to backpressure or a heavy request.
     fn answer(&mut self, env: &Env<'_>) {
-        let opts = env.opts;
-        let p = dispatch::process(
+        let p = self.wire.process(
             env.service,
             &self.peer,
             self.input.readable(),
             self.output.vec_mut(),
-            opts,
+            env.opts,
         );
         self.input.consume(p.consumed);
         match p.stop {
             Stop::NeedMore { needed } => {
                 self.needed = needed;
                 self.input_done = true;
+                if !self.input.is_empty() {
+                    // Half a request: don't let a delayed ACK hold its rest.
+                    quickack(&self.stream);
+                }
             }
             Stop::OutputFull => self.flow = Flow::Paused,
-            Stop::TooLarge => self.ending = Ending::Poisoned,
+            Stop::Close(why) => self.ending = Ending::Poisoned(why),
             Stop::Offload { body_len } => self.offload(env, body_len),
         }
     }
@@ -391,12 +400,10 @@ impl Connection {
         }
         match self.ending {
             Ending::Open => self.finished(),
-            Ending::Poisoned if self.eof => Next::Close(CloseReason::FrameTooLarge),
-            Ending::Poisoned => self.linger(now),
-            Ending::Lingering(until) if self.eof || until <= now => {
-                Next::Close(CloseReason::FrameTooLarge)
-            }
-            Ending::Lingering(_) => Next::Keep,
+            Ending::Poisoned(why) if self.eof => Next::Close(why),
+            Ending::Poisoned(why) => self.linger(now, why),
+            Ending::Lingering(until, why) if self.eof || until <= now => Next::Close(why),
+            Ending::Lingering(..) => Next::Keep,
         }
     }
 
@@ -413,10 +420,10 @@ impl Connection {
         }
     }
 
-    /// `frame_too_large` is written: send FIN after it and start discarding input.
-    fn linger(&mut self, now: Instant) -> Next {
+    /// The last answer is written: send FIN after it and start discarding input.
+    fn linger(&mut self, now: Instant, why: CloseReason) -> Next {
         let until = now + LINGER;
-        self.ending = Ending::Lingering(until);
+        self.ending = Ending::Lingering(until, why);
         if let Err(e) = self.stream.shutdown(Shutdown::Write) {
             return self.failed("shutdown", &e);
         }
@@ -424,14 +431,13 @@ impl Connection {
     }
 
     /// A read, write or shutdown failed (a reset, say). Once lingering, the
-    /// response is out and the connection was ending anyway: it ended for
-    /// the frame too large, as in the threaded models.
+    /// last answer is out and the connection was ending anyway: it ended for
+    /// that reason, as in the threaded models.
     fn failed(&self, what: &str, e: &io::Error) -> Next {
         log::debug!("{} {what} failed: {e}", self.peer);
-        if self.lingering() {
-            Next::Close(CloseReason::FrameTooLarge)
-        } else {
-            Next::Close(CloseReason::IoError)
+        match self.ending {
+            Ending::Lingering(_, why) => Next::Close(why),
+            _ => Next::Close(CloseReason::IoError),
         }
     }
 

@@ -3,7 +3,7 @@
 //! is due, and the policy of what to close or free lives here.
 //!
 //! * idle expiry: close connections quiet for `--idle-timeout`, and those done
-//!   lingering after `frame_too_large`;
+//!   lingering after an answer that ends the connection;
 //! * every [`HOUSEKEEPING_INTERVAL`]: the service's own sweep (cache expiry),
 //!   trimming the buffers of quiet connections, and giving memory back to the
 //!   OS after a mass disconnect.
@@ -54,15 +54,15 @@ impl Housekeeping {
 impl Reactor {
     /// Closes connections whose deadline passed: quiet for the idle timeout
     /// (including ones stuck mid-frame or with output the peer never reads),
-    /// or done lingering after `frame_too_large`.
+    /// or done lingering after an answer that ends the connection.
     pub(super) fn expire(&mut self, now: Instant) {
         while let Some((key, id)) = self.timers.pop_due(now) {
             let Some(conn) = self.conns.get(key).filter(|c| c.id == id) else {
                 continue;
             };
-            if let Some(until) = conn.linger_deadline() {
+            if let Some((until, why)) = conn.linger_deadline() {
                 if until <= now {
-                    self.close(key, CloseReason::FrameTooLarge);
+                    self.close(key, why);
                 } else {
                     self.timers.arm(until, key, id);
                 }

@@ -3,7 +3,8 @@
 //! ```text
 //!  poll.poll(events, timeout of the nearest deadline)
 //!    LISTENER ─► accept until WouldBlock ─► slab.insert(Connection), register once (R|W)
-//!    SIGNALS  ─► SIGINT/SIGTERM: begin a graceful shutdown
+//!                (one listener per role: JSON RPC, RESP, metrics; see wire.rs)
+//!    SIGNALS  ─► SIGINT/SIGTERM: begin a graceful shutdown; SIGHUP: the hangup hook
 //!    WAKER    ─► worker results (and shutdown requests) ─► the waiting connections
 //!    conn     ─► Connection::drive: read ─► dispatch::process ─► one write per batch
 //!  yielded: connections that used up their turn with input left get another one
@@ -16,7 +17,8 @@
 //! `timers.rs`, the offload pool in `workers.rs`.
 //!
 //! This module is the only one that touches mio. It knows nothing of what a
-//! method means: frames go to [`crate::dispatch::process`], like in every model.
+//! method means: requests go to [`crate::wire::Wire::process`] (JSON frames to
+//! `dispatch::process`, RESP to `resp_dispatch::process`), like in every model.
 
 mod connection;
 mod housekeeping;
@@ -31,33 +33,46 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn, Level};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config::Config;
 use crate::dispatch;
 use crate::net::{
-    bind_listener, out_of_descriptors, transient_accept_error, turn_away, CloseReason,
+    log_listening, out_of_descriptors, transient_accept_error, turn_away, CloseReason, Listeners,
     RateLimitedLog, ACCEPT_BACKOFF,
 };
 use crate::service::Service;
 use crate::shutdown::ShutdownHandle;
+use crate::wire::{Role, Wire};
 use connection::{Connection, Env, Next, Readiness};
 use housekeeping::Housekeeping;
 use timers::IdleTimers;
 use workers::WorkerPool;
 
-const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+/// Listener `i` (JSON RPC, then RESP and metrics when configured) has token
+/// `FIRST_LISTENER - i`; connections have their slab key, far below.
+const FIRST_LISTENER: usize = usize::MAX - 3;
+const MAX_LISTENERS: usize = 3;
+
+/// A listening socket and the role of what it accepts.
+struct Listening {
+    role: Role,
+    socket: TcpListener,
+    addr: SocketAddr,
+}
 
 /// A bound reactor server: the poll, the listener, every connection, and the
 /// deadlines the loop sleeps until.
 pub struct Reactor {
     poll: Poll,
-    listener: Option<TcpListener>,
-    local_addr: SocketAddr,
+    /// Emptied when a shutdown begins: no more accepts.
+    listeners: Vec<Listening>,
+    /// Every listener's role and address, for `local_addr` and the log.
+    addrs: Vec<(Role, SocketAddr)>,
     conns: Slab<Connection>,
     service: Arc<Service>,
     config: Config,
@@ -82,15 +97,21 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    pub fn bind(config: Config, service: Arc<Service>) -> io::Result<Reactor> {
+    pub fn bind(config: Config, service: Arc<Service>, sockets: Listeners) -> io::Result<Reactor> {
         let poll = Poll::new()?;
-        let std_listener = bind_listener(config.addr)?;
-        std_listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(std_listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut listeners = Vec::new();
+        for (i, (role, socket)) in sockets.into_roles().into_iter().enumerate() {
+            socket.set_nonblocking(true)?;
+            let mut socket = TcpListener::from_std(socket);
+            let token = Token(FIRST_LISTENER - i);
+            poll.registry()
+                .register(&mut socket, token, Interest::READABLE)?;
+            let addr = socket.local_addr()?;
+            listeners.push(Listening { role, socket, addr });
+        }
+        let addrs = listeners.iter().map(|l| (l.role, l.addr)).collect();
         let signals = if config.signals {
-            let mut signals = Signals::new([SIGINT, SIGTERM])?;
+            let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)?;
             Some(signals)
@@ -123,9 +144,9 @@ impl Reactor {
         };
         let now = Instant::now();
         Ok(Reactor {
-            local_addr: listener.local_addr()?,
             poll,
-            listener: Some(listener),
+            listeners,
+            addrs,
             conns: Slab::new(),
             service,
             config,
@@ -146,17 +167,13 @@ impl Reactor {
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
     }
 
     /// The event loop. Returns after a graceful shutdown.
     pub fn run(mut self) -> io::Result<()> {
-        info!("listening on {} (model reactor)", self.local_addr);
+        log_listening(&self.addrs, "reactor");
         let mut events = Events::with_capacity(1024);
         while !self.finished() {
             let timeout = if self.yielded.is_empty() {
@@ -173,9 +190,11 @@ impl Reactor {
             self.now = Instant::now();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
                     SIGNALS => self.on_signal(),
                     WAKER => self.on_wake(),
+                    Token(t) if t > FIRST_LISTENER - MAX_LISTENERS => {
+                        self.accept(FIRST_LISTENER - t)
+                    }
                     Token(key) => self.on_ready(key, Readiness::of(event)),
                 }
             }
@@ -241,16 +260,18 @@ impl Reactor {
         }
     }
 
-    fn accept(&mut self) {
+    /// Accepts every pending connection of listener `i`.
+    fn accept(&mut self, i: usize) {
         if self.accept_paused_until.is_some() {
             return;
         }
         loop {
-            let Some(listener) = &self.listener else {
-                return;
+            let Some(listener) = self.listeners.get(i) else {
+                return; // shutting down
             };
-            match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+            let (role, port) = (listener.role, listener.addr.port());
+            match listener.socket.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer, Wire::new(role, port)),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if transient_accept_error(&e) => continue,
                 Err(e) => {
@@ -272,7 +293,7 @@ impl Reactor {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, wire: Wire) {
         if self.conns.len() >= self.config.limits.max_conns {
             self.refuse(stream, peer);
             return;
@@ -294,7 +315,7 @@ impl Reactor {
         }
         let id = self.next_conn_id;
         self.next_conn_id += 1;
-        entry.insert(Connection::new(stream, peer, key, id, self.now));
+        entry.insert(Connection::new(stream, peer, key, id, self.now, wire));
         self.housekeeping.count_conns(self.conns.len());
         if let Some(timeout) = self.config.limits.idle_timeout {
             self.timers.arm(self.now + timeout, key, id);
@@ -332,9 +353,17 @@ impl Reactor {
             return;
         };
         let mut count = 0;
+        let mut hangup = false;
         for signal in signals.pending() {
             debug!("signal {signal}");
-            count += 1;
+            if signal == SIGHUP {
+                hangup = true;
+            } else {
+                count += 1;
+            }
+        }
+        if hangup {
+            self.config.hooks.hangup();
         }
         if count == 0 {
             return;
@@ -384,8 +413,9 @@ impl Reactor {
             self.conns.len(),
             self.config.shutdown_grace
         );
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        self.config.hooks.shutdown();
+        for mut listener in std::mem::take(&mut self.listeners) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         self.shutdown_deadline = Some(self.now + self.config.shutdown_grace);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
@@ -433,7 +463,9 @@ impl Reactor {
         let now = self.now;
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
-            self.accept();
+            for i in 0..self.listeners.len() {
+                self.accept(i);
+            }
         }
         self.expire(now);
         self.tick(now);

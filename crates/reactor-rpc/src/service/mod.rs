@@ -45,6 +45,7 @@ pub struct Service {
     registry: Registry,
     cache: Cache,
     stats: Stats,
+    metrics: crate::ops::metrics::Metrics,
 }
 
 impl Service {
@@ -64,6 +65,7 @@ impl Service {
             registry,
             cache: Cache::new(cache),
             stats: Stats::new(),
+            metrics: crate::ops::metrics::Metrics::default(),
         }
     }
 
@@ -76,6 +78,13 @@ impl Service {
     /// Requests answered so far (JSON and RESP), as `stats` reports them.
     pub fn requests(&self) -> u64 {
         self.stats.requests()
+    }
+
+    /// Writes every metric in the Prometheus text format (0.0.4), for
+    /// `GET /metrics` on `--metrics-addr`.
+    pub fn render_metrics(&self, out: &mut String) {
+        let readings = self.stats.readings(&self.cache.info());
+        self.metrics.render(&readings, out);
     }
 
     /// The counters every model updates and `stats` reports.

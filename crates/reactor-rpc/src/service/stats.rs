@@ -68,6 +68,8 @@ pub struct Stats {
     jobs_completed: AtomicU64,
     /// What the server says about itself (model, limits), set once at start.
     server: OnceLock<Value>,
+    /// The model's name, for the metrics' `build_info`.
+    model: OnceLock<&'static str>,
 }
 
 impl Default for Stats {
@@ -88,12 +90,31 @@ impl Stats {
             jobs_running: AtomicU64::new(0),
             jobs_completed: AtomicU64::new(0),
             server: OnceLock::new(),
+            model: OnceLock::new(),
         }
     }
 
     /// Records the model name and limits a server runs with; the first call wins.
     pub fn set_server_info(&self, info: ServerInfo) {
+        let _ = self.model.set(info.model);
         let _ = self.server.set(info.to_json());
+    }
+
+    /// The figures the metrics render that live here and in the cache.
+    pub(crate) fn readings(&self, cache: &CacheInfo) -> crate::ops::metrics::Readings<'static> {
+        crate::ops::metrics::Readings {
+            model: self.model.get().copied().unwrap_or(""),
+            connections: self.connections(),
+            connections_total: self.connections_total.load(Relaxed),
+            connections_rejected: self.rejected.load(Relaxed),
+            keys: cache.keys as u64,
+            jobs_queued: self.jobs_queued.load(Relaxed),
+            jobs_running: self.jobs_running.load(Relaxed),
+            jobs_completed: self.jobs_completed.load(Relaxed),
+            used_memory_bytes: cache.used_memory as u64,
+            evicted_keys_total: cache.evicted_keys,
+            expired_keys_total: cache.expired_keys,
+        }
     }
 
     #[inline]

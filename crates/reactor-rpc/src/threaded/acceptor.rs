@@ -15,17 +15,25 @@ use log::{debug, error, warn};
 use super::registry::Conn;
 use super::{Shared, STACK_SIZE};
 use crate::net::{self, RateLimitedLog, ACCEPT_BACKOFF};
+use crate::wire::{Role, Wire};
 
 impl Shared {
-    /// Accepts until stopped; serves each connection on a new thread
-    /// (`threaded`) or right here (`pool`).
-    pub(super) fn accept_loop(self: &Arc<Self>, listener: &TcpListener) {
+    /// Accepts until stopped; serves each connection, speaking `role`'s
+    /// protocol, right here (`inline`: the pool, the metrics port) or on a
+    /// new thread (`threaded`).
+    pub(super) fn accept_loop(
+        self: &Arc<Self>,
+        listener: &TcpListener,
+        role: Role,
+        port: u16,
+        inline: bool,
+    ) {
         loop {
-            self.lock().in_accept += 1;
+            self.lock().in_accept[role as usize] += 1;
             let accepted = listener.accept();
             let stopping = {
                 let mut live = self.lock();
-                live.in_accept -= 1;
+                live.in_accept[role as usize] -= 1;
                 live.stopping
             };
             let (stream, peer) = match accepted {
@@ -47,17 +55,17 @@ impl Shared {
                 continue;
             }
             if let Some(conn) = self.admit(stream, peer) {
-                self.start_serving(conn);
+                self.start_serving(conn, Wire::new(role, port), inline);
             }
         }
     }
 
-    /// Serves a connection right here (`pool`) or on a new thread (`threaded`).
-    fn start_serving(&self, conn: Conn) {
-        if self.pool {
+    /// Serves a connection right here (`inline`) or on a new thread.
+    fn start_serving(&self, conn: Conn, wire: Wire, inline: bool) {
+        if inline {
             let peer = conn.peer;
             // A bug in a method must not cost the pool a thread for good.
-            if panic::catch_unwind(AssertUnwindSafe(|| conn.serve())).is_err() {
+            if panic::catch_unwind(AssertUnwindSafe(|| conn.serve(wire))).is_err() {
                 error!("{peer}: connection handler panicked");
             }
             return;
@@ -65,7 +73,7 @@ impl Shared {
         let spawned = thread::Builder::new()
             .name(format!("conn-{}", conn.id))
             .stack_size(STACK_SIZE)
-            .spawn(move || conn.serve());
+            .spawn(move || conn.serve(wire));
         if let Err(e) = spawned {
             // The closure, and with it the connection, is dropped: closed.
             self.back_off("cannot start a connection thread", &e);

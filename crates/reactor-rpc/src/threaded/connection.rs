@@ -1,8 +1,9 @@
 //! One client connection served by one blocking thread: the loop both threaded
 //! models share.
 //!
-//! Read into a [`ReadBuffer`], let [`dispatch::process`] answer every complete
-//! frame, write the responses with one `write_all` per batch, read again. The
+//! Read into a [`ReadBuffer`], let the connection's protocol ([`Wire`]: JSON
+//! frames, RESP or metrics HTTP) answer every complete request, write the
+//! responses with one `write_all` per batch, read again. The
 //! socket's read timeout is the idle timeout, so a silent client (or one stuck
 //! halfway through a frame) ends with a timed-out read; its write timeout bounds
 //! how long a client that does not read can keep this thread blocked.
@@ -15,14 +16,15 @@ use log::debug;
 
 use super::registry::Conn;
 use crate::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
-use crate::dispatch::{self, Options, Stop};
-use crate::net::{CloseReason, LINGER};
+use crate::dispatch::Options;
+use crate::net::{quickack, CloseReason, LINGER};
 use crate::service::Service;
+use crate::wire::{Stop, Wire};
 
 impl Conn {
     /// Serves the connection on this thread until it ends, then drops it
     /// (which unregisters it and logs why it ended).
-    pub(super) fn serve(mut self) {
+    pub(super) fn serve(mut self, wire: Wire) {
         let limits = &self.shared.limits;
         let timeouts = self
             .stream
@@ -39,7 +41,13 @@ impl Conn {
             offload: false,
             max_output: limits.max_output,
         };
-        self.why = serve(&mut self.stream, &self.peer, &self.shared.service, opt);
+        self.why = serve(
+            &mut self.stream,
+            &self.peer,
+            &self.shared.service,
+            wire,
+            opt,
+        );
     }
 }
 
@@ -51,13 +59,14 @@ pub(super) fn serve(
     stream: &mut TcpStream,
     peer: &SocketAddr,
     service: &Service,
+    mut wire: Wire,
     opt: Options,
 ) -> CloseReason {
     let mut input = ReadBuffer::new();
     let mut out = Vec::new();
     loop {
         let missing = loop {
-            let progress = dispatch::process(service, peer, input.readable(), &mut out, opt);
+            let progress = wire.process(service, peer, input.readable(), &mut out, opt);
             input.consume(progress.consumed);
             if !out.is_empty() {
                 if let Err(e) = stream.write_all(&out) {
@@ -69,13 +78,17 @@ pub(super) fn serve(
                 // Written: go on with the frames already buffered before reading more.
                 Stop::OutputFull => {}
                 Stop::NeedMore { needed } => break needed.saturating_sub(input.readable().len()),
-                Stop::TooLarge => {
+                Stop::Close(why) => {
                     linger(stream);
-                    return CloseReason::FrameTooLarge;
+                    return why;
                 }
                 Stop::Offload { .. } => unreachable!("threaded models never offload"),
             }
         };
+        if !input.is_empty() {
+            // Half a request: don't let a delayed ACK hold its rest.
+            quickack(stream);
+        }
         // Idle between frames: give back what a large frame or response grew.
         input.release_if_large();
         if out.capacity() > KEEP_IDLE {

@@ -30,13 +30,14 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use log::info;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::{Config, Limits, Model};
-use crate::net::{self, RateLimitedLog};
+use crate::config::{Config, Hooks, Limits, Model};
+use crate::net::{log_listening, Listeners, RateLimitedLog};
 use crate::service::{Service, HOUSEKEEPING_INTERVAL};
 use crate::shutdown::ShutdownHandle;
+use crate::wire::Role;
 use acceptor::AcceptorAlive;
 use registry::Live;
 use shutdown::spawn_signal_thread;
@@ -52,8 +53,8 @@ pub const STACK_SIZE: usize = 128 * 1024;
 
 /// A `threaded` or `pool` server, bound and ready to run.
 pub struct Threaded {
-    listener: Arc<TcpListener>,
-    local_addr: SocketAddr,
+    /// Every listener with its role and address, in `Role` index order.
+    listeners: Vec<Listening>,
     model: Model,
     acceptors: usize,
     /// SIGINT and SIGTERM, registered at bind so none is missed before `run`.
@@ -64,10 +65,17 @@ pub struct Threaded {
 }
 
 impl Threaded {
-    /// Binds the listener; `config.model` picks `threaded` or `pool`.
-    pub fn bind(config: Config, service: Arc<Service>) -> io::Result<Threaded> {
-        let listener = net::bind_listener(config.addr)?;
-        let local_addr = listener.local_addr()?;
+    /// Takes the bound listeners; `config.model` picks `threaded` or `pool`.
+    pub fn bind(config: Config, service: Arc<Service>, sockets: Listeners) -> io::Result<Threaded> {
+        let mut listeners = Vec::new();
+        for (role, socket) in sockets.into_roles() {
+            let addr = socket.local_addr()?;
+            listeners.push(Listening {
+                role,
+                socket: Arc::new(socket),
+                addr,
+            });
+        }
         let acceptors = match config.model {
             Model::Pool => config.pool_size.max(1),
             _ => 1,
@@ -75,24 +83,24 @@ impl Threaded {
         let shared = Arc::new(Shared {
             service,
             limits: config.limits,
-            pool: config.model == Model::Pool,
             live: Mutex::new(Live::default()),
             stop: Condvar::new(),
             drained: Condvar::new(),
             refused_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),
             accept_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),
+            hooks: config.hooks.clone(),
         });
         let signals = if config.signals {
-            Some(Signals::new([SIGINT, SIGTERM])?)
+            Some(Signals::new([SIGINT, SIGTERM, SIGHUP])?)
         } else {
             None
         };
         let waker = Arc::clone(&shared);
         let shutdown = ShutdownHandle::new(move || waker.request_stop());
-        info!("listening on {local_addr} (model {})", config.model);
+        let addrs: Vec<_> = listeners.iter().map(|l| (l.role, l.addr)).collect();
+        log_listening(&addrs, config.model.name());
         Ok(Threaded {
-            listener: Arc::new(listener),
-            local_addr,
+            listeners,
             model: config.model,
             acceptors,
             signals,
@@ -100,10 +108,6 @@ impl Threaded {
             shared,
             shutdown,
         })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
@@ -150,28 +154,46 @@ impl Threaded {
                 .name("housekeeping".into())
                 .spawn(move || shared.housekeeping())?,
         );
-        for i in 0..self.acceptors {
-            let shared = Arc::clone(&self.shared);
-            let listener = Arc::clone(&self.listener);
-            let alive = AcceptorAlive::new(shared);
-            let spawned = thread::Builder::new()
-                .name(match self.model {
-                    Model::Pool => format!("pool-{i}"),
-                    _ => "accept".into(),
-                })
-                .stack_size(STACK_SIZE)
-                .spawn(move || alive.0.accept_loop(&listener));
-            threads.push(spawned?);
+        for listening in &self.listeners {
+            // The metrics port gets one thread that serves its scrapes itself;
+            // JSON and RESP get the model's acceptors.
+            let (acceptors, inline) = match listening.role {
+                Role::Metrics => (1, true),
+                _ => (self.acceptors, self.model == Model::Pool),
+            };
+            for i in 0..acceptors {
+                let shared = Arc::clone(&self.shared);
+                let socket = Arc::clone(&listening.socket);
+                let (role, port) = (listening.role, listening.addr.port());
+                let alive = AcceptorAlive::new(shared);
+                let spawned = thread::Builder::new()
+                    .name(match (role, inline) {
+                        (Role::Rpc, true) => format!("pool-{i}"),
+                        (role, true) => format!("{role}-pool-{i}"),
+                        (role, false) => format!("{role}-accept"),
+                    })
+                    .stack_size(STACK_SIZE)
+                    .spawn(move || alive.0.accept_loop(&socket, role, port, inline));
+                threads.push(spawned?);
+            }
         }
         Ok(())
     }
+}
+
+/// A listening socket, shared by its acceptor threads.
+struct Listening {
+    role: Role,
+    socket: Arc<TcpListener>,
+    addr: SocketAddr,
 }
 
 /// State every server thread shares.
 struct Shared {
     service: Arc<Service>,
     limits: Limits,
-    pool: bool,
+    /// What the binary wants done on SIGHUP and when the shutdown begins.
+    hooks: Hooks,
     live: Mutex<Live>,
     /// Notified when a stop is requested.
     stop: Condvar,

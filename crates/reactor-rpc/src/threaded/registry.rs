@@ -33,7 +33,8 @@ pub(super) struct Live {
     /// Acceptor threads still running.
     pub(super) acceptors: usize,
     /// Acceptors inside `accept` (the shutdown wakes those that block).
-    pub(super) in_accept: usize,
+    /// (indexed by listener role: JSON RPC, RESP, metrics).
+    pub(super) in_accept: [usize; 3],
     /// Most connections at once since memory was last handed back.
     peak_since_trim: usize,
 }

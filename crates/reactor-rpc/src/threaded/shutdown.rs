@@ -12,6 +12,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
+use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
 use super::{Shared, Threaded};
@@ -36,8 +37,11 @@ impl Threaded {
         // Clients still in the backlog may have sent requests already: from
         // now on acceptors take them without blocking, serve them like the
         // others (read side shut down), and leave at the first `WouldBlock`.
-        if let Err(e) = self.listener.set_nonblocking(true) {
-            warn!("cannot drain the accept backlog: {e}");
+        self.shared.hooks.shutdown();
+        for listening in &self.listeners {
+            if let Err(e) = listening.socket.set_nonblocking(true) {
+                warn!("cannot drain the {} accept backlog: {e}", listening.role);
+            }
         }
         self.shared.shutdown_conns(Shutdown::Read);
         if self.wait_for_drain(Instant::now() + self.grace) {
@@ -54,14 +58,17 @@ impl Threaded {
     /// Waits until every connection and acceptor finished, or `deadline`,
     /// waking acceptors blocked in `accept` meanwhile.
     fn wait_for_drain(&self, deadline: Instant) -> bool {
-        let wake = wake_addr(self.local_addr);
         loop {
             // An acceptor that blocked in `accept` before the listener turned
             // non-blocking returns only with a connection: make one per such
             // acceptor (checked again, in case another took it).
-            for _ in 0..self.shared.lock().in_accept {
-                if let Err(e) = TcpStream::connect_timeout(&wake, WAKE_RETRY) {
-                    debug!("cannot wake an acceptor through {wake}: {e}");
+            let blocked = self.shared.lock().in_accept;
+            for listening in &self.listeners {
+                let wake = wake_addr(listening.addr);
+                for _ in 0..blocked[listening.role as usize] {
+                    if let Err(e) = TcpStream::connect_timeout(&wake, WAKE_RETRY) {
+                        debug!("cannot wake an acceptor through {wake}: {e}");
+                    }
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -123,8 +130,9 @@ fn wake_addr(mut addr: SocketAddr) -> SocketAddr {
 
 pub(super) type SignalThread = (signal_hook::iterator::Handle, JoinHandle<()>);
 
-/// A thread that turns SIGINT and SIGTERM into a shutdown request; a second
-/// signal closes every connection at once instead of waiting out the grace period.
+/// A thread that turns SIGINT and SIGTERM into a shutdown request (a second
+/// one closes every connection at once instead of waiting out the grace
+/// period) and SIGHUP into the hangup hook.
 pub(super) fn spawn_signal_thread(
     mut signals: Signals,
     shutdown: ShutdownHandle,
@@ -136,7 +144,9 @@ pub(super) fn spawn_signal_thread(
         .spawn(move || {
             for signal in signals.forever() {
                 debug!("signal {signal}");
-                if shutdown.is_requested() {
+                if signal == SIGHUP {
+                    shared.hooks.hangup();
+                } else if shutdown.is_requested() {
                     warn!("second signal: closing every connection now");
                     shared.shutdown_conns(Shutdown::Both);
                 } else {

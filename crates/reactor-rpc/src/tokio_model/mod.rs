@@ -96,7 +96,11 @@ impl Shared {
 
 impl TokioServer {
     /// Builds the runtime and binds the listener (`config.model` picks the runtime).
-    pub fn bind(config: Config, service: Arc<Service>) -> io::Result<TokioServer> {
+    pub fn bind(
+        config: Config,
+        service: Arc<Service>,
+        sockets: net::Listeners,
+    ) -> io::Result<TokioServer> {
         let rt = match config.model {
             Model::TokioMt => tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(cpus())
@@ -108,7 +112,7 @@ impl TokioServer {
         };
         // Registering sockets and signals needs the runtime's context.
         let context = rt.enter();
-        let std_listener = net::bind_listener(config.addr)?;
+        let std_listener = sockets.rpc;
         std_listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(std_listener)?;
         let local_addr = listener.local_addr()?;
@@ -152,10 +156,6 @@ impl TokioServer {
             stopping,
             signals,
         })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
