@@ -4,7 +4,9 @@
 //! Read into a `BytesMut` with `read_buf`, let the connection's protocol
 //! ([`Wire::process`]: JSON frames, RESP or metrics HTTP, chosen by the
 //! listener that accepted it; the call every model makes) answer every
-//! complete request in it, write the batch, read again. An
+//! complete request in it, write the batch, read again. When half a request
+//! is buffered, `TCP_QUICKACK` first, so that a client writing a request in
+//! two pieces without `TCP_NODELAY` is not held up by a delayed ACK. An
 //! answer that ends the connection (`frame_too_large`, a RESP `QUIT` or
 //! protocol error, an HTTP `Connection: close`) is followed by a lingering
 //! close. What the reactor does by hand comes from tokio here: `await`
@@ -25,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::buffer::{KEEP_IDLE, READ_CHUNK};
-use crate::net::{CloseReason, LINGER};
+use crate::net::{self, CloseReason, LINGER};
 use crate::protocol::HEADER_LEN;
 use crate::wire::{Stop, Wire};
 
@@ -97,6 +99,9 @@ impl Connection {
                 return why;
             }
             match progress.stop {
+                // Half a request: don't let a delayed ACK hold its rest. A
+                // read that ended on a request boundary costs no syscall.
+                Stop::NeedMore { .. } if !self.input.is_empty() => net::quickack(&self.stream),
                 Stop::NeedMore { .. } => {}
                 // Written (the client read it): answer the frames still buffered.
                 Stop::OutputFull => continue,

@@ -22,6 +22,7 @@
 //!             ─► spawn(connection task with Wire::new(role, port))
 //!             └─ none left: `overloaded`, lingering close
 //!  connection task: read ─► Wire::process ─► one write per batch ─► read ...
+//!                   half a request buffered ─► TCP_QUICKACK before reading on
 //!                   Stop::Offload (JSON only) ─► spawn_blocking (≤ workers) ─► await, in order
 //!                   Stop::Close(why) ─► flush, FIN, discard input up to LINGER, close
 //!  signal task: SIGINT/SIGTERM ─► ShutdownHandle::shutdown (a second one: close now)
