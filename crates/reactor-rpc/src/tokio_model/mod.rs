@@ -26,9 +26,11 @@
 //!                   Stop::Offload (JSON only) ─► spawn_blocking (≤ workers) ─► await, in order
 //!                   Stop::Close(why) ─► flush, FIN, discard input up to LINGER, close
 //!  signal task: SIGINT/SIGTERM ─► ShutdownHandle::shutdown (a second one: close now)
+//!               SIGHUP ─► the hangup hook (the binary reopens its log); never a stop
 //!  housekeeping task: every 100 ms the cache sweep, and memory back after a crowd left
-//!  shutdown: the accept tasks end, the listeners close; each connection answers what
-//!            had arrived and closes; after `shutdown_grace` the runtime drops whatever is left
+//!  shutdown: the shutdown hook runs; the accept tasks end, the listeners close; each
+//!            connection answers what had arrived and closes; after `shutdown_grace` the
+//!            runtime drops whatever is left
 //! ```
 
 mod connection;
@@ -47,7 +49,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{cpus, Config, Model};
+use crate::config::{cpus, Config, Hooks, Model};
 use crate::dispatch;
 use crate::net::{self, CloseReason, RateLimitedLog, ACCEPT_BACKOFF};
 use crate::service::{Service, HOUSEKEEPING_INTERVAL};
@@ -71,6 +73,7 @@ pub struct TokioServer {
     listeners: Vec<Listening>,
     model: Model,
     grace: Duration,
+    hooks: Hooks,
     shared: Arc<Shared>,
     shutdown: ShutdownHandle,
     /// Cancelled by the [`ShutdownHandle`]: the graceful shutdown starts.
@@ -90,6 +93,7 @@ struct Listening {
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Signal,
 }
 
 /// What every connection task shares.
@@ -143,6 +147,7 @@ impl TokioServer {
             Some(Signals {
                 interrupt: signal(SignalKind::interrupt())?,
                 terminate: signal(SignalKind::terminate())?,
+                hangup: signal(SignalKind::hangup())?,
             })
         } else {
             None
@@ -173,6 +178,7 @@ impl TokioServer {
             listeners,
             model: config.model,
             grace: config.shutdown_grace,
+            hooks: config.hooks,
             shared,
             shutdown,
             stopping,
@@ -192,6 +198,7 @@ impl TokioServer {
             listeners,
             model,
             grace,
+            hooks,
             shared,
             shutdown,
             stopping,
@@ -202,8 +209,14 @@ impl TokioServer {
         rt.block_on(async move {
             // Cancelled by a second signal: close every connection now.
             let now = CancellationToken::new();
-            let signal_task =
-                signals.map(|s| tokio::spawn(watch_signals(s, shutdown.clone(), now.clone())));
+            let signal_task = signals.map(|s| {
+                tokio::spawn(watch_signals(
+                    s,
+                    shutdown.clone(),
+                    hooks.clone(),
+                    now.clone(),
+                ))
+            });
             let housekeeping = tokio::spawn(housekeeping(shared.clone()));
             let tracker = TaskTracker::new();
             let accept_tasks: Vec<_> = listeners
@@ -222,6 +235,7 @@ impl TokioServer {
                 "shutting down: {} connections, up to {grace:?} to deliver responses",
                 tracker.len()
             );
+            hooks.shutdown();
             for task in accept_tasks {
                 if let Err(e) = task.await {
                     warn!("an accept task failed: {e}");
@@ -361,10 +375,20 @@ fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Shared, log: &mut RateLi
 }
 
 /// SIGINT or SIGTERM starts a graceful shutdown; a second one closes every
-/// connection at once.
-async fn watch_signals(mut signals: Signals, shutdown: ShutdownHandle, now: CancellationToken) {
+/// connection at once. SIGHUP runs the hangup hook and stops nothing.
+async fn watch_signals(
+    mut signals: Signals,
+    shutdown: ShutdownHandle,
+    hooks: Hooks,
+    now: CancellationToken,
+) {
     loop {
         let name = tokio::select! {
+            _ = signals.hangup.recv() => {
+                debug!("signal SIGHUP");
+                hooks.hangup();
+                continue;
+            }
             _ = signals.interrupt.recv() => "SIGINT",
             _ = signals.terminate.recv() => "SIGTERM",
         };
