@@ -368,10 +368,12 @@ impl Metrics {
         self.load(self.shape.request(m, c))
     }
 
+    /// Bytes read from clients so far, on every port.
     pub fn bytes_received(&self) -> u64 {
         self.bytes_received.load(Relaxed)
     }
 
+    /// Bytes written to clients so far, on every port.
     pub fn bytes_sent(&self) -> u64 {
         self.bytes_sent.load(Relaxed)
     }
@@ -606,15 +608,25 @@ impl LocalCounts {
 pub struct Readings<'a> {
     /// Server model name for `reactor_rpc_build_info{model}`.
     pub model: &'a str,
+    /// Connections open now (`reactor_rpc_connections`).
     pub connections: u64,
+    /// Connections accepted since start (`reactor_rpc_connections_total`).
     pub connections_total: u64,
+    /// Connections refused at the limit (`reactor_rpc_connections_rejected_total`).
     pub connections_rejected: u64,
+    /// Keys in the cache (`reactor_rpc_keys`).
     pub keys: u64,
+    /// Heavy jobs waiting for a worker (`reactor_rpc_jobs{state="queued"}`).
     pub jobs_queued: u64,
+    /// Heavy jobs on a worker now (`reactor_rpc_jobs{state="running"}`).
     pub jobs_running: u64,
+    /// Heavy jobs finished since start (`reactor_rpc_jobs{state="completed"}`).
     pub jobs_completed: u64,
+    /// The cache's accounted memory (`reactor_rpc_used_memory_bytes`).
     pub used_memory_bytes: u64,
+    /// Keys evicted under maxmemory (`reactor_rpc_evicted_keys_total`).
     pub evicted_keys_total: u64,
+    /// Keys removed because their TTL passed (`reactor_rpc_expired_keys_total`).
     pub expired_keys_total: u64,
 }
 
@@ -731,9 +743,13 @@ fn escape_help(out: &mut String, help: &str) {
 /// cannot be read.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ProcessStats {
+    /// Resident set size (`process_resident_memory_bytes`).
     pub resident_memory_bytes: Option<u64>,
+    /// User plus system CPU time (`process_cpu_seconds_total`).
     pub cpu_seconds: Option<f64>,
+    /// Open file descriptors (`process_open_fds`).
     pub open_fds: Option<u64>,
+    /// Start time as Unix seconds (`process_start_time_seconds`).
     pub start_time_seconds: Option<f64>,
 }
 
