@@ -15,7 +15,9 @@ use log::error;
 
 use crate::logging;
 use crate::size::parse_size;
-use reactor_rpc::{cpus, Config, Model, Server, Service};
+use reactor_rpc::ops::pidfile::{Pidfile, PidfileError};
+use reactor_rpc::ops::systemd::{self, Role};
+use reactor_rpc::{cpus, Config, Inherited, Model, Server, Service};
 
 /// Flags of `reactor-rpc serve`.
 #[derive(clap::Args)]
@@ -62,6 +64,10 @@ pub struct ServeArgs {
     /// Serve `GET /metrics` (Prometheus text format) on this host:port.
     #[arg(long, env = "REACTOR_RPC_METRICS_ADDR")]
     metrics_addr: Option<String>,
+    /// Write this process's pid to this file once listening; removed at a
+    /// clean exit. A file naming a live process stops the server (exit 2).
+    #[arg(long, env = "REACTOR_RPC_PIDFILE")]
+    pidfile: Option<PathBuf>,
     /// Log level.
     #[arg(long, env = "REACTOR_RPC_LOG_LEVEL", default_value = "info",
           value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
@@ -147,7 +153,16 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.workers = args.workers.map_or_else(cpus, saturating_usize);
     config.offload = !args.no_offload;
     config.signals = true;
-    let server = match Server::bind(config, Arc::new(Service::new())) {
+    config.hooks.on_shutdown = Some(Arc::new(|| {
+        if let Err(e) = systemd::notify_stopping() {
+            log::warn!("cannot tell systemd STOPPING=1: {e}");
+        }
+    }));
+    let inherited = match inherited_listeners() {
+        Ok(inherited) => inherited,
+        Err(e) => return refuse(log_file.is_some(), &e),
+    };
+    let server = match Server::bind_with(config, Arc::new(Service::new()), inherited) {
         Ok(server) => server,
         Err(e) => {
             // One line where the operator looks: stderr, and the log file if any.
@@ -158,6 +173,21 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Held until the server has stopped; dropping it removes the file.
+    let _pidfile = match args.pidfile.as_deref().map(Pidfile::create).transpose() {
+        Ok(pidfile) => pidfile,
+        Err(e @ PidfileError::AlreadyRunning { .. }) => return refuse(log_file.is_some(), &e),
+        Err(e) => {
+            if log_file.is_some() {
+                error!("{e}");
+            }
+            eprintln!("reactor-rpc: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = systemd::notify_ready() {
+        log::warn!("cannot tell systemd READY=1: {e}");
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -165,4 +195,34 @@ pub fn run(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line where the operator looks (stderr, and the log file if any), and
+/// exit status 2: the configuration or the environment forbids starting.
+fn refuse(to_log: bool, e: &dyn std::fmt::Display) -> ExitCode {
+    if to_log {
+        error!("{e}");
+    }
+    eprintln!("reactor-rpc: {e}");
+    ExitCode::from(2)
+}
+
+/// The listening sockets systemd handed over (socket activation), by role;
+/// none when `LISTEN_PID` does not name this process.
+fn inherited_listeners() -> Result<Inherited, systemd::ActivationError> {
+    let mut from_systemd = systemd::inherited_listeners()?;
+    let mut inherited = Inherited::default();
+    inherited.rpc = from_systemd.take(Role::Rpc);
+    inherited.resp = from_systemd.take(Role::Resp);
+    inherited.metrics = from_systemd.take(Role::Metrics);
+    for (role, socket) in [
+        ("rpc", &inherited.rpc),
+        ("resp", &inherited.resp),
+        ("metrics", &inherited.metrics),
+    ] {
+        if let Some(Ok(addr)) = socket.as_ref().map(|s| s.local_addr()) {
+            log::info!("serving the inherited {role} socket {addr} (socket activation)");
+        }
+    }
+    Ok(inherited)
 }
