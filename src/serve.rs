@@ -15,9 +15,11 @@ use log::error;
 
 use crate::logging;
 use crate::size::parse_size;
+use reactor_rpc::ops::persist::{SaveMethod, Snapshots};
 use reactor_rpc::ops::pidfile::{Pidfile, PidfileError};
+use reactor_rpc::ops::snapshot::move_aside;
 use reactor_rpc::ops::systemd::{self, Role};
-use reactor_rpc::{cpus, Config, Inherited, Model, Server, Service};
+use reactor_rpc::{cpus, Config, Inherited, Model, Registry, Server, Service};
 
 /// Flags of `reactor-rpc serve`.
 #[derive(clap::Args)]
@@ -68,6 +70,18 @@ pub struct ServeArgs {
     /// clean exit. A file naming a live process stops the server (exit 2).
     #[arg(long, env = "REACTOR_RPC_PIDFILE")]
     pidfile: Option<PathBuf>,
+    /// Keep the cache in this snapshot file: loaded at start, written at a
+    /// graceful shutdown, every --save-interval, and by the `save` method.
+    #[arg(long, env = "REACTOR_RPC_SNAPSHOT")]
+    snapshot: Option<PathBuf>,
+    /// With --snapshot: seconds between saves, each only if the cache changed (0: never).
+    #[arg(long, env = "REACTOR_RPC_SAVE_INTERVAL", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    save_interval: u64,
+    /// With --snapshot: move a snapshot that does not load aside to
+    /// PATH.corrupt-<unix time> and start empty, instead of refusing to start.
+    #[arg(long, env = "REACTOR_RPC_SNAPSHOT_DISCARD_CORRUPT")]
+    snapshot_discard_corrupt: bool,
     /// Log level.
     #[arg(long, env = "REACTOR_RPC_LOG_LEVEL", default_value = "info",
           value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
@@ -162,7 +176,26 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Ok(inherited) => inherited,
         Err(e) => return refuse(log_file.is_some(), &e),
     };
-    let server = match Server::bind_with(config, Arc::new(Service::new()), inherited) {
+    let mut registry = Registry::builtin();
+    let snapshots = args
+        .snapshot
+        .clone()
+        .map(|path| Arc::new(Snapshots::new(path)));
+    if let Some(snapshots) = &snapshots {
+        registry.insert("save", SaveMethod(snapshots.clone()));
+    }
+    let service = Arc::new(Service::with_registry(registry));
+    if let Some(snapshots) = &snapshots {
+        if let Err(code) = load(
+            snapshots,
+            &service,
+            args.snapshot_discard_corrupt,
+            &log_file,
+        ) {
+            return code;
+        }
+    }
+    let server = match Server::bind_with(config, service.clone(), inherited) {
         Ok(server) => server,
         Err(e) => {
             // One line where the operator looks: stderr, and the log file if any.
@@ -188,7 +221,31 @@ pub fn run(args: ServeArgs) -> ExitCode {
     if let Err(e) = systemd::notify_ready() {
         log::warn!("cannot tell systemd READY=1: {e}");
     }
-    match server.run() {
+    let saver = snapshots
+        .as_ref()
+        .filter(|_| args.save_interval > 0)
+        .map(|s| Saver::start(s.clone(), service.clone(), args.save_interval));
+    let result = server.run();
+    drop(saver);
+    if let (Ok(()), Some(snapshots)) = (&result, &snapshots) {
+        match snapshots.save_waiting(service.cache()) {
+            Ok(info) => log::info!(
+                "saved {} keys ({} bytes) to {} in {} ms",
+                info.keys,
+                info.bytes,
+                snapshots.path().display(),
+                info.ms
+            ),
+            Err(e) => {
+                error!(
+                    "cannot save the snapshot {}: {e}",
+                    snapshots.path().display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("server failed: {e}");
@@ -225,4 +282,101 @@ fn inherited_listeners() -> Result<Inherited, systemd::ActivationError> {
         }
     }
     Ok(inherited)
+}
+
+/// Loads the snapshot into the cache. A missing file starts empty; one that
+/// does not load stops the server (exit 2, one line naming the file and the
+/// fault), or with `discard` is moved aside with a warning.
+fn load(
+    snapshots: &Snapshots,
+    service: &Service,
+    discard: bool,
+    log_file: &Option<logging::LogFile>,
+) -> Result<(), ExitCode> {
+    match snapshots.load_into(service.cache()) {
+        Ok(info) => {
+            log::info!(
+                "loaded {} keys ({} expired while down, {} bytes) from {} in {} ms",
+                info.keys,
+                info.expired,
+                info.bytes,
+                snapshots.path().display(),
+                info.ms
+            );
+            Ok(())
+        }
+        Err(e) if e.is_not_found() => {
+            log::info!(
+                "no snapshot at {} yet: starting empty",
+                snapshots.path().display()
+            );
+            Ok(())
+        }
+        Err(e) if discard => match move_aside(snapshots.path()) {
+            Ok(to) => {
+                log::warn!("{e}; moved it to {} and starting empty", to.display());
+                Ok(())
+            }
+            Err(m) => Err(refuse(
+                log_file.is_some(),
+                &format!("{e}; cannot move it aside: {m}"),
+            )),
+        },
+        Err(e) => Err(refuse(log_file.is_some(), &e)),
+    }
+}
+
+/// The thread that saves every `interval` seconds when the cache changed;
+/// stopped (and joined) on drop.
+struct Saver {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Saver {
+    fn start(snapshots: Arc<Snapshots>, service: Arc<Service>, interval: u64) -> Option<Saver> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let every = Duration::from_secs(interval);
+        let thread = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                // Disconnected (the server stopped) ends the loop.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    match snapshots.save_if_changed(service.cache()) {
+                        Ok(Some(info)) => log::info!(
+                            "saved {} keys ({} bytes) in {} ms",
+                            info.keys,
+                            info.bytes,
+                            info.ms
+                        ),
+                        Ok(None) => {}
+                        Err(e) => log::error!(
+                            "cannot save the snapshot {}: {e}",
+                            snapshots.path().display()
+                        ),
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Some(Saver {
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                log::error!("cannot start the snapshot thread: {e}; no periodic saves");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
