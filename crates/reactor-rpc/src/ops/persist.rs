@@ -1,7 +1,7 @@
 //! A live cache's snapshots: load one at start, save one on demand (the
 //! `save` method), periodically, and at shutdown.
 //!
-//! [`snapshot`](super::snapshot) knows the file format and nothing of the
+//! [`snapshot`] knows the file format and nothing of the
 //! cache; the cache knows its keys and nothing of files. This module joins
 //! the two, and is the one place where the cache's export and import type
 //! ([`cache::Record`]) and the file's ([`snapshot::Record`]) are converted.

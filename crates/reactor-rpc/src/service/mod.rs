@@ -109,8 +109,8 @@ impl Service {
     /// `peer` only labels the debug log line.
     ///
     /// The request is counted in the metrics, timed from this call to its
-    /// response being appended (inside a dispatch loop, [`Batch`] times a
-    /// whole batch instead).
+    /// response being appended (`dispatch::process` times each batch as a
+    /// whole instead).
     pub fn handle(
         &self,
         peer: &dyn fmt::Display,
