@@ -34,11 +34,24 @@ fn signal(pid: u32, sig: libc::c_int) {
 
 #[test]
 fn sighup_reopens_the_log_file_after_logrotate_renamed_it() {
+    for model in ["reactor", "threaded", "pool"] {
+        hup_under_logrotate(model);
+    }
+}
+
+fn hup_under_logrotate(model: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("server.log");
     let rotated = dir.path().join("server.log.1");
     let mut child = Command::new(binary())
-        .args(["serve", "--addr", "127.0.0.1:0", "--log-file"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--model",
+            model,
+            "--log-file",
+        ])
         .arg(&log)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

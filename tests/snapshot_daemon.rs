@@ -257,3 +257,12 @@ fn save_interval_saves_only_when_the_cache_changed() {
     );
     server.terminate();
 }
+
+#[test]
+fn without_snapshot_there_is_no_save_method() {
+    let mut server = ServerProcess::spawn(&[]);
+    let mut s = server.raw();
+    let r = support::roundtrip(&mut s, &support::request("save", Value::Null));
+    support::assert_error(&r, "unknown_method");
+    server.terminate();
+}
