@@ -15,7 +15,11 @@ use log::error;
 
 use crate::logging;
 use crate::size::parse_size;
-use reactor_rpc::{cpus, Config, Model, Server, Service};
+use reactor_rpc::ops::persist::{SaveMethod, Snapshots};
+use reactor_rpc::ops::pidfile::{Pidfile, PidfileError};
+use reactor_rpc::ops::snapshot::move_aside;
+use reactor_rpc::ops::systemd::{self, Role};
+use reactor_rpc::{cpus, Config, Inherited, Model, Registry, Server, Service};
 
 /// Flags of `reactor-rpc serve`.
 #[derive(clap::Args)]
@@ -62,6 +66,22 @@ pub struct ServeArgs {
     /// Serve `GET /metrics` (Prometheus text format) on this host:port.
     #[arg(long, env = "REACTOR_RPC_METRICS_ADDR")]
     metrics_addr: Option<String>,
+    /// Write this process's pid to this file once listening; removed at a
+    /// clean exit. A file naming a live process stops the server (exit 2).
+    #[arg(long, env = "REACTOR_RPC_PIDFILE")]
+    pidfile: Option<PathBuf>,
+    /// Keep the cache in this snapshot file: loaded at start, written at a
+    /// graceful shutdown, every --save-interval, and by the `save` method.
+    #[arg(long, env = "REACTOR_RPC_SNAPSHOT")]
+    snapshot: Option<PathBuf>,
+    /// With --snapshot: seconds between saves, each only if the cache changed (0: never).
+    #[arg(long, env = "REACTOR_RPC_SAVE_INTERVAL", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    save_interval: u64,
+    /// With --snapshot: move a snapshot that does not load aside to
+    /// PATH.corrupt-<unix time> and start empty, instead of refusing to start.
+    #[arg(long, env = "REACTOR_RPC_SNAPSHOT_DISCARD_CORRUPT")]
+    snapshot_discard_corrupt: bool,
     /// Log level.
     #[arg(long, env = "REACTOR_RPC_LOG_LEVEL", default_value = "info",
           value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
@@ -147,7 +167,35 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.workers = args.workers.map_or_else(cpus, saturating_usize);
     config.offload = !args.no_offload;
     config.signals = true;
-    let server = match Server::bind(config, Arc::new(Service::new())) {
+    config.hooks.on_shutdown = Some(Arc::new(|| {
+        if let Err(e) = systemd::notify_stopping() {
+            log::warn!("cannot tell systemd STOPPING=1: {e}");
+        }
+    }));
+    let inherited = match inherited_listeners() {
+        Ok(inherited) => inherited,
+        Err(e) => return refuse(log_file.is_some(), &e),
+    };
+    let mut registry = Registry::builtin();
+    let snapshots = args
+        .snapshot
+        .clone()
+        .map(|path| Arc::new(Snapshots::new(path)));
+    if let Some(snapshots) = &snapshots {
+        registry.insert("save", SaveMethod(snapshots.clone()));
+    }
+    let service = Arc::new(Service::with_registry(registry));
+    if let Some(snapshots) = &snapshots {
+        if let Err(code) = load(
+            snapshots,
+            &service,
+            args.snapshot_discard_corrupt,
+            &log_file,
+        ) {
+            return code;
+        }
+    }
+    let server = match Server::bind_with(config, service.clone(), inherited) {
         Ok(server) => server,
         Err(e) => {
             // One line where the operator looks: stderr, and the log file if any.
@@ -158,11 +206,177 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match server.run() {
+    // Held until the server has stopped; dropping it removes the file.
+    let _pidfile = match args.pidfile.as_deref().map(Pidfile::create).transpose() {
+        Ok(pidfile) => pidfile,
+        Err(e @ PidfileError::AlreadyRunning { .. }) => return refuse(log_file.is_some(), &e),
+        Err(e) => {
+            if log_file.is_some() {
+                error!("{e}");
+            }
+            eprintln!("reactor-rpc: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = systemd::notify_ready() {
+        log::warn!("cannot tell systemd READY=1: {e}");
+    }
+    let saver = snapshots
+        .as_ref()
+        .filter(|_| args.save_interval > 0)
+        .map(|s| Saver::start(s.clone(), service.clone(), args.save_interval));
+    let result = server.run();
+    drop(saver);
+    if let (Ok(()), Some(snapshots)) = (&result, &snapshots) {
+        match snapshots.save_waiting(service.cache()) {
+            Ok(info) => log::info!(
+                "saved {} keys ({} bytes) to {} in {} ms",
+                info.keys,
+                info.bytes,
+                snapshots.path().display(),
+                info.ms
+            ),
+            Err(e) => {
+                error!(
+                    "cannot save the snapshot {}: {e}",
+                    snapshots.path().display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("server failed: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line where the operator looks (stderr, and the log file if any), and
+/// exit status 2: the configuration or the environment forbids starting.
+fn refuse(to_log: bool, e: &dyn std::fmt::Display) -> ExitCode {
+    if to_log {
+        error!("{e}");
+    }
+    eprintln!("reactor-rpc: {e}");
+    ExitCode::from(2)
+}
+
+/// The listening sockets systemd handed over (socket activation), by role;
+/// none when `LISTEN_PID` does not name this process.
+fn inherited_listeners() -> Result<Inherited, systemd::ActivationError> {
+    let mut from_systemd = systemd::inherited_listeners()?;
+    let mut inherited = Inherited::default();
+    inherited.rpc = from_systemd.take(Role::Rpc);
+    inherited.resp = from_systemd.take(Role::Resp);
+    inherited.metrics = from_systemd.take(Role::Metrics);
+    for (role, socket) in [
+        ("rpc", &inherited.rpc),
+        ("resp", &inherited.resp),
+        ("metrics", &inherited.metrics),
+    ] {
+        if let Some(Ok(addr)) = socket.as_ref().map(|s| s.local_addr()) {
+            log::info!("serving the inherited {role} socket {addr} (socket activation)");
+        }
+    }
+    Ok(inherited)
+}
+
+/// Loads the snapshot into the cache. A missing file starts empty; one that
+/// does not load stops the server (exit 2, one line naming the file and the
+/// fault), or with `discard` is moved aside with a warning.
+fn load(
+    snapshots: &Snapshots,
+    service: &Service,
+    discard: bool,
+    log_file: &Option<logging::LogFile>,
+) -> Result<(), ExitCode> {
+    match snapshots.load_into(service.cache()) {
+        Ok(info) => {
+            log::info!(
+                "loaded {} keys ({} expired while down, {} bytes) from {} in {} ms",
+                info.keys,
+                info.expired,
+                info.bytes,
+                snapshots.path().display(),
+                info.ms
+            );
+            Ok(())
+        }
+        Err(e) if e.is_not_found() => {
+            log::info!(
+                "no snapshot at {} yet: starting empty",
+                snapshots.path().display()
+            );
+            Ok(())
+        }
+        Err(e) if discard => match move_aside(snapshots.path()) {
+            Ok(to) => {
+                log::warn!("{e}; moved it to {} and starting empty", to.display());
+                Ok(())
+            }
+            Err(m) => Err(refuse(
+                log_file.is_some(),
+                &format!("{e}; cannot move it aside: {m}"),
+            )),
+        },
+        Err(e) => Err(refuse(log_file.is_some(), &e)),
+    }
+}
+
+/// The thread that saves every `interval` seconds when the cache changed;
+/// stopped (and joined) on drop.
+struct Saver {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Saver {
+    fn start(snapshots: Arc<Snapshots>, service: Arc<Service>, interval: u64) -> Option<Saver> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let every = Duration::from_secs(interval);
+        let thread = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                // Disconnected (the server stopped) ends the loop.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    match snapshots.save_if_changed(service.cache()) {
+                        Ok(Some(info)) => log::info!(
+                            "saved {} keys ({} bytes) in {} ms",
+                            info.keys,
+                            info.bytes,
+                            info.ms
+                        ),
+                        Ok(None) => {}
+                        Err(e) => log::error!(
+                            "cannot save the snapshot {}: {e}",
+                            snapshots.path().display()
+                        ),
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Some(Saver {
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                log::error!("cannot start the snapshot thread: {e}; no periodic saves");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

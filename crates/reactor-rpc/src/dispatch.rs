@@ -86,6 +86,8 @@ pub fn process(
 ) -> Progress {
     let mut consumed = 0;
     let mut answered = 0;
+    let mut batch = crate::service::Batch::new(service);
+    let out_start = out.len();
     let stop = loop {
         if out.len() >= opt.max_output {
             break Stop::OutputFull;
@@ -101,19 +103,32 @@ pub fn process(
                     ),
                 );
                 write_error_frame(out, &err, None);
+                let metrics = service.metrics();
+                batch.push((
+                    metrics.other_method(),
+                    metrics.code_id(ErrorCode::FrameTooLarge.as_str()),
+                ));
                 answered += 1;
                 break Stop::TooLarge;
             }
             Decoded::Frame { body_len } => {
                 let body = &input[consumed + HEADER_LEN..consumed + HEADER_LEN + body_len];
-                if service.handle(peer, body, out, opt.offload) == Handled::Offload {
+                let (handled, label) = service.handle_labelled(peer, body, out, opt.offload);
+                if handled == Handled::Offload {
                     break Stop::Offload { body_len };
+                }
+                if let Some(label) = label {
+                    batch.push(label);
                 }
                 consumed += HEADER_LEN + body_len;
                 answered += 1;
             }
         }
     };
+    // Counted here rather than at each read and write, so every model
+    // counts the same way at one pair of adds per batch: the bytes of the
+    // requests taken and of the responses queued.
+    batch.bytes(consumed, out.len().saturating_sub(out_start));
     Progress {
         consumed,
         answered,

@@ -88,6 +88,8 @@ pub fn process(
 ) -> Progress {
     let mut consumed = 0;
     let mut answered = 0;
+    let mut batch = crate::service::Batch::new(service);
+    let out_start = out.len();
     let stop = loop {
         if out.len() >= opt.max_output {
             break Stop::OutputFull;
@@ -108,18 +110,21 @@ pub fn process(
                 if args.len() == 0 {
                     continue; // a blank line or `*0`: no reply, as in Redis
                 }
-                let flow = if args.len() <= STACK_ARGS {
+                let (flow, label) = if args.len() <= STACK_ARGS {
                     let mut argv: [&[u8]; STACK_ARGS] = [&[]; STACK_ARGS];
                     let n = args.len();
                     for (slot, arg) in argv.iter_mut().zip(args) {
                         *slot = arg;
                     }
-                    redis::execute(service, &mut conn.session, &argv[..n], out)
+                    redis::execute_labelled(service, &mut conn.session, &argv[..n], out)
                 } else {
                     // Grows with the arguments present (already parsed).
                     let argv: Vec<&[u8]> = args.collect();
-                    redis::execute(service, &mut conn.session, &argv, out)
+                    redis::execute_labelled(service, &mut conn.session, &argv, out)
                 };
+                if let Some(label) = label {
+                    batch.push(label);
+                }
                 answered += 1;
                 if flow == Flow::Close {
                     break Stop::Close { error: false };
@@ -127,6 +132,10 @@ pub fn process(
             }
         }
     };
+    // Counted here rather than at each read and write, so every model
+    // counts the same way at one pair of adds per batch: the bytes of the
+    // requests taken and of the responses queued.
+    batch.bytes(consumed, out.len().saturating_sub(out_start));
     Progress {
         consumed,
         answered,

@@ -35,6 +35,7 @@ pub enum Outcome {
     Incomplete,
     /// A whole request in the first `consumed` bytes; more may follow.
     Request {
+        /// Bytes of input the request takes, headers (and any body) included.
         consumed: usize,
         /// `GET /metrics`: answer with the metrics, else 404.
         path_ok: bool,
@@ -72,13 +73,18 @@ impl Malformed {
 /// The statuses this server answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// 200: the metrics follow.
     Ok,
+    /// 400: not HTTP this server reads.
     BadRequest,
+    /// 404: any path but `/metrics`.
     NotFound,
+    /// 431: too many or too large headers.
     HeaderFieldsTooLarge,
 }
 
 impl Status {
+    /// The numeric status code.
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
@@ -88,6 +94,7 @@ impl Status {
         }
     }
 
+    /// The reason phrase of the status line.
     pub fn reason(self) -> &'static str {
         match self {
             Status::Ok => "OK",
@@ -234,7 +241,12 @@ pub enum Step {
     NeedMore,
     /// A response was appended to `out`; drop the first `consumed` input
     /// bytes, and close once the output is written if `close`.
-    Responded { consumed: usize, close: bool },
+    Responded {
+        /// Input bytes the request took.
+        consumed: usize,
+        /// Close the connection once the output is written.
+        close: bool,
+    },
 }
 
 /// [`feed`] plus the matching response, for a connection loop: reads the

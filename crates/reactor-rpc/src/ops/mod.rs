@@ -6,16 +6,19 @@
 //!             and the Prometheus text exposition (format 0.0.4)
 //!   http      a pure, incremental HTTP/1.x request reader for the metrics port
 //!   snapshot  the cache's crash-safe snapshot file: writer, loader, move-aside
+//!   persist   a live cache's snapshots: load, save (method, periodic, shutdown)
 //!   pidfile   one pid file per running server; refuses to start twice
 //!   systemd   readiness notification and socket activation
 //! ```
 //!
 //! Like `protocol` and `service`, none of these owns a socket loop: a server
-//! model calls them. They depend on nothing else in the crate, so the cache,
-//! the reactor and the threaded models can change without touching them.
+//! model calls them. They depend on nothing else in the crate (but
+//! `persist`, which joins the cache to the snapshot file), so the cache, the
+//! reactor and the threaded models can change without touching them.
 
 pub mod http;
 pub mod metrics;
+pub mod persist;
 pub mod pidfile;
 pub mod snapshot;
 pub mod systemd;

@@ -32,9 +32,19 @@ pub struct Pidfile {
 #[derive(Debug)]
 pub enum PidfileError {
     /// The file names a process that is running.
-    AlreadyRunning { path: PathBuf, pid: u32 },
+    AlreadyRunning {
+        /// The pid file.
+        path: PathBuf,
+        /// The live process it names.
+        pid: u32,
+    },
     /// The file could not be read or written.
-    Io { path: PathBuf, error: io::Error },
+    Io {
+        /// The pid file.
+        path: PathBuf,
+        /// What went wrong.
+        error: io::Error,
+    },
 }
 
 impl fmt::Display for PidfileError {
@@ -63,7 +73,9 @@ impl std::error::Error for PidfileError {
 /// What `kill(pid, 0)` says about a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
+    /// The process exists (possibly owned by another user).
     Alive,
+    /// No such process.
     Gone,
 }
 
@@ -149,10 +161,12 @@ impl Pidfile {
         Ok(Pidfile { path, pid })
     }
 
+    /// Where the file is.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The pid written in it (this process).
     pub fn pid(&self) -> u32 {
         self.pid
     }

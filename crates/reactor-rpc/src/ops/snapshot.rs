@@ -93,6 +93,7 @@ pub enum ValueKind {
 }
 
 impl ValueKind {
+    /// The kind a record's kind byte stands for, if any.
     pub fn from_u8(b: u8) -> Option<ValueKind> {
         match b {
             0 => Some(ValueKind::Int),
@@ -106,7 +107,9 @@ impl ValueKind {
 /// One cache entry as the snapshot stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// The key's bytes.
     pub key: Vec<u8>,
+    /// How the value is stored.
     pub kind: ValueKind,
     /// For [`ValueKind::Int`], the 8 bytes of an `i64`, little-endian.
     pub value: Vec<u8>,
@@ -362,18 +365,35 @@ pub enum SnapshotErrorKind {
     /// A snapshot from another version of the format.
     UnknownVersion(u32),
     /// Shorter than the header says (or than a header and trailer).
-    Truncated { expected: u64, actual: u64 },
+    Truncated {
+        /// Bytes the header (or the format) requires.
+        expected: u64,
+        /// Bytes in the file.
+        actual: u64,
+    },
     /// The bytes are not those the writer wrote.
-    CrcMismatch { stored: u32, computed: u32 },
+    CrcMismatch {
+        /// The CRC in the trailer.
+        stored: u32,
+        /// The CRC of the bytes read.
+        computed: u32,
+    },
     /// The CRC matches but the contents make no sense (a writer bug, or a
     /// file crafted by hand).
-    Corrupt { offset: u64, what: &'static str },
+    Corrupt {
+        /// Where in the file the fault is.
+        offset: u64,
+        /// What is wrong there.
+        what: &'static str,
+    },
 }
 
 /// A snapshot that did not load, and which file it was.
 #[derive(Debug)]
 pub struct SnapshotError {
+    /// The snapshot file.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub kind: SnapshotErrorKind,
 }
 

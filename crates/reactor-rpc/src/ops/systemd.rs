@@ -56,6 +56,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in descriptor-matching order.
     pub const ALL: [Role; 3] = [Role::Rpc, Role::Resp, Role::Metrics];
 
     /// The `FileDescriptorName=` that selects this role.
@@ -67,6 +68,7 @@ impl Role {
         }
     }
 
+    /// The role a `FileDescriptorName=` selects, if any.
     pub fn from_name(name: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.name() == name)
     }
@@ -88,13 +90,26 @@ pub enum ActivationError {
     /// `LISTEN_PID`, `LISTEN_FDS` or `LISTEN_FDNAMES` is malformed.
     Environment(io::Error),
     /// Several descriptors, and one's name is not a role.
-    UnknownName { fd: RawFd, name: String },
+    UnknownName {
+        /// The descriptor.
+        fd: RawFd,
+        /// Its name in `LISTEN_FDNAMES`.
+        name: String,
+    },
     /// Two descriptors for one role.
-    DuplicateRole { role: Role, fds: [RawFd; 2] },
+    DuplicateRole {
+        /// The role named twice.
+        role: Role,
+        /// The two descriptors.
+        fds: [RawFd; 2],
+    },
     /// A descriptor is not a listening TCP socket.
     NotTcpListener {
+        /// The descriptor.
         fd: RawFd,
+        /// The role it was meant for.
         role: Role,
+        /// What checking it said.
         error: io::Error,
     },
 }

@@ -125,6 +125,8 @@ struct Entry {
     /// The response's `out` field: the method name, except `pong` for `ping`.
     out: Box<str>,
     method: Arc<dyn Method>,
+    /// The method's row in the service's metrics, set by [`Registry::label`].
+    metric: crate::ops::metrics::MethodId,
 }
 
 /// Method name → method: what a [`Service`](crate::Service) can answer.
@@ -208,6 +210,7 @@ impl Registry {
         let entry = Entry {
             out: out.into(),
             method: Arc::new(method),
+            metric: crate::ops::metrics::MethodId::default(),
         };
         self.methods.insert(name.into(), entry);
         self
@@ -217,6 +220,25 @@ impl Registry {
     #[inline]
     pub fn get(&self, name: &str) -> Option<(&str, &dyn Method)> {
         self.methods.get(name).map(|e| (&*e.out, &*e.method))
+    }
+
+    /// Looks a method up with its metrics row, for the request path.
+    #[inline]
+    pub(crate) fn get_labelled(
+        &self,
+        name: &str,
+    ) -> Option<(&str, &dyn Method, crate::ops::metrics::MethodId)> {
+        self.methods
+            .get(name)
+            .map(|e| (&*e.out, &*e.method, e.metric))
+    }
+
+    /// Resolves every method's metrics row once, so the request path never
+    /// searches the label table.
+    pub(crate) fn label(&mut self, metrics: &crate::ops::metrics::Metrics) {
+        for (name, entry) in self.methods.iter_mut() {
+            entry.metric = metrics.method_id(name);
+        }
     }
 
     /// The registered method names, sorted.

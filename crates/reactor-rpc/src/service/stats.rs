@@ -181,6 +181,8 @@ impl Stats {
             "keyspace_hits": cache.keyspace_hits,
             "keyspace_misses": cache.keyspace_misses,
             "uptime_ms": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
             "jobs": {
                 "queued": self.jobs_queued.load(Relaxed),
                 "running": self.jobs_running.load(Relaxed),

@@ -71,15 +71,36 @@ pub enum Flow {
 
 /// Runs one command (`args[0]` is its name) and appends exactly one reply to
 /// `out`. An empty `args` writes nothing (Redis ignores empty requests).
+///
+/// The command is counted in the metrics, timed from this call to its reply
+/// being appended.
 pub fn execute(
     service: &Service,
     session: &mut Session,
     args: &[&[u8]],
     out: &mut Vec<u8>,
 ) -> Flow {
+    let started = std::time::Instant::now();
+    let (flow, label) = execute_labelled(service, session, args, out);
+    if let Some((method, code)) = label {
+        service.metrics().observe(method, code, started.elapsed());
+    }
+    flow
+}
+
+/// [`execute`] without the metrics: returns what to count. A command is
+/// counted under the JSON method of the same name (`get`, `set`, `ping`, …)
+/// or `other`; its code is `ok`, or the error class its reply starts with.
+pub(crate) fn execute_labelled(
+    service: &Service,
+    session: &mut Session,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> (Flow, Option<crate::service::Label>) {
     let Some(name) = args.first() else {
-        return Flow::Continue;
+        return (Flow::Continue, None);
     };
+    let start = out.len();
     service.stats().count_request();
     let mut cx = Cx {
         service,
@@ -87,15 +108,50 @@ pub fn execute(
         session,
         close: false,
     };
-    match lookup(COMMANDS, name) {
-        None => unknown_command(&mut cx.reply, args),
-        Some(cmd) if !arity_ok(cmd.arity, args.len()) => wrong_arity(&mut cx.reply, cmd.name),
-        Some(cmd) => (cmd.run)(&mut cx, args),
-    }
-    if cx.close {
+    let metrics = service.metrics();
+    let method = match lookup(COMMANDS, name) {
+        None => {
+            unknown_command(&mut cx.reply, args);
+            metrics.other_method()
+        }
+        Some(cmd) if !arity_ok(cmd.arity, args.len()) => {
+            wrong_arity(&mut cx.reply, cmd.name);
+            metrics.method_id(cmd.name)
+        }
+        Some(cmd) => {
+            (cmd.run)(&mut cx, args);
+            metrics.method_id(cmd.name)
+        }
+    };
+    let flow = if cx.close {
         Flow::Close
     } else {
         Flow::Continue
+    };
+    let code = match out.get(start..) {
+        Some([b'-' | b'!', reply @ ..]) => metrics.code_id(reply_error_code(reply)),
+        _ => crate::ops::metrics::CodeId::OK,
+    };
+    (flow, Some((method, code)))
+}
+
+/// The JSON error code closest to a RESP error reply (after its `-`).
+fn reply_error_code(reply: &[u8]) -> &'static str {
+    // A RESP3 blob error starts with its length line.
+    let text = match reply.iter().position(|&b| b == b'\n') {
+        Some(i) if reply.first().is_some_and(u8::is_ascii_digit) => &reply[i + 1..],
+        _ => reply,
+    };
+    if text.starts_with(b"WRONGTYPE") {
+        "wrong_type"
+    } else if text.starts_with(b"OOM") {
+        "oom"
+    } else if text.starts_with(b"BUSY") {
+        "busy"
+    } else if text.starts_with(b"ERR unknown command") {
+        "unknown_method"
+    } else {
+        "bad_request"
     }
 }
 

@@ -1,5 +1,5 @@
 //! String commands: GET, SET and the INCR family. A RESP `SET` stores the
-//! bytes as given ([`Value::Raw`]); `GET` answers any stored value in its RESP
+//! bytes as given ([`Value::Raw`](crate::service::cache::Value::Raw)); `GET` answers any stored value in its RESP
 //! form (see the cache's value conversions), so keys set over JSON read back
 //! too, and integers are shared with the JSON `incr`.
 
