@@ -28,6 +28,8 @@ pub(crate) enum CloseReason {
     OutputNotRead,
     /// A length prefix over `--max-frame`, answered, then a lingering close.
     FrameTooLarge,
+    /// A frame begun was not complete within `--frame-timeout`.
+    FrameTimeout,
     /// The server shut down.
     Shutdown,
     /// A read or write failed (a reset, say); the error is logged at debug.
@@ -45,6 +47,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::OutputNotRead => "output not read",
             CloseReason::FrameTooLarge => "frame too large",
+            CloseReason::FrameTimeout => "frame timeout",
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "i/o error",
             CloseReason::ProtocolError => "protocol error",

@@ -112,6 +112,16 @@ enum Ending {
     Lingering(Instant, CloseReason),
 }
 
+/// Whether the input holds part of a frame, and since when: a frame begun
+/// must be complete within `--frame-timeout`, however the bytes dribble in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Every byte read so far belongs to a complete, answered frame.
+    Between,
+    /// A frame's first byte arrived at this moment (or the read that brought it).
+    Partial(Instant),
+}
+
 /// What the loop should do with a connection after driving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -157,6 +167,8 @@ pub struct Connection {
     needed: usize,
     /// Every complete frame in `input` has been answered.
     input_done: bool,
+    /// Whether a frame is half-read, and since when.
+    framing: Framing,
     /// The protocol it speaks (JSON, RESP or metrics HTTP).
     wire: Wire,
 }
@@ -189,6 +201,7 @@ impl Connection {
             eof: false,
             needed: wire.first_need(),
             input_done: true,
+            framing: Framing::Between,
             wire,
         }
     }
@@ -220,6 +233,22 @@ impl Connection {
     pub fn linger_deadline(&self) -> Option<(Instant, CloseReason)> {
         match self.ending {
             Ending::Lingering(until, why) => Some((until, why)),
+            _ => None,
+        }
+    }
+
+    /// Since when a frame is half-read, if one is.
+    #[inline]
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// When the half-read frame must be complete: only while the connection
+    /// reads requests (a pause for backpressure or a worker is the server's
+    /// doing, not the client's).
+    pub fn frame_deadline(&self, timeout: std::time::Duration) -> Option<Instant> {
+        match self.framing {
+            Framing::Partial(since) if self.decoding() => Some(since + timeout),
             _ => None,
         }
     }
@@ -312,7 +341,13 @@ impl Connection {
             Stop::NeedMore { needed } => {
                 self.needed = needed;
                 self.input_done = true;
-                if !self.input.is_empty() {
+                if self.input.is_empty() {
+                    self.framing = Framing::Between;
+                } else {
+                    if p.consumed > 0 || self.framing == Framing::Between {
+                        // A new frame began in what was just read.
+                        self.framing = Framing::Partial(env.now);
+                    }
                     // Half a request: don't let a delayed ACK hold its rest.
                     quickack(&self.stream);
                 }

@@ -46,7 +46,7 @@ use crate::net::{
 use crate::service::Service;
 use crate::shutdown::ShutdownHandle;
 use crate::wire::{Role, Wire};
-use connection::{Connection, Env, Next, Readiness};
+use connection::{Connection, Env, Framing, Next, Readiness};
 use housekeeping::Housekeeping;
 use timers::IdleTimers;
 use workers::WorkerPool;
@@ -81,6 +81,8 @@ pub struct Reactor {
     signals: Option<Signals>,
     shutdown: ShutdownHandle,
     timers: IdleTimers,
+    /// Frame deadlines: one entry per frame that began without completing.
+    frame_timers: IdleTimers,
     /// Connections whose heavy request found the job queue full.
     stalled: Vec<(usize, u64)>,
     /// Connections that used up their turn with work left: driven again
@@ -155,6 +157,7 @@ impl Reactor {
             signals,
             shutdown,
             timers: IdleTimers::default(),
+            frame_timers: IdleTimers::default(),
             stalled: Vec::new(),
             yielded: Vec::new(),
             now,
@@ -236,7 +239,14 @@ impl Reactor {
             return;
         };
         let id = conn.id;
+        let framing = conn.framing();
         let next = f(conn, &env);
+        if let Framing::Partial(since) = conn.framing() {
+            if framing != Framing::Partial(since) {
+                let timeout = self.config.limits.frame_timeout;
+                self.frame_timers.arm(since + timeout, key, id);
+            }
+        }
         self.settle(key, id, next);
     }
 
@@ -449,6 +459,7 @@ impl Reactor {
         let nearest = [
             Some(self.housekeeping.next_tick()),
             self.timers.next(),
+            self.frame_timers.next(),
             self.accept_paused_until,
             self.shutdown_deadline,
         ]

@@ -1,0 +1,53 @@
+//! Slow and crowding clients against the spawned binary: a client dribbling
+//! a frame is closed by `--frame-timeout`, however often its bytes come.
+//! Run for the models that enforce it (the tokio models do not yet).
+
+#[macro_use]
+mod support;
+
+use std::io::Write;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const MODELS: [&str; 3] = ["reactor", "threaded", "pool"];
+
+/// A frame header declaring 100 bytes, then one byte every 300 ms: each byte
+/// would reset the idle timeout (2 s), but the frame must be complete within
+/// `--frame-timeout 1`, so the connection is closed with "frame timeout"
+/// (the attack: a byte every 1.5 s against the 30 s default).
+#[test]
+fn dribbling_a_frame_ends_with_frame_timeout() {
+    for model in MODELS {
+        let mut server = ServerProcess::spawn(&[
+            "--model",
+            model,
+            "--frame-timeout",
+            "1",
+            "--idle-timeout",
+            "2",
+        ]);
+        let mut s = server.raw();
+        let start = Instant::now();
+        s.write_all(&100u32.to_le_bytes()).unwrap();
+        let closed = loop {
+            thread::sleep(Duration::from_millis(300));
+            if s.write_all(b"{").is_err() {
+                break start.elapsed();
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                panic!("{model}: still open after 10 s of dribbling");
+            }
+        };
+        let line =
+            server.wait_for_line("bye (frame timeout)", |l| l.contains("bye (frame timeout)"));
+        assert!(
+            closed >= Duration::from_millis(900),
+            "{model}: closed after {closed:?}: {line}"
+        );
+        // A ping on a fresh connection is still answered.
+        assert_usable(&mut server.raw());
+        server.terminate();
+    }
+}
