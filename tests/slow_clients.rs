@@ -51,3 +51,37 @@ fn dribbling_a_frame_ends_with_frame_timeout() {
         server.terminate();
     }
 }
+
+/// 3 000 clients connect and reset at once (the 20 000, scaled): the
+/// `comes`/`bye` lines are held to 100 a second plus a summary line per
+/// second, where before every connection logged two (6 000 lines here).
+#[test]
+fn a_connect_reset_storm_logs_a_bounded_number_of_lines() {
+    for model in MODELS {
+        let mut server = ServerProcess::spawn(&["--model", model]);
+        let start = Instant::now();
+        for _ in 0..30 {
+            let batch: Vec<_> = (0..100).map(|_| server.raw()).collect();
+            for s in batch {
+                reset(s);
+            }
+        }
+        let mut client = server.client();
+        wait_until("the storm's connections to close", TIMEOUT, || {
+            stats(&mut client)["connections_total"].as_u64() >= Some(3_001)
+                && stats(&mut client)["connections"].as_u64() == Some(1)
+        });
+        let secs = start.elapsed().as_secs() + 2;
+        // The summary of the last second arrives with the next housekeeping tick.
+        server.wait_for_line("the summary line", |l| l.contains("held back"));
+        drop(client);
+        server.terminate();
+        let lines = server.log.len() as u64;
+        let bound = secs * (100 + 1) + 10;
+        assert!(
+            lines <= bound,
+            "{model}: {lines} log lines for 3 000 connections in {secs} s (bound {bound})"
+        );
+        eprintln!("{model}: {lines} log lines for 3 000 connect-then-reset");
+    }
+}

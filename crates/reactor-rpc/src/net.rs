@@ -54,12 +54,92 @@ impl CloseReason {
         }
     }
 
-    /// Logs the `bye` line of a connection at `level`.
+    /// Logs the `bye` line of a connection at `level` (within [`CONN_LINES_PER_SEC`]).
     pub(crate) fn log(self, level: log::Level, peer: &dyn std::fmt::Display) {
+        if !conn_line_allowed(level) {
+            return;
+        }
         match self {
             CloseReason::Bye => log::log!(level, "{peer} bye"),
             why => log::log!(level, "{peer} bye ({})", why.as_str()),
         }
+    }
+}
+
+/// Per-connection lines (`comes`, `bye`) logged per second at most; beyond
+/// it they are counted and one summary line says how many were held back, so
+/// a connect/reset storm cannot fill a disk with its log.
+pub(crate) const CONN_LINES_PER_SEC: u32 = 100;
+
+/// The current second's budget of per-connection lines, for the whole process.
+struct ConnLines {
+    /// When the current one-second window began (`None`: no line yet).
+    since: Option<std::time::Instant>,
+    logged: u32,
+    held: u64,
+}
+
+static CONN_LINES: std::sync::Mutex<ConnLines> = std::sync::Mutex::new(ConnLines {
+    since: None,
+    logged: 0,
+    held: 0,
+});
+
+/// Whether a per-connection line may be logged now; reports the lines held
+/// back once their second is over. Lines below the enabled level cost nothing.
+fn conn_line_allowed(level: log::Level) -> bool {
+    if !log::log_enabled!(level) {
+        return false;
+    }
+    let now = std::time::Instant::now();
+    let mut lines = CONN_LINES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    roll_conn_lines(&mut lines, now);
+    if lines.logged < CONN_LINES_PER_SEC {
+        lines.logged += 1;
+        true
+    } else {
+        lines.held += 1;
+        false
+    }
+}
+
+/// Starts a new window once a second has passed, reporting what the last held back.
+fn roll_conn_lines(lines: &mut ConnLines, now: std::time::Instant) {
+    match lines.since {
+        Some(since) if now.duration_since(since) < Duration::from_secs(1) => {}
+        _ => {
+            if lines.held > 0 {
+                log::warn!(
+                    "{} connection log lines (comes/bye) held back in the last second (at most {CONN_LINES_PER_SEC} a second)",
+                    lines.held
+                );
+            }
+            *lines = ConnLines {
+                since: Some(now),
+                logged: 0,
+                held: 0,
+            };
+        }
+    }
+}
+
+/// Reports held-back connection lines whose second is over, even when no
+/// connection comes to trigger it (called by each model's housekeeping).
+pub(crate) fn flush_conn_lines() {
+    let mut lines = CONN_LINES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if lines.held > 0 {
+        roll_conn_lines(&mut lines, std::time::Instant::now());
+    }
+}
+
+/// Logs the `comes` line of a connection at `level` (within [`CONN_LINES_PER_SEC`]).
+pub(crate) fn log_comes(level: log::Level, peer: &dyn std::fmt::Display) {
+    if conn_line_allowed(level) {
+        log::log!(level, "{peer} comes");
     }
 }
 

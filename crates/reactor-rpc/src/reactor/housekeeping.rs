@@ -114,6 +114,7 @@ impl Reactor {
         }
         self.housekeeping.next_tick = now + HOUSEKEEPING_INTERVAL;
         self.service.housekeeping(now);
+        crate::net::flush_conn_lines();
         self.trim_buffers(now);
         self.release_memory();
     }

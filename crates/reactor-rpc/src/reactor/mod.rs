@@ -331,7 +331,7 @@ impl Reactor {
             self.timers.arm(self.now + timeout, key, id);
         }
         self.service.stats().connection_opened();
-        info!("{peer} comes");
+        crate::net::log_comes(Level::Info, &peer);
     }
 
     /// Over `--max-conns`: one `overloaded` response, best effort, then close.

@@ -212,6 +212,7 @@ impl Shared {
     fn housekeeping(&self) {
         while !self.sleep_unless_stopped(HOUSEKEEPING_INTERVAL) {
             self.service.housekeeping(Instant::now());
+            crate::net::flush_conn_lines();
         }
     }
 }

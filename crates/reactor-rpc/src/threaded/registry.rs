@@ -10,7 +10,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
-use log::{log, Level};
+use log::Level;
 
 use super::Shared;
 use crate::net::CloseReason;
@@ -102,7 +102,7 @@ impl Shared {
             log_level: if late { Level::Debug } else { Level::Info },
         };
         // Taken from the backlog during a shutdown: a client or a wake-up call.
-        log!(conn.log_level, "{peer} comes");
+        crate::net::log_comes(conn.log_level, &peer);
         Ok(conn)
     }
 
