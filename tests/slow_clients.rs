@@ -85,3 +85,34 @@ fn a_connect_reset_storm_logs_a_bounded_number_of_lines() {
         eprintln!("{model}: {lines} log lines for 3 000 connect-then-reset");
     }
 }
+
+/// `--max-conns-per-ip 2`: a third connection from the same address gets
+/// `overloaded` and a close; once one of the two leaves, a new one is served.
+#[test]
+fn a_third_connection_from_one_address_is_refused() {
+    for model in MODELS {
+        let mut server = ServerProcess::spawn(&["--model", model, "--max-conns-per-ip", "2"]);
+        let mut first = server.raw();
+        let mut second = server.raw();
+        assert_usable(&mut first);
+        assert_usable(&mut second);
+        let mut third = server.raw();
+        let response = read_response(&mut third);
+        assert_error(&response, "overloaded");
+        expect_closed(&mut third);
+        drop(first);
+        let mut client = server.client();
+        wait_until("the first connection to be gone", TIMEOUT, || match client
+            .call("stats", &serde_json::Value::Null)
+        {
+            Ok(_) => true,
+            Err(_) => {
+                client = server.client();
+                false
+            }
+        });
+        assert_usable(&mut second);
+        drop((second, client));
+        server.terminate();
+    }
+}

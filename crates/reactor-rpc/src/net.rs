@@ -143,6 +143,77 @@ pub(crate) fn log_comes(level: log::Level, peer: &dyn std::fmt::Display) {
     }
 }
 
+/// Which limit a refused connection ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `--max-conns` connections are open.
+    MaxConns(usize),
+    /// Its address holds `--max-conns-per-ip` connections.
+    PerIp(usize),
+}
+
+impl Refusal {
+    /// The `overloaded` frame the client is sent.
+    pub(crate) fn frame(self) -> Vec<u8> {
+        match self {
+            Refusal::MaxConns(n) => crate::protocol::message::refusal_frame(n),
+            Refusal::PerIp(n) => crate::protocol::message::per_ip_refusal_frame(n),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::MaxConns(n) => write!(f, "at max-conns {n}"),
+            Refusal::PerIp(n) => write!(f, "its address at max-conns-per-ip {n}"),
+        }
+    }
+}
+
+/// Open connections per client address, for `--max-conns-per-ip` (empty when
+/// the limit is off, so it costs nothing then).
+#[derive(Debug, Default)]
+pub(crate) struct PerIp {
+    limit: usize,
+    open: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+impl PerIp {
+    pub(crate) fn new(limit: usize) -> PerIp {
+        PerIp {
+            limit,
+            open: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Counts one more connection from `ip`, or says it is over the limit.
+    pub(crate) fn admit(&mut self, ip: std::net::IpAddr) -> Result<(), Refusal> {
+        if self.limit == 0 {
+            return Ok(());
+        }
+        let open = self.open.entry(ip).or_insert(0);
+        if *open >= self.limit {
+            return Err(Refusal::PerIp(self.limit));
+        }
+        *open += 1;
+        Ok(())
+    }
+
+    /// Counts one connection from `ip` less.
+    pub(crate) fn release(&mut self, ip: std::net::IpAddr) {
+        if self.limit == 0 {
+            return;
+        }
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.open.entry(ip) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+}
+
 /// Listen backlog: enough for a burst of thousands of connects. The kernel caps
 /// it at `net.core.somaxconn`.
 pub const BACKLOG: i32 = 4096;

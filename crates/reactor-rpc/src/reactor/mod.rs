@@ -41,7 +41,7 @@ use crate::config::Config;
 use crate::dispatch;
 use crate::net::{
     log_listening, out_of_descriptors, transient_accept_error, turn_away, CloseReason, Listeners,
-    RateLimitedLog, ACCEPT_BACKOFF,
+    PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF,
 };
 use crate::service::Service;
 use crate::shutdown::ShutdownHandle;
@@ -94,6 +94,8 @@ pub struct Reactor {
     /// Set once shutdown starts: the moment it must be over.
     shutdown_deadline: Option<Instant>,
     next_conn_id: u64,
+    /// Open connections per address (`--max-conns-per-ip`).
+    per_ip: PerIp,
     refused_log: RateLimitedLog,
     accept_log: RateLimitedLog,
 }
@@ -145,6 +147,7 @@ impl Reactor {
             max_output: config.limits.max_output,
         };
         let now = Instant::now();
+        let per_ip = PerIp::new(config.limits.max_conns_per_ip);
         Ok(Reactor {
             poll,
             listeners,
@@ -165,6 +168,7 @@ impl Reactor {
             accept_paused_until: None,
             shutdown_deadline: None,
             next_conn_id: 0,
+            per_ip,
             refused_log: RateLimitedLog::new(Duration::from_secs(1)),
             accept_log: RateLimitedLog::new(Duration::from_secs(1)),
         })
@@ -305,7 +309,15 @@ impl Reactor {
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, wire: Wire) {
         if self.conns.len() >= self.config.limits.max_conns {
-            self.refuse(stream, peer);
+            self.refuse(
+                stream,
+                peer,
+                Refusal::MaxConns(self.config.limits.max_conns),
+            );
+            return;
+        }
+        if let Err(refusal) = self.per_ip.admit(peer.ip()) {
+            self.refuse(stream, peer, refusal);
             return;
         }
         if let Err(e) = stream.set_nodelay(true) {
@@ -321,6 +333,7 @@ impl Reactor {
             .register(&mut stream, Token(key), interest)
         {
             warn!("{peer}: cannot register connection: {e}");
+            self.per_ip.release(peer.ip());
             return;
         }
         let id = self.next_conn_id;
@@ -334,16 +347,13 @@ impl Reactor {
         crate::net::log_comes(Level::Info, &peer);
     }
 
-    /// Over `--max-conns`: one `overloaded` response, best effort, then close.
-    fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    /// Over `--max-conns` or `--max-conns-per-ip`: one `overloaded` response,
+    /// best effort, then close.
+    fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr, why: Refusal) {
         self.service.stats().connection_rejected();
-        let frame = crate::protocol::message::refusal_frame(self.config.limits.max_conns);
-        turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
+        turn_away(&mut stream, &why.frame(), |s| s.shutdown(Shutdown::Write));
         if let Some(held) = self.refused_log.allow(self.now) {
-            warn!(
-                "refused {peer}: at max-conns {} ({held} more refused since last report)",
-                self.config.limits.max_conns
-            );
+            warn!("refused {peer}: {why} ({held} more refused since last report)");
         }
     }
 
@@ -354,6 +364,7 @@ impl Reactor {
         // Dropping the socket closes it, which also removes it from epoll: no
         // deregister syscall needed.
         let conn = self.conns.remove(key);
+        self.per_ip.release(conn.peer.ip());
         self.service.stats().connection_closed();
         why.log(Level::Info, &conn.peer);
     }

@@ -99,25 +99,21 @@ impl Shared {
     fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) -> Option<Conn> {
         match self.register(stream, peer) {
             Ok(conn) => Some(conn),
-            Err(stream) => {
-                self.refuse(stream, peer);
+            Err((stream, why)) => {
+                self.refuse(stream, peer, why);
                 None
             }
         }
     }
 
     /// Answers one `overloaded` error and closes, without ever blocking the acceptor.
-    fn refuse(&self, mut stream: TcpStream, peer: SocketAddr) {
+    fn refuse(&self, mut stream: TcpStream, peer: SocketAddr, why: net::Refusal) {
         self.service.stats().connection_rejected();
         if let Some(held) = allow(&self.refused_log) {
-            warn!(
-                "refused {peer}: at max-conns {} ({held} more refused since last report)",
-                self.limits.max_conns
-            );
+            warn!("refused {peer}: {why} ({held} more refused since last report)");
         }
         if stream.set_nonblocking(true).is_ok() {
-            let frame = crate::protocol::message::refusal_frame(self.limits.max_conns);
-            net::turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
+            net::turn_away(&mut stream, &why.frame(), |s| s.shutdown(Shutdown::Write));
         }
     }
 }

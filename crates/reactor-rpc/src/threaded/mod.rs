@@ -83,7 +83,7 @@ impl Threaded {
         let shared = Arc::new(Shared {
             service,
             limits: config.limits,
-            live: Mutex::new(Live::default()),
+            live: Mutex::new(Live::new(config.limits.max_conns_per_ip)),
             stop: Condvar::new(),
             drained: Condvar::new(),
             refused_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),
