@@ -61,3 +61,66 @@ fn set_fill_of_large_values_stays_under_maxmemory() {
     ping_within(server.addr, Duration::from_millis(100));
     server.terminate();
 }
+
+/// Samples the server while `attack` holds: a ping on a fresh connection
+/// answered within `ping_bound` each time, and the highest RSS seen, until
+/// the server's request count stops moving (every request answered or paused).
+fn watch(server: &mut ServerProcess, ping_bound: Duration) -> (u64, Duration) {
+    let mut client = server.client();
+    let mut peak = 0;
+    let mut slowest = Duration::ZERO;
+    let mut last_requests = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        peak = peak.max(rss_kib(server.pid()));
+        slowest = slowest.max(ping_within(server.addr, ping_bound));
+        // Our own ping and stats count too: at most 2 more means no progress.
+        let requests = stats(&mut client)["requests"].as_u64().unwrap_or(0);
+        if last_requests.is_some_and(|last| requests <= last + 2) || Instant::now() > deadline {
+            return (peak, slowest);
+        }
+        last_requests = Some(requests);
+        std::thread::sleep(Duration::from_millis(200)); // a sampling period
+    }
+}
+
+/// 200 connections each send 8 `get`s of one 1 MiB value and never read (the
+/// issue's 500, scaled): with `--max-output-total 32m` the reactor stops
+/// decoding for every connection holding output once the total is above the
+/// bound. Until `get` queues the shared value by reference, each connection
+/// still copies one response before it stops, so the bound checked is the
+/// total plus one value per connection plus 64 MiB (without the total bound:
+/// +1 GiB). A ping elsewhere stays answered, but not yet within the issue's
+/// 100 ms: the copies are made in the loop turn the requests arrive in.
+#[test]
+fn get_amplification_by_clients_that_never_read_is_bounded() {
+    let mut server = ServerProcess::spawn(&["--max-output-total", "32m", "--max-frame", "2m"]);
+    let mut setter = server.client();
+    let value = "v".repeat((1 << 20) - 100);
+    setter
+        .call("set", &json!({"key": "big", "value": value}))
+        .unwrap();
+    drop(value);
+    let base = rss_kib(server.pid());
+    let mut gets = Vec::new();
+    for i in 0..8 {
+        gets.extend(request_with_id("get", json!({"key": "big"}), json!(i)));
+    }
+    let conns: Vec<_> = (0..200)
+        .map(|_| {
+            let mut s = server.raw();
+            s.write_all(&gets).unwrap();
+            s
+        })
+        .collect();
+    let (peak, slowest) = watch(&mut server, Duration::from_secs(20));
+    let growth = peak.saturating_sub(base);
+    eprintln!("get amplification: RSS {base} KiB before, peak {peak} KiB (+{growth} KiB); slowest ping {slowest:?}");
+    let bound = 32 * MIB + 200 * MIB + 64 * MIB;
+    assert!(
+        growth <= bound,
+        "RSS grew by {growth} KiB (bound {bound} KiB)"
+    );
+    drop(conns);
+    server.terminate();
+}

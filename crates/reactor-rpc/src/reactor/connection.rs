@@ -169,6 +169,8 @@ pub struct Connection {
     input_done: bool,
     /// Whether a frame is half-read, and since when.
     framing: Framing,
+    /// Pending output as last added to the reactor's running total.
+    pub counted_output: usize,
     /// The protocol it speaks (JSON, RESP or metrics HTTP).
     wire: Wire,
 }
@@ -202,6 +204,7 @@ impl Connection {
             needed: wire.first_need(),
             input_done: true,
             framing: Framing::Between,
+            counted_output: 0,
             wire,
         }
     }
@@ -488,6 +491,12 @@ impl Connection {
     /// Bytes of output waiting, for the backpressure timeout.
     pub fn pending_output(&self) -> usize {
         self.output.len()
+    }
+
+    /// Drops the pending output of a connection being closed, so that the
+    /// running total forgets it.
+    pub fn forget_output(&mut self) {
+        self.output = WriteBuffer::new();
     }
 
     /// Frees the buffers of a quiet connection (nothing pending in either).

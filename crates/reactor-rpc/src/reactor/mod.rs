@@ -58,6 +58,42 @@ const WAKER: Token = Token(usize::MAX - 2);
 const FIRST_LISTENER: usize = usize::MAX - 3;
 const MAX_LISTENERS: usize = 3;
 
+/// The pending output of all connections together, kept as a running sum
+/// of what each connection last reported (a compare per drive, no scan).
+/// Above `--max-output-total`, every connection still holding output stops
+/// decoding (its high-water mark drops to one byte) until it drains: nothing
+/// is dropped, and clients that keep up with their responses (nothing
+/// pending) go on. A connection's share of the total was tried first, but
+/// the first ones to fill their 4 MiB made that share 4 MiB for everyone
+/// (200 non-reading clients grew RSS by 1 GiB over a 32 MiB bound).
+#[derive(Debug, Default)]
+struct OutputTotal {
+    bytes: usize,
+}
+
+impl OutputTotal {
+    /// The per-connection high-water mark for the next drive: the configured
+    /// one while the total is within `bound`, one byte above it.
+    #[inline]
+    fn high_water(&self, per_conn: usize, bound: usize) -> usize {
+        if self.bytes <= bound {
+            per_conn
+        } else {
+            1
+        }
+    }
+
+    /// Takes a connection's pending output into the total, after it moved.
+    #[inline]
+    fn recount(&mut self, conn: &mut Connection) {
+        let (was, now) = (conn.counted_output, conn.pending_output());
+        if was != now {
+            self.bytes = self.bytes - was + now;
+            conn.counted_output = now;
+        }
+    }
+}
+
 /// A listening socket and the role of what it accepts.
 struct Listening {
     role: Role,
@@ -96,6 +132,8 @@ pub struct Reactor {
     next_conn_id: u64,
     /// Open connections per address (`--max-conns-per-ip`).
     per_ip: PerIp,
+    /// Pending output of every connection together.
+    output: OutputTotal,
     refused_log: RateLimitedLog,
     accept_log: RateLimitedLog,
 }
@@ -169,6 +207,7 @@ impl Reactor {
             shutdown_deadline: None,
             next_conn_id: 0,
             per_ip,
+            output: OutputTotal::default(),
             refused_log: RateLimitedLog::new(Duration::from_secs(1)),
             accept_log: RateLimitedLog::new(Duration::from_secs(1)),
         })
@@ -233,9 +272,13 @@ impl Reactor {
 
     /// Runs one step `f` of a connection's cycle, then acts on its outcome.
     fn with_conn(&mut self, key: usize, f: impl FnOnce(&mut Connection, &Env<'_>) -> Next) {
+        let mut opts = self.opts;
+        opts.max_output = self
+            .output
+            .high_water(opts.max_output, self.config.limits.max_output_total);
         let env = Env {
             service: &self.service,
-            opts: self.opts,
+            opts,
             workers: self.workers.as_ref(),
             now: self.now,
         };
@@ -245,6 +288,7 @@ impl Reactor {
         let id = conn.id;
         let framing = conn.framing();
         let next = f(conn, &env);
+        self.output.recount(conn);
         if let Framing::Partial(since) = conn.framing() {
             if framing != Framing::Partial(since) {
                 let timeout = self.config.limits.frame_timeout;
@@ -363,8 +407,10 @@ impl Reactor {
         }
         // Dropping the socket closes it, which also removes it from epoll: no
         // deregister syscall needed.
-        let conn = self.conns.remove(key);
+        let mut conn = self.conns.remove(key);
         self.per_ip.release(conn.peer.ip());
+        conn.forget_output();
+        self.output.recount(&mut conn);
         self.service.stats().connection_closed();
         why.log(Level::Info, &conn.peer);
     }
