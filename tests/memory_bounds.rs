@@ -124,3 +124,72 @@ fn get_amplification_by_clients_that_never_read_is_bounded() {
     drop(conns);
     server.terminate();
 }
+
+/// Each connection sends a 4-byte header declaring a 1 MiB frame, then one
+/// byte, and waits: read buffers grow with the bytes that arrive, not with
+/// what a header announces. 1 000 connections (the 4 000 with 64 MiB,
+/// scaled) add at most 16 MiB plus 32 KiB a connection of bookkeeping
+/// (threads' stacks in `threaded`), and a ping elsewhere is answered in 50 ms.
+#[test]
+fn a_crowd_announcing_large_frames_commits_no_memory_for_them() {
+    for model in ["reactor", "threaded"] {
+        let mut server = ServerProcess::spawn(&["--model", model]);
+        let base = rss_kib(server.pid());
+        let mut start = (1u32 << 20).to_le_bytes().to_vec();
+        start.push(b'{');
+        let crowd: Vec<_> = (0..1000)
+            .map(|_| {
+                let mut s = server.raw();
+                s.write_all(&start).unwrap();
+                s
+            })
+            .collect();
+        let mut client = server.client();
+        wait_until("the crowd to be connected", TIMEOUT, || {
+            stats(&mut client)["connections"].as_u64() == Some(1001)
+        });
+        let (peak, slowest) = watch(&mut server, Duration::from_millis(50));
+        let growth = peak.saturating_sub(base);
+        eprintln!("{model}: header crowd: RSS {base} KiB before, {peak} KiB with 1 000 (+{growth} KiB); slowest ping {slowest:?}");
+        let bound = 16 * MIB + 1000 * 32;
+        assert!(
+            growth <= bound,
+            "{model}: RSS grew by {growth} KiB (bound {bound} KiB)"
+        );
+        drop((crowd, client));
+        server.terminate();
+    }
+}
+
+/// 50 000 keys with a 1 ms ttl set through the server (the 200 000,
+/// scaled): active expiry removes them without being asked, within seconds.
+#[test]
+fn keys_with_a_short_ttl_are_gone_without_being_read() {
+    let mut server = ServerProcess::spawn(&[]);
+    let mut s = server.raw();
+    for batch in 0..50 {
+        let mut bytes = Vec::new();
+        for i in 0..1000 {
+            let key = format!("t{batch}-{i}");
+            bytes.extend(request("set", json!({"key": key, "value": 1, "ttl_ms": 1})));
+        }
+        s.write_all(&bytes).unwrap();
+        for _ in 0..1000 {
+            assert_eq!(read_response(&mut s)["result"], true);
+        }
+    }
+    let mut client = server.client();
+    let start = Instant::now();
+    wait_until("the ttl keys to expire", Duration::from_secs(20), || {
+        stats(&mut client)["keys"].as_u64() == Some(0)
+    });
+    let took = start.elapsed();
+    let expired = stats(&mut client)["expired_keys"].as_u64().unwrap_or(0);
+    eprintln!("50 000 ttl keys gone {took:?} after the last set ({expired} expired)");
+    assert!(
+        expired >= 40_000,
+        "expired_keys {expired}: removed by the active cycle"
+    );
+    drop((s, client));
+    server.terminate();
+}
