@@ -116,3 +116,34 @@ fn a_third_connection_from_one_address_is_refused() {
         server.terminate();
     }
 }
+
+/// `--max-conns 2`: a refused client that writes its request in two sends,
+/// the second after it was refused, still reads the `overloaded` frame
+/// rather than a reset: the refusal is a lingering close.
+#[test]
+fn a_refused_client_writing_in_two_sends_reads_overloaded() {
+    for model in MODELS {
+        let mut server = ServerProcess::spawn(&["--model", model, "--max-conns", "2"]);
+        let mut first = server.raw();
+        let mut second = server.raw();
+        assert_usable(&mut first);
+        assert_usable(&mut second);
+        let mut refused = server.raw();
+        let body = serde_json::to_vec(&serde_json::json!({"in": "ping", "params": "x"})).unwrap();
+        refused
+            .write_all(&u32::try_from(body.len()).unwrap().to_le_bytes())
+            .unwrap();
+        // The refusal is sent at accept: wait until it is surely there, then
+        // send the body into the refused connection.
+        server.wait_for_line("the refusal", |l| l.contains("refused"));
+        thread::sleep(Duration::from_millis(100));
+        let (a, b) = body.split_at(body.len() / 2);
+        refused.write_all(a).expect("the first half of the body");
+        thread::sleep(Duration::from_millis(100));
+        refused.write_all(b).expect("the second half: no EPIPE");
+        let response = read_response(&mut refused);
+        assert_error(&response, "overloaded");
+        drop((first, second));
+        server.terminate();
+    }
+}

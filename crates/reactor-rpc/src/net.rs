@@ -30,6 +30,8 @@ pub(crate) enum CloseReason {
     FrameTooLarge,
     /// A frame begun was not complete within `--frame-timeout`.
     FrameTimeout,
+    /// Over `--max-conns` or `--max-conns-per-ip`: `overloaded`, then a lingering close.
+    Refused,
     /// The server shut down.
     Shutdown,
     /// A read or write failed (a reset, say); the error is logged at debug.
@@ -48,6 +50,7 @@ impl CloseReason {
             CloseReason::OutputNotRead => "output not read",
             CloseReason::FrameTooLarge => "frame too large",
             CloseReason::FrameTimeout => "frame timeout",
+            CloseReason::Refused => "refused",
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "i/o error",
             CloseReason::ProtocolError => "protocol error",

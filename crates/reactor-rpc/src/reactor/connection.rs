@@ -122,6 +122,15 @@ pub enum Framing {
     Partial(Instant),
 }
 
+/// Whether a connection is served or only there to deliver its refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Counted in `--max-conns` and served.
+    Served,
+    /// Over a limit: writes `overloaded`, lingers, closes (not counted).
+    Refused,
+}
+
 /// What the loop should do with a connection after driving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -171,6 +180,7 @@ pub struct Connection {
     framing: Framing,
     /// Pending output as last added to the reactor's running total.
     pub counted_output: usize,
+    admission: Admission,
     /// The protocol it speaks (JSON, RESP or metrics HTTP).
     wire: Wire,
 }
@@ -205,6 +215,7 @@ impl Connection {
             input_done: true,
             framing: Framing::Between,
             counted_output: 0,
+            admission: Admission::Served,
             wire,
         }
     }
@@ -491,6 +502,19 @@ impl Connection {
     /// Bytes of output waiting, for the backpressure timeout.
     pub fn pending_output(&self) -> usize {
         self.output.len()
+    }
+
+    /// Makes this a refused connection: `frame` (`overloaded`) is its only
+    /// output, then it lingers like after `frame_too_large`.
+    pub fn refuse(&mut self, frame: &[u8]) {
+        self.output.vec_mut().extend_from_slice(frame);
+        self.ending = Ending::Poisoned(CloseReason::Refused);
+        self.admission = Admission::Refused;
+    }
+
+    /// Whether this connection was refused (it never counted as served).
+    pub fn refused(&self) -> bool {
+        self.admission == Admission::Refused
     }
 
     /// Drops the pending output of a connection being closed, so that the

@@ -57,6 +57,8 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// `FIRST_LISTENER - i`; connections have their slab key, far below.
 const FIRST_LISTENER: usize = usize::MAX - 3;
 const MAX_LISTENERS: usize = 3;
+/// Refused connections lingering at once; more are turned away on the spot.
+const MAX_REFUSALS: usize = 1024;
 
 /// The pending output of all connections together, kept as a running sum
 /// of what each connection last reported (a compare per drive, no scan).
@@ -132,6 +134,8 @@ pub struct Reactor {
     next_conn_id: u64,
     /// Open connections per address (`--max-conns-per-ip`).
     per_ip: PerIp,
+    /// Refused connections in the slab, lingering after their `overloaded`.
+    refusals: usize,
     /// Pending output of every connection together.
     output: OutputTotal,
     refused_log: RateLimitedLog,
@@ -207,6 +211,7 @@ impl Reactor {
             shutdown_deadline: None,
             next_conn_id: 0,
             per_ip,
+            refusals: 0,
             output: OutputTotal::default(),
             refused_log: RateLimitedLog::new(Duration::from_secs(1)),
             accept_log: RateLimitedLog::new(Duration::from_secs(1)),
@@ -352,16 +357,13 @@ impl Reactor {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, wire: Wire) {
-        if self.conns.len() >= self.config.limits.max_conns {
-            self.refuse(
-                stream,
-                peer,
-                Refusal::MaxConns(self.config.limits.max_conns),
-            );
+        if self.conns.len() - self.refusals >= self.config.limits.max_conns {
+            let why = Refusal::MaxConns(self.config.limits.max_conns);
+            self.refuse(stream, peer, wire, why);
             return;
         }
         if let Err(refusal) = self.per_ip.admit(peer.ip()) {
-            self.refuse(stream, peer, refusal);
+            self.refuse(stream, peer, wire, refusal);
             return;
         }
         if let Err(e) = stream.set_nodelay(true) {
@@ -392,13 +394,37 @@ impl Reactor {
     }
 
     /// Over `--max-conns` or `--max-conns-per-ip`: one `overloaded` response,
-    /// best effort, then close.
-    fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr, why: Refusal) {
+    /// then a lingering close like the one after `frame_too_large`, in the
+    /// slab as a connection that only writes that frame and discards input,
+    /// so a client still sending its request reads the frame, not a reset.
+    /// Beyond [`MAX_REFUSALS`] lingering at once, a best-effort turn-away.
+    fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr, wire: Wire, why: Refusal) {
         self.service.stats().connection_rejected();
-        turn_away(&mut stream, &why.frame(), |s| s.shutdown(Shutdown::Write));
         if let Some(held) = self.refused_log.allow(self.now) {
             warn!("refused {peer}: {why} ({held} more refused since last report)");
         }
+        if self.refusals >= MAX_REFUSALS {
+            turn_away(&mut stream, &why.frame(), |s| s.shutdown(Shutdown::Write));
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), interest)
+        {
+            debug!("{peer}: cannot register a refused connection: {e}");
+            return;
+        }
+        let id = self.next_conn_id;
+        self.next_conn_id += 1;
+        let mut conn = Connection::new(stream, peer, key, id, self.now, wire);
+        conn.refuse(&why.frame());
+        entry.insert(conn);
+        self.refusals += 1;
+        self.drive(key);
     }
 
     fn close(&mut self, key: usize, why: CloseReason) {
@@ -408,9 +434,14 @@ impl Reactor {
         // Dropping the socket closes it, which also removes it from epoll: no
         // deregister syscall needed.
         let mut conn = self.conns.remove(key);
-        self.per_ip.release(conn.peer.ip());
         conn.forget_output();
         self.output.recount(&mut conn);
+        if conn.refused() {
+            self.refusals -= 1;
+            debug!("{} refused: closed", conn.peer);
+            return;
+        }
+        self.per_ip.release(conn.peer.ip());
         self.service.stats().connection_closed();
         why.log(Level::Info, &conn.peer);
     }

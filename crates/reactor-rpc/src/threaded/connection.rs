@@ -171,7 +171,7 @@ fn ended(peer: &SocketAddr, timed_out: CloseReason, op: &str, e: io::Error) -> C
 }
 
 /// Sends FIN after what was written, then discards input for a bounded time.
-fn linger(stream: &mut TcpStream) {
+pub(super) fn linger(stream: &mut TcpStream) {
     if stream.shutdown(Shutdown::Write).is_err() || stream.set_read_timeout(Some(LINGER)).is_err() {
         return;
     }

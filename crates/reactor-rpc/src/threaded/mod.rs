@@ -88,6 +88,7 @@ impl Threaded {
             drained: Condvar::new(),
             refused_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),
             accept_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),
+            refusals: Arc::default(),
             hooks: config.hooks.clone(),
         });
         let signals = if config.signals {
@@ -201,6 +202,8 @@ struct Shared {
     drained: Condvar,
     refused_log: Mutex<RateLimitedLog>,
     accept_log: Mutex<RateLimitedLog>,
+    /// Refused connections lingering on their own threads now.
+    refusals: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Shared {
