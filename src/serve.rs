@@ -19,7 +19,8 @@ use reactor_rpc::ops::persist::{SaveMethod, Snapshots};
 use reactor_rpc::ops::pidfile::{Pidfile, PidfileError};
 use reactor_rpc::ops::snapshot::move_aside;
 use reactor_rpc::ops::systemd::{self, Role};
-use reactor_rpc::{cpus, Config, Inherited, Model, Registry, Server, Service};
+use reactor_rpc::service::{CacheConfig, EvictionPolicy, Registry};
+use reactor_rpc::{cpus, Config, Inherited, Model, Server, Service};
 
 /// Flags of `reactor-rpc serve`.
 #[derive(clap::Args)]
@@ -48,6 +49,30 @@ pub struct ServeArgs {
     /// requests are no longer read. At least 1.
     #[arg(long, env = "REACTOR_RPC_MAX_OUTPUT", default_value = "4m", value_parser = nonzero_size)]
     max_output: u64,
+    /// A frame whose first byte has arrived must be complete within this many
+    /// seconds, or the connection is closed ("frame timeout").
+    #[arg(long, env = "REACTOR_RPC_FRAME_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    frame_timeout: u64,
+    /// Most connections one IP address may hold; one more gets `overloaded`
+    /// and is closed (0: no limit).
+    #[arg(long, env = "REACTOR_RPC_MAX_CONNS_PER_IP", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    max_conns_per_ip: u64,
+    /// Pending output of all connections together (bytes, or with k/m/g) above
+    /// which the reactor stops reading from those holding the most (default: a
+    /// quarter of --maxmemory, 256m when that is unlimited). At least 1.
+    #[arg(long, env = "REACTOR_RPC_MAX_OUTPUT_TOTAL", value_parser = nonzero_size)]
+    max_output_total: Option<u64>,
+    /// Memory the cache's keys and values may use (bytes, or with k/m/g; 0:
+    /// unlimited). At the bound, writes evict per --maxmemory-policy or get `oom`.
+    #[arg(long, env = "REACTOR_RPC_MAXMEMORY", default_value = "1g", value_parser = parse_size)]
+    maxmemory: u64,
+    /// What a write does at --maxmemory: allkeys-lru, volatile-lru,
+    /// allkeys-random, volatile-ttl or noeviction (answer `oom`).
+    #[arg(long, env = "REACTOR_RPC_MAXMEMORY_POLICY", default_value = "allkeys-lru",
+          value_parser = policy)]
+    maxmemory_policy: EvictionPolicy,
     /// Threads in the pool model (default: 4 × CPUs).
     #[arg(long, env = "REACTOR_RPC_POOL_SIZE",
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -97,6 +122,10 @@ fn max_frame(s: &str) -> Result<u32, String> {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("{n} is not in 1..=4294967295 bytes")),
     }
+}
+
+fn policy(s: &str) -> Result<EvictionPolicy, String> {
+    s.parse::<EvictionPolicy>().map_err(|e| e.to_string())
 }
 
 fn nonzero_size(s: &str) -> Result<u64, String> {
@@ -163,6 +192,17 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.limits.idle_timeout =
         (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
     config.limits.max_output = saturating_usize(args.max_output);
+    config.limits.frame_timeout = Duration::from_secs(args.frame_timeout);
+    config.limits.max_conns_per_ip = saturating_usize(args.max_conns_per_ip);
+    config.limits.max_output_total = match (args.max_output_total, args.maxmemory) {
+        (Some(total), _) => saturating_usize(total),
+        (None, 0) => 256 << 20,
+        (None, maxmemory) => saturating_usize((maxmemory / 4).max(1)),
+    };
+    let cache = CacheConfig {
+        maxmemory: saturating_usize(args.maxmemory),
+        policy: args.maxmemory_policy,
+    };
     config.pool_size = args.pool_size.map_or(4 * cpus(), saturating_usize);
     config.workers = args.workers.map_or_else(cpus, saturating_usize);
     config.offload = !args.no_offload;
@@ -184,7 +224,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     if let Some(snapshots) = &snapshots {
         registry.insert("save", SaveMethod(snapshots.clone()));
     }
-    let service = Arc::new(Service::with_registry(registry));
+    let service = Arc::new(Service::with_cache_config(registry, cache));
     if let Some(snapshots) = &snapshots {
         if let Err(code) = load(
             snapshots,

@@ -37,6 +37,14 @@ fn bad_configuration_is_one_line_and_exit_2() {
         (&["--max-output", "abc"], "--max-output", "not a size"),
         (&["--idle-timeout", "soon"], "--idle-timeout", ""),
         (&["--model", "fibers"], "--model", "reactor"),
+        (&["--frame-timeout", "0"], "--frame-timeout", "1..="),
+        (&["--maxmemory", "abc"], "--maxmemory", "not a size"),
+        (
+            &["--maxmemory-policy", "lfu"],
+            "--maxmemory-policy",
+            "allkeys-lru",
+        ),
+        (&["--max-output-total", "0"], "--max-output-total", "1..="),
     ];
     for (flags, flag, range) in cases {
         // Port 0 would bind if validation were skipped: then the run would hang

@@ -116,6 +116,16 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     /// Pending output per connection above which its input is no longer read.
     pub max_output: usize,
+    /// A frame whose first byte arrived must be complete within this, or the
+    /// connection is closed ("frame timeout"): dribbling bytes into a frame
+    /// does not keep a connection alive.
+    pub frame_timeout: Duration,
+    /// Connections one IP address may hold at once; one more gets
+    /// `overloaded` and a close (0: no limit).
+    pub max_conns_per_ip: usize,
+    /// Pending output of all connections together above which the reactor
+    /// stops reading from the connections holding the most of it.
+    pub max_output_total: usize,
 }
 
 impl Default for Limits {
@@ -125,6 +135,9 @@ impl Default for Limits {
             max_conns: 10_000,
             idle_timeout: Some(Duration::from_secs(300)),
             max_output: 4 << 20,
+            frame_timeout: Duration::from_secs(30),
+            max_conns_per_ip: 0,
+            max_output_total: 256 << 20,
         }
     }
 }

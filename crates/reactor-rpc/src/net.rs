@@ -28,6 +28,10 @@ pub(crate) enum CloseReason {
     OutputNotRead,
     /// A length prefix over `--max-frame`, answered, then a lingering close.
     FrameTooLarge,
+    /// A frame begun was not complete within `--frame-timeout`.
+    FrameTimeout,
+    /// Over `--max-conns` or `--max-conns-per-ip`: `overloaded`, then a lingering close.
+    Refused,
     /// The server shut down.
     Shutdown,
     /// A read or write failed (a reset, say); the error is logged at debug.
@@ -45,17 +49,170 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::OutputNotRead => "output not read",
             CloseReason::FrameTooLarge => "frame too large",
+            CloseReason::FrameTimeout => "frame timeout",
+            CloseReason::Refused => "refused",
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "i/o error",
             CloseReason::ProtocolError => "protocol error",
         }
     }
 
-    /// Logs the `bye` line of a connection at `level`.
+    /// Logs the `bye` line of a connection at `level` (within [`CONN_LINES_PER_SEC`]).
     pub(crate) fn log(self, level: log::Level, peer: &dyn std::fmt::Display) {
+        if !conn_line_allowed(level) {
+            return;
+        }
         match self {
             CloseReason::Bye => log::log!(level, "{peer} bye"),
             why => log::log!(level, "{peer} bye ({})", why.as_str()),
+        }
+    }
+}
+
+/// Per-connection lines (`comes`, `bye`) logged per second at most; beyond
+/// it they are counted and one summary line says how many were held back, so
+/// a connect/reset storm cannot fill a disk with its log.
+pub(crate) const CONN_LINES_PER_SEC: u32 = 100;
+
+/// The current second's budget of per-connection lines, for the whole process.
+struct ConnLines {
+    /// When the current one-second window began (`None`: no line yet).
+    since: Option<std::time::Instant>,
+    logged: u32,
+    held: u64,
+}
+
+static CONN_LINES: std::sync::Mutex<ConnLines> = std::sync::Mutex::new(ConnLines {
+    since: None,
+    logged: 0,
+    held: 0,
+});
+
+/// Whether a per-connection line may be logged now; reports the lines held
+/// back once their second is over. Lines below the enabled level cost nothing.
+fn conn_line_allowed(level: log::Level) -> bool {
+    if !log::log_enabled!(level) {
+        return false;
+    }
+    let now = std::time::Instant::now();
+    let mut lines = CONN_LINES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    roll_conn_lines(&mut lines, now);
+    if lines.logged < CONN_LINES_PER_SEC {
+        lines.logged += 1;
+        true
+    } else {
+        lines.held += 1;
+        false
+    }
+}
+
+/// Starts a new window once a second has passed, reporting what the last held back.
+fn roll_conn_lines(lines: &mut ConnLines, now: std::time::Instant) {
+    match lines.since {
+        Some(since) if now.duration_since(since) < Duration::from_secs(1) => {}
+        _ => {
+            if lines.held > 0 {
+                log::warn!(
+                    "{} connection log lines (comes/bye) held back in the last second (at most {CONN_LINES_PER_SEC} a second)",
+                    lines.held
+                );
+            }
+            *lines = ConnLines {
+                since: Some(now),
+                logged: 0,
+                held: 0,
+            };
+        }
+    }
+}
+
+/// Reports held-back connection lines whose second is over, even when no
+/// connection comes to trigger it (called by each model's housekeeping).
+pub(crate) fn flush_conn_lines() {
+    let mut lines = CONN_LINES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if lines.held > 0 {
+        roll_conn_lines(&mut lines, std::time::Instant::now());
+    }
+}
+
+/// Logs the `comes` line of a connection at `level` (within [`CONN_LINES_PER_SEC`]).
+pub(crate) fn log_comes(level: log::Level, peer: &dyn std::fmt::Display) {
+    if conn_line_allowed(level) {
+        log::log!(level, "{peer} comes");
+    }
+}
+
+/// Which limit a refused connection ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `--max-conns` connections are open.
+    MaxConns(usize),
+    /// Its address holds `--max-conns-per-ip` connections.
+    PerIp(usize),
+}
+
+impl Refusal {
+    /// The `overloaded` frame the client is sent.
+    pub(crate) fn frame(self) -> Vec<u8> {
+        match self {
+            Refusal::MaxConns(n) => crate::protocol::message::refusal_frame(n),
+            Refusal::PerIp(n) => crate::protocol::message::per_ip_refusal_frame(n),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::MaxConns(n) => write!(f, "at max-conns {n}"),
+            Refusal::PerIp(n) => write!(f, "its address at max-conns-per-ip {n}"),
+        }
+    }
+}
+
+/// Open connections per client address, for `--max-conns-per-ip` (empty when
+/// the limit is off, so it costs nothing then).
+#[derive(Debug, Default)]
+pub(crate) struct PerIp {
+    limit: usize,
+    open: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+impl PerIp {
+    pub(crate) fn new(limit: usize) -> PerIp {
+        PerIp {
+            limit,
+            open: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Counts one more connection from `ip`, or says it is over the limit.
+    pub(crate) fn admit(&mut self, ip: std::net::IpAddr) -> Result<(), Refusal> {
+        if self.limit == 0 {
+            return Ok(());
+        }
+        let open = self.open.entry(ip).or_insert(0);
+        if *open >= self.limit {
+            return Err(Refusal::PerIp(self.limit));
+        }
+        *open += 1;
+        Ok(())
+    }
+
+    /// Counts one connection from `ip` less.
+    pub(crate) fn release(&mut self, ip: std::net::IpAddr) {
+        if self.limit == 0 {
+            return;
+        }
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.open.entry(ip) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
         }
     }
 }

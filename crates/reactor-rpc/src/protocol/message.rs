@@ -226,6 +226,18 @@ pub(crate) fn refusal_frame(max_conns: usize) -> Vec<u8> {
     frame
 }
 
+/// The `overloaded` frame for a client over `--max-conns-per-ip`.
+pub(crate) fn per_ip_refusal_frame(limit: usize) -> Vec<u8> {
+    let message = format!("too many connections from this address (limit {limit})");
+    let mut frame = Vec::new();
+    write_error_frame(
+        &mut frame,
+        &RpcError::new(ErrorCode::Overloaded, message),
+        None,
+    );
+    frame
+}
+
 /// Appends a whole error response frame.
 pub(crate) fn write_error_frame(out: &mut Vec<u8>, err: &RpcError, id: Option<Json<'_>>) {
     let start = begin_frame(out);

@@ -112,6 +112,25 @@ enum Ending {
     Lingering(Instant, CloseReason),
 }
 
+/// Whether the input holds part of a frame, and since when: a frame begun
+/// must be complete within `--frame-timeout`, however the bytes dribble in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Every byte read so far belongs to a complete, answered frame.
+    Between,
+    /// A frame's first byte arrived at this moment (or the read that brought it).
+    Partial(Instant),
+}
+
+/// Whether a connection is served or only there to deliver its refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Counted in `--max-conns` and served.
+    Served,
+    /// Over a limit: writes `overloaded`, lingers, closes (not counted).
+    Refused,
+}
+
 /// What the loop should do with a connection after driving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -157,6 +176,11 @@ pub struct Connection {
     needed: usize,
     /// Every complete frame in `input` has been answered.
     input_done: bool,
+    /// Whether a frame is half-read, and since when.
+    framing: Framing,
+    /// Pending output as last added to the reactor's running total.
+    pub counted_output: usize,
+    admission: Admission,
     /// The protocol it speaks (JSON, RESP or metrics HTTP).
     wire: Wire,
 }
@@ -189,6 +213,9 @@ impl Connection {
             eof: false,
             needed: wire.first_need(),
             input_done: true,
+            framing: Framing::Between,
+            counted_output: 0,
+            admission: Admission::Served,
             wire,
         }
     }
@@ -220,6 +247,22 @@ impl Connection {
     pub fn linger_deadline(&self) -> Option<(Instant, CloseReason)> {
         match self.ending {
             Ending::Lingering(until, why) => Some((until, why)),
+            _ => None,
+        }
+    }
+
+    /// Since when a frame is half-read, if one is.
+    #[inline]
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// When the half-read frame must be complete: only while the connection
+    /// reads requests (a pause for backpressure or a worker is the server's
+    /// doing, not the client's).
+    pub fn frame_deadline(&self, timeout: std::time::Duration) -> Option<Instant> {
+        match self.framing {
+            Framing::Partial(since) if self.decoding() => Some(since + timeout),
             _ => None,
         }
     }
@@ -312,7 +355,13 @@ impl Connection {
             Stop::NeedMore { needed } => {
                 self.needed = needed;
                 self.input_done = true;
-                if !self.input.is_empty() {
+                if self.input.is_empty() {
+                    self.framing = Framing::Between;
+                } else {
+                    if p.consumed > 0 || self.framing == Framing::Between {
+                        // A new frame began in what was just read.
+                        self.framing = Framing::Partial(env.now);
+                    }
                     // Half a request: don't let a delayed ACK hold its rest.
                     quickack(&self.stream);
                 }
@@ -453,6 +502,25 @@ impl Connection {
     /// Bytes of output waiting, for the backpressure timeout.
     pub fn pending_output(&self) -> usize {
         self.output.len()
+    }
+
+    /// Makes this a refused connection: `frame` (`overloaded`) is its only
+    /// output, then it lingers like after `frame_too_large`.
+    pub fn refuse(&mut self, frame: &[u8]) {
+        self.output.vec_mut().extend_from_slice(frame);
+        self.ending = Ending::Poisoned(CloseReason::Refused);
+        self.admission = Admission::Refused;
+    }
+
+    /// Whether this connection was refused (it never counted as served).
+    pub fn refused(&self) -> bool {
+        self.admission == Admission::Refused
+    }
+
+    /// Drops the pending output of a connection being closed, so that the
+    /// running total forgets it.
+    pub fn forget_output(&mut self) {
+        self.output = WriteBuffer::new();
     }
 
     /// Frees the buffers of a quiet connection (nothing pending in either).

@@ -52,7 +52,8 @@ impl Housekeeping {
 }
 
 impl Reactor {
-    /// Closes connections whose deadline passed: quiet for the idle timeout
+    /// Closes connections whose deadline passed: a frame begun and not complete
+    /// within the frame timeout, quiet for the idle timeout
     /// (including ones stuck mid-frame or with output the peer never reads),
     /// or done lingering after an answer that ends the connection.
     pub(super) fn expire(&mut self, now: Instant) {
@@ -82,10 +83,27 @@ impl Reactor {
                 self.close(key, CloseReason::IdleTimeout);
             }
         }
+        let timeout = self.config.limits.frame_timeout;
+        while let Some((key, id)) = self.frame_timers.pop_due(now) {
+            // A later frame, or none, leaves the entry stale: its own is armed.
+            let overdue = self
+                .conns
+                .get(key)
+                .filter(|c| c.id == id)
+                .and_then(|c| c.frame_deadline(timeout))
+                .is_some_and(|deadline| deadline <= now);
+            if overdue {
+                self.close(key, CloseReason::FrameTimeout);
+            }
+        }
         let conns = &self.conns;
-        self.timers.compact(conns.len(), |key, id| {
-            conns.get(key).is_some_and(|c| c.id == id)
-        });
+        let live = |key, id| {
+            conns
+                .get(key)
+                .is_some_and(|c: &super::Connection| c.id == id)
+        };
+        self.timers.compact(conns.len(), live);
+        self.frame_timers.compact(conns.len(), live);
     }
 
     /// Every [`HOUSEKEEPING_INTERVAL`]: the service's sweep, buffer trimming,
@@ -96,6 +114,7 @@ impl Reactor {
         }
         self.housekeeping.next_tick = now + HOUSEKEEPING_INTERVAL;
         self.service.housekeeping(now);
+        crate::net::flush_conn_lines();
         self.trim_buffers(now);
         self.release_memory();
     }

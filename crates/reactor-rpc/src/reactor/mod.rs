@@ -41,12 +41,12 @@ use crate::config::Config;
 use crate::dispatch;
 use crate::net::{
     log_listening, out_of_descriptors, transient_accept_error, turn_away, CloseReason, Listeners,
-    RateLimitedLog, ACCEPT_BACKOFF,
+    PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF,
 };
 use crate::service::Service;
 use crate::shutdown::ShutdownHandle;
 use crate::wire::{Role, Wire};
-use connection::{Connection, Env, Next, Readiness};
+use connection::{Connection, Env, Framing, Next, Readiness};
 use housekeeping::Housekeeping;
 use timers::IdleTimers;
 use workers::WorkerPool;
@@ -57,6 +57,44 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// `FIRST_LISTENER - i`; connections have their slab key, far below.
 const FIRST_LISTENER: usize = usize::MAX - 3;
 const MAX_LISTENERS: usize = 3;
+/// Refused connections lingering at once; more are turned away on the spot.
+const MAX_REFUSALS: usize = 1024;
+
+/// The pending output of all connections together, kept as a running sum
+/// of what each connection last reported (a compare per drive, no scan).
+/// Above `--max-output-total`, every connection still holding output stops
+/// decoding (its high-water mark drops to one byte) until it drains: nothing
+/// is dropped, and clients that keep up with their responses (nothing
+/// pending) go on. A connection's share of the total was tried first, but
+/// the first ones to fill their 4 MiB made that share 4 MiB for everyone
+/// (200 non-reading clients grew RSS by 1 GiB over a 32 MiB bound).
+#[derive(Debug, Default)]
+struct OutputTotal {
+    bytes: usize,
+}
+
+impl OutputTotal {
+    /// The per-connection high-water mark for the next drive: the configured
+    /// one while the total is within `bound`, one byte above it.
+    #[inline]
+    fn high_water(&self, per_conn: usize, bound: usize) -> usize {
+        if self.bytes <= bound {
+            per_conn
+        } else {
+            1
+        }
+    }
+
+    /// Takes a connection's pending output into the total, after it moved.
+    #[inline]
+    fn recount(&mut self, conn: &mut Connection) {
+        let (was, now) = (conn.counted_output, conn.pending_output());
+        if was != now {
+            self.bytes = self.bytes - was + now;
+            conn.counted_output = now;
+        }
+    }
+}
 
 /// A listening socket and the role of what it accepts.
 struct Listening {
@@ -81,6 +119,8 @@ pub struct Reactor {
     signals: Option<Signals>,
     shutdown: ShutdownHandle,
     timers: IdleTimers,
+    /// Frame deadlines: one entry per frame that began without completing.
+    frame_timers: IdleTimers,
     /// Connections whose heavy request found the job queue full.
     stalled: Vec<(usize, u64)>,
     /// Connections that used up their turn with work left: driven again
@@ -92,6 +132,12 @@ pub struct Reactor {
     /// Set once shutdown starts: the moment it must be over.
     shutdown_deadline: Option<Instant>,
     next_conn_id: u64,
+    /// Open connections per address (`--max-conns-per-ip`).
+    per_ip: PerIp,
+    /// Refused connections in the slab, lingering after their `overloaded`.
+    refusals: usize,
+    /// Pending output of every connection together.
+    output: OutputTotal,
     refused_log: RateLimitedLog,
     accept_log: RateLimitedLog,
 }
@@ -143,6 +189,7 @@ impl Reactor {
             max_output: config.limits.max_output,
         };
         let now = Instant::now();
+        let per_ip = PerIp::new(config.limits.max_conns_per_ip);
         Ok(Reactor {
             poll,
             listeners,
@@ -155,6 +202,7 @@ impl Reactor {
             signals,
             shutdown,
             timers: IdleTimers::default(),
+            frame_timers: IdleTimers::default(),
             stalled: Vec::new(),
             yielded: Vec::new(),
             now,
@@ -162,6 +210,9 @@ impl Reactor {
             accept_paused_until: None,
             shutdown_deadline: None,
             next_conn_id: 0,
+            per_ip,
+            refusals: 0,
+            output: OutputTotal::default(),
             refused_log: RateLimitedLog::new(Duration::from_secs(1)),
             accept_log: RateLimitedLog::new(Duration::from_secs(1)),
         })
@@ -226,9 +277,13 @@ impl Reactor {
 
     /// Runs one step `f` of a connection's cycle, then acts on its outcome.
     fn with_conn(&mut self, key: usize, f: impl FnOnce(&mut Connection, &Env<'_>) -> Next) {
+        let mut opts = self.opts;
+        opts.max_output = self
+            .output
+            .high_water(opts.max_output, self.config.limits.max_output_total);
         let env = Env {
             service: &self.service,
-            opts: self.opts,
+            opts,
             workers: self.workers.as_ref(),
             now: self.now,
         };
@@ -236,7 +291,15 @@ impl Reactor {
             return;
         };
         let id = conn.id;
+        let framing = conn.framing();
         let next = f(conn, &env);
+        self.output.recount(conn);
+        if let Framing::Partial(since) = conn.framing() {
+            if framing != Framing::Partial(since) {
+                let timeout = self.config.limits.frame_timeout;
+                self.frame_timers.arm(since + timeout, key, id);
+            }
+        }
         self.settle(key, id, next);
     }
 
@@ -294,8 +357,13 @@ impl Reactor {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, wire: Wire) {
-        if self.conns.len() >= self.config.limits.max_conns {
-            self.refuse(stream, peer);
+        if self.conns.len() - self.refusals >= self.config.limits.max_conns {
+            let why = Refusal::MaxConns(self.config.limits.max_conns);
+            self.refuse(stream, peer, wire, why);
+            return;
+        }
+        if let Err(refusal) = self.per_ip.admit(peer.ip()) {
+            self.refuse(stream, peer, wire, refusal);
             return;
         }
         if let Err(e) = stream.set_nodelay(true) {
@@ -311,6 +379,7 @@ impl Reactor {
             .register(&mut stream, Token(key), interest)
         {
             warn!("{peer}: cannot register connection: {e}");
+            self.per_ip.release(peer.ip());
             return;
         }
         let id = self.next_conn_id;
@@ -321,20 +390,41 @@ impl Reactor {
             self.timers.arm(self.now + timeout, key, id);
         }
         self.service.stats().connection_opened();
-        info!("{peer} comes");
+        crate::net::log_comes(Level::Info, &peer);
     }
 
-    /// Over `--max-conns`: one `overloaded` response, best effort, then close.
-    fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    /// Over `--max-conns` or `--max-conns-per-ip`: one `overloaded` response,
+    /// then a lingering close like the one after `frame_too_large`, in the
+    /// slab as a connection that only writes that frame and discards input,
+    /// so a client still sending its request reads the frame, not a reset.
+    /// Beyond [`MAX_REFUSALS`] lingering at once, a best-effort turn-away.
+    fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr, wire: Wire, why: Refusal) {
         self.service.stats().connection_rejected();
-        let frame = crate::protocol::message::refusal_frame(self.config.limits.max_conns);
-        turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
         if let Some(held) = self.refused_log.allow(self.now) {
-            warn!(
-                "refused {peer}: at max-conns {} ({held} more refused since last report)",
-                self.config.limits.max_conns
-            );
+            warn!("refused {peer}: {why} ({held} more refused since last report)");
         }
+        if self.refusals >= MAX_REFUSALS {
+            turn_away(&mut stream, &why.frame(), |s| s.shutdown(Shutdown::Write));
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), interest)
+        {
+            debug!("{peer}: cannot register a refused connection: {e}");
+            return;
+        }
+        let id = self.next_conn_id;
+        self.next_conn_id += 1;
+        let mut conn = Connection::new(stream, peer, key, id, self.now, wire);
+        conn.refuse(&why.frame());
+        entry.insert(conn);
+        self.refusals += 1;
+        self.drive(key);
     }
 
     fn close(&mut self, key: usize, why: CloseReason) {
@@ -343,7 +433,15 @@ impl Reactor {
         }
         // Dropping the socket closes it, which also removes it from epoll: no
         // deregister syscall needed.
-        let conn = self.conns.remove(key);
+        let mut conn = self.conns.remove(key);
+        conn.forget_output();
+        self.output.recount(&mut conn);
+        if conn.refused() {
+            self.refusals -= 1;
+            debug!("{} refused: closed", conn.peer);
+            return;
+        }
+        self.per_ip.release(conn.peer.ip());
         self.service.stats().connection_closed();
         why.log(Level::Info, &conn.peer);
     }
@@ -449,6 +547,7 @@ impl Reactor {
         let nearest = [
             Some(self.housekeeping.next_tick()),
             self.timers.next(),
+            self.frame_timers.next(),
             self.accept_paused_until,
             self.shutdown_deadline,
         ]

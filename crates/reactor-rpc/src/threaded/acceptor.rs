@@ -4,8 +4,10 @@
 //! itself and accepts again only once it closes.
 
 use std::io;
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Instant;
@@ -99,28 +101,50 @@ impl Shared {
     fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) -> Option<Conn> {
         match self.register(stream, peer) {
             Ok(conn) => Some(conn),
-            Err(stream) => {
-                self.refuse(stream, peer);
+            Err((stream, why)) => {
+                self.refuse(stream, peer, why);
                 None
             }
         }
     }
 
     /// Answers one `overloaded` error and closes, without ever blocking the acceptor.
-    fn refuse(&self, mut stream: TcpStream, peer: SocketAddr) {
+    fn refuse(&self, mut stream: TcpStream, peer: SocketAddr, why: net::Refusal) {
         self.service.stats().connection_rejected();
         if let Some(held) = allow(&self.refused_log) {
-            warn!(
-                "refused {peer}: at max-conns {} ({held} more refused since last report)",
-                self.limits.max_conns
-            );
+            warn!("refused {peer}: {why} ({held} more refused since last report)");
         }
+        // A lingering close on a short-lived thread of its own, so a client
+        // still sending its request reads the frame rather than a reset; past
+        // MAX_REFUSALS at once (or without a thread), a best-effort turn-away.
+        let frame = why.frame();
+        let lingering = Arc::clone(&self.refusals);
+        if lingering.fetch_add(1, Ordering::AcqRel) < MAX_REFUSALS {
+            let spawned = thread::Builder::new()
+                .name("refused".into())
+                .stack_size(STACK_SIZE)
+                .spawn(move || {
+                    let _ = stream.set_write_timeout(Some(net::LINGER));
+                    if stream.write_all(&frame).is_ok() {
+                        super::connection::linger(&mut stream);
+                    }
+                    lingering.fetch_sub(1, Ordering::AcqRel);
+                });
+            if spawned.is_ok() {
+                return;
+            }
+            self.refusals.fetch_sub(1, Ordering::AcqRel);
+            return; // the stream went with the closure: closed
+        }
+        self.refusals.fetch_sub(1, Ordering::AcqRel);
         if stream.set_nonblocking(true).is_ok() {
-            let frame = crate::protocol::message::refusal_frame(self.limits.max_conns);
             net::turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
         }
     }
 }
+
+/// Refused connections lingering on their own threads at once.
+const MAX_REFUSALS: usize = 64;
 
 /// Counts a running acceptor for the shutdown, even if it ends by a panic.
 pub(super) struct AcceptorAlive(pub(super) Arc<Shared>);

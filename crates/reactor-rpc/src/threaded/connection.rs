@@ -10,7 +10,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::debug;
 
@@ -41,14 +41,36 @@ impl Conn {
             offload: false,
             max_output: limits.max_output,
         };
+        let timeouts = Timeouts {
+            idle: limits.idle_timeout,
+            frame: limits.frame_timeout,
+        };
         self.why = serve(
             &mut self.stream,
             &self.peer,
             &self.shared.service,
             wire,
             opt,
+            timeouts,
         );
     }
+}
+
+/// The read timeouts of a connection: between frames the idle timeout, inside
+/// a frame whichever ends first, the idle timeout or what is left of the frame's.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    pub idle: Option<Duration>,
+    pub frame: Duration,
+}
+
+/// Whether the input holds part of a frame, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Every byte read so far belongs to an answered frame.
+    Between,
+    /// A frame's first byte arrived with the read at this moment.
+    Partial(Instant),
 }
 
 /// Serves `stream` until the peer closes, an I/O error or timeout, or a frame
@@ -61,13 +83,22 @@ pub(super) fn serve(
     service: &Service,
     mut wire: Wire,
     opt: Options,
+    timeouts: Timeouts,
 ) -> CloseReason {
     let mut input = ReadBuffer::new();
     let mut out = Vec::new();
+    let mut framing = Framing::Between;
+    // What the socket's read timeout was last set for (the caller set the idle one).
+    let mut timeout_for = Framing::Between;
     loop {
         let missing = loop {
             let progress = wire.process(service, peer, input.readable(), &mut out, opt);
             input.consume(progress.consumed);
+            framing = match framing {
+                _ if input.is_empty() => Framing::Between,
+                Framing::Partial(since) if progress.consumed == 0 => Framing::Partial(since),
+                _ => Framing::Partial(Instant::now()),
+            };
             if !out.is_empty() {
                 if let Err(e) = stream.write_all(&out) {
                     return ended(peer, CloseReason::OutputNotRead, "write", e);
@@ -94,11 +125,34 @@ pub(super) fn serve(
         if out.capacity() > KEEP_IDLE {
             out = Vec::new();
         }
+        // Inside a frame, the read waits no longer than the frame has left;
+        // the timeout is set (a syscall) once per frame that spans reads, and
+        // again between frames. Time left only shrinks within a frame, so the
+        // check above ends it once a read returns past its deadline.
+        let (wanted, timed_out) = match framing {
+            Framing::Between => (timeouts.idle, CloseReason::IdleTimeout),
+            Framing::Partial(since) => {
+                let left = timeouts.frame.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    return CloseReason::FrameTimeout;
+                }
+                match timeouts.idle {
+                    Some(idle) if idle < left => (Some(idle), CloseReason::IdleTimeout),
+                    _ => (Some(left), CloseReason::FrameTimeout),
+                }
+            }
+        };
+        if timeout_for != framing {
+            if let Err(e) = stream.set_read_timeout(wanted) {
+                return ended(peer, timed_out, "set_read_timeout", e);
+            }
+            timeout_for = framing;
+        }
         match input.read_from(stream, missing.max(READ_CHUNK)) {
             Ok((0, _)) => return CloseReason::Bye,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return ended(peer, CloseReason::IdleTimeout, "read", e),
+            Err(e) => return ended(peer, timed_out, "read", e),
         }
     }
 }
@@ -117,7 +171,7 @@ fn ended(peer: &SocketAddr, timed_out: CloseReason, op: &str, e: io::Error) -> C
 }
 
 /// Sends FIN after what was written, then discards input for a bounded time.
-fn linger(stream: &mut TcpStream) {
+pub(super) fn linger(stream: &mut TcpStream) {
     if stream.shutdown(Shutdown::Write).is_err() || stream.set_read_timeout(Some(LINGER)).is_err() {
         return;
     }

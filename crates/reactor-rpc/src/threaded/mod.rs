@@ -83,11 +83,12 @@ impl Threaded {
         let shared = Arc::new(Shared {
             service,
             limits: config.limits,
-            live: Mutex::new(Live::default()),
+            live: Mutex::new(Live::new(config.limits.max_conns_per_ip)),
             stop: Condvar::new(),
             drained: Condvar::new(),
             refused_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),
             accept_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),
+            refusals: Arc::default(),
             hooks: config.hooks.clone(),
         });
         let signals = if config.signals {
@@ -201,6 +202,8 @@ struct Shared {
     drained: Condvar,
     refused_log: Mutex<RateLimitedLog>,
     accept_log: Mutex<RateLimitedLog>,
+    /// Refused connections lingering on their own threads now.
+    refusals: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Shared {
@@ -212,6 +215,7 @@ impl Shared {
     fn housekeeping(&self) {
         while !self.sleep_unless_stopped(HOUSEKEEPING_INTERVAL) {
             self.service.housekeeping(Instant::now());
+            crate::net::flush_conn_lines();
         }
     }
 }

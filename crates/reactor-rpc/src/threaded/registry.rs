@@ -10,10 +10,10 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
-use log::{log, Level};
+use log::Level;
 
 use super::Shared;
-use crate::net::CloseReason;
+use crate::net::{CloseReason, Refusal};
 
 /// Memory is handed back to the OS only after at least this many connections
 /// closed (and the live ones halved), so a quiet server never pays for it.
@@ -37,9 +37,19 @@ pub(super) struct Live {
     pub(super) in_accept: [usize; 3],
     /// Most connections at once since memory was last handed back.
     peak_since_trim: usize,
+    /// Open connections per address (`--max-conns-per-ip`).
+    pub(super) per_ip: crate::net::PerIp,
 }
 
 impl Live {
+    /// No connection yet; at most `per_ip` from one address (0: no limit).
+    pub(super) fn new(per_ip: usize) -> Live {
+        Live {
+            per_ip: crate::net::PerIp::new(per_ip),
+            ..Live::default()
+        }
+    }
+
     /// Shuts down one direction of a registered connection's socket; the
     /// caller holds the lock, so the socket is still open.
     fn shutdown(&self, fd: RawFd, how: Shutdown) {
@@ -70,16 +80,20 @@ impl Live {
 }
 
 impl Shared {
-    /// Registers a new connection, or gives the stream back at `max_conns`.
+    /// Registers a new connection, or gives the stream back with the limit
+    /// it ran into (`max_conns`, `max_conns_per_ip`).
     pub(super) fn register(
         self: &Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-    ) -> Result<Conn, TcpStream> {
+    ) -> Result<Conn, (TcpStream, Refusal)> {
         let (id, late) = {
             let mut live = self.lock();
             if live.conns.len() >= self.limits.max_conns {
-                return Err(stream);
+                return Err((stream, Refusal::MaxConns(self.limits.max_conns)));
+            }
+            if let Err(refusal) = live.per_ip.admit(peer.ip()) {
+                return Err((stream, refusal));
             }
             let fd = stream.as_raw_fd();
             live.next_id += 1;
@@ -102,7 +116,7 @@ impl Shared {
             log_level: if late { Level::Debug } else { Level::Info },
         };
         // Taken from the backlog during a shutdown: a client or a wake-up call.
-        log!(conn.log_level, "{peer} comes");
+        crate::net::log_comes(conn.log_level, &peer);
         Ok(conn)
     }
 
@@ -133,6 +147,7 @@ impl Drop for Conn {
     fn drop(&mut self) {
         let mut live = self.shared.lock();
         let trim = live.unregister(self.id);
+        live.per_ip.release(self.peer.ip());
         let stopping = live.stopping;
         drop(live);
         if trim {
