@@ -43,7 +43,8 @@ offload_tests![
 /// workers and the queue never reaches its bound in time. One at a time.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `fib` at this n is heavy (it goes to a worker); a ping never is.
