@@ -51,12 +51,13 @@ fail() {
     exit 1
 }
 
-# Ports nobody listens on (and that this script has not handed out yet).
+# Ports nobody listens on (and that this script has not handed out yet), below
+# the ephemeral range so that no outgoing connection takes one meanwhile.
 TAKEN=" "
 free_port() {
     local p
     for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 20000))
+        p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768-)
         case "$TAKEN" in *" $p "*) continue ;; esac
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             TAKEN="$TAKEN$p "
