@@ -1,9 +1,15 @@
 //! One client connection of the tokio models: a task that reads, answers and
 //! writes, in the shape every tokio tutorial teaches (mini-redis's `Connection`).
 //!
-//! Read into a `BytesMut` with `read_buf`, let [`dispatch::process`] answer
-//! every complete frame in it (the call every model makes), write the batch,
-//! read again. What the reactor does by hand comes from tokio here: `await`
+//! Read into a `BytesMut` with `read_buf`, let the connection's protocol
+//! ([`Wire::process`]: JSON frames, RESP or metrics HTTP, chosen by the
+//! listener that accepted it; the call every model makes) answer every
+//! complete request in it, write the batch, read again. When half a request
+//! is buffered, `TCP_QUICKACK` first, so that a client writing a request in
+//! two pieces without `TCP_NODELAY` is not held up by a delayed ACK. An
+//! answer that ends the connection (`frame_too_large`, a RESP `QUIT` or
+//! protocol error, an HTTP `Connection: close`) is followed by a lingering
+//! close. What the reactor does by hand comes from tokio here: `await`
 //! instead of readiness flags, `tokio::time::timeout` instead of a deadline
 //! heap, `spawn_blocking` instead of a worker pool and a waker, the runtime's
 //! cooperative budget instead of a bounded turn per connection.
@@ -21,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::buffer::{KEEP_IDLE, READ_CHUNK};
-use crate::dispatch::{self, Stop};
-use crate::net::{CloseReason, LINGER};
+use crate::net::{self, CloseReason, LINGER};
 use crate::protocol::HEADER_LEN;
+use crate::wire::{Stop, Wire};
 
 /// While shutting down, bytes taken from the socket before answering them.
 const DRAIN_BATCH: usize = 16 * READ_CHUNK;
@@ -45,6 +51,8 @@ enum Input {
 pub(super) struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
+    /// The protocol it speaks, with its state between reads.
+    wire: Wire,
     shared: Arc<Shared>,
     /// Cancelled when the server starts shutting down.
     stopping: CancellationToken,
@@ -59,12 +67,14 @@ impl Connection {
     pub(super) fn new(
         stream: TcpStream,
         peer: SocketAddr,
+        wire: Wire,
         shared: Arc<Shared>,
         stopping: CancellationToken,
     ) -> Connection {
         Connection {
             stream,
             peer,
+            wire,
             shared,
             stopping,
             input: BytesMut::new(),
@@ -76,7 +86,7 @@ impl Connection {
     pub(super) async fn serve(&mut self) -> CloseReason {
         let mut input = Input::Open;
         loop {
-            let progress = dispatch::process(
+            let progress = self.wire.process(
                 &self.shared.service,
                 &self.peer,
                 &self.input,
@@ -89,6 +99,9 @@ impl Connection {
                 return why;
             }
             match progress.stop {
+                // Half a request: don't let a delayed ACK hold its rest. A
+                // read that ended on a request boundary costs no syscall.
+                Stop::NeedMore { .. } if !self.input.is_empty() => net::quickack(&self.stream),
                 Stop::NeedMore { .. } => {}
                 // Written (the client read it): answer the frames still buffered.
                 Stop::OutputFull => continue,
@@ -98,9 +111,10 @@ impl Connection {
                     }
                     continue;
                 }
-                Stop::TooLarge => {
+                // The answer that ends the connection is written.
+                Stop::Close(why) => {
                     self.linger().await;
-                    return CloseReason::FrameTooLarge;
+                    return why;
                 }
             }
             let next = match input {
@@ -248,9 +262,11 @@ impl Connection {
         }
     }
 
-    /// After `frame_too_large`: FIN after the response, then discard input
-    /// until the peer closes or [`LINGER`] passes, because closing with unread
-    /// input sends a reset that can destroy the response in flight.
+    /// After the answer that ends the connection (`frame_too_large`, a RESP
+    /// `QUIT` or protocol error, an HTTP `Connection: close`): FIN after it,
+    /// then discard input until the peer closes or [`LINGER`] passes, because
+    /// closing with unread input sends a reset that can destroy the response
+    /// in flight.
     async fn linger(&mut self) {
         if let Err(e) = self.stream.shutdown().await {
             debug!("{} shutdown failed: {e}", self.peer);

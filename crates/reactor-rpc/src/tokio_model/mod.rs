@@ -6,23 +6,31 @@
 //! * `tokio-mt`: a multi_thread runtime with a worker thread per CPU (the
 //!   `#[tokio::main]` default), tasks stolen between workers.
 //!
-//! Written as a tokio user would write it: a task per connection
-//! ([`connection`]), `tokio::time::timeout` for the idle timeout, a
-//! [`Semaphore`] for `max_conns`, a [`CancellationToken`] for shutdown and a
-//! [`TaskTracker`] to wait for the connections, tokio's own signal handling,
-//! `spawn_blocking` for heavy requests, an `interval` for housekeeping. Only
-//! the request path is shared with the other models: frames go to
-//! [`crate::dispatch::process`], nothing here knows what a method means.
+//! Written as a tokio user would write it: an accept task per listener, a
+//! task per connection ([`connection`]), `tokio::time::timeout` for the idle
+//! timeout, a [`Semaphore`] for `max_conns`, a [`CancellationToken`] for
+//! shutdown and a [`TaskTracker`] to wait for the connections, tokio's own
+//! signal handling, `spawn_blocking` for heavy requests, an `interval` for
+//! housekeeping. Only the request path is shared with the other models: each
+//! connection speaks the protocol of the listener that accepted it (JSON RPC,
+//! RESP or metrics HTTP) through [`crate::wire::Wire::process`], and nothing
+//! here knows what a method means.
 //!
 //! ```text
-//!  block_on(accept loop) ─► accept ─► try_acquire a max_conns permit ─► spawn(connection task)
-//!                                      └─ none left: `overloaded`, lingering close
-//!  connection task: read ─► dispatch::process ─► one write per batch ─► read ...
-//!                   Stop::Offload ─► spawn_blocking (≤ workers at once) ─► await, in order
+//!  accept task, one per listener (rpc, resp, metrics):
+//!      accept ─► try_acquire a max_conns permit (one pool for every listener)
+//!             ─► spawn(connection task with Wire::new(role, port))
+//!             └─ none left: `overloaded`, lingering close
+//!  connection task: read ─► Wire::process ─► one write per batch ─► read ...
+//!                   half a request buffered ─► TCP_QUICKACK before reading on
+//!                   Stop::Offload (JSON only) ─► spawn_blocking (≤ workers) ─► await, in order
+//!                   Stop::Close(why) ─► flush, FIN, discard input up to LINGER, close
 //!  signal task: SIGINT/SIGTERM ─► ShutdownHandle::shutdown (a second one: close now)
+//!               SIGHUP ─► the hangup hook (the binary reopens its log); never a stop
 //!  housekeeping task: every 100 ms the cache sweep, and memory back after a crowd left
-//!  shutdown: the accept loop ends, the listener closes; each connection answers what had
-//!            arrived and closes; after `shutdown_grace` the runtime drops whatever is left
+//!  shutdown: the shutdown hook runs; the accept tasks end, the listeners close; each
+//!            connection answers what had arrived and closes; after `shutdown_grace` the
+//!            runtime drops whatever is left
 //! ```
 
 mod connection;
@@ -41,11 +49,12 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{cpus, Config, Model};
+use crate::config::{cpus, Config, Hooks, Model};
 use crate::dispatch;
 use crate::net::{self, CloseReason, RateLimitedLog, ACCEPT_BACKOFF};
 use crate::service::{Service, HOUSEKEEPING_INTERVAL};
 use crate::shutdown::ShutdownHandle;
+use crate::wire::{Role, Wire};
 use connection::Connection;
 
 /// Heavy requests that may wait for a blocking thread, per worker: the
@@ -60,16 +69,31 @@ const FORCED_CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// A bound `tokio` or `tokio-mt` server.
 pub struct TokioServer {
     rt: Runtime,
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    /// Every listener (JSON RPC first) with the role of what it accepts.
+    listeners: Vec<Listening>,
     model: Model,
     grace: Duration,
+    hooks: Hooks,
     shared: Arc<Shared>,
     shutdown: ShutdownHandle,
     /// Cancelled by the [`ShutdownHandle`]: the graceful shutdown starts.
     stopping: CancellationToken,
-    /// SIGINT and SIGTERM, registered at bind so none is missed before `run`.
-    signals: Option<(Signal, Signal)>,
+    /// Registered at bind so that none is missed before `run`.
+    signals: Option<Signals>,
+}
+
+/// A listening socket and the role of the connections it accepts.
+struct Listening {
+    role: Role,
+    socket: TcpListener,
+    addr: SocketAddr,
+}
+
+/// The signals the server handles (only with `config.signals`).
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
 }
 
 /// What every connection task shares.
@@ -112,15 +136,19 @@ impl TokioServer {
         };
         // Registering sockets and signals needs the runtime's context.
         let context = rt.enter();
-        let std_listener = sockets.rpc;
-        std_listener.set_nonblocking(true)?;
-        let listener = TcpListener::from_std(std_listener)?;
-        let local_addr = listener.local_addr()?;
+        let mut listeners = Vec::new();
+        for (role, socket) in sockets.into_roles() {
+            socket.set_nonblocking(true)?;
+            let socket = TcpListener::from_std(socket)?;
+            let addr = socket.local_addr()?;
+            listeners.push(Listening { role, socket, addr });
+        }
         let signals = if config.signals {
-            Some((
-                signal(SignalKind::interrupt())?,
-                signal(SignalKind::terminate())?,
-            ))
+            Some(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+                hangup: signal(SignalKind::hangup())?,
+            })
         } else {
             None
         };
@@ -147,10 +175,10 @@ impl TokioServer {
         drop(context);
         Ok(TokioServer {
             rt,
-            listener,
-            local_addr,
+            listeners,
             model: config.model,
             grace: config.shutdown_grace,
+            hooks: config.hooks,
             shared,
             shutdown,
             stopping,
@@ -167,29 +195,53 @@ impl TokioServer {
     pub fn run(self) -> io::Result<()> {
         let TokioServer {
             rt,
-            listener,
-            local_addr,
+            listeners,
             model,
             grace,
+            hooks,
             shared,
             shutdown,
             stopping,
             signals,
         } = self;
-        info!("listening on {local_addr} (model {model})");
+        let addrs: Vec<_> = listeners.iter().map(|l| (l.role, l.addr)).collect();
+        net::log_listening(&addrs, model.name());
         rt.block_on(async move {
             // Cancelled by a second signal: close every connection now.
             let now = CancellationToken::new();
-            let signal_task =
-                signals.map(|s| tokio::spawn(watch_signals(s, shutdown.clone(), now.clone())));
+            let signal_task = signals.map(|s| {
+                tokio::spawn(watch_signals(
+                    s,
+                    shutdown.clone(),
+                    hooks.clone(),
+                    now.clone(),
+                ))
+            });
             let housekeeping = tokio::spawn(housekeeping(shared.clone()));
             let tracker = TaskTracker::new();
-            accept_loop(listener, &shared, &tracker, &stopping).await;
-            // The listener is closed: nobody new gets in.
+            let accept_tasks: Vec<_> = listeners
+                .into_iter()
+                .map(|l| {
+                    tokio::spawn(accept_loop(
+                        l,
+                        shared.clone(),
+                        tracker.clone(),
+                        stopping.clone(),
+                    ))
+                })
+                .collect();
+            stopping.cancelled().await;
             info!(
                 "shutting down: {} connections, up to {grace:?} to deliver responses",
                 tracker.len()
             );
+            hooks.shutdown();
+            for task in accept_tasks {
+                if let Err(e) = task.await {
+                    warn!("an accept task failed: {e}");
+                }
+            }
+            // Every listener is closed: nobody new gets in.
             tracker.close();
             tokio::select! {
                 () = tracker.wait() => {}
@@ -212,25 +264,30 @@ impl TokioServer {
     }
 }
 
-/// Accepts until the shutdown starts; the listener closes when this returns.
+/// Accepts on one listener until the shutdown starts, each connection to
+/// speak the listener's protocol; the listener closes when this returns.
 async fn accept_loop(
-    listener: TcpListener,
-    shared: &Arc<Shared>,
-    tracker: &TaskTracker,
-    stopping: &CancellationToken,
+    listening: Listening,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    stopping: CancellationToken,
 ) {
+    let Listening { role, socket, addr } = listening;
     let mut refused_log = RateLimitedLog::new(Duration::from_secs(1));
     let mut accept_log = RateLimitedLog::new(Duration::from_secs(1));
     loop {
         let accepted = tokio::select! {
             biased;
             () = stopping.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            accepted = socket.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => match shared.slots.clone().try_acquire_owned() {
-                Ok(permit) => admit(stream, peer, permit, shared, tracker, stopping),
-                Err(_) => refuse(stream, peer, shared, &mut refused_log),
+                Ok(permit) => {
+                    let wire = Wire::new(role, addr.port());
+                    admit(stream, peer, wire, permit, &shared, &tracker, &stopping);
+                }
+                Err(_) => refuse(stream, peer, &shared, &mut refused_log),
             },
             Err(e) if net::transient_accept_error(&e) => {}
             Err(e) => {
@@ -253,10 +310,11 @@ async fn accept_loop(
     }
 }
 
-/// Starts the task that serves one connection.
+/// Starts the task that serves one connection, speaking `wire`'s protocol.
 fn admit(
     stream: TcpStream,
     peer: SocketAddr,
+    wire: Wire,
     permit: OwnedSemaphorePermit,
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
@@ -273,7 +331,7 @@ fn admit(
         why: CloseReason::Shutdown,
         _permit: permit,
     };
-    let mut conn = Connection::new(stream, peer, shared.clone(), stopping.clone());
+    let mut conn = Connection::new(stream, peer, wire, shared.clone(), stopping.clone());
     tracker.spawn(async move {
         let mut served = served; // the whole guard, not only the field written below
         served.why = conn.serve().await;
@@ -317,24 +375,30 @@ fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Shared, log: &mut RateLi
 }
 
 /// SIGINT or SIGTERM starts a graceful shutdown; a second one closes every
-/// connection at once.
+/// connection at once. SIGHUP runs the hangup hook and stops nothing.
 async fn watch_signals(
-    (mut interrupt, mut terminate): (Signal, Signal),
+    mut signals: Signals,
     shutdown: ShutdownHandle,
+    hooks: Hooks,
     now: CancellationToken,
 ) {
     loop {
         let name = tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
+            _ = signals.hangup.recv() => {
+                debug!("signal SIGHUP");
+                hooks.hangup();
+                continue;
+            }
+            _ = signals.interrupt.recv() => "SIGINT",
+            _ = signals.terminate.recv() => "SIGTERM",
         };
         debug!("signal {name}");
         if shutdown.is_requested() {
             warn!("second signal: closing every connection now");
             now.cancel();
-            return;
+        } else {
+            shutdown.shutdown();
         }
-        shutdown.shutdown();
     }
 }
 
