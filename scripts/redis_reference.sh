@@ -9,8 +9,13 @@
 # meaningful on a shared machine; runs alternate redis/ours and the median of
 # the ratios is printed at the end.
 #
+# With --resp, the same client for both: redis-benchmark -t get,set -c 50 at
+# -P 1 and -P 16 against redis-server and against our `serve --resp-addr`
+# (the reactor model), alternating, CPU per request of each server from
+# /proc/PID/stat, median of the ratios per command and depth.
+#
 # Usage: scripts/redis_reference.sh [--runs K] [--requests-p1 N] [--requests-p16 N]
-#                                   [--strace] [--strace-requests N] [--bin PATH]
+#                                   [--strace] [--strace-requests N] [--bin PATH] [--resp]
 # Needs: apt-get install -y redis-server redis-tools jq   (and strace for --strace)
 set -euo pipefail
 shopt -s inherit_errexit # a failing command inside $(...) fails the script too
@@ -22,6 +27,7 @@ STRACE=0
 STRACE_N=200000
 CONNS=50
 BIN=""
+RESP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=$2; shift 2 ;;
@@ -30,7 +36,8 @@ while [ $# -gt 0 ]; do
         --strace) STRACE=1; shift ;;
         --strace-requests) STRACE_N=$2; shift 2 ;;
         --bin) BIN=$2; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --resp) RESP=1; shift ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -115,6 +122,57 @@ syscalls_per_request() {
         END { printf "%.3f", c / n }' "$TMP/strace.out"
 }
 
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+if [ "$RESP" = 1 ]; then
+    OPORT=$(free_port)
+    [ "$OPORT" != "$RPORT" ] || OPORT=$((RPORT + 1))
+    "$BIN" serve --model reactor --addr 127.0.0.1:0 --resp-addr "127.0.0.1:$OPORT" \
+        --log-level warn &
+    OPID=$!
+    PIDS+=("$OPID")
+    for _ in $(seq 100); do
+        [ "$(redis-cli -p "$OPORT" ping 2>/dev/null)" = PONG ] && break
+        sleep 0.05
+    done
+    [ "$(redis-cli -p "$OPORT" ping)" = PONG ] || { echo "our server did not start" >&2; exit 1; }
+
+    # CPU µs per request of server PID $1 on port $2 under redis-benchmark -t $3 -P $4 -n $5.
+    resp_cpu() {
+        local t0 t1
+        t0=$(ticks "$1")
+        redis-benchmark -h 127.0.0.1 -p "$2" -t "$3" -c "$CONNS" -P "$4" -n "$5" -q \
+            > "$TMP/rb.out" 2>&1
+        t1=$(ticks "$1")
+        if grep -qi error "$TMP/rb.out"; then cat "$TMP/rb.out" >&2; exit 1; fi
+        awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$5" 'BEGIN { printf "%.3f", d * 1e6 / hz / n }'
+    }
+
+    echo "RESP: redis-benchmark -t {get,set} -c $CONNS -P {1,16} against redis-server and reactor-rpc --resp-addr (reactor)"
+    printf '\n%-4s %-4s %-3s %14s %14s %8s\n' run cmd P "redis us/req" "ours us/req" ours/redis
+    declare -A RR
+    for run in $(seq "$RUNS"); do
+        for cmd in get set; do
+            for P in 1 16; do
+                N=$([ "$P" = 1 ] && echo "$N1" || echo "$N16")
+                r=$(resp_cpu "$RPID" "$RPORT" "$cmd" "$P" "$N")
+                o=$(resp_cpu "$OPID" "$OPORT" "$cmd" "$P" "$N")
+                ratio=$(awk -v o="$o" -v r="$r" 'BEGIN { printf "%.3f", o / r }')
+                printf '%-4s %-4s %-3s %14s %14s %8s\n' "$run" "$cmd" "$P" "$r" "$o" "$ratio"
+                RR[$cmd$P]="${RR[$cmd$P]:-} $ratio"
+            done
+        done
+    done
+    echo
+    for cmd in get set; do
+        for P in 1 16; do
+            # shellcheck disable=SC2086 # the list is split on purpose
+            echo "median ours/redis CPU per request, $cmd -P $P: $(median ${RR[$cmd$P]})  (target <= 0.8)"
+        done
+    done
+    exit 0
+fi
+
 printf '\n%-4s %-3s %14s %14s %8s\n' run P "redis us/req" "ours us/req" ours/redis
 RATIOS1=()
 RATIOS16=()
@@ -128,7 +186,6 @@ for run in $(seq "$RUNS"); do
         if [ "$P" = 1 ]; then RATIOS1+=("$ratio"); else RATIOS16+=("$ratio"); fi
     done
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo
 echo "median ours/redis CPU per request: pipeline 1: $(median "${RATIOS1[@]}"), pipeline 16: $(median "${RATIOS16[@]}")  (target <= 0.8)"
 
