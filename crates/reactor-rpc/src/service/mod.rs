@@ -48,6 +48,8 @@ pub struct Service {
     cache: Cache,
     stats: Stats,
     metrics: Metrics,
+    /// The metrics row of each Redis command, by its index in the command table.
+    resp_rows: Box<[MethodId]>,
 }
 
 impl Service {
@@ -71,8 +73,17 @@ impl Service {
             registry,
             cache: Cache::new(cache),
             stats: Stats::new(),
+            resp_rows: redis::metric_rows(&metrics),
             metrics,
         }
+    }
+
+    /// The metrics row of the Redis command at `index` in its table.
+    pub(crate) fn resp_metric_row(&self, index: usize) -> MethodId {
+        self.resp_rows
+            .get(index)
+            .copied()
+            .unwrap_or_else(|| self.metrics.other_method())
     }
 
     /// The request and byte counters `GET /metrics` reports; the connection

@@ -25,6 +25,7 @@ pub mod strings;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Service;
+use crate::ops::metrics::MethodId;
 use crate::protocol::resp::{Reply, Version};
 
 /// One connection's state, as far as commands are concerned.
@@ -109,18 +110,19 @@ pub(crate) fn execute_labelled(
         close: false,
     };
     let metrics = service.metrics();
-    let method = match lookup(COMMANDS, name) {
+    let method = match position(COMMANDS, name) {
         None => {
             unknown_command(&mut cx.reply, args);
             metrics.other_method()
         }
-        Some(cmd) if !arity_ok(cmd.arity, args.len()) => {
-            wrong_arity(&mut cx.reply, cmd.name);
-            metrics.method_id(cmd.name)
-        }
-        Some(cmd) => {
-            (cmd.run)(&mut cx, args);
-            metrics.method_id(cmd.name)
+        Some(i) => {
+            let cmd = &COMMANDS[i];
+            if arity_ok(cmd.arity, args.len()) {
+                (cmd.run)(&mut cx, args);
+            } else {
+                wrong_arity(&mut cx.reply, cmd.name);
+            }
+            service.resp_metric_row(i)
         }
     };
     let flow = if cx.close {
@@ -210,10 +212,25 @@ pub(crate) const COMMANDS: &[Command] = &[
 /// The entry of `table` named `name`, whatever its case. For a subcommand
 /// table the entries are named `container|sub`; `name` is then the `sub` part.
 pub(crate) fn lookup<'t>(table: &'t [Command], name: &[u8]) -> Option<&'t Command> {
-    table.iter().find(|c| {
-        let short = c.name.rsplit('|').next().unwrap_or(c.name);
-        short.as_bytes().eq_ignore_ascii_case(name)
+    position(table, name).map(|i| &table[i])
+}
+
+/// The index in `table` of the entry named `name` (see [`lookup`]). This runs
+/// for every command, so it compares lengths before bytes and allocates nothing.
+pub(crate) fn position(table: &[Command], name: &[u8]) -> Option<usize> {
+    table.iter().position(|c| {
+        let full = c.name.as_bytes();
+        let Some(cut) = full.len().checked_sub(name.len()) else {
+            return false;
+        };
+        (cut == 0 || full[cut - 1] == b'|') && full[cut..].eq_ignore_ascii_case(name)
     })
+}
+
+/// The metrics row of each entry of [`COMMANDS`], in its order: resolved once
+/// per service, so counting a command costs no name search.
+pub(crate) fn metric_rows(metrics: &crate::ops::metrics::Metrics) -> Box<[MethodId]> {
+    COMMANDS.iter().map(|c| metrics.method_id(c.name)).collect()
 }
 
 fn arity_ok(arity: i32, argc: usize) -> bool {
