@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The cache targets of issue 10 at full scale, against a running server (BENCHMARKS.md, "Memory").
+"""The cache memory targets at full scale, against a running server (BENCHMARKS.md, "Memory").
 
   memory_targets.py fill PORT PID [OFFERED_MIB]
       `set` unique keys with 100 KiB values, pipelined 64 deep, OFFERED_MIB in total (default 1024),
