@@ -32,7 +32,7 @@ pub mod value;
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -555,6 +555,15 @@ impl Cache {
 
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
         lock(&self.shards[shard])
+    }
+
+    /// The shard, unless another thread holds it.
+    fn try_lock(&self, shard: usize) -> Option<MutexGuard<'_, Shard>> {
+        match self.shards[shard].try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 
     fn next_expire_shard(&self) -> usize {

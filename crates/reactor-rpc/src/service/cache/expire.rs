@@ -133,7 +133,9 @@ impl Cache {
     /// Removes expired keys nobody touches, spending about `budget` (see the
     /// module docs); returns how many it removed. Call it periodically: the
     /// server's housekeeping does, every 100 ms. A shard is locked for one
-    /// round of 20 samples at a time, never for the whole cycle.
+    /// round of 20 samples at a time, never for the whole cycle, and a shard
+    /// another thread holds (a snapshot copying it out) is skipped until the
+    /// next cycle: the event loop never waits for it.
     pub fn active_expire_cycle(&self, budget: Duration) -> usize {
         let mut budget = Budget {
             start: Instant::now(),
@@ -145,7 +147,11 @@ impl Cache {
         for _ in 0..SHARDS {
             let shard = self.next_expire_shard();
             loop {
-                let round = self.lock(shard).expire_round(&mut budget);
+                let Some(mut locked) = self.try_lock(shard) else {
+                    break;
+                };
+                let round = locked.expire_round(&mut budget);
+                drop(locked);
                 removed += round.expired;
                 if budget.spent {
                     return removed;

@@ -568,3 +568,40 @@ fn json_errors_map_to_codes() {
         "out of memory: used memory would go above --maxmemory (268435456 bytes) and nothing can be evicted"
     );
 }
+
+/// The active expiry cycle runs on the event loop: a shard another thread
+/// holds (a snapshot copying it out) is skipped, never waited for. Holding a
+/// shard here, on the same thread, would deadlock a waiting cycle.
+#[test]
+fn active_expiry_skips_a_shard_held_elsewhere() {
+    let c = cache();
+    for i in 0..2_000 {
+        let key = format!("k{i}");
+        c.set(key.as_bytes(), raw("v"), SetOptions::ttl(Duration::from_millis(1)))
+            .unwrap();
+    }
+    let due = c.clock.now_ms() + 2;
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while c.clock.now_ms() < due {
+        assert!(Instant::now() < give_up, "clock stuck");
+        std::hint::spin_loop();
+    }
+    let held_keys = c.shards[0].lock().unwrap().items().len();
+    assert!(held_keys > 0, "no key landed in shard 0");
+    let held = c.shards[0].lock().unwrap();
+    let mut removed = 0;
+    for _ in 0..1_000 {
+        removed += c.active_expire_cycle(Duration::from_millis(50));
+        if removed == 2_000 - held_keys {
+            break;
+        }
+    }
+    assert_eq!(removed, 2_000 - held_keys, "every other shard is cleared");
+    assert_eq!(held.items().len(), held_keys, "the held shard is untouched");
+    drop(held);
+    while removed < 2_000 {
+        removed += c.active_expire_cycle(Duration::from_millis(50));
+        assert!(Instant::now() < give_up, "the released shard is never cleared");
+    }
+    assert_eq!(c.len(), 0);
+}
