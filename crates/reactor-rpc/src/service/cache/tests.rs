@@ -577,8 +577,12 @@ fn active_expiry_skips_a_shard_held_elsewhere() {
     let c = cache();
     for i in 0..2_000 {
         let key = format!("k{i}");
-        c.set(key.as_bytes(), raw("v"), SetOptions::ttl(Duration::from_millis(1)))
-            .unwrap();
+        c.set(
+            key.as_bytes(),
+            raw("v"),
+            SetOptions::ttl(Duration::from_millis(1)),
+        )
+        .unwrap();
     }
     let due = c.clock.now_ms() + 2;
     let give_up = Instant::now() + Duration::from_secs(5);
@@ -601,7 +605,10 @@ fn active_expiry_skips_a_shard_held_elsewhere() {
     drop(held);
     while removed < 2_000 {
         removed += c.active_expire_cycle(Duration::from_millis(50));
-        assert!(Instant::now() < give_up, "the released shard is never cleared");
+        assert!(
+            Instant::now() < give_up,
+            "the released shard is never cleared"
+        );
     }
     assert_eq!(c.len(), 0);
 }
