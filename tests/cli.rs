@@ -154,3 +154,31 @@ fn bench_without_a_target_says_what_to_give() {
         "{text}"
     );
 }
+
+/// The limits given on the command line are the ones `stats` reports, with
+/// the total output bound only where the model enforces it.
+#[test]
+fn stats_reports_the_new_limits() {
+    let mut reactor = ServerProcess::spawn(&[
+        "--model",
+        "reactor",
+        "--frame-timeout",
+        "7",
+        "--max-conns-per-ip",
+        "5",
+        "--max-output-total",
+        "64m",
+    ]);
+    let limits = stats(&mut client_for(reactor.addr))["limits"].clone();
+    assert_eq!(limits["frame_timeout_s"], 7, "{limits}");
+    assert_eq!(limits["max_conns_per_ip"], 5, "{limits}");
+    assert_eq!(limits["max_output_total"], 64 << 20, "{limits}");
+    reactor.terminate();
+
+    let mut threaded = ServerProcess::spawn(&["--model", "threaded", "--max-conns-per-ip", "2"]);
+    let limits = stats(&mut client_for(threaded.addr))["limits"].clone();
+    assert_eq!(limits["max_conns_per_ip"], 2, "{limits}");
+    assert_eq!(limits["frame_timeout_s"], 30, "the default: {limits}");
+    assert!(limits.get("max_output_total").is_none(), "{limits}");
+    threaded.terminate();
+}

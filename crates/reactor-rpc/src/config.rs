@@ -267,6 +267,9 @@ impl Config {
             max_conns: l.max_conns,
             idle_timeout_s: l.idle_timeout.map_or(0, |d| d.as_secs()),
             max_output: l.max_output,
+            frame_timeout_s: l.frame_timeout.as_secs(),
+            max_conns_per_ip: l.max_conns_per_ip,
+            max_output_total: (self.model == Model::Reactor).then_some(l.max_output_total),
             pool_size: (self.model == Model::Pool).then_some(self.pool_size),
             workers: self
                 .model

@@ -29,6 +29,12 @@ pub struct ServerInfo {
     pub idle_timeout_s: u64,
     /// `--max-output`.
     pub max_output: usize,
+    /// `--frame-timeout` in seconds.
+    pub frame_timeout_s: u64,
+    /// `--max-conns-per-ip` (0: off).
+    pub max_conns_per_ip: usize,
+    /// `--max-output-total`, in the models that enforce it.
+    pub max_output_total: Option<usize>,
     /// Threads of the pool model.
     pub pool_size: Option<usize>,
     /// Offload workers of the reactor model (0 with `--no-offload`).
@@ -44,8 +50,13 @@ impl ServerInfo {
                 "max_conns": self.max_conns,
                 "idle_timeout_s": self.idle_timeout_s,
                 "max_output": self.max_output,
+                "frame_timeout_s": self.frame_timeout_s,
+                "max_conns_per_ip": self.max_conns_per_ip,
             },
         });
+        if let Some(n) = self.max_output_total {
+            info["limits"]["max_output_total"] = json!(n);
+        }
         if let Some(n) = self.pool_size {
             info["pool_size"] = json!(n);
         }
