@@ -9,7 +9,6 @@ use std::fs;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -171,31 +170,7 @@ fn spawn_activated(fds: &[RawFd], names: Option<&str>, args: &[&str]) -> std::pr
     if let Some(names) = names {
         shell.env("LISTEN_FDNAMES", names);
     }
-    let mut sources = [-1 as RawFd; 4];
-    assert!(fds.len() <= sources.len());
-    sources[..fds.len()].copy_from_slice(fds);
-    let n = fds.len();
-    // SAFETY: between fork and exec only async-signal-safe calls (fcntl,
-    // dup2) on descriptors this process owns, and no allocation. Sources are
-    // first copied above the target range (close-on-exec), then moved into
-    // place with dup2, which clears close-on-exec on the targets.
-    unsafe {
-        shell.pre_exec(move || {
-            let mut high = [-1 as RawFd; 4];
-            for i in 0..n {
-                high[i] = libc::fcntl(sources[i], libc::F_DUPFD_CLOEXEC, 64);
-                if high[i] < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for (i, &copy) in high[..n].iter().enumerate() {
-                if libc::dup2(copy, 3 + i as RawFd) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    support::hand_over_fds(&mut shell, fds);
     shell.spawn().expect("spawn the activated server")
 }
 

@@ -7,11 +7,12 @@
 //! `REACTOR_RPC_OPS_SYSTEMD_CHILD` set, which makes `systemd_child` (a no-op
 //! otherwise) do one thing and print what it saw.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -170,33 +171,7 @@ fn activate(
     if let Some(names) = names {
         shell.env("LISTEN_FDNAMES", names);
     }
-    let mut sources = [-1 as RawFd; 8];
-    assert!(fds.len() <= sources.len());
-    sources[..fds.len()].copy_from_slice(fds);
-    let n = fds.len();
-    // SAFETY: between fork and exec only async-signal-safe calls (fcntl,
-    // dup2) on descriptors this process owns, and no allocation. Each
-    // source is first duplicated above the target range so that moving one
-    // into place never overwrites another not yet moved; dup2 leaves the
-    // targets without close-on-exec, so they survive the exec, while the
-    // temporary copies are close-on-exec.
-    unsafe {
-        shell.pre_exec(move || {
-            let mut high = [-1 as RawFd; 8];
-            for i in 0..n {
-                high[i] = libc::fcntl(sources[i], libc::F_DUPFD_CLOEXEC, 64);
-                if high[i] < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for (i, &copy) in high[..n].iter().enumerate() {
-                if libc::dup2(copy, 3 + i as RawFd) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    support::hand_over_fds(&mut shell, fds);
     let mut child = shell
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -592,3 +592,36 @@ impl Drop for ServerProcess {
 pub fn parse_listening(line: &str) -> Option<SocketAddr> {
     reactor_rpc_bench::spawn::listening_addr(line)
 }
+
+/// Makes `cmd` start with `fds` as its descriptors 3, 4, … (as systemd hands
+/// sockets over), at most 8. The caller sets `LISTEN_PID`, `LISTEN_FDS`.
+pub fn hand_over_fds(cmd: &mut Command, fds: &[std::os::fd::RawFd]) {
+    use std::os::unix::process::CommandExt;
+    let mut sources = [-1; 8];
+    assert!(fds.len() <= sources.len(), "at most 8 descriptors");
+    sources[..fds.len()].copy_from_slice(fds);
+    let n = fds.len();
+    // SAFETY: between fork and exec only async-signal-safe calls (fcntl,
+    // dup2) on descriptors this process owns, and no allocation. Each
+    // source is first duplicated above the target range so that moving one
+    // into place never overwrites another not yet moved; dup2 leaves the
+    // targets without close-on-exec, so they survive the exec, while the
+    // temporary copies are close-on-exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut high = [-1; 8];
+            for i in 0..n {
+                high[i] = libc::fcntl(sources[i], libc::F_DUPFD_CLOEXEC, 64);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, &copy) in high[..n].iter().enumerate() {
+                if libc::dup2(copy, 3 + i as std::os::fd::RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
