@@ -8,6 +8,7 @@
 mod support;
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -121,12 +122,7 @@ fn a_connect_reset_storm_logs_a_bounded_number_of_lines(model: Model) {
 /// `--max-conns-per-ip 2`: a third connection from the same address gets
 /// `overloaded` and a close; once one of the two leaves, a new one is served.
 fn a_third_connection_from_one_address_is_refused(model: Model) {
-    let model = model.name();
-    let mut server = ServerProcess::spawn(&["--model", model, "--max-conns-per-ip", "2"]);
-    let mut first = server.raw();
-    let mut second = server.raw();
-    assert_usable(&mut first);
-    assert_usable(&mut second);
+    let (mut server, first, mut second) = at_a_limit_of_two(model, "--max-conns-per-ip");
     let mut third = server.raw();
     let response = read_response(&mut third);
     assert_error(&response, "overloaded");
@@ -151,12 +147,7 @@ fn a_third_connection_from_one_address_is_refused(model: Model) {
 /// the second after it was refused, still reads the `overloaded` frame
 /// rather than a reset: the refusal is a lingering close.
 fn a_refused_client_writing_in_two_sends_reads_overloaded(model: Model) {
-    let model = model.name();
-    let mut server = ServerProcess::spawn(&["--model", model, "--max-conns", "2"]);
-    let mut first = server.raw();
-    let mut second = server.raw();
-    assert_usable(&mut first);
-    assert_usable(&mut second);
+    let (mut server, first, second) = at_a_limit_of_two(model, "--max-conns");
     let mut refused = server.raw();
     let body = serde_json::to_vec(&serde_json::json!({"in": "ping", "params": "x"})).unwrap();
     refused
@@ -179,4 +170,15 @@ fn a_refused_client_writing_in_two_sends_reads_overloaded(model: Model) {
     assert_error(&response, "overloaded");
     drop((first, second));
     server.terminate();
+}
+
+/// A server of `model` with `limit` (a connection-count flag) at 2, and the
+/// two connections it allows, each answered once: the next one is over.
+fn at_a_limit_of_two(model: Model, limit: &str) -> (ServerProcess, TcpStream, TcpStream) {
+    let server = ServerProcess::spawn(&["--model", model.name(), limit, "2"]);
+    let mut first = server.raw();
+    let mut second = server.raw();
+    assert_usable(&mut first);
+    assert_usable(&mut second);
+    (server, first, second)
 }
