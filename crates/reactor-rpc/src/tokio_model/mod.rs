@@ -166,7 +166,7 @@ impl Shared {
 /// response), as in the reactor ([`net::output_high_water`]). A batch written
 /// whole at once (nearly every batch of a client that reads its responses)
 /// touches no shared counter. Measured: 200 clients that never read, 8 `get`s
-/// of 1 MiB each, `--max-output-total 32m`: +234 MiB RSS (+1 GiB without).
+/// of 1 MiB each, `--max-output-total 32m`: +229 MiB RSS (+1 GiB without).
 struct OutputTotal {
     bytes: AtomicUsize,
     bound: usize,
