@@ -124,7 +124,9 @@ pub struct Limits {
     /// `overloaded` and a close (0: no limit).
     pub max_conns_per_ip: usize,
     /// Pending output of all connections together above which the reactor
-    /// stops reading from the connections holding the most of it.
+    /// and the tokio models stop adding output: a connection holding output
+    /// decodes at most one response more until the total drains below it.
+    /// The threaded models have no total (a thread blocks on its own write).
     pub max_output_total: usize,
 }
 

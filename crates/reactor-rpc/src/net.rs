@@ -12,6 +12,24 @@ use std::time::Duration;
 /// it; a lingering close sends FIN after the response instead.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
+/// Refused connections lingering at once (the reactor's slab entries, the
+/// tokio models' tasks); beyond it a refusal is a best-effort [`turn_away`].
+pub(crate) const LINGERING_REFUSALS: usize = 1024;
+
+/// The per-connection output high-water mark (`--max-output`, `per_conn`) for
+/// a connection's next batch, given the pending output of all connections
+/// together (`total`) and `--max-output-total` (`bound`): the configured one
+/// while the total is within the bound, one byte (one response) above it, so
+/// that no connection adds a batch to a total already over its bound.
+#[inline]
+pub(crate) fn output_high_water(total: usize, per_conn: usize, bound: usize) -> usize {
+    if total <= bound {
+        per_conn
+    } else {
+        1
+    }
+}
+
 /// How long accepting pauses after a failed `accept` (out of descriptors, say),
 /// so that an acceptor never spins while the connected clients go on being served.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

@@ -41,7 +41,7 @@ use crate::config::Config;
 use crate::dispatch;
 use crate::net::{
     log_listening, out_of_descriptors, transient_accept_error, turn_away, CloseReason, Listeners,
-    PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF,
+    PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF, LINGERING_REFUSALS,
 };
 use crate::service::Service;
 use crate::shutdown::ShutdownHandle;
@@ -57,9 +57,6 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// `FIRST_LISTENER - i`; connections have their slab key, far below.
 const FIRST_LISTENER: usize = usize::MAX - 3;
 const MAX_LISTENERS: usize = 3;
-/// Refused connections lingering at once; more are turned away on the spot.
-const MAX_REFUSALS: usize = 1024;
-
 /// The pending output of all connections together, kept as a running sum
 /// of what each connection last reported (a compare per drive, no scan).
 /// Above `--max-output-total`, every connection still holding output stops
@@ -78,11 +75,7 @@ impl OutputTotal {
     /// one while the total is within `bound`, one byte above it.
     #[inline]
     fn high_water(&self, per_conn: usize, bound: usize) -> usize {
-        if self.bytes <= bound {
-            per_conn
-        } else {
-            1
-        }
+        crate::net::output_high_water(self.bytes, per_conn, bound)
     }
 
     /// Takes a connection's pending output into the total, after it moved.
@@ -397,13 +390,13 @@ impl Reactor {
     /// then a lingering close like the one after `frame_too_large`, in the
     /// slab as a connection that only writes that frame and discards input,
     /// so a client still sending its request reads the frame, not a reset.
-    /// Beyond [`MAX_REFUSALS`] lingering at once, a best-effort turn-away.
+    /// Beyond [`LINGERING_REFUSALS`] lingering at once, a best-effort turn-away.
     fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr, wire: Wire, why: Refusal) {
         self.service.stats().connection_rejected();
         if let Some(held) = self.refused_log.allow(self.now) {
             warn!("refused {peer}: {why} ({held} more refused since last report)");
         }
-        if self.refusals >= MAX_REFUSALS {
+        if self.refusals >= LINGERING_REFUSALS {
             turn_away(&mut stream, &why.frame(), |s| s.shutdown(Shutdown::Write));
             return;
         }

@@ -10,9 +10,29 @@
 //! answer that ends the connection (`frame_too_large`, a RESP `QUIT` or
 //! protocol error, an HTTP `Connection: close`) is followed by a lingering
 //! close. What the reactor does by hand comes from tokio here: `await`
-//! instead of readiness flags, `tokio::time::timeout` instead of a deadline
+//! instead of readiness flags, `tokio::time::timeout_at` instead of a deadline
 //! heap, `spawn_blocking` instead of a worker pool and a waker, the runtime's
 //! cooperative budget instead of a bounded turn per connection.
+//!
+//! The limits, as in the other models:
+//! * `--idle-timeout`: each read waits at most that long, anew per read.
+//! * `--frame-timeout`: once a request's first byte is buffered, the reads
+//!   that complete it wait only until its deadline (the read's deadline is
+//!   whichever comes first), so dribbling bytes into a frame does not keep the
+//!   connection open: it ends with `bye (frame timeout)`. Not counted while
+//!   the server holds off reading (a write to a client that does not read, a
+//!   heavy request on a blocking thread): the clock starts once the server is
+//!   ready to read the rest.
+//! * `--max-output`: [`Wire::process`] stops a batch at it, and the batch is
+//!   written before anything more is decoded, so a connection holds at most
+//!   `--max-output` plus one response.
+//! * `--max-output-total`: a batch that cannot be written at once counts in
+//!   the shared total until it is; above the total, a connection decodes one
+//!   response per batch, as the reactor does. The bound is the total plus one
+//!   response per connection (in `tokio-mt`, plus one batch per worker thread
+//!   that read the total just before it passed the bound).
+//! * Refused connections (`--max-conns`, `--max-conns-per-ip`) get their
+//!   `overloaded` frame and a lingering close from [`refuse`].
 
 use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
@@ -23,6 +43,7 @@ use bytes::{Buf, BytesMut};
 use log::{debug, error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -61,6 +82,9 @@ pub(super) struct Connection {
     input: BytesMut,
     /// Responses not yet written.
     output: Vec<u8>,
+    /// When the request at the front of `input` began to count against
+    /// `--frame-timeout` (`None`: no part of a request is buffered).
+    frame_since: Option<Instant>,
 }
 
 impl Connection {
@@ -79,6 +103,7 @@ impl Connection {
             stopping,
             input: BytesMut::new(),
             output: Vec::new(),
+            frame_since: None,
         }
     }
 
@@ -86,29 +111,45 @@ impl Connection {
     pub(super) async fn serve(&mut self) -> CloseReason {
         let mut input = Input::Open;
         loop {
+            let mut opts = self.shared.opts;
+            opts.max_output = self.shared.output.high_water(opts.max_output);
             let progress = self.wire.process(
                 &self.shared.service,
                 &self.peer,
                 &self.input,
                 &mut self.output,
-                self.shared.opts,
+                opts,
             );
             self.input.advance(progress.consumed);
             // One write for the whole batch, before reading any further.
             if let Err(why) = self.flush().await {
                 return why;
             }
+            // A request begun: its clock starts now, once the server is ready
+            // to read its rest (after the write above); one still incomplete
+            // keeps its start.
+            self.frame_since = match self.frame_since {
+                _ if self.input.is_empty() => None,
+                Some(since) if progress.consumed == 0 => Some(since),
+                _ => Some(Instant::now()),
+            };
             match progress.stop {
                 // Half a request: don't let a delayed ACK hold its rest. A
                 // read that ended on a request boundary costs no syscall.
                 Stop::NeedMore { .. } if !self.input.is_empty() => net::quickack(&self.stream),
                 Stop::NeedMore { .. } => {}
-                // Written (the client read it): answer the frames still buffered.
-                Stop::OutputFull => continue,
+                // Written (the client read it): answer the frames still
+                // buffered; what is left of them counts from the next batch.
+                Stop::OutputFull => {
+                    self.frame_since = None;
+                    continue;
+                }
                 Stop::Offload { body_len } => {
                     if let Err(why) = self.offload(body_len).await {
                         return why;
                     }
+                    // The time on the blocking thread was the server's.
+                    self.frame_since = None;
                     continue;
                 }
                 // The answer that ends the connection is written.
@@ -131,11 +172,27 @@ impl Connection {
     }
 
     /// Waits for more input: until bytes arrive, the peer closes, the idle
-    /// timeout passes, or the server starts shutting down.
+    /// timeout passes (or, inside a request, its frame timeout), or the server
+    /// starts shutting down.
     async fn read(&mut self) -> Result<Input, CloseReason> {
         if self.stopping.is_cancelled() {
             return self.drain();
         }
+        let now = Instant::now();
+        let idle = self.shared.idle_timeout.map(|idle| now + idle);
+        let (deadline, timed_out) = match self.frame_since {
+            None => (idle, CloseReason::IdleTimeout),
+            Some(since) => {
+                let frame = since + self.shared.frame_timeout;
+                if frame <= now {
+                    return Err(CloseReason::FrameTimeout);
+                }
+                match idle {
+                    Some(idle) if idle < frame => (Some(idle), CloseReason::IdleTimeout),
+                    _ => (Some(frame), CloseReason::FrameTimeout),
+                }
+            }
+        };
         if self.input.is_empty() {
             // Between requests: give back what a large frame or response grew.
             if self.input.capacity() > KEEP_IDLE {
@@ -149,7 +206,6 @@ impl Connection {
             stream,
             input,
             stopping,
-            shared,
             ..
         } = self;
         let read = async {
@@ -165,12 +221,12 @@ impl Connection {
         };
         let read = tokio::select! {
             biased;
-            read = within(shared.idle_timeout, read) => Some(read),
+            read = until(deadline, read) => Some(read),
             () = stopping.cancelled() => None,
         };
         match read {
             None => self.drain(),
-            Some(None) => Err(CloseReason::IdleTimeout),
+            Some(None) => Err(timed_out),
             Some(Some(Ok(0))) => Ok(Input::Ended),
             Some(Some(Ok(_))) => Ok(Input::Open),
             Some(Some(Err(e))) if e.kind() == ErrorKind::Interrupted => Ok(Input::Open),
@@ -206,8 +262,20 @@ impl Connection {
 
     /// Writes every pending response. A write that makes no progress for the
     /// idle timeout means the client does not read: the connection is closed.
+    /// A batch the first write could not take whole counts in
+    /// `--max-output-total` until it is written.
     async fn flush(&mut self) -> Result<(), CloseReason> {
-        let mut written = 0;
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let mut written = match self.stream.try_write(&self.output) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => 0,
+            Err(e) => return Err(self.failed("write", &e)),
+        };
+        // The whole batch stays allocated until it is written: count it all.
+        let blocked = written < self.output.len();
+        let _pending = blocked.then(|| self.shared.output.hold(self.output.len()));
         while written < self.output.len() {
             let write = self.stream.write(&self.output[written..]);
             match within(self.shared.idle_timeout, write).await {
@@ -268,21 +336,7 @@ impl Connection {
     /// closing with unread input sends a reset that can destroy the response
     /// in flight.
     async fn linger(&mut self) {
-        if let Err(e) = self.stream.shutdown().await {
-            debug!("{} shutdown failed: {e}", self.peer);
-            return;
-        }
-        let discard = async {
-            loop {
-                self.input.clear();
-                self.input.reserve(READ_CHUNK);
-                match self.stream.read_buf(&mut self.input).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        };
-        let _ = tokio::time::timeout(LINGER, discard).await;
+        linger(&mut self.stream, &mut self.input, &self.peer).await;
     }
 
     fn failed(&self, what: &str, e: &io::Error) -> CloseReason {
@@ -291,10 +345,46 @@ impl Connection {
     }
 }
 
+/// FIN after what was written, then discard input (into `sink`) until the
+/// peer closes or [`LINGER`] passes.
+async fn linger(stream: &mut TcpStream, sink: &mut BytesMut, peer: &SocketAddr) {
+    if let Err(e) = stream.shutdown().await {
+        debug!("{peer} shutdown failed: {e}");
+        return;
+    }
+    let discard = async {
+        loop {
+            sink.clear();
+            sink.reserve(READ_CHUNK);
+            match stream.read_buf(sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, discard).await;
+}
+
+/// A refused connection (`--max-conns`, `--max-conns-per-ip`): its
+/// `overloaded` `frame` (written within [`LINGER`]), then a lingering close,
+/// so that a client still sending its request reads the frame, not a reset.
+pub(super) async fn refuse(mut stream: TcpStream, frame: &[u8], peer: &SocketAddr) {
+    match tokio::time::timeout(LINGER, stream.write_all(frame)).await {
+        Ok(Ok(())) => linger(&mut stream, &mut BytesMut::new(), peer).await,
+        Ok(Err(e)) => debug!("{peer} refused: write failed: {e}"),
+        Err(_) => debug!("{peer} refused: the frame was not taken within {LINGER:?}"),
+    }
+}
+
 /// `fut`'s output, or `None` if `limit` passes first (no limit: never).
 async fn within<F: std::future::Future>(limit: Option<Duration>, fut: F) -> Option<F::Output> {
-    match limit {
-        Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
+    until(limit.map(|limit| Instant::now() + limit), fut).await
+}
+
+/// `fut`'s output, or `None` if `deadline` passes first (none: never).
+async fn until<F: std::future::Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, fut).await.ok(),
         None => Some(fut.await),
     }
 }

@@ -7,21 +7,33 @@
 //!   `#[tokio::main]` default), tasks stolen between workers.
 //!
 //! Written as a tokio user would write it: an accept task per listener, a
-//! task per connection ([`connection`]), `tokio::time::timeout` for the idle
-//! timeout, a [`Semaphore`] for `max_conns`, a [`CancellationToken`] for
-//! shutdown and a [`TaskTracker`] to wait for the connections, tokio's own
-//! signal handling, `spawn_blocking` for heavy requests, an `interval` for
-//! housekeeping. Only the request path is shared with the other models: each
-//! connection speaks the protocol of the listener that accepted it (JSON RPC,
-//! RESP or metrics HTTP) through [`crate::wire::Wire::process`], and nothing
-//! here knows what a method means.
+//! task per connection ([`connection`]), `tokio::time::timeout_at` for the
+//! idle and frame timeouts, a [`Semaphore`] for `max_conns`, a
+//! [`CancellationToken`] for shutdown and a [`TaskTracker`] to wait for the
+//! connections, tokio's own signal handling, `spawn_blocking` for heavy
+//! requests, an `interval` for housekeeping. Only the request path is shared
+//! with the other models: each connection speaks the protocol of the listener
+//! that accepted it (JSON RPC, RESP or metrics HTTP) through
+//! [`crate::wire::Wire::process`], and nothing here knows what a method means.
+//!
+//! The limits are the other models', from the same code in [`crate::net`]:
+//! `--max-conns-per-ip` counts open connections per address in a
+//! [`net::PerIp`] behind a mutex (taken once at accept and once at close); a
+//! refusal (either limit) is a lingering close on a short task of its own, at
+//! most [`net::LINGERING_REFUSALS`] at once, beyond which it is a best-effort
+//! [`net::turn_away`]; the `comes`/`bye` lines go through the shared
+//! per-second limiter. `--frame-timeout` and `--max-output-total` are kept by
+//! each connection ([`connection`]).
 //!
 //! ```text
 //!  accept task, one per listener (rpc, resp, metrics):
 //!      accept ─► try_acquire a max_conns permit (one pool for every listener)
+//!             ─► count the address (max_conns_per_ip)
 //!             ─► spawn(connection task with Wire::new(role, port))
-//!             └─ none left: `overloaded`, lingering close
+//!             └─ over either limit: spawn(write `overloaded`, FIN, discard input
+//!                until EOF or LINGER), at most 1 024 at once; beyond, a turn-away
 //!  connection task: read ─► Wire::process ─► one write per batch ─► read ...
+//!                   each read waits until min(idle deadline, frame deadline)
 //!                   half a request buffered ─► TCP_QUICKACK before reading on
 //!                   Stop::Offload (JSON only) ─► spawn_blocking (≤ workers) ─► await, in order
 //!                   Stop::Close(why) ─► flush, FIN, discard input up to LINGER, close
@@ -36,8 +48,9 @@
 mod connection;
 
 use std::io;
-use std::net::{Shutdown, SocketAddr};
-use std::sync::Arc;
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn, Level};
@@ -51,7 +64,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{cpus, Config, Hooks, Model};
 use crate::dispatch;
-use crate::net::{self, CloseReason, RateLimitedLog, ACCEPT_BACKOFF};
+use crate::net::{self, CloseReason, PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF};
 use crate::service::{Service, HOUSEKEEPING_INTERVAL};
 use crate::shutdown::ShutdownHandle;
 use crate::wire::{Role, Wire};
@@ -101,9 +114,18 @@ struct Shared {
     service: Arc<Service>,
     opts: dispatch::Options,
     idle_timeout: Option<Duration>,
+    /// A frame begun must be complete within this (`--frame-timeout`).
+    frame_timeout: Duration,
     max_conns: usize,
     /// One permit per connection served: `max_conns` of them.
     slots: Arc<Semaphore>,
+    /// Open connections per address (`--max-conns-per-ip`).
+    per_ip: Mutex<PerIp>,
+    /// Refused connections lingering on tasks of their own now.
+    refusals: AtomicUsize,
+    /// Output of all connections together in batches a write could not hand
+    /// to the kernel whole, and its bound (`--max-output-total`).
+    output: OutputTotal,
     /// Heavy requests waiting for a blocking thread (`workers × 16` permits).
     job_queue: Semaphore,
     /// Heavy requests running on blocking threads (`workers` permits), so that
@@ -115,6 +137,64 @@ impl Shared {
     /// Connections being served.
     fn live(&self) -> usize {
         self.max_conns - self.slots.available_permits()
+    }
+
+    /// Takes a `max_conns` slot and counts the address, or says which limit
+    /// the connection from `ip` runs into.
+    fn admit(&self, ip: IpAddr) -> Result<OwnedSemaphorePermit, Refusal> {
+        let permit = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::MaxConns(self.max_conns))?;
+        self.per_ip_count().admit(ip)?;
+        Ok(permit)
+    }
+
+    fn per_ip_count(&self) -> std::sync::MutexGuard<'_, PerIp> {
+        self.per_ip.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Pending output of all connections together, for `--max-output-total`.
+///
+/// A connection writes each batch before it decodes more, so only a batch
+/// whose first write did not take it whole is pending; all of it (it stays
+/// allocated until written) is counted from then until it is written or the
+/// connection ends ([`Pending`]). Before decoding a batch a connection reads
+/// the total: above the bound, its high-water mark is one byte (one
+/// response), as in the reactor ([`net::output_high_water`]). A batch written
+/// whole at once (nearly every batch of a client that reads its responses)
+/// touches no shared counter. Measured: 200 clients that never read, 8 `get`s
+/// of 1 MiB each, `--max-output-total 32m`: +229 MiB RSS (+1 GiB without).
+struct OutputTotal {
+    bytes: AtomicUsize,
+    bound: usize,
+}
+
+impl OutputTotal {
+    /// The per-connection high-water mark for a connection's next batch.
+    fn high_water(&self, per_conn: usize) -> usize {
+        net::output_high_water(self.bytes.load(Ordering::Relaxed), per_conn, self.bound)
+    }
+
+    /// Counts `bytes` of pending output until the guard is dropped.
+    fn hold(&self, bytes: usize) -> Pending<'_> {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        Pending { total: self, bytes }
+    }
+}
+
+/// Output counted in the [`OutputTotal`]; dropping it (written, or the
+/// connection gone) takes it back out.
+struct Pending<'a> {
+    total: &'a OutputTotal,
+    bytes: usize,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.total.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -167,8 +247,15 @@ impl TokioServer {
                 max_output: config.limits.max_output,
             },
             idle_timeout: config.limits.idle_timeout,
+            frame_timeout: config.limits.frame_timeout,
             max_conns,
             slots: Arc::new(Semaphore::new(max_conns)),
+            per_ip: Mutex::new(PerIp::new(config.limits.max_conns_per_ip)),
+            refusals: AtomicUsize::new(0),
+            output: OutputTotal {
+                bytes: AtomicUsize::new(0),
+                bound: config.limits.max_output_total,
+            },
             job_queue: Semaphore::new(workers * QUEUE_PER_WORKER),
             job_running: Semaphore::new(workers),
         });
@@ -282,12 +369,12 @@ async fn accept_loop(
             accepted = socket.accept() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => match shared.slots.clone().try_acquire_owned() {
+            Ok((stream, peer)) => match shared.admit(peer.ip()) {
                 Ok(permit) => {
                     let wire = Wire::new(role, addr.port());
                     admit(stream, peer, wire, permit, &shared, &tracker, &stopping);
                 }
-                Err(_) => refuse(stream, peer, &shared, &mut refused_log),
+                Err(why) => refuse(stream, peer, why, &shared, &mut refused_log),
             },
             Err(e) if net::transient_accept_error(&e) => {}
             Err(e) => {
@@ -310,7 +397,8 @@ async fn accept_loop(
     }
 }
 
-/// Starts the task that serves one connection, speaking `wire`'s protocol.
+/// Starts the task that serves one connection, speaking `wire`'s protocol;
+/// `permit` is its `max_conns` slot, and its address is counted already.
 fn admit(
     stream: TcpStream,
     peer: SocketAddr,
@@ -324,7 +412,7 @@ fn admit(
         debug!("{peer}: cannot set TCP_NODELAY: {e}");
     }
     shared.service.stats().connection_opened();
-    info!("{peer} comes");
+    net::log_comes(Level::Info, &peer);
     let served = Served {
         shared: shared.clone(),
         peer,
@@ -341,8 +429,8 @@ fn admit(
 }
 
 /// A connection being served. Dropping it, when its task ends or when the
-/// runtime drops the task at the end of a shutdown, frees its `max_conns` slot,
-/// counts it closed and logs its `bye` line.
+/// runtime drops the task at the end of a shutdown, frees its `max_conns` slot
+/// and its count for its address, counts it closed and logs its `bye` line.
 struct Served {
     shared: Arc<Shared>,
     peer: SocketAddr,
@@ -353,24 +441,64 @@ struct Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
+        self.shared.per_ip_count().release(self.peer.ip());
         self.shared.service.stats().connection_closed();
         self.why.log(Level::Info, &self.peer);
     }
 }
 
-/// Over `--max-conns`: one `overloaded` response, best effort, then close.
-fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Shared, log: &mut RateLimitedLog) {
+/// Over `--max-conns` or `--max-conns-per-ip`: one `overloaded` response,
+/// then a lingering close on a task of its own, so that a client still
+/// sending its request reads the response rather than a reset, and the accept
+/// loop never waits for it. Beyond [`net::LINGERING_REFUSALS`] lingering at
+/// once, a best-effort [`net::turn_away`] right here (it never blocks).
+fn refuse(
+    stream: TcpStream,
+    peer: SocketAddr,
+    why: Refusal,
+    shared: &Arc<Shared>,
+    log: &mut RateLimitedLog,
+) {
     shared.service.stats().connection_rejected();
-    // Back to a plain non-blocking socket: `turn_away` never waits.
-    if let Ok(mut stream) = stream.into_std() {
-        let frame = crate::protocol::message::refusal_frame(shared.max_conns);
-        net::turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
-    }
     if let Some(held) = log.allow(Instant::now()) {
-        warn!(
-            "refused {peer}: at max-conns {} ({held} more refused since last report)",
-            shared.max_conns
-        );
+        warn!("refused {peer}: {why} ({held} more refused since last report)");
+    }
+    let frame = why.frame();
+    match Lingering::start(shared) {
+        Some(lingering) => {
+            tokio::spawn(async move {
+                connection::refuse(stream, &frame, &peer).await;
+                drop(lingering);
+                debug!("{peer} refused: closed");
+            });
+        }
+        // Back to a plain non-blocking socket: `turn_away` never waits.
+        None => {
+            if let Ok(mut stream) = stream.into_std() {
+                net::turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
+            }
+        }
+    }
+}
+
+/// One of the [`net::LINGERING_REFUSALS`] refused connections lingering at
+/// once; dropping it (the task ended, or was dropped at shutdown) frees it.
+struct Lingering(Arc<Shared>);
+
+impl Lingering {
+    fn start(shared: &Arc<Shared>) -> Option<Lingering> {
+        if shared.refusals.fetch_add(1, Ordering::AcqRel) < net::LINGERING_REFUSALS {
+            Some(Lingering(shared.clone()))
+        } else {
+            shared.refusals.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        self.0.refusals.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -412,6 +540,7 @@ async fn housekeeping(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         shared.service.housekeeping(Instant::now());
+        net::flush_conn_lines();
         let live = shared.live();
         peak = peak.max(live);
         if peak >= live + 1024 && live * 2 <= peak {
