@@ -175,6 +175,11 @@ fn stats_reports_the_new_limits() {
     assert_eq!(limits["max_output_total"], 64 << 20, "{limits}");
     reactor.terminate();
 
+    let mut tokio = ServerProcess::spawn(&["--model", "tokio", "--max-output-total", "1m"]);
+    let limits = stats(&mut client_for(tokio.addr))["limits"].clone();
+    assert_eq!(limits["max_output_total"], 1 << 20, "{limits}");
+    tokio.terminate();
+
     let mut threaded = ServerProcess::spawn(&["--model", "threaded", "--max-conns-per-ip", "2"]);
     let limits = stats(&mut client_for(threaded.addr))["limits"].clone();
     assert_eq!(limits["max_conns_per_ip"], 2, "{limits}");

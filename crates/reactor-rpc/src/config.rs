@@ -271,7 +271,8 @@ impl Config {
             max_output: l.max_output,
             frame_timeout_s: l.frame_timeout.as_secs(),
             max_conns_per_ip: l.max_conns_per_ip,
-            max_output_total: (self.model == Model::Reactor).then_some(l.max_output_total),
+            max_output_total: (!matches!(self.model, Model::Threaded | Model::Pool))
+                .then_some(l.max_output_total),
             pool_size: (self.model == Model::Pool).then_some(self.pool_size),
             workers: self
                 .model
