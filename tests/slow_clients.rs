@@ -21,6 +21,7 @@ model_tests! {
         a_connect_reset_storm_logs_a_bounded_number_of_lines,
         a_third_connection_from_one_address_is_refused,
         a_refused_client_writing_in_two_sends_reads_overloaded,
+        a_refusal_speaks_the_protocol_of_its_listener,
     ],
     not_pool: [],
 }
@@ -169,6 +170,51 @@ fn a_refused_client_writing_in_two_sends_reads_overloaded(model: Model) {
     let response = read_response(&mut refused);
     assert_error(&response, "overloaded");
     drop((first, second));
+    server.terminate();
+}
+
+/// `--max-conns 1` with the RESP and metrics listeners on: a refused Redis
+/// client reads a Redis error (as Redis words it), a refused scraper an HTTP
+/// 503, each followed by a close; neither is sent the JSON frame.
+fn a_refusal_speaks_the_protocol_of_its_listener(model: Model) {
+    let mut server = ServerProcess::spawn(&[
+        "--model",
+        model.name(),
+        "--max-conns",
+        "1",
+        "--resp-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    let mut listener = |role: &str| -> std::net::SocketAddr {
+        let marker = format!("{role} listening on ");
+        let line = server.wait_for_line(&marker, |l| l.contains(&marker));
+        line.split(&marker)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    };
+    let resp = listener("resp");
+    let metrics = listener("metrics");
+    let mut held = server.raw();
+    assert_usable(&mut held);
+    let read_all = |addr| {
+        let mut s = raw_connect(addr);
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut s, &mut got).expect("a clean close");
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    assert_eq!(read_all(resp), "-ERR max number of clients reached\r\n");
+    let http = read_all(metrics);
+    assert!(
+        http.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{http}"
+    );
+    assert!(http.contains("Connection: close\r\n"), "{http}");
+    assert!(http.ends_with("at max-conns 1\n"), "{http}");
+    drop(held);
     server.terminate();
 }
 

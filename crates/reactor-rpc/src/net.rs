@@ -6,6 +6,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use crate::protocol::resp::{Reply, Version};
+use crate::wire::Role;
+
 /// How long a connection refused (`overloaded`) or closed for `frame_too_large`
 /// keeps discarding input before it closes. Closing a socket with unread input
 /// sends a reset, which can destroy the error response before the client reads
@@ -174,12 +177,37 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    /// The `overloaded` frame the client is sent.
-    pub(crate) fn frame(self) -> Vec<u8> {
-        match self {
-            Refusal::MaxConns(n) => crate::protocol::message::refusal_frame(n),
-            Refusal::PerIp(n) => crate::protocol::message::per_ip_refusal_frame(n),
+    /// What the client is told, in the protocol of the listener it reached:
+    /// the JSON `overloaded` frame, a RESP error worded as Redis words it
+    /// (`-ERR max number of clients reached`), or an HTTP 503.
+    pub(crate) fn response(self, role: Role) -> Vec<u8> {
+        let mut out = Vec::new();
+        match role {
+            Role::Rpc => {
+                let message = match self {
+                    Refusal::MaxConns(n) => format!("server is at its limit of {n} connections"),
+                    Refusal::PerIp(n) => {
+                        format!("too many connections from this address (limit {n})")
+                    }
+                };
+                crate::protocol::message::write_overloaded_frame(&mut out, message);
+            }
+            Role::Resp => {
+                let message: &[u8] = match self {
+                    Refusal::MaxConns(_) => b"ERR max number of clients reached",
+                    Refusal::PerIp(_) => b"ERR max number of clients per address reached",
+                };
+                Reply::new(&mut out, Version::Resp2).error(message);
+            }
+            Role::Metrics => crate::ops::http::write_response(
+                &mut out,
+                crate::ops::http::Status::ServiceUnavailable,
+                "text/plain; charset=utf-8",
+                format!("{self}\n").as_bytes(),
+                true,
+            ),
         }
+        out
     }
 }
 

@@ -92,6 +92,15 @@ impl Wire {
         }
     }
 
+    /// The role of the listener this connection came from.
+    pub(crate) fn role(&self) -> Role {
+        match self {
+            Wire::Json => Role::Rpc,
+            Wire::Resp(_) => Role::Resp,
+            Wire::Metrics => Role::Metrics,
+        }
+    }
+
     /// Bytes the first request needs before anything can be decoded.
     pub(crate) fn first_need(&self) -> usize {
         match self {

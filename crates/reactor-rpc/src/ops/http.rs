@@ -81,6 +81,8 @@ pub enum Status {
     NotFound,
     /// 431: too many or too large headers.
     HeaderFieldsTooLarge,
+    /// 503: the connection was refused (`--max-conns`, `--max-conns-per-ip`).
+    ServiceUnavailable,
 }
 
 impl Status {
@@ -91,6 +93,7 @@ impl Status {
             Status::BadRequest => 400,
             Status::NotFound => 404,
             Status::HeaderFieldsTooLarge => 431,
+            Status::ServiceUnavailable => 503,
         }
     }
 
@@ -101,6 +104,7 @@ impl Status {
             Status::BadRequest => "Bad Request",
             Status::NotFound => "Not Found",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
+            Status::ServiceUnavailable => "Service Unavailable",
         }
     }
 }

@@ -214,28 +214,9 @@ impl<'o> ResponseWriter<'o> {
     }
 }
 
-/// The one `overloaded` response a connection over `--max-conns` gets.
-pub(crate) fn refusal_frame(max_conns: usize) -> Vec<u8> {
-    let message = format!("server is at its limit of {max_conns} connections");
-    let mut frame = Vec::new();
-    write_error_frame(
-        &mut frame,
-        &RpcError::new(ErrorCode::Overloaded, message),
-        None,
-    );
-    frame
-}
-
-/// The `overloaded` frame for a client over `--max-conns-per-ip`.
-pub(crate) fn per_ip_refusal_frame(limit: usize) -> Vec<u8> {
-    let message = format!("too many connections from this address (limit {limit})");
-    let mut frame = Vec::new();
-    write_error_frame(
-        &mut frame,
-        &RpcError::new(ErrorCode::Overloaded, message),
-        None,
-    );
-    frame
+/// Appends the `overloaded` error frame a refused connection is sent.
+pub(crate) fn write_overloaded_frame(out: &mut Vec<u8>, message: String) {
+    write_error_frame(out, &RpcError::new(ErrorCode::Overloaded, message), None);
 }
 
 /// Appends a whole error response frame.

@@ -397,7 +397,9 @@ impl Reactor {
             warn!("refused {peer}: {why} ({held} more refused since last report)");
         }
         if self.refusals >= LINGERING_REFUSALS {
-            turn_away(&mut stream, &why.frame(), |s| s.shutdown(Shutdown::Write));
+            turn_away(&mut stream, &why.response(wire.role()), |s| {
+                s.shutdown(Shutdown::Write)
+            });
             return;
         }
         let entry = self.conns.vacant_entry();
@@ -413,8 +415,9 @@ impl Reactor {
         }
         let id = self.next_conn_id;
         self.next_conn_id += 1;
+        let response = why.response(wire.role());
         let mut conn = Connection::new(stream, peer, key, id, self.now, wire);
-        conn.refuse(&why.frame());
+        conn.refuse(&response);
         entry.insert(conn);
         self.refusals += 1;
         self.drive(key);

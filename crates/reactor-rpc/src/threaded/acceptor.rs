@@ -56,7 +56,7 @@ impl Shared {
             if stopping && stream.set_nonblocking(false).is_err() {
                 continue;
             }
-            if let Some(conn) = self.admit(stream, peer) {
+            if let Some(conn) = self.admit(stream, peer, role) {
                 self.start_serving(conn, Wire::new(role, port), inline);
             }
         }
@@ -98,18 +98,18 @@ impl Shared {
     }
 
     /// Registers a new connection, or refuses it with `overloaded` beyond `max_conns`.
-    fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) -> Option<Conn> {
+    fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, role: Role) -> Option<Conn> {
         match self.register(stream, peer) {
             Ok(conn) => Some(conn),
             Err((stream, why)) => {
-                self.refuse(stream, peer, why);
+                self.refuse(stream, peer, why, role);
                 None
             }
         }
     }
 
     /// Answers one `overloaded` error and closes, without ever blocking the acceptor.
-    fn refuse(&self, mut stream: TcpStream, peer: SocketAddr, why: net::Refusal) {
+    fn refuse(&self, mut stream: TcpStream, peer: SocketAddr, why: net::Refusal, role: Role) {
         self.service.stats().connection_rejected();
         if let Some(held) = allow(&self.refused_log) {
             warn!("refused {peer}: {why} ({held} more refused since last report)");
@@ -117,7 +117,7 @@ impl Shared {
         // A lingering close on a short-lived thread of its own, so a client
         // still sending its request reads the frame rather than a reset; past
         // MAX_REFUSALS at once (or without a thread), a best-effort turn-away.
-        let frame = why.frame();
+        let frame = why.response(role);
         let lingering = Arc::clone(&self.refusals);
         if lingering.fetch_add(1, Ordering::AcqRel) < MAX_REFUSALS {
             let spawned = thread::Builder::new()

@@ -374,7 +374,14 @@ async fn accept_loop(
                     let wire = Wire::new(role, addr.port());
                     admit(stream, peer, wire, permit, &shared, &tracker, &stopping);
                 }
-                Err(why) => refuse(stream, peer, why, &shared, &mut refused_log),
+                Err(why) => refuse(
+                    stream,
+                    peer,
+                    why.response(role),
+                    why,
+                    &shared,
+                    &mut refused_log,
+                ),
             },
             Err(e) if net::transient_accept_error(&e) => {}
             Err(e) => {
@@ -455,6 +462,7 @@ impl Drop for Served {
 fn refuse(
     stream: TcpStream,
     peer: SocketAddr,
+    frame: Vec<u8>,
     why: Refusal,
     shared: &Arc<Shared>,
     log: &mut RateLimitedLog,
@@ -463,7 +471,6 @@ fn refuse(
     if let Some(held) = log.allow(Instant::now()) {
         warn!("refused {peer}: {why} ({held} more refused since last report)");
     }
-    let frame = why.frame();
     match Lingering::start(shared) {
         Some(lingering) => {
             tokio::spawn(async move {
