@@ -22,9 +22,10 @@ use mio::event::Event;
 use mio::net::TcpStream;
 
 use super::workers::{Job, WorkerPool};
-use crate::buffer::{ReadBuffer, WriteBuffer, READ_CHUNK};
+use crate::buffer::{ReadBuffer, READ_CHUNK};
 use crate::dispatch;
 use crate::net::{quickack, CloseReason, LINGER};
+use crate::output::OutputQueue;
 use crate::protocol::HEADER_LEN;
 use crate::service::Service;
 use crate::wire::{Stop, Wire};
@@ -165,7 +166,8 @@ pub struct Connection {
     pub id: u64,
     pub last_active: Instant,
     input: ReadBuffer,
-    output: WriteBuffer,
+    /// Responses not yet written; large cached values by reference.
+    output: OutputQueue,
     ready: Readiness,
     flow: Flow,
     drain: Drain,
@@ -201,7 +203,7 @@ impl Connection {
             id,
             last_active: now,
             input: ReadBuffer::new(),
-            output: WriteBuffer::new(),
+            output: OutputQueue::new(),
             ready: Readiness {
                 readable: false,
                 writable: true,
@@ -347,7 +349,7 @@ impl Connection {
             env.service,
             &self.peer,
             self.input.readable(),
-            self.output.vec_mut(),
+            self.output.output_mut(),
             env.opts,
         );
         self.input.consume(p.consumed);
@@ -398,7 +400,7 @@ impl Connection {
                 // No pool to run it on (cannot happen: offload is only on with
                 // workers), so run it here rather than lose it.
                 env.service
-                    .handle(&self.peer, &job.body, self.output.vec_mut(), false);
+                    .handle_output(&self.peer, &job.body, self.output.output_mut(), false);
                 self.input.consume(HEADER_LEN + body_len);
             }
         }
@@ -406,7 +408,7 @@ impl Connection {
 
     /// A worker's response arrived: queue it and let decoding resume.
     pub fn job_done(&mut self, response: &[u8]) {
-        self.output.vec_mut().extend_from_slice(response);
+        self.output.output_mut().extend_from_slice(response);
         self.flow = Flow::Decoding;
     }
 
@@ -499,15 +501,23 @@ impl Connection {
         self.drive(env)
     }
 
-    /// Bytes of output waiting, for the backpressure timeout.
+    /// Bytes of output waiting (spliced values at full size), for the
+    /// backpressure timeout.
     pub fn pending_output(&self) -> usize {
         self.output.len()
+    }
+
+    /// What the pending output counts toward `--max-output-total`: the bytes
+    /// this connection owns, plus a small fixed charge per value queued by
+    /// reference (held once, however many connections queue it).
+    pub fn output_charge(&self) -> usize {
+        self.output.charge()
     }
 
     /// Makes this a refused connection: `frame` (`overloaded`) is its only
     /// output, then it lingers like after `frame_too_large`.
     pub fn refuse(&mut self, frame: &[u8]) {
-        self.output.vec_mut().extend_from_slice(frame);
+        self.output.output_mut().extend_from_slice(frame);
         self.ending = Ending::Poisoned(CloseReason::Refused);
         self.admission = Admission::Refused;
     }
@@ -520,14 +530,14 @@ impl Connection {
     /// Drops the pending output of a connection being closed, so that the
     /// running total forgets it.
     pub fn forget_output(&mut self) {
-        self.output = WriteBuffer::new();
+        self.output = OutputQueue::new();
     }
 
     /// Frees the buffers of a quiet connection (nothing pending in either).
     pub fn release_buffers(&mut self) {
         if self.input.is_empty() && self.output.is_empty() {
             self.input = ReadBuffer::new();
-            self.output = WriteBuffer::new();
+            self.output = OutputQueue::new();
         }
     }
 }

@@ -88,7 +88,7 @@ impl OutputTotal {
     /// Takes a connection's pending output into the total, after it moved.
     #[inline]
     fn recount(&mut self, conn: &mut Connection) {
-        let (was, now) = (conn.counted_output, conn.pending_output());
+        let (was, now) = (conn.counted_output, conn.output_charge());
         if was != now {
             self.bytes = self.bytes - was + now;
             conn.counted_output = now;

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use crate::buffer::{KEEP_IDLE, READ_CHUNK};
 use crate::net::{self, CloseReason, LINGER};
+use crate::output::Output;
 use crate::protocol::HEADER_LEN;
 use crate::wire::{Stop, Wire};
 
@@ -59,8 +60,10 @@ pub(super) struct Connection {
     /// Bytes read, not yet answered. Empty (no allocation) until bytes arrive;
     /// it grows with the bytes that arrive, never to a length a header announces.
     input: BytesMut,
-    /// Responses not yet written.
-    output: Vec<u8>,
+    /// Responses not yet written. Spliced values are copied into the owned
+    /// bytes before writing ([`Output::flatten`]): a connection writes each
+    /// batch before reading more, so it holds at most one batch.
+    output: Output,
 }
 
 impl Connection {
@@ -78,7 +81,7 @@ impl Connection {
             shared,
             stopping,
             input: BytesMut::new(),
-            output: Vec::new(),
+            output: Output::new(),
         }
     }
 
@@ -142,7 +145,7 @@ impl Connection {
                 self.input = BytesMut::new();
             }
             if self.output.capacity() > KEEP_IDLE {
-                self.output = Vec::new();
+                self.output = Output::new();
             }
         }
         let Connection {
@@ -207,6 +210,7 @@ impl Connection {
     /// Writes every pending response. A write that makes no progress for the
     /// idle timeout means the client does not read: the connection is closed.
     async fn flush(&mut self) -> Result<(), CloseReason> {
+        self.output.flatten();
         let mut written = 0;
         while written < self.output.len() {
             let write = self.stream.write(&self.output[written..]);
