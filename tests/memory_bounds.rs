@@ -85,13 +85,14 @@ fn watch(server: &mut ServerProcess, ping_bound: Duration) -> (u64, Duration) {
 }
 
 /// 200 connections each send 8 `get`s of one 1 MiB value and never read (the
-/// issue's 500, scaled): with `--max-output-total 32m` the reactor stops
-/// decoding for every connection holding output once the total is above the
-/// bound. Until `get` queues the shared value by reference, each connection
-/// still copies one response before it stops, so the bound checked is the
-/// total plus one value per connection plus 64 MiB (without the total bound:
-/// +1 GiB). A ping elsewhere stays answered, but not yet within the issue's
-/// 100 ms: the copies are made in the loop turn the requests arrive in.
+/// issue's 500, scaled). `get` queues the cache's shared bytes by reference
+/// (`reactor_rpc::output`), so the value is held once however many
+/// connections queue it: RSS grows by at most `--max-output-total` (32m) +
+/// 64 MiB (before: +233 MiB, copying one response per connection; +1 GiB
+/// with no total bound). A connection writes at most 64 KiB a turn, so a
+/// ping elsewhere is answered within 250 ms throughout (before: 1–2 s); the
+/// issue's 100 ms holds at full scale in release (about 20 ms, BENCHMARKS.md),
+/// and the margin here is for a debug server on a loaded machine.
 #[test]
 fn get_amplification_by_clients_that_never_read_is_bounded() {
     let mut server = ServerProcess::spawn(&["--max-output-total", "32m", "--max-frame", "2m"]);
@@ -113,10 +114,10 @@ fn get_amplification_by_clients_that_never_read_is_bounded() {
             s
         })
         .collect();
-    let (peak, slowest) = watch(&mut server, Duration::from_secs(20));
+    let (peak, slowest) = watch(&mut server, Duration::from_millis(250));
     let growth = peak.saturating_sub(base);
     eprintln!("get amplification: RSS {base} KiB before, peak {peak} KiB (+{growth} KiB); slowest ping {slowest:?}");
-    let bound = 32 * MIB + 200 * MIB + 64 * MIB;
+    let bound = 32 * MIB + 64 * MIB;
     assert!(
         growth <= bound,
         "RSS grew by {growth} KiB (bound {bound} KiB)"

@@ -306,29 +306,41 @@ impl OutputQueue {
         &mut self.out
     }
 
-    /// Up to `max` slices of the pending bytes, in order.
-    pub fn slices(&self, max: usize) -> Vec<IoSlice<'_>> {
-        let mut slices = Vec::with_capacity(max.min(1 + 2 * self.out.splices.len()));
+    /// Fills `dst` with slices of the pending bytes, in order, `limit` bytes
+    /// in all at most; returns how many it filled.
+    pub fn fill_slices<'s>(&'s self, dst: &mut [IoSlice<'s>], limit: usize) -> usize {
+        let max = dst.len();
+        let mut filled = 0;
+        let mut left = limit;
+        // Adds a slice; whether there is room for another.
+        let mut push = |bytes: &'s [u8], left: &mut usize| {
+            let take = bytes.len().min(*left);
+            *left -= take;
+            dst[filled] = IoSlice::new(&bytes[..take]);
+            filled += 1;
+            filled < max && *left > 0
+        };
+        if max == 0 || limit == 0 {
+            return 0;
+        }
         let mut at = self.head;
         let mut skip = self.splice_head;
-        for (offset, b) in &self.out.splices {
-            if slices.len() >= max {
-                return slices;
-            }
-            if at < *offset {
-                slices.push(IoSlice::new(&self.out.buf[at..*offset]));
-                if slices.len() >= max {
-                    return slices;
+        'fill: {
+            for (offset, b) in &self.out.splices {
+                if at < *offset && !push(&self.out.buf[at..*offset], &mut left) {
+                    break 'fill;
                 }
+                if !push(&b[skip..], &mut left) {
+                    break 'fill;
+                }
+                skip = 0;
+                at = *offset;
             }
-            slices.push(IoSlice::new(&b[skip..]));
-            skip = 0;
-            at = *offset;
+            if at < self.out.buf.len() {
+                push(&self.out.buf[at..], &mut left);
+            }
         }
-        if at < self.out.buf.len() && slices.len() < max {
-            slices.push(IoSlice::new(&self.out.buf[at..]));
-        }
-        slices
+        filled
     }
 
     /// Marks `n` bytes written, across owned bytes and splices.
@@ -365,15 +377,18 @@ impl OutputQueue {
         }
     }
 
-    /// One `write_vectored` of up to [`MAX_IOVECS`] pending slices; returns
-    /// how many bytes went out.
-    pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<usize> {
-        let slices = self.slices(MAX_IOVECS);
-        let n = match slices.as_slice() {
-            [one] => w.write(one)?,
-            _ => w.write_vectored(&slices)?,
+    /// One `write_vectored` of up to [`MAX_IOVECS`] pending slices and at
+    /// most `limit` bytes; returns how many bytes went out.
+    pub fn write_to<W: Write>(&mut self, w: &mut W, limit: usize) -> io::Result<usize> {
+        let n = if self.out.splices.is_empty() {
+            // Owned bytes only (every small response): a plain `write`.
+            let end = self.out.buf.len().min(self.head.saturating_add(limit));
+            w.write(&self.out.buf[self.head..end])?
+        } else {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let filled = self.fill_slices(&mut slices, limit);
+            w.write_vectored(&slices[..filled])?
         };
-        drop(slices);
         self.consume(n);
         Ok(n)
     }
@@ -421,6 +436,12 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// How many slices one call would hand over, of at most `max`.
+    fn slices(q: &OutputQueue, max: usize, limit: usize) -> usize {
+        let mut dst = vec![IoSlice::new(&[]); max];
+        q.fill_slices(&mut dst, limit)
     }
 
     fn big(byte: u8, n: usize) -> Bytes {
@@ -482,7 +503,7 @@ mod tests {
             let mut appended = false;
             while !q.is_empty() {
                 let before = q.len();
-                let n = q.write_to(&mut w).unwrap();
+                let n = q.write_to(&mut w, usize::MAX).unwrap();
                 assert_eq!(q.len(), before - n);
                 if !appended && w.got.len() > flat.len() / 2 {
                     // Appending after a partial write keeps the order.
@@ -509,18 +530,40 @@ mod tests {
             o.share(&value);
         }
         assert_eq!(q.charge(), 100 + 100 * SPLICE_CHARGE);
-        assert_eq!(q.slices(usize::MAX).len(), 200);
-        assert_eq!(q.slices(MAX_IOVECS).len(), MAX_IOVECS);
+        assert_eq!(slices(&q, 1000, usize::MAX), 200);
+        assert_eq!(slices(&q, MAX_IOVECS, usize::MAX), MAX_IOVECS);
         let mut w = Trickle {
             k: usize::MAX / 2,
             got: Vec::new(),
             calls: 0,
         };
         while !q.is_empty() {
-            q.write_to(&mut w).unwrap();
+            q.write_to(&mut w, usize::MAX).unwrap();
         }
         assert_eq!(w.calls, 200usize.div_ceil(MAX_IOVECS));
         assert_eq!(w.got.len(), 100 * (1 + SHARE_MIN));
+    }
+
+    #[test]
+    fn a_write_takes_at_most_its_limit() {
+        let (o, flat) = mixed();
+        let mut q = OutputQueue::new();
+        q.output_mut().append(o);
+        let mut w = Trickle {
+            k: usize::MAX / 2,
+            got: Vec::new(),
+            calls: 0,
+        };
+        for limit in [1, 5, SHARE_MIN, 3].into_iter().cycle() {
+            if q.is_empty() {
+                break;
+            }
+            let before = q.len();
+            let n = q.write_to(&mut w, limit).unwrap();
+            assert_eq!(n, limit.min(before));
+        }
+        assert_eq!(w.got, flat);
+        assert_eq!(slices(&q, MAX_IOVECS, 0), 0);
     }
 
     #[test]

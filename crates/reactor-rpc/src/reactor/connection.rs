@@ -155,6 +155,12 @@ pub enum Next {
 /// loop from its other connections.
 const ROUNDS_PER_TURN: usize = 16;
 
+/// Bytes one connection may write per turn: a turn that writes large values
+/// (by reference, straight from the cache) stops after this much and yields,
+/// so 500 connections each taking megabytes into their socket buffers cannot
+/// hold a ping elsewhere for the time of all those copies.
+const WRITE_PER_TURN: usize = 64 * 1024;
+
 /// A client connection. Its whole state: [`Readiness`], [`Flow`], [`Drain`],
 /// [`Ending`], the end of input (`eof`) and how far framing got (`needed`,
 /// `input_done`).
@@ -276,6 +282,7 @@ impl Connection {
 
     /// Reads, answers and writes until nothing more can move now, or its turn is up.
     pub fn drive(&mut self, env: &Env<'_>) -> Next {
+        let mut budget = WRITE_PER_TURN;
         for _ in 0..ROUNDS_PER_TURN {
             if self.ready.readable && self.wants_input() {
                 if let Err(e) = self.fill(env.now) {
@@ -288,8 +295,11 @@ impl Connection {
             if self.decoding() && !self.input_done {
                 self.answer(env);
             }
-            if let Err(e) = self.flush(env) {
+            if let Err(e) = self.flush(env, &mut budget) {
                 return self.failed("write", &e);
+            }
+            if budget == 0 && self.ready.writable && !self.output.is_empty() {
+                return Next::Yield; // wrote its share: the others go first
             }
             let more_input = self.ready.readable && self.wants_input();
             let more_frames = self.decoding() && !self.input_done;
@@ -419,12 +429,16 @@ impl Connection {
         }
     }
 
-    /// Writes pending output until done or the socket is full.
-    fn flush(&mut self, env: &Env<'_>) -> io::Result<()> {
-        while self.ready.writable && !self.output.is_empty() {
-            match self.output.write_to(&mut self.stream) {
+    /// Writes pending output until done, the socket is full, or `budget`
+    /// bytes (this turn's share, reduced by what is written) went out.
+    fn flush(&mut self, env: &Env<'_>, budget: &mut usize) -> io::Result<()> {
+        while self.ready.writable && !self.output.is_empty() && *budget > 0 {
+            match self.output.write_to(&mut self.stream, *budget) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(_) => self.last_active = env.now,
+                Ok(n) => {
+                    *budget -= n.min(*budget);
+                    self.last_active = env.now;
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.writable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

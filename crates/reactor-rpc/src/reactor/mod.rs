@@ -59,9 +59,19 @@ const FIRST_LISTENER: usize = usize::MAX - 3;
 const MAX_LISTENERS: usize = 3;
 /// Refused connections lingering at once; more are turned away on the spot.
 const MAX_REFUSALS: usize = 1024;
+/// Yielded connections driven between two looks for new events: with each
+/// turn writing at most 64 KiB, a ping waits behind at most 2 MiB of other
+/// connections' writes, not behind every connection that has output.
+const RESUME_PER_PASS: usize = 32;
 
 /// The pending output of all connections together, kept as a running sum
 /// of what each connection last reported (a compare per drive, no scan).
+/// A connection reports its [`output_charge`](Connection::output_charge):
+/// the bytes it owns, plus a small fixed charge per large cached value it
+/// queued by reference, since that value is held once (by the cache, or by
+/// the last reference) however many connections queue it. Its own
+/// `--max-output` stop counts those values at full size, so no connection
+/// queues more than about `--max-output` bytes of responses in a turn.
 /// Above `--max-output-total`, every connection still holding output stops
 /// decoding (its high-water mark drops to one byte) until it drains: nothing
 /// is dropped, and clients that keep up with their responses (nothing
@@ -314,9 +324,15 @@ impl Reactor {
         }
     }
 
-    /// Gives the connections that yielded their turn another one.
+    /// Gives the connections that yielded their turn another one, the first
+    /// [`RESUME_PER_PASS`] of them; the rest wait for the next pass, after a
+    /// look for new events, in the order they yielded.
     fn resume_yielded(&mut self) {
-        for (key, id) in std::mem::take(&mut self.yielded) {
+        let mut now = std::mem::take(&mut self.yielded);
+        if now.len() > RESUME_PER_PASS {
+            self.yielded = now.split_off(RESUME_PER_PASS);
+        }
+        for (key, id) in now {
             if self.conns.get(key).is_some_and(|c| c.id == id) {
                 self.drive(key);
             }
