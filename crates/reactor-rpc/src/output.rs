@@ -12,8 +12,8 @@
 //! offset. [`Output::total_len`] counts all of it (a JSON frame's length
 //! prefix covers the spliced value; the per-connection `--max-output` stop
 //! counts a spliced value at full size, so one connection's pipelined gets
-//! stop after `--max-output` bytes of responses, as before); [`Output::len`]
-//! (through `Deref`) is the owned bytes only.
+//! stop after `--max-output` bytes of responses, as before); `len()` (the
+//! vector's, through `Deref`) is the owned bytes only.
 //!
 //! [`OutputQueue`] is the reactor's per-connection write side: an `Output`
 //! plus how much of it the socket has taken, written with `write_vectored`
@@ -68,7 +68,7 @@ impl Mark {
         self.total
     }
 
-    /// [`Output::len`] (the owned bytes) when the mark was taken.
+    /// The owned bytes' length (`len()`, through `Deref`) when the mark was taken.
     pub fn owned(&self) -> usize {
         self.owned
     }
