@@ -126,6 +126,67 @@ fn get_amplification_by_clients_that_never_read_is_bounded() {
     server.terminate();
 }
 
+/// Non-reading connections (with small receive buffers) each `get` six
+/// values that are overwritten in the cache right after: each connection
+/// would keep up to six values alive that only its queue holds. Each distinct value counts toward `--max-output-total`
+/// in full (once, however many times it is queued), so past the total a
+/// connection stops after its first one: RSS grows by at most the total plus
+/// one value per connection plus 64 MiB. (Counting queued values at a fixed
+/// charge, connections kept three values each: +182 MiB here, failing this.)
+#[test]
+fn values_overwritten_while_queued_count_toward_the_total() {
+    let mut server = ServerProcess::spawn(&["--max-output-total", "16m", "--max-frame", "2m"]);
+    let mut setter = server.client();
+    let base = rss_kib(server.pid());
+    let conns = 60;
+    let mut n = 0;
+    let held: Vec<_> = (0..conns)
+        .map(|_| {
+            let mut s = server.raw();
+            // A small receive buffer: the kernel takes little of what is
+            // queued, so the values stay in the server's queues.
+            set_rcvbuf(&s, 16 << 10);
+            for _ in 0..6 {
+                n += 1;
+                let value = format!("{n:04}").repeat((1 << 18) - 25);
+                setter
+                    .call("set", &json!({"key": "big", "value": value}))
+                    .unwrap();
+                s.write_all(&request("get", json!({"key": "big"}))).unwrap();
+                // The get is answered or paused before the next overwrite.
+                ping_within(server.addr, Duration::from_secs(5));
+            }
+            s
+        })
+        .collect();
+    let (peak, slowest) = watch(&mut server, Duration::from_millis(250));
+    let growth = peak.saturating_sub(base);
+    eprintln!("overwritten gets: RSS {base} KiB before, peak {peak} KiB (+{growth} KiB); slowest ping {slowest:?}");
+    let bound = 16 * MIB + conns * MIB + 64 * MIB;
+    assert!(
+        growth <= bound,
+        "RSS grew by {growth} KiB (bound {bound} KiB)"
+    );
+    drop(held);
+    server.terminate();
+}
+
+/// Sets `SO_RCVBUF` (which also stops its autotuning).
+fn set_rcvbuf(s: &std::net::TcpStream, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt on a descriptor we own, with a correctly sized int.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt(SO_RCVBUF)");
+}
+
 /// Each connection sends a 4-byte header declaring a 1 MiB frame, then one
 /// byte, and waits: read buffers grow with the bytes that arrive, not with
 /// what a header announces. 1 000 connections (the 4 000 with 64 MiB,

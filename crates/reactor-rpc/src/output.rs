@@ -18,14 +18,18 @@
 //! [`OutputQueue`] is the reactor's per-connection write side: an `Output`
 //! plus how much of it the socket has taken, written with `write_vectored`
 //! (up to [`MAX_IOVECS`] slices a call) so a spliced value goes from the
-//! cache's memory straight to the kernel. Its [`OutputQueue::charge`] is what
-//! the connection adds to the reactor's `--max-output-total`: the owned bytes
-//! plus [`SPLICE_CHARGE`] per queued splice, because a shared value is held
-//! once (by the cache, or by the last reference) however many connections
-//! queue it. The threaded and tokio models write each batch synchronously per
-//! connection, so they flatten (copy) the splices into their buffer first.
+//! cache's memory straight to the kernel. What the reactor counts toward
+//! `--max-output-total` is each queue's [`OutputQueue::charge`] (the owned
+//! bytes plus [`SPLICE_CHARGE`] per queued splice) plus, once, the bytes of
+//! every distinct shared value any queue holds ([`SharedLedger`]): a value is
+//! held once (by the cache, or by the last reference) however many
+//! connections queue it, but a value overwritten in the cache while queued,
+//! or many distinct values, are memory the queues keep alive. The threaded
+//! and tokio models write each batch synchronously per connection: the
+//! threaded ones write a spliced value straight from the cache's bytes, tokio
+//! copies (flattens) it into its buffer first.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};
 use std::ops::{Deref, DerefMut};
 
@@ -256,6 +260,61 @@ impl From<Vec<u8>> for Output {
     }
 }
 
+/// The shared values that connections' [`OutputQueue`]s hold, each counted
+/// once however many queues (or how many times one queue) hold it: what the
+/// reactor adds to the queues' [`charge`](OutputQueue::charge)s for
+/// `--max-output-total`. A value is known by the address of its first byte.
+/// So a value overwritten in the cache while connections still queue it is
+/// counted, as is every distinct value a client could make connections pin;
+/// the cache's current value is counted once more while it is queued.
+#[derive(Debug, Default)]
+pub struct SharedLedger {
+    /// Address → (references held, bytes).
+    held: HashMap<usize, (usize, usize)>,
+    bytes: usize,
+}
+
+impl SharedLedger {
+    /// An empty ledger.
+    pub fn new() -> SharedLedger {
+        SharedLedger::default()
+    }
+
+    /// Bytes of the distinct shared values held.
+    #[inline]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Distinct shared values held.
+    pub fn values(&self) -> usize {
+        self.held.len()
+    }
+
+    fn add(&mut self, (at, len): (usize, usize)) {
+        let entry = self.held.entry(at).or_insert((0, len));
+        if entry.0 == 0 {
+            self.bytes += entry.1;
+        }
+        entry.0 += 1;
+    }
+
+    fn release(&mut self, (at, _): (usize, usize)) {
+        if let Some(entry) = self.held.get_mut(&at) {
+            entry.0 -= 1;
+            if entry.0 == 0 {
+                self.bytes -= entry.1;
+                self.held.remove(&at);
+            }
+        }
+    }
+}
+
+/// How a [`SharedLedger`] knows a value: its address and length.
+fn ledger_key(bytes: &Bytes) -> (usize, usize) {
+    (bytes.as_ptr() as usize, bytes.len())
+}
+
 /// Output waiting for a socket: an [`Output`] and how much of it was written.
 #[derive(Debug, Default)]
 pub struct OutputQueue {
@@ -264,6 +323,11 @@ pub struct OutputQueue {
     head: usize,
     /// Bytes of the front splice written, once `head` reached its offset.
     splice_head: usize,
+    /// Splices at the front entered in a [`SharedLedger`] (splices are
+    /// appended at the back and written from the front, so they are a prefix).
+    entered: usize,
+    /// Entered splices written or dropped since the last [`OutputQueue::settle`].
+    left: Vec<(usize, usize)>,
 }
 
 impl OutputQueue {
@@ -366,7 +430,12 @@ impl OutputQueue {
             self.splice_head += k;
             n -= k;
             if self.splice_head == front_len {
-                self.out.splices.pop_front();
+                if let Some((_, gone)) = self.out.splices.pop_front() {
+                    if self.entered > 0 {
+                        self.entered -= 1;
+                        self.left.push(ledger_key(&gone));
+                    }
+                }
                 self.out.shared -= front_len;
                 self.splice_head = 0;
             }
@@ -398,6 +467,40 @@ impl OutputQueue {
         if self.is_empty() && self.out.capacity() > crate::buffer::KEEP_IDLE {
             self.out = Output::new();
         }
+    }
+
+    /// Brings `ledger` up to date with this queue: releases the splices
+    /// written or dropped since the last call, enters the ones queued since.
+    /// Nothing to do (no hashing) when neither happened.
+    pub fn settle(&mut self, ledger: &mut SharedLedger) {
+        if self.left.is_empty() && self.entered == self.out.splices.len() {
+            return;
+        }
+        for key in self.left.drain(..) {
+            ledger.release(key);
+        }
+        // A rollback only drops splices queued since the last settle.
+        self.entered = self.entered.min(self.out.splices.len());
+        for (_, b) in self.out.splices.iter().skip(self.entered) {
+            ledger.add(ledger_key(b));
+        }
+        self.entered = self.out.splices.len();
+        if self.left.capacity() > 64 {
+            self.left = Vec::new();
+        }
+    }
+
+    /// Drops everything pending (a connection being closed); the next
+    /// [`OutputQueue::settle`] releases its splices.
+    pub fn forget(&mut self) {
+        let entered = self.entered.min(self.out.splices.len());
+        for (_, b) in self.out.splices.iter().take(entered) {
+            self.left.push(ledger_key(b));
+        }
+        self.entered = 0;
+        self.out = Output::new();
+        self.head = 0;
+        self.splice_head = 0;
     }
 }
 
@@ -564,6 +667,60 @@ mod tests {
         }
         assert_eq!(w.got, flat);
         assert_eq!(slices(&q, MAX_IOVECS, 0), 0);
+    }
+
+    #[test]
+    fn the_ledger_counts_each_value_once_while_any_queue_holds_it() {
+        let mut ledger = SharedLedger::new();
+        let one = big(b'1', SHARE_MIN);
+        let two = big(b'2', SHARE_MIN * 2);
+        let mut a = OutputQueue::new();
+        let mut b = OutputQueue::new();
+        for _ in 0..3 {
+            a.output_mut().share(&one);
+            b.output_mut().share(&one);
+        }
+        b.output_mut().share(&two);
+        a.settle(&mut ledger);
+        b.settle(&mut ledger);
+        assert_eq!((ledger.values(), ledger.bytes()), (2, SHARE_MIN * 3));
+        // `a` writes everything: `one` is still held by `b`.
+        let mut w = Trickle {
+            k: usize::MAX / 2,
+            got: Vec::new(),
+            calls: 0,
+        };
+        while !a.is_empty() {
+            a.write_to(&mut w, usize::MAX).unwrap();
+        }
+        a.settle(&mut ledger);
+        assert_eq!(ledger.bytes(), SHARE_MIN * 3);
+        // `b` writes its first value and a half: `one` still queued twice.
+        b.write_to(
+            &mut Trickle {
+                k: SHARE_MIN + SHARE_MIN / 2,
+                got: Vec::new(),
+                calls: 0,
+            },
+            usize::MAX,
+        )
+        .unwrap();
+        b.settle(&mut ledger);
+        assert_eq!(ledger.bytes(), SHARE_MIN * 3);
+        // Appended after a partial write, then the connection closes.
+        b.output_mut().share(&big(b'3', SHARE_MIN));
+        b.settle(&mut ledger);
+        assert_eq!((ledger.values(), ledger.bytes()), (3, SHARE_MIN * 4));
+        b.forget();
+        b.settle(&mut ledger);
+        assert_eq!((ledger.values(), ledger.bytes()), (0, 0));
+        // Queued and written between two settles: never entered.
+        a.output_mut().share(&one);
+        while !a.is_empty() {
+            a.write_to(&mut w, usize::MAX).unwrap();
+        }
+        a.settle(&mut ledger);
+        assert_eq!((ledger.values(), ledger.bytes()), (0, 0));
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::borrow::Cow;
 use std::io::Write;
 
 use super::error::{ErrorCode, RpcError};
-use super::frame::{begin_frame, end_frame};
 #[cfg(feature = "server")]
 use super::frame::HEADER_LEN;
+use super::frame::{begin_frame, end_frame};
 use super::json::{Invalid, Json, Scanner, Str, MAX_DEPTH};
 
 /// A request, borrowing from its frame body.

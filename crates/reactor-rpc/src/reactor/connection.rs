@@ -25,7 +25,7 @@ use super::workers::{Job, WorkerPool};
 use crate::buffer::{ReadBuffer, READ_CHUNK};
 use crate::dispatch;
 use crate::net::{quickack, CloseReason, LINGER};
-use crate::output::OutputQueue;
+use crate::output::{OutputQueue, SharedLedger};
 use crate::protocol::HEADER_LEN;
 use crate::service::Service;
 use crate::wire::{Stop, Wire};
@@ -544,7 +544,13 @@ impl Connection {
     /// Drops the pending output of a connection being closed, so that the
     /// running total forgets it.
     pub fn forget_output(&mut self) {
-        self.output = OutputQueue::new();
+        self.output.forget();
+    }
+
+    /// Brings the reactor's ledger of shared values up to date with this
+    /// connection's output.
+    pub fn settle_shared(&mut self, ledger: &mut SharedLedger) {
+        self.output.settle(ledger);
     }
 
     /// Frees the buffers of a quiet connection (nothing pending in either).

@@ -43,6 +43,7 @@ use crate::net::{
     log_listening, out_of_descriptors, transient_accept_error, turn_away, CloseReason, Listeners,
     PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF,
 };
+use crate::output::SharedLedger;
 use crate::service::Service;
 use crate::shutdown::ShutdownHandle;
 use crate::wire::{Role, Wire};
@@ -68,8 +69,10 @@ const RESUME_PER_PASS: usize = 32;
 /// of what each connection last reported (a compare per drive, no scan).
 /// A connection reports its [`output_charge`](Connection::output_charge):
 /// the bytes it owns, plus a small fixed charge per large cached value it
-/// queued by reference, since that value is held once (by the cache, or by
-/// the last reference) however many connections queue it. Its own
+/// queued by reference; the values themselves are counted once each in a
+/// [`SharedLedger`], however many connections queue them (one 1 MiB value
+/// queued 4 000 times counts 1 MiB; 4 000 distinct values, or one value
+/// overwritten while queued, count what they keep alive). A connection's own
 /// `--max-output` stop counts those values at full size, so no connection
 /// queues more than about `--max-output` bytes of responses in a turn.
 /// Above `--max-output-total`, every connection still holding output stops
@@ -80,7 +83,10 @@ const RESUME_PER_PASS: usize = 32;
 /// (200 non-reading clients grew RSS by 1 GiB over a 32 MiB bound).
 #[derive(Debug, Default)]
 struct OutputTotal {
+    /// The connections' charges: owned bytes, and bookkeeping per splice.
     bytes: usize,
+    /// The distinct shared values queued, each counted once.
+    shared: SharedLedger,
 }
 
 impl OutputTotal {
@@ -88,7 +94,7 @@ impl OutputTotal {
     /// one while the total is within `bound`, one byte above it.
     #[inline]
     fn high_water(&self, per_conn: usize, bound: usize) -> usize {
-        if self.bytes <= bound {
+        if self.bytes + self.shared.bytes() <= bound {
             per_conn
         } else {
             1
@@ -103,6 +109,7 @@ impl OutputTotal {
             self.bytes = self.bytes - was + now;
             conn.counted_output = now;
         }
+        conn.settle_shared(&mut self.shared);
     }
 }
 
