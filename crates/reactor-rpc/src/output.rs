@@ -44,8 +44,9 @@ pub const SHARE_MIN: usize = 16 * 1024;
 /// Slices handed to one `write_vectored` call at most.
 pub const MAX_IOVECS: usize = 64;
 
-/// What one queued splice counts toward `--max-output-total`: its
-/// bookkeeping, not its bytes, which are shared (see the module docs).
+/// What one queued splice counts toward `--max-output-total` in its queue's
+/// [`OutputQueue::charge`]: its bookkeeping. Its bytes are shared, and
+/// counted once for all queues by a [`SharedLedger`].
 pub const SPLICE_CHARGE: usize = 64;
 
 /// Response bytes: owned bytes plus shared values spliced in at offsets.
@@ -348,8 +349,10 @@ impl OutputQueue {
         self.head == self.out.buf.len() && self.out.splices.is_empty()
     }
 
-    /// What the pending output counts toward `--max-output-total`: owned
-    /// bytes not yet written plus [`SPLICE_CHARGE`] per pending splice.
+    /// What the pending output counts toward `--max-output-total` on its
+    /// own: owned bytes not yet written plus [`SPLICE_CHARGE`] per pending
+    /// splice. The spliced values are counted once for all queues, by a
+    /// [`SharedLedger`] ([`OutputQueue::settle`]).
     #[inline]
     pub fn charge(&self) -> usize {
         self.out.buf.len() - self.head + self.out.splices.len() * SPLICE_CHARGE

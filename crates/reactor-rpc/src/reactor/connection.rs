@@ -521,9 +521,10 @@ impl Connection {
         self.output.len()
     }
 
-    /// What the pending output counts toward `--max-output-total`: the bytes
-    /// this connection owns, plus a small fixed charge per value queued by
-    /// reference (held once, however many connections queue it).
+    /// What the pending output counts toward `--max-output-total` on its
+    /// own: the bytes this connection owns, plus a small fixed charge per
+    /// value queued by reference (the values themselves are counted once for
+    /// all connections, see [`Connection::settle_shared`]).
     pub fn output_charge(&self) -> usize {
         self.output.charge()
     }
