@@ -89,6 +89,8 @@ pub fn test_config(model: Model) -> Config {
 pub struct TestServer {
     pub model: Model,
     addr: SocketAddr,
+    /// The Redis-protocol port, when the configuration asked for one.
+    resp: Option<SocketAddr>,
     handle: ShutdownHandle,
     done: Receiver<io::Result<()>>,
     thread: Option<JoinHandle<()>>,
@@ -107,6 +109,7 @@ impl TestServer {
         let server = Server::bind(config, Arc::new(Service::new()))
             .unwrap_or_else(|e| panic!("{model}: bind failed: {e}"));
         let addr = server.local_addr();
+        let resp = server.resp_addr();
         assert_ne!(addr.port(), 0, "{model}: local_addr reports the real port");
         let handle = server.shutdown_handle();
         let (tx, done) = mpsc::channel();
@@ -119,6 +122,7 @@ impl TestServer {
         TestServer {
             model,
             addr,
+            resp,
             handle,
             done,
             thread: Some(thread),
@@ -127,6 +131,11 @@ impl TestServer {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The RESP listener's address (set `config.resp_addr` in the tweak).
+    pub fn resp_addr(&self) -> SocketAddr {
+        self.resp.expect("the server was started with a resp_addr")
     }
 
     /// The server's shutdown handle, to start a shutdown mid-test; dropping the

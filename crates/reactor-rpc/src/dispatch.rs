@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use crate::output::Output;
 use crate::protocol::{decode, write_error_frame, Decoded, ErrorCode, RpcError, HEADER_LEN};
 use crate::service::{Handled, Service};
 
@@ -77,6 +78,8 @@ pub struct Progress {
 }
 
 /// Answers every complete frame at the front of `input`; see the module docs.
+/// A large cached value is copied into `out`; [`process_output`] queues it by
+/// reference instead.
 pub fn process(
     service: &Service,
     peer: &dyn fmt::Display,
@@ -84,12 +87,30 @@ pub fn process(
     out: &mut Vec<u8>,
     opt: Options,
 ) -> Progress {
+    // A move in and out: nothing is copied unless a value was spliced.
+    let mut output = Output::from_vec(std::mem::take(out));
+    let p = process_output(service, peer, input, &mut output, opt);
+    *out = output.into_vec();
+    p
+}
+
+/// [`process`] into an [`Output`], where a large cached value is queued by
+/// reference (see [`crate::output`]). `max_output` counts every byte of the
+/// output, spliced ones at full size: one call serialises at most about
+/// `max_output` bytes of responses, however they are held.
+pub fn process_output(
+    service: &Service,
+    peer: &dyn fmt::Display,
+    input: &[u8],
+    out: &mut Output,
+    opt: Options,
+) -> Progress {
     let mut consumed = 0;
     let mut answered = 0;
     let mut batch = crate::service::Batch::new(service);
-    let out_start = out.len();
+    let out_start = out.total_len();
     let stop = loop {
-        if out.len() >= opt.max_output {
+        if out.total_len() >= opt.max_output {
             break Stop::OutputFull;
         }
         match decode(&input[consumed..], opt.max_frame) {
@@ -128,7 +149,7 @@ pub fn process(
     // Counted here rather than at each read and write, so every model
     // counts the same way at one pair of adds per batch: the bytes of the
     // requests taken and of the responses queued.
-    batch.bytes(consumed, out.len().saturating_sub(out_start));
+    batch.bytes(consumed, out.total_len().saturating_sub(out_start));
     Progress {
         consumed,
         answered,

@@ -65,6 +65,8 @@ mod net;
 #[cfg(feature = "server")]
 pub mod ops;
 #[cfg(feature = "server")]
+pub mod output;
+#[cfg(feature = "server")]
 mod reactor;
 #[cfg(feature = "server")]
 pub mod resp_dispatch;

@@ -11,6 +11,7 @@
 //! every read, consuming `consumed` bytes, exactly as it calls
 //! `dispatch::process` for JSON connections.
 
+use crate::output::Output;
 use crate::protocol::resp::{Parsed, Parser, Reply};
 use crate::service::redis::{self, Flow, Session};
 use crate::service::Service;
@@ -79,6 +80,8 @@ const STACK_ARGS: usize = 16;
 
 /// Answers every complete command at the front of `input`; see the module
 /// docs. `input` must start where the previous call's `consumed` left off.
+/// A large cached value is copied into `out`; [`process_output`] queues it
+/// by reference instead.
 pub fn process(
     service: &Service,
     conn: &mut Connection,
@@ -86,12 +89,29 @@ pub fn process(
     out: &mut Vec<u8>,
     opt: Options,
 ) -> Progress {
+    // A move in and out: nothing is copied unless a value was spliced.
+    let mut output = Output::from_vec(std::mem::take(out));
+    let p = process_output(service, conn, input, &mut output, opt);
+    *out = output.into_vec();
+    p
+}
+
+/// [`process`] into an [`Output`], where a `GET` of a large value queues it
+/// by reference (see [`crate::output`]); `max_output` counts spliced bytes at
+/// full size.
+pub fn process_output(
+    service: &Service,
+    conn: &mut Connection,
+    input: &[u8],
+    out: &mut Output,
+    opt: Options,
+) -> Progress {
     let mut consumed = 0;
     let mut answered = 0;
     let mut batch = crate::service::Batch::new(service);
-    let out_start = out.len();
+    let out_start = out.total_len();
     let stop = loop {
-        if out.len() >= opt.max_output {
+        if out.total_len() >= opt.max_output {
             break Stop::OutputFull;
         }
         let rest = &input[consumed..];
@@ -135,7 +155,7 @@ pub fn process(
     // Counted here rather than at each read and write, so every model
     // counts the same way at one pair of adds per batch: the bytes of the
     // requests taken and of the responses queued.
-    batch.bytes(consumed, out.len().saturating_sub(out_start));
+    batch.bytes(consumed, out.total_len().saturating_sub(out_start));
     Progress {
         consumed,
         answered,

@@ -12,6 +12,7 @@ use std::fmt;
 use crate::dispatch::{self, Options};
 use crate::net::CloseReason;
 use crate::ops::http;
+use crate::output::Output;
 use crate::protocol::HEADER_LEN;
 use crate::resp_dispatch;
 use crate::service::Service;
@@ -116,12 +117,12 @@ impl Wire {
         service: &Service,
         peer: &dyn fmt::Display,
         input: &[u8],
-        out: &mut Vec<u8>,
+        out: &mut Output,
         opts: Options,
     ) -> Progress {
         match self {
             Wire::Json => {
-                let p = dispatch::process(service, peer, input, out, opts);
+                let p = dispatch::process_output(service, peer, input, out, opts);
                 let stop = match p.stop {
                     dispatch::Stop::NeedMore { needed } => Stop::NeedMore { needed },
                     dispatch::Stop::OutputFull => Stop::OutputFull,
@@ -138,7 +139,7 @@ impl Wire {
                     max_bulk: opts.max_frame as usize,
                     max_output: opts.max_output,
                 };
-                let p = resp_dispatch::process(service, conn, input, out, opt);
+                let p = resp_dispatch::process_output(service, conn, input, out, opt);
                 let stop = match p.stop {
                     resp_dispatch::Stop::NeedMore { needed } => Stop::NeedMore { needed },
                     resp_dispatch::Stop::OutputFull => Stop::OutputFull,
@@ -158,10 +159,10 @@ impl Wire {
 }
 
 /// Answers the HTTP requests at the front of `input`, one at a time.
-fn metrics(service: &Service, input: &[u8], out: &mut Vec<u8>, opts: Options) -> Progress {
+fn metrics(service: &Service, input: &[u8], out: &mut Output, opts: Options) -> Progress {
     let mut consumed = 0;
     loop {
-        if out.len() >= opts.max_output {
+        if out.total_len() >= opts.max_output {
             return Progress {
                 consumed,
                 stop: Stop::OutputFull,
@@ -205,7 +206,7 @@ mod tests {
     #[test]
     fn each_role_speaks_its_protocol() {
         let service = Service::new();
-        let mut out = Vec::new();
+        let mut out = Output::new();
 
         let mut json = Wire::new(Role::Rpc, 8080);
         let mut input = Vec::new();
@@ -220,7 +221,7 @@ mod tests {
         let input = b"*1\r\n$4\r\nPING\r\nQUIT\r\n";
         let p = resp.process(&service, &"t", input, &mut out, opts());
         assert_eq!(p.stop, Stop::Close(CloseReason::Bye));
-        assert_eq!(out, b"+PONG\r\n+OK\r\n");
+        assert_eq!(&out[..], b"+PONG\r\n+OK\r\n");
 
         out.clear();
         let mut http = Wire::new(Role::Metrics, 9090);
@@ -237,7 +238,7 @@ mod tests {
     #[test]
     fn a_too_large_frame_and_malformed_http_close() {
         let service = Service::new();
-        let mut out = Vec::new();
+        let mut out = Output::new();
         let mut json = Wire::new(Role::Rpc, 1);
         let small = Options {
             max_frame: 8,

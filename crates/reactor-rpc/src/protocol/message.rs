@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use std::io::Write;
 
 use super::error::{ErrorCode, RpcError};
+#[cfg(feature = "server")]
+use super::frame::HEADER_LEN;
 use super::frame::{begin_frame, end_frame};
 use super::json::{Invalid, Json, Scanner, Str, MAX_DEPTH};
 
@@ -178,35 +180,46 @@ fn key_name(text: &str, key: Str) -> Option<KeyName> {
 /// prefix. [`ResponseWriter::result`] hands the method the buffer to write its
 /// result JSON into; if the method fails, what it wrote is discarded and an
 /// error object takes its place.
+#[cfg(feature = "server")]
 pub(crate) struct ResponseWriter<'o> {
-    out: &'o mut Vec<u8>,
-    frame_start: usize,
+    out: &'o mut crate::output::Output,
+    frame: crate::output::Mark,
 }
 
+#[cfg(feature = "server")]
 impl<'o> ResponseWriter<'o> {
     /// Starts a response frame named `out` (the response's `"out"` field).
-    pub fn begin(out: &'o mut Vec<u8>, name: &str) -> ResponseWriter<'o> {
-        let frame_start = begin_frame(out);
+    pub fn begin(out: &'o mut crate::output::Output, name: &str) -> ResponseWriter<'o> {
+        let frame = out.mark();
+        begin_frame(out);
         out.extend_from_slice(b"{\"out\":");
         write_json_str(out, name);
         out.extend_from_slice(b",\"result\":");
-        ResponseWriter { out, frame_start }
+        ResponseWriter { out, frame }
     }
 
-    /// Lets `f` write the result JSON. On error, rewrites the frame as an error response.
+    /// Lets `f` write the result JSON (it may splice shared values in). On
+    /// error, rewrites the frame as an error response.
     pub fn result<F>(self, id: Option<Json<'_>>, f: F) -> Result<(), RpcError>
     where
-        F: FnOnce(&mut Vec<u8>) -> Result<(), RpcError>,
+        F: FnOnce(&mut crate::output::Output) -> Result<(), RpcError>,
     {
-        let result_start = self.out.len();
         match f(self.out) {
             Ok(()) => {
-                finish(self.out, self.frame_start, id);
+                if let Some(id) = id {
+                    self.out.extend_from_slice(b",\"id\":");
+                    self.out.extend_from_slice(id.get().as_bytes());
+                }
+                self.out.push(b'}');
+                // The length covers the spliced bytes too.
+                let body_len = self.out.total_len() - self.frame.total() - HEADER_LEN;
+                let len = u32::try_from(body_len).unwrap_or(u32::MAX);
+                let at = self.frame.owned();
+                self.out[at..at + HEADER_LEN].copy_from_slice(&len.to_le_bytes());
                 Ok(())
             }
             Err(err) => {
-                debug_assert!(result_start > self.frame_start);
-                self.out.truncate(self.frame_start);
+                self.out.rollback(self.frame);
                 write_error_frame(self.out, &err, id);
                 Err(err)
             }
@@ -351,9 +364,11 @@ mod tests {
         assert_eq!(id.map(Json::get), Some("\"abc\""));
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn writes_result_and_error_frames() {
-        let mut out = Vec::new();
+        use crate::output::{Output, SHARE_MIN};
+        let mut out = Output::new();
         ResponseWriter::begin(&mut out, "pong")
             .result(Json::new("7"), |o| {
                 o.extend_from_slice(b"\"hi\"");
@@ -362,14 +377,33 @@ mod tests {
             .unwrap();
         assert_eq!(body(&out), r#"{"out":"pong","result":"hi","id":7}"#);
 
-        let mut out = Vec::new();
+        // A spliced result: the length prefix covers it.
+        let value = bytes::Bytes::from(format!("\"{}\"", "v".repeat(SHARE_MIN)));
+        let mut out = Output::new();
+        ResponseWriter::begin(&mut out, "get")
+            .result(Json::new("1"), |o| {
+                o.share(&value);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(out.splices(), 1);
+        let flat = out.into_vec();
+        let expect = format!(
+            r#"{{"out":"get","result":{},"id":1}}"#,
+            std::str::from_utf8(&value).unwrap()
+        );
+        assert_eq!(body(&flat), expect);
+
+        let mut out = Output::new();
         let err = ResponseWriter::begin(&mut out, "fib")
             .result(None, |o| {
                 o.extend_from_slice(b"garbage");
+                o.share(&value);
                 Err(RpcError::bad_params("n \"too\" big"))
             })
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::BadParams);
+        assert_eq!(out.splices(), 0);
         assert_eq!(
             body(&out),
             r#"{"out":"error","result":{"code":"bad_params","message":"n \"too\" big"}}"#

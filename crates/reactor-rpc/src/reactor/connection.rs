@@ -22,9 +22,10 @@ use mio::event::Event;
 use mio::net::TcpStream;
 
 use super::workers::{Job, WorkerPool};
-use crate::buffer::{ReadBuffer, WriteBuffer, READ_CHUNK};
+use crate::buffer::{ReadBuffer, READ_CHUNK};
 use crate::dispatch;
 use crate::net::{quickack, CloseReason, LINGER};
+use crate::output::{OutputQueue, SharedLedger};
 use crate::protocol::HEADER_LEN;
 use crate::service::Service;
 use crate::wire::{Stop, Wire};
@@ -154,6 +155,12 @@ pub enum Next {
 /// loop from its other connections.
 const ROUNDS_PER_TURN: usize = 16;
 
+/// Bytes one connection may write per turn: a turn that writes large values
+/// (by reference, straight from the cache) stops after this much and yields,
+/// so 500 connections each taking megabytes into their socket buffers cannot
+/// hold a ping elsewhere for the time of all those copies.
+const WRITE_PER_TURN: usize = 64 * 1024;
+
 /// A client connection. Its whole state: [`Readiness`], [`Flow`], [`Drain`],
 /// [`Ending`], the end of input (`eof`) and how far framing got (`needed`,
 /// `input_done`).
@@ -165,7 +172,8 @@ pub struct Connection {
     pub id: u64,
     pub last_active: Instant,
     input: ReadBuffer,
-    output: WriteBuffer,
+    /// Responses not yet written; large cached values by reference.
+    output: OutputQueue,
     ready: Readiness,
     flow: Flow,
     drain: Drain,
@@ -201,7 +209,7 @@ impl Connection {
             id,
             last_active: now,
             input: ReadBuffer::new(),
-            output: WriteBuffer::new(),
+            output: OutputQueue::new(),
             ready: Readiness {
                 readable: false,
                 writable: true,
@@ -274,6 +282,7 @@ impl Connection {
 
     /// Reads, answers and writes until nothing more can move now, or its turn is up.
     pub fn drive(&mut self, env: &Env<'_>) -> Next {
+        let mut budget = WRITE_PER_TURN;
         for _ in 0..ROUNDS_PER_TURN {
             if self.ready.readable && self.wants_input() {
                 if let Err(e) = self.fill(env.now) {
@@ -286,8 +295,11 @@ impl Connection {
             if self.decoding() && !self.input_done {
                 self.answer(env);
             }
-            if let Err(e) = self.flush(env) {
+            if let Err(e) = self.flush(env, &mut budget) {
                 return self.failed("write", &e);
+            }
+            if budget == 0 && self.ready.writable && !self.output.is_empty() {
+                return Next::Yield; // wrote its share: the others go first
             }
             let more_input = self.ready.readable && self.wants_input();
             let more_frames = self.decoding() && !self.input_done;
@@ -347,7 +359,7 @@ impl Connection {
             env.service,
             &self.peer,
             self.input.readable(),
-            self.output.vec_mut(),
+            self.output.output_mut(),
             env.opts,
         );
         self.input.consume(p.consumed);
@@ -398,7 +410,7 @@ impl Connection {
                 // No pool to run it on (cannot happen: offload is only on with
                 // workers), so run it here rather than lose it.
                 env.service
-                    .handle(&self.peer, &job.body, self.output.vec_mut(), false);
+                    .handle_output(&self.peer, &job.body, self.output.output_mut(), false);
                 self.input.consume(HEADER_LEN + body_len);
             }
         }
@@ -406,7 +418,7 @@ impl Connection {
 
     /// A worker's response arrived: queue it and let decoding resume.
     pub fn job_done(&mut self, response: &[u8]) {
-        self.output.vec_mut().extend_from_slice(response);
+        self.output.output_mut().extend_from_slice(response);
         self.flow = Flow::Decoding;
     }
 
@@ -417,12 +429,16 @@ impl Connection {
         }
     }
 
-    /// Writes pending output until done or the socket is full.
-    fn flush(&mut self, env: &Env<'_>) -> io::Result<()> {
-        while self.ready.writable && !self.output.is_empty() {
-            match self.output.write_to(&mut self.stream) {
+    /// Writes pending output until done, the socket is full, or `budget`
+    /// bytes (this turn's share, reduced by what is written) went out.
+    fn flush(&mut self, env: &Env<'_>, budget: &mut usize) -> io::Result<()> {
+        while self.ready.writable && !self.output.is_empty() && *budget > 0 {
+            match self.output.write_to(&mut self.stream, *budget) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(_) => self.last_active = env.now,
+                Ok(n) => {
+                    *budget -= n.min(*budget);
+                    self.last_active = env.now;
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.writable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -499,15 +515,24 @@ impl Connection {
         self.drive(env)
     }
 
-    /// Bytes of output waiting, for the backpressure timeout.
+    /// Bytes of output waiting (spliced values at full size), for the
+    /// backpressure timeout.
     pub fn pending_output(&self) -> usize {
         self.output.len()
+    }
+
+    /// What the pending output counts toward `--max-output-total` on its
+    /// own: the bytes this connection owns, plus a small fixed charge per
+    /// value queued by reference (the values themselves are counted once for
+    /// all connections, see [`Connection::settle_shared`]).
+    pub fn output_charge(&self) -> usize {
+        self.output.charge()
     }
 
     /// Makes this a refused connection: `frame` (`overloaded`) is its only
     /// output, then it lingers like after `frame_too_large`.
     pub fn refuse(&mut self, frame: &[u8]) {
-        self.output.vec_mut().extend_from_slice(frame);
+        self.output.output_mut().extend_from_slice(frame);
         self.ending = Ending::Poisoned(CloseReason::Refused);
         self.admission = Admission::Refused;
     }
@@ -520,14 +545,20 @@ impl Connection {
     /// Drops the pending output of a connection being closed, so that the
     /// running total forgets it.
     pub fn forget_output(&mut self) {
-        self.output = WriteBuffer::new();
+        self.output.forget();
+    }
+
+    /// Brings the reactor's ledger of shared values up to date with this
+    /// connection's output.
+    pub fn settle_shared(&mut self, ledger: &mut SharedLedger) {
+        self.output.settle(ledger);
     }
 
     /// Frees the buffers of a quiet connection (nothing pending in either).
     pub fn release_buffers(&mut self) {
         if self.input.is_empty() && self.output.is_empty() {
             self.input = ReadBuffer::new();
-            self.output = WriteBuffer::new();
+            self.output = OutputQueue::new();
         }
     }
 }

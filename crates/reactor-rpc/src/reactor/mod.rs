@@ -43,6 +43,7 @@ use crate::net::{
     log_listening, out_of_descriptors, transient_accept_error, turn_away, CloseReason, Listeners,
     PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF, LINGERING_REFUSALS,
 };
+use crate::output::SharedLedger;
 use crate::service::Service;
 use crate::shutdown::ShutdownHandle;
 use crate::wire::{Role, Wire};
@@ -57,8 +58,21 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// `FIRST_LISTENER - i`; connections have their slab key, far below.
 const FIRST_LISTENER: usize = usize::MAX - 3;
 const MAX_LISTENERS: usize = 3;
+/// Yielded connections driven between two looks for new events: with each
+/// turn writing at most 64 KiB, a ping waits behind at most 2 MiB of other
+/// connections' writes, not behind every connection that has output.
+const RESUME_PER_PASS: usize = 32;
+
 /// The pending output of all connections together, kept as a running sum
 /// of what each connection last reported (a compare per drive, no scan).
+/// A connection reports its [`output_charge`](Connection::output_charge):
+/// the bytes it owns, plus a small fixed charge per large cached value it
+/// queued by reference; the values themselves are counted once each in a
+/// [`SharedLedger`], however many connections queue them (one 1 MiB value
+/// queued 4 000 times counts 1 MiB; 4 000 distinct values, or one value
+/// overwritten while queued, count what they keep alive). A connection's own
+/// `--max-output` stop counts those values at full size, so no connection
+/// queues more than about `--max-output` bytes of responses in a turn.
 /// Above `--max-output-total`, every connection still holding output stops
 /// decoding (its high-water mark drops to one byte) until it drains: nothing
 /// is dropped, and clients that keep up with their responses (nothing
@@ -67,7 +81,10 @@ const MAX_LISTENERS: usize = 3;
 /// (200 non-reading clients grew RSS by 1 GiB over a 32 MiB bound).
 #[derive(Debug, Default)]
 struct OutputTotal {
+    /// The connections' charges: owned bytes, and bookkeeping per splice.
     bytes: usize,
+    /// The distinct shared values queued, each counted once.
+    shared: SharedLedger,
 }
 
 impl OutputTotal {
@@ -75,17 +92,18 @@ impl OutputTotal {
     /// one while the total is within `bound`, one byte above it.
     #[inline]
     fn high_water(&self, per_conn: usize, bound: usize) -> usize {
-        crate::net::output_high_water(self.bytes, per_conn, bound)
+        crate::net::output_high_water(self.bytes + self.shared.bytes(), per_conn, bound)
     }
 
     /// Takes a connection's pending output into the total, after it moved.
     #[inline]
     fn recount(&mut self, conn: &mut Connection) {
-        let (was, now) = (conn.counted_output, conn.pending_output());
+        let (was, now) = (conn.counted_output, conn.output_charge());
         if was != now {
             self.bytes = self.bytes - was + now;
             conn.counted_output = now;
         }
+        conn.settle_shared(&mut self.shared);
     }
 }
 
@@ -307,9 +325,15 @@ impl Reactor {
         }
     }
 
-    /// Gives the connections that yielded their turn another one.
+    /// Gives the connections that yielded their turn another one, the first
+    /// [`RESUME_PER_PASS`] of them; the rest wait for the next pass, after a
+    /// look for new events, in the order they yielded.
     fn resume_yielded(&mut self) {
-        for (key, id) in std::mem::take(&mut self.yielded) {
+        let mut now = std::mem::take(&mut self.yielded);
+        if now.len() > RESUME_PER_PASS {
+            self.yielded = now.split_off(RESUME_PER_PASS);
+        }
+        for (key, id) in now {
             if self.conns.get(key).is_some_and(|c| c.id == id) {
                 self.drive(key);
             }

@@ -48,6 +48,15 @@ use store::{hash_key, Item, Payload, Shard, Totals, DEADLINE_BYTES};
 
 use crate::protocol::{ErrorCode, RpcError};
 
+/// What [`Cache::get_shared_or_with`] found: a handle on a shared value, or
+/// what the caller's function made of a small value shown in place.
+pub(crate) enum Shown<R> {
+    /// A value kept as shared bytes: a new handle on them (no copy).
+    Shared(Value),
+    /// A small value's result.
+    InPlace(R),
+}
+
 /// Shards in the store: a power of two, comfortably above the core count.
 pub const SHARDS: usize = 16;
 
@@ -266,6 +275,20 @@ impl Cache {
     /// shard's lock (so `f` should be quick: copying into an output buffer is).
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(ValueRef<'_>) -> R) -> Option<R> {
         self.read(key, |item| f(item.value_ref()))
+    }
+
+    /// Like [`Cache::get_with`], but a value kept as shared bytes (of
+    /// [`SHARED_MIN`] bytes or more) comes back as a handle on them, for a
+    /// reply to queue by reference; `f` sees only the small values.
+    pub(crate) fn get_shared_or_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(ValueRef<'_>) -> R,
+    ) -> Option<Shown<R>> {
+        self.read(key, |item| match item.shared_value() {
+            Some(value) => Shown::Shared(value),
+            None => Shown::InPlace(f(item.value_ref())),
+        })
     }
 
     fn read<R>(&self, key: &[u8], f: impl FnOnce(&Item) -> R) -> Option<R> {

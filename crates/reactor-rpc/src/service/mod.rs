@@ -23,6 +23,7 @@ use std::time::Instant;
 use log::{debug, log_enabled, Level};
 
 use crate::ops::metrics::{CodeId, MethodId, Metrics};
+use crate::output::Output;
 
 use crate::protocol::{parse_request, write_error_frame, ResponseWriter};
 pub use cache::{Cache, CacheConfig, EvictionPolicy};
@@ -129,6 +130,21 @@ impl Service {
         out: &mut Vec<u8>,
         offload: bool,
     ) -> Handled {
+        let mut output = Output::from_vec(std::mem::take(out));
+        let handled = self.handle_output(peer, body, &mut output, offload);
+        *out = output.into_vec();
+        handled
+    }
+
+    /// [`Service::handle`] into an [`Output`]: a large cached value is
+    /// queued by reference rather than copied (see [`crate::output`]).
+    pub fn handle_output(
+        &self,
+        peer: &dyn fmt::Display,
+        body: &[u8],
+        out: &mut Output,
+        offload: bool,
+    ) -> Handled {
         let started = Instant::now();
         let (handled, label) = self.handle_labelled(peer, body, out, offload);
         if let Some((method, code)) = label {
@@ -144,7 +160,7 @@ impl Service {
         &self,
         peer: &dyn fmt::Display,
         body: &[u8],
-        out: &mut Vec<u8>,
+        out: &mut Output,
         offload: bool,
     ) -> (Handled, Option<Label>) {
         let request = match parse_request(body) {
@@ -181,7 +197,7 @@ impl Service {
             stats: &self.stats,
         };
         let code = match ResponseWriter::begin(out, name)
-            .result(request.id, |o| method.call(&cx, params, o))
+            .result(request.id, |o| method.call_output(&cx, params, o))
         {
             Ok(()) => CodeId::OK,
             Err(err) => self.metrics.code_id(err.code.as_str()),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::{cache, fib, ping, stats, Cache, Stats};
+use crate::output::Output;
 use crate::protocol::message::write_json;
 use crate::protocol::{Json, RpcError};
 
@@ -61,6 +62,19 @@ pub trait Method: Send + Sync + 'static {
     /// Writes the result JSON for `params` into `out`, or fails with an error
     /// (whatever was written is then discarded).
     fn call(&self, cx: &Context<'_>, params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError>;
+
+    /// Like [`Method::call`], into an [`Output`] that can also hold large
+    /// shared values by reference ([`Output::share`]); this is what the
+    /// server calls. The default writes through [`Method::call`]; the cache's
+    /// `get` overrides it to queue a large value without copying it.
+    fn call_output(
+        &self,
+        cx: &Context<'_>,
+        params: Json<'_>,
+        out: &mut Output,
+    ) -> Result<(), RpcError> {
+        self.call(cx, params, out)
+    }
 
     /// How expensive this call is; the default is cheap.
     fn cost(&self, _params: Json<'_>) -> Cost {

@@ -18,6 +18,7 @@ use super::registry::Conn;
 use crate::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
 use crate::dispatch::Options;
 use crate::net::{quickack, CloseReason, LINGER};
+use crate::output::Output;
 use crate::service::Service;
 use crate::wire::{Stop, Wire};
 
@@ -86,7 +87,7 @@ pub(super) fn serve(
     timeouts: Timeouts,
 ) -> CloseReason {
     let mut input = ReadBuffer::new();
-    let mut out = Vec::new();
+    let mut out = Output::new();
     let mut framing = Framing::Between;
     // What the socket's read timeout was last set for (the caller set the idle one).
     let mut timeout_for = Framing::Between;
@@ -100,8 +101,12 @@ pub(super) fn serve(
                 _ => Framing::Partial(Instant::now()),
             };
             if !out.is_empty() {
-                if let Err(e) = stream.write_all(&out) {
-                    return ended(peer, CloseReason::OutputNotRead, "write", e);
+                // A spliced value is written from the cache's bytes, after the
+                // owned bytes before it: no copy, one write each.
+                for chunk in out.chunks() {
+                    if let Err(e) = stream.write_all(chunk) {
+                        return ended(peer, CloseReason::OutputNotRead, "write", e);
+                    }
                 }
                 out.clear();
             }
@@ -123,7 +128,7 @@ pub(super) fn serve(
         // Idle between frames: give back what a large frame or response grew.
         input.release_if_large();
         if out.capacity() > KEEP_IDLE {
-            out = Vec::new();
+            out = Output::new();
         }
         // Inside a frame, the read waits no longer than the frame has left;
         // the timeout is set (a syscall) once per frame that spans reads, and

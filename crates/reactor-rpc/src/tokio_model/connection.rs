@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use crate::buffer::{KEEP_IDLE, READ_CHUNK};
 use crate::net::{self, CloseReason, LINGER};
+use crate::output::Output;
 use crate::protocol::HEADER_LEN;
 use crate::wire::{Stop, Wire};
 
@@ -80,8 +81,10 @@ pub(super) struct Connection {
     /// Bytes read, not yet answered. Empty (no allocation) until bytes arrive;
     /// it grows with the bytes that arrive, never to a length a header announces.
     input: BytesMut,
-    /// Responses not yet written.
-    output: Vec<u8>,
+    /// Responses not yet written. Spliced values are copied into the owned
+    /// bytes before writing ([`Output::flatten`]): a connection writes each
+    /// batch before reading more, so it holds at most one batch.
+    output: Output,
     /// When the request at the front of `input` began to count against
     /// `--frame-timeout` (`None`: no part of a request is buffered).
     frame_since: Option<Instant>,
@@ -102,7 +105,7 @@ impl Connection {
             shared,
             stopping,
             input: BytesMut::new(),
-            output: Vec::new(),
+            output: Output::new(),
             frame_since: None,
         }
     }
@@ -199,7 +202,7 @@ impl Connection {
                 self.input = BytesMut::new();
             }
             if self.output.capacity() > KEEP_IDLE {
-                self.output = Vec::new();
+                self.output = Output::new();
             }
         }
         let Connection {
@@ -265,6 +268,7 @@ impl Connection {
     /// A batch the first write could not take whole counts in
     /// `--max-output-total` until it is written.
     async fn flush(&mut self) -> Result<(), CloseReason> {
+        self.output.flatten();
         if self.output.is_empty() {
             return Ok(());
         }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{SetOptions, Ttl, ValueRef};
+use super::{SetOptions, Shown, Ttl, Value, ValueRef};
+use crate::output::Output;
 use crate::protocol::message::write_int;
 use crate::protocol::{Json, RpcError};
 use crate::service::{Context, Method, Registry};
@@ -105,6 +106,28 @@ impl Method for Get {
         match cx.cache.get_with(p.key.as_bytes(), |v| v.write_json(out)) {
             Some(written) => written?,
             None => out.extend_from_slice(b"null"),
+        }
+        Ok(())
+    }
+
+    /// Stored JSON text of [`SHARE_MIN`](crate::output::SHARE_MIN) bytes or
+    /// more is queued by reference (the response is the text verbatim);
+    /// anything else is written as [`Get::call`] writes it.
+    fn call_output(
+        &self,
+        cx: &Context<'_>,
+        raw: Json<'_>,
+        out: &mut Output,
+    ) -> Result<(), RpcError> {
+        let p: KeyParams = params(raw)?;
+        match cx
+            .cache
+            .get_shared_or_with(p.key.as_bytes(), |v| v.write_json(out))
+        {
+            None => out.extend_from_slice(b"null"),
+            Some(Shown::InPlace(written)) => written?,
+            Some(Shown::Shared(Value::Json(text))) => out.share(&text),
+            Some(Shown::Shared(value)) => value.write_json(out)?,
         }
         Ok(())
     }

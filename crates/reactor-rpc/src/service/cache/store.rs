@@ -296,6 +296,11 @@ impl Item {
         }
     }
 
+    /// The value as a new handle on its shared bytes, if it is kept shared.
+    pub fn shared_value(&self) -> Option<Value> {
+        self.shared.as_ref().map(|_| self.to_value())
+    }
+
     /// The value, owned: a shared value is a new handle on the same bytes.
     pub fn to_value(&self) -> Value {
         match (&self.shared, self.kind()) {

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Service;
 use crate::ops::metrics::MethodId;
+use crate::output::{Output, Splicer};
 use crate::protocol::resp::{Reply, Version};
 
 /// One connection's state, as far as commands are concerned.
@@ -82,7 +83,9 @@ pub fn execute(
     out: &mut Vec<u8>,
 ) -> Flow {
     let started = std::time::Instant::now();
-    let (flow, label) = execute_labelled(service, session, args, out);
+    let mut output = Output::from_vec(std::mem::take(out));
+    let (flow, label) = execute_labelled(service, session, args, &mut output);
+    *out = output.into_vec();
     if let Some((method, code)) = label {
         service.metrics().observe(method, code, started.elapsed());
     }
@@ -96,16 +99,18 @@ pub(crate) fn execute_labelled(
     service: &Service,
     session: &mut Session,
     args: &[&[u8]],
-    out: &mut Vec<u8>,
+    out: &mut Output,
 ) -> (Flow, Option<crate::service::Label>) {
     let Some(name) = args.first() else {
         return (Flow::Continue, None);
     };
     let start = out.len();
     service.stats().count_request();
+    let (buf, splicer) = out.split_mut();
     let mut cx = Cx {
         service,
-        reply: Reply::new(out, session.protocol),
+        reply: Reply::new(buf, session.protocol),
+        splicer,
         session,
         close: false,
     };
@@ -162,6 +167,8 @@ pub(crate) struct Cx<'a> {
     pub service: &'a Service,
     pub session: &'a mut Session,
     pub reply: Reply<'a>,
+    /// Splices a large value into the reply by reference (`GET`).
+    pub splicer: Splicer<'a>,
     /// Set by `QUIT`.
     pub close: bool,
 }

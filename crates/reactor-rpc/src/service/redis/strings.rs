@@ -6,23 +6,36 @@
 use std::time::Duration;
 
 use super::{cache_error, integer_arg, keyspace::expire_overflows, Command, Cx, ERR_SYNTAX};
-use crate::service::cache::{SetCond, SetOptions, ValueRef};
+use crate::output::SHARE_MIN;
+use crate::service::cache::{SetCond, SetOptions, Shown, ValueRef};
 
 pub(crate) const GET: Command = Command {
     name: "get",
     arity: 2,
     flags: &["readonly", "fast"],
     keys: (1, 1, 1),
-    // The reply is written while the value is borrowed: no copy of it.
+    // A small value is copied into the reply while it is borrowed; a large
+    // one is spliced in by reference: no copy of it either way.
     run: |cx, args| {
         let reply = &mut cx.reply;
-        if cx
+        let found = cx
             .service
             .cache()
-            .get_with(args[1], |value| reply.bulk(&value.resp_bytes()))
-            .is_none()
-        {
-            reply.null();
+            .get_shared_or_with(args[1], |value| reply.bulk(&value.resp_bytes()));
+        match found {
+            None => cx.reply.null(),
+            Some(Shown::InPlace(())) => {}
+            Some(Shown::Shared(value)) => {
+                let bytes = value.to_resp();
+                if bytes.len() >= SHARE_MIN {
+                    cx.reply.bulk_header(bytes.len());
+                    let at = cx.reply.out().len();
+                    cx.splicer.splice(at, &bytes);
+                    cx.reply.out().extend_from_slice(b"\r\n");
+                } else {
+                    cx.reply.bulk(&bytes);
+                }
+            }
         }
     },
 };
