@@ -1,6 +1,6 @@
 //! Memory attacks on a spawned server binary, each with the bound it must
 //! keep, measured as the process's RSS via /proc. Scaled down from the
-//! issue's figures so that each runs in seconds; the bounds are release-
+//! full-scale attacks (BENCHMARKS.md) so that each runs in seconds; the bounds are release-
 //! and debug-independent, with margin.
 
 #[macro_use]
@@ -29,7 +29,7 @@ fn ping_within(addr: std::net::SocketAddr, bound: Duration) -> Duration {
 
 /// `set` of 100 KiB values under unique keys, far past `--maxmemory 32m`:
 /// eviction keeps the server's RSS within the bound plus 64 MiB, and it
-/// goes on answering (the target: 256m keeps RSS ≤ 320 MiB).
+/// goes on answering (at full scale: 256m keeps RSS ≤ 320 MiB).
 #[test]
 fn set_fill_of_large_values_stays_under_maxmemory() {
     let mut server = ServerProcess::spawn(&["--maxmemory", "32m"]);
@@ -218,7 +218,7 @@ fn set_rcvbuf(s: &std::net::TcpStream, bytes: libc::c_int) {
 
 /// Each connection sends a 4-byte header declaring a 1 MiB frame, then one
 /// byte, and waits: read buffers grow with the bytes that arrive, not with
-/// what a header announces. 1 000 connections (the 4 000 with 64 MiB,
+/// what a header announces. 1 000 connections (the full-scale 4 000 with 64 MiB,
 /// scaled) add at most 16 MiB plus 32 KiB a connection of bookkeeping
 /// (threads' stacks in `threaded`), and a ping elsewhere is answered in 50 ms.
 #[test]
@@ -252,7 +252,7 @@ fn a_crowd_announcing_large_frames_commits_no_memory_for_them() {
     }
 }
 
-/// 50 000 keys with a 1 ms ttl set through the server (the 200 000,
+/// 50 000 keys with a 1 ms ttl set through the server (200 000 at full scale,
 /// scaled): active expiry removes them without being asked, within seconds.
 #[test]
 fn keys_with_a_short_ttl_are_gone_without_being_read() {

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use support::*;
 
 /// Lengths of the stored JSON text (quotes included) or RESP bytes: under,
-/// at and over the splice threshold, and the 1 MiB.
+/// at and over the splice threshold, and 1 MiB.
 const SIZES: [usize; 6] = [
     10,
     SHARE_MIN - 1,

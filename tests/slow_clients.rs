@@ -29,7 +29,7 @@ model_tests! {
 /// A frame header declaring 100 bytes, then one byte every 300 ms: each byte
 /// would reset the idle timeout (2 s), but the frame must be complete within
 /// `--frame-timeout 1`, so the connection is closed with "frame timeout"
-/// (the attack: a byte every 1.5 s against the 30 s default).
+/// (the full-scale attack: a byte every 1.5 s against the 30 s default).
 fn dribbling_a_frame_ends_with_frame_timeout(model: Model) {
     let model = model.name();
     let mut server = ServerProcess::spawn(&[
@@ -88,7 +88,7 @@ fn frames_each_complete_in_time_keep_a_connection_past_the_frame_timeout(model: 
     );
 }
 
-/// 3 000 clients connect and reset at once (the 20 000, scaled): the
+/// 3 000 clients connect and reset at once (20 000 at full scale): the
 /// `comes`/`bye` lines are held to 100 a second plus a summary line per
 /// second, where before every connection logged two (6 000 lines here).
 fn a_connect_reset_storm_logs_a_bounded_number_of_lines(model: Model) {
