@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the request path every server model shares: decode a
 //! frame, dispatch it to its method, encode the response — `dispatch::process`
 //! on an in-memory buffer, no sockets. Reported per request (ns), for `ping`,
-//! `get` and `set`.
+//! `get` and `set`, and per batch for 16 pipelined pings (`ping_x16`).
 //!
 //! Run: `cargo bench --bench dispatch` (criterion prints time per iteration;
 //! each iteration answers one request).
@@ -45,9 +45,31 @@ fn one_request(c: &mut Criterion, name: &str, service: &Service, body: &str) {
     group.finish();
 }
 
+/// `n` pings in one buffer, answered by one `process` call: a pipelined
+/// batch, where per-batch costs (the metrics' clock reads) are shared.
+fn batch_of(c: &mut Criterion, name: &str, service: &Service, body: &str, n: u64) {
+    let mut input = Vec::new();
+    for _ in 0..n {
+        encode(&mut input, body.as_bytes());
+    }
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut group = c.benchmark_group("dispatch");
+    group.throughput(Throughput::Elements(n));
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            out.clear();
+            let p = process(service, &"bench", black_box(&input), &mut out, OPT);
+            debug_assert_eq!(p.answered as u64, n);
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
 fn dispatch(c: &mut Criterion) {
     let service = Service::new();
     one_request(c, "ping", &service, PING);
+    batch_of(c, "ping_x16", &service, PING, 16);
     // The key exists from here on, so get hits.
     one_request(c, "set", &service, &set_body());
     one_request(c, "get", &service, GET);
