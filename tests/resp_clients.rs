@@ -298,7 +298,8 @@ fn inline_commands_on_a_bare_socket(model: Model) {
 }
 
 /// redis-py's default client (it speaks RESP2), and RESP3 (HELLO 3 on
-/// connect): get, set with expiry, expire/ttl, incr, a pipeline, errors.
+/// connect): get, set with expiry, expire/ttl, incr, a pipeline, the default
+/// (transactional) pipeline, errors.
 fn redis_py_default_and_resp3(model: Model) {
     let (_server, a) = spawn(model);
     let script = r#"
@@ -333,6 +334,11 @@ for kwargs in ({}, {"protocol": 3}):
     assert out[:100] == [True] * 100, out[:100]
     assert out[100:200] == [str(i).encode() for i in range(100)], out[100:200]
     assert out[200] == 11, out[200]
+    # The default pipeline is a transaction (MULTI ... EXEC).
+    t = r.pipeline()
+    t.set(tag + ":t", 5).incrby(tag + ":t", 2).get(tag + ":t")
+    assert t.execute() == [True, 7, b"7"]
+    r.delete(tag + ":t")
     try:
         r.incr(tag)
         sys.exit("INCR of a non-integer did not raise")

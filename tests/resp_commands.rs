@@ -1081,3 +1081,102 @@ fn oom_when_the_cache_cannot_evict() {
         R::Array(vec![bulk("maxmemory-policy"), bulk("noeviction")])
     );
 }
+
+#[test]
+fn multi_exec_queues_then_runs_in_order() {
+    let s = Service::new();
+    let mut c = Client::new(&s);
+    assert_eq!(c.run("EXEC"), err("ERR EXEC without MULTI"));
+    assert_eq!(c.run("DISCARD"), err("ERR DISCARD without MULTI"));
+    assert_eq!(c.run("MULTI"), ok());
+    assert_eq!(c.run("MULTI"), err("ERR MULTI calls can not be nested"));
+    let queued = R::Simple("QUEUED".into());
+    assert_eq!(c.run("SET k 1"), queued);
+    assert_eq!(c.run("INCR k"), queued);
+    assert_eq!(c.run("GET k"), queued);
+    assert_eq!(c.run("GET missing"), queued);
+    // Nothing ran yet: another client still sees no key.
+    assert_eq!(Client::new(&s).run("GET k"), R::NullBulk);
+    assert_eq!(
+        c.run("EXEC"),
+        R::Array(vec![ok(), R::Int(2), bulk("2"), R::NullBulk])
+    );
+    assert_eq!(c.run("GET k"), bulk("2"), "the transaction is over");
+    // DISCARD drops what was queued.
+    assert_eq!(c.run("MULTI"), ok());
+    assert_eq!(c.run("SET k 99"), queued);
+    assert_eq!(c.run("DISCARD"), ok());
+    assert_eq!(c.run("GET k"), bulk("2"));
+    // A runtime error is one reply in the array; the rest still runs.
+    assert_eq!(c.run("MULTI"), ok());
+    assert_eq!(c.run("SET s abc"), queued);
+    assert_eq!(c.run("INCR s"), queued);
+    assert_eq!(c.run("INCR k"), queued);
+    assert_eq!(
+        c.run("EXEC"),
+        R::Array(vec![
+            ok(),
+            err("ERR value is not an integer or out of range"),
+            R::Int(3)
+        ])
+    );
+    // RESP3 sessions queue the same way.
+    let mut c3 = Client::resp3(&s);
+    assert_eq!(c3.run("MULTI"), ok());
+    assert_eq!(c3.run("GET nope"), queued);
+    assert_eq!(c3.run("EXEC"), R::Array(vec![R::Null]));
+}
+
+#[test]
+fn a_command_refused_while_queuing_aborts_the_exec() {
+    let s = Service::new();
+    let mut c = Client::new(&s);
+    assert_eq!(c.run("MULTI"), ok());
+    assert_eq!(c.run("SET a 1"), R::Simple("QUEUED".into()));
+    assert!(
+        matches!(c.run("NOSUCH x"), R::Error(e) if e.starts_with("ERR unknown command 'NOSUCH'"))
+    );
+    assert_eq!(
+        c.run("GET"),
+        err("ERR wrong number of arguments for 'get' command")
+    );
+    assert_eq!(
+        c.run("EXEC"),
+        err("EXECABORT Transaction discarded because of previous errors.")
+    );
+    assert_eq!(c.run("GET a"), R::NullBulk, "nothing of it ran");
+}
+
+/// A queue is memory a client commits: past 1 024 commands (or 1 MiB of
+/// arguments) a command is refused and the transaction aborts; what the
+/// queues hold is released when they end.
+#[test]
+fn a_transaction_is_bounded() {
+    use reactor_rpc::service::redis::transaction::{queued_total, MAX_QUEUED};
+    let s = Service::new();
+    let mut c = Client::new(&s);
+    assert_eq!(c.run("MULTI"), ok());
+    for _ in 0..MAX_QUEUED {
+        assert_eq!(c.run("INCR n"), R::Simple("QUEUED".into()));
+    }
+    assert!(queued_total() > 0);
+    assert_eq!(
+        c.run("INCR n"),
+        err("ERR transaction too long: at most 1024 queued commands")
+    );
+    assert_eq!(
+        c.run("EXEC"),
+        err("EXECABORT Transaction discarded because of previous errors.")
+    );
+    let big = "x".repeat(600 << 10);
+    assert_eq!(c.run("MULTI"), ok());
+    assert_eq!(c.run(&format!("SET a {big}")), R::Simple("QUEUED".into()));
+    assert_eq!(
+        c.run(&format!("SET b {big}")),
+        err("ERR transaction too large: at most 1 MiB of queued arguments")
+    );
+    drop(c);
+    // Other tests in this binary may hold queues of their own meanwhile, but
+    // not 600 KiB of them.
+    assert!(queued_total() < 600 << 10, "{}", queued_total());
+}

@@ -16,11 +16,13 @@
 //! * [`strings`]: GET SET INCR DECR INCRBY DECRBY
 //! * [`keyspace`]: DEL EXISTS EXPIRE PEXPIRE TTL PTTL PERSIST DBSIZE FLUSHALL
 //! * [`server`]: INFO COMMAND CONFIG
+//! * [`transaction`]: MULTI EXEC DISCARD
 
 pub mod connection;
 pub mod keyspace;
 pub mod server;
 pub mod strings;
+pub mod transaction;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,6 +46,8 @@ pub struct Session {
     pub lib_ver: Option<Vec<u8>>,
     /// The port the connection came in on, for `INFO` (`tcp_port`).
     pub tcp_port: u16,
+    /// The commands queued since `MULTI`, if a transaction is open.
+    pub(crate) multi: Option<Box<transaction::Multi>>,
 }
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -58,6 +62,7 @@ impl Session {
             lib_name: None,
             lib_ver: None,
             tcp_port,
+            multi: None,
         }
     }
 }
@@ -115,19 +120,24 @@ pub(crate) fn execute_labelled(
         close: false,
     };
     let metrics = service.metrics();
-    let method = match position(COMMANDS, name) {
-        None => {
-            unknown_command(&mut cx.reply, args);
-            metrics.other_method()
-        }
-        Some(i) => {
-            let cmd = &COMMANDS[i];
-            if arity_ok(cmd.arity, args.len()) {
-                (cmd.run)(&mut cx, args);
-            } else {
-                wrong_arity(&mut cx.reply, cmd.name);
+    let found = position(COMMANDS, name);
+    let method = if transaction::intercept(&mut cx, found, args).is_some() {
+        found.map_or_else(|| metrics.other_method(), |i| service.resp_metric_row(i))
+    } else {
+        match found {
+            None => {
+                unknown_command(&mut cx.reply, args);
+                metrics.other_method()
             }
-            service.resp_metric_row(i)
+            Some(i) => {
+                let cmd = &COMMANDS[i];
+                if arity_ok(cmd.arity, args.len()) {
+                    (cmd.run)(&mut cx, args);
+                } else {
+                    wrong_arity(&mut cx.reply, cmd.name);
+                }
+                service.resp_metric_row(i)
+            }
         }
     };
     let flow = if cx.close {
@@ -214,6 +224,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     server::INFO,
     server::COMMAND,
     server::CONFIG,
+    transaction::MULTI,
+    transaction::EXEC,
+    transaction::DISCARD,
 ];
 
 /// The entry of `table` named `name`, whatever its case. For a subcommand
