@@ -25,9 +25,9 @@
 //! held once (by the cache, or by the last reference) however many
 //! connections queue it, but a value overwritten in the cache while queued,
 //! or many distinct values, are memory the queues keep alive. The threaded
-//! and tokio models write each batch synchronously per connection: the
-//! threaded ones write a spliced value straight from the cache's bytes, tokio
-//! copies (flattens) it into its buffer first.
+//! and tokio models write each batch per connection before reading more,
+//! chunk by chunk ([`Output::chunks`]): a spliced value straight from the
+//! cache's bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};

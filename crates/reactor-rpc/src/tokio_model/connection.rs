@@ -81,8 +81,8 @@ pub(super) struct Connection {
     /// Bytes read, not yet answered. Empty (no allocation) until bytes arrive;
     /// it grows with the bytes that arrive, never to a length a header announces.
     input: BytesMut,
-    /// Responses not yet written. Spliced values are copied into the owned
-    /// bytes before writing ([`Output::flatten`]): a connection writes each
+    /// Responses not yet written; large values stay spliced in by reference
+    /// and are written from the cache's bytes. A connection writes each
     /// batch before reading more, so it holds at most one batch.
     output: Output,
     /// When the request at the front of `input` began to count against
@@ -268,30 +268,61 @@ impl Connection {
     /// A batch the first write could not take whole counts in
     /// `--max-output-total` until it is written.
     async fn flush(&mut self) -> Result<(), CloseReason> {
-        self.output.flatten();
-        if self.output.is_empty() {
+        let total = self.output.total_len();
+        if total == 0 {
             return Ok(());
         }
-        let mut written = match self.stream.try_write(&self.output) {
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => 0,
-            Err(e) => return Err(self.failed("write", &e)),
-        };
-        // The whole batch stays allocated until it is written: count it all.
-        let blocked = written < self.output.len();
-        let _pending = blocked.then(|| self.shared.output.hold(self.output.len()));
-        while written < self.output.len() {
-            let write = self.stream.write(&self.output[written..]);
-            match within(self.shared.idle_timeout, write).await {
-                None => return Err(CloseReason::OutputNotRead),
-                Some(Ok(0)) => return Err(self.failed("write", &ErrorKind::WriteZero.into())),
-                Some(Ok(n)) => written += n,
-                Some(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
-                Some(Err(e)) => return Err(self.failed("write", &e)),
+        // Large values stay shared with the cache: each chunk (owned bytes,
+        // or a spliced value) is written from where it lies, never copied.
+        let output = std::mem::take(&mut self.output);
+        let shared = Arc::clone(&self.shared);
+        let mut pending = None;
+        let mut result = Ok(());
+        'chunks: for chunk in output.chunks() {
+            let mut written = 0;
+            if pending.is_none() {
+                written = match self.stream.try_write(chunk) {
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) =>
+                    {
+                        0
+                    }
+                    Err(e) => {
+                        result = Err(self.failed("write", &e));
+                        break 'chunks;
+                    }
+                };
+                // The whole batch stays allocated (or pinned) until it is
+                // written: count it all.
+                if written < chunk.len() {
+                    pending = Some(shared.output.hold(total));
+                }
+            }
+            while written < chunk.len() {
+                let write = self.stream.write(&chunk[written..]);
+                match within(self.shared.idle_timeout, write).await {
+                    None => {
+                        result = Err(CloseReason::OutputNotRead);
+                        break 'chunks;
+                    }
+                    Some(Ok(0)) => {
+                        result = Err(self.failed("write", &ErrorKind::WriteZero.into()));
+                        break 'chunks;
+                    }
+                    Some(Ok(n)) => written += n,
+                    Some(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
+                    Some(Err(e)) => {
+                        result = Err(self.failed("write", &e));
+                        break 'chunks;
+                    }
+                }
             }
         }
+        drop(pending);
+        self.output = output;
         self.output.clear();
-        Ok(())
+        result
     }
 
     /// Runs the heavy request at the front of the input on a blocking thread
