@@ -183,17 +183,15 @@ impl Output {
     }
 
     /// The logical output in order, as slices of the owned bytes and of
-    /// the splices.
-    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
-        let mut at = 0;
-        let mut parts = Vec::with_capacity(1 + 2 * self.splices.len());
-        for (offset, b) in &self.splices {
-            parts.push(&self.buf[at..*offset]);
-            parts.push(&b[..]);
-            at = *offset;
+    /// the splices (no empty ones). It allocates nothing: a model writes
+    /// every batch through it.
+    pub fn chunks(&self) -> Chunks<'_> {
+        Chunks {
+            output: self,
+            at: 0,
+            next: 0,
+            in_splice: false,
         }
-        parts.push(&self.buf[at..]);
-        parts.into_iter().filter(|p| !p.is_empty())
     }
 
     /// The logical output as one vector (a move when nothing is spliced).
@@ -235,6 +233,47 @@ impl Splicer<'_> {
         if !bytes.is_empty() {
             *self.shared += bytes.len();
             self.splices.push_back((at, bytes.clone()));
+        }
+    }
+}
+
+/// The iterator of [`Output::chunks`].
+#[derive(Debug)]
+pub struct Chunks<'a> {
+    output: &'a Output,
+    /// Owned bytes before this offset are given out.
+    at: usize,
+    /// The next splice.
+    next: usize,
+    /// The owned bytes before splice `next` are given out; the splice is next.
+    in_splice: bool,
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let out = self.output;
+        loop {
+            if self.in_splice {
+                self.in_splice = false;
+                let bytes = &out.splices.get(self.next)?.1;
+                self.next += 1;
+                if !bytes.is_empty() {
+                    return Some(&bytes[..]);
+                }
+            } else if let Some((offset, _)) = out.splices.get(self.next) {
+                let part = &out.buf[self.at..*offset];
+                self.at = *offset;
+                self.in_splice = true;
+                if !part.is_empty() {
+                    return Some(part);
+                }
+            } else {
+                let part = &out.buf[self.at..];
+                self.at = out.buf.len();
+                return (!part.is_empty()).then_some(part);
+            }
         }
     }
 }
@@ -737,5 +776,32 @@ mod tests {
         assert_eq!(joined.total_len(), expect.len());
         joined.flatten();
         assert_eq!((joined.splices(), &joined[..]), (0, &expect[..]));
+    }
+
+    #[test]
+    fn chunks_give_every_byte_in_order_and_no_empty_slice() {
+        let value = Bytes::from(vec![b'v'; SHARE_MIN]);
+        let (mixed, flat) = mixed();
+        let mut leading = Output::new();
+        leading.share(&value);
+        leading.share(&value);
+        leading.extend_from_slice(b"tail");
+        let mut expect_leading = value.to_vec();
+        expect_leading.extend_from_slice(&value);
+        expect_leading.extend_from_slice(b"tail");
+        let mut trailing = Output::from_vec(b"head".to_vec());
+        trailing.share(&value);
+        let mut expect_trailing = b"head".to_vec();
+        expect_trailing.extend_from_slice(&value);
+        for (out, expect) in [
+            (mixed, flat),
+            (leading, expect_leading),
+            (trailing, expect_trailing),
+            (Output::new(), Vec::new()),
+        ] {
+            let chunks: Vec<&[u8]> = out.chunks().collect();
+            assert!(chunks.iter().all(|c| !c.is_empty()), "{chunks:?}");
+            assert_eq!(chunks.concat(), expect);
+        }
     }
 }
