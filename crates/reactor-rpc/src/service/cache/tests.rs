@@ -26,6 +26,17 @@ const ALWAYS: SetOptions = SetOptions {
     keep_ttl: false,
 };
 
+/// Waits until the cache's millisecond clock has moved `ms` past now (an
+/// event: the clock itself, not a sleep).
+fn wait_for_clock(c: &Cache, ms: u64) {
+    let due = c.clock.now_ms() + ms;
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while c.clock.now_ms() < due {
+        assert!(Instant::now() < give_up, "clock stuck");
+        std::thread::yield_now();
+    }
+}
+
 /// Every shard's index, items and deadlines agree, and the memory estimate adds up.
 fn check(c: &Cache) {
     let mut used = 0;
@@ -146,12 +157,7 @@ fn expired_keys_are_gone_when_touched() {
         )
         .unwrap();
         // The deadline is at most this; wait for the millisecond clock to pass it.
-        let due = c.clock.now_ms() + 1;
-        let give_up = Instant::now() + Duration::from_secs(5);
-        while c.clock.now_ms() < due {
-            assert!(Instant::now() < give_up, "clock stuck");
-            std::thread::yield_now();
-        }
+        wait_for_clock(&c, 1);
         match *op {
             "get" => assert_eq!(c.get(key), None),
             "exists" => assert!(!c.exists(key)),
@@ -584,12 +590,7 @@ fn active_expiry_skips_a_shard_held_elsewhere() {
         )
         .unwrap();
     }
-    let due = c.clock.now_ms() + 2;
-    let give_up = Instant::now() + Duration::from_secs(5);
-    while c.clock.now_ms() < due {
-        assert!(Instant::now() < give_up, "clock stuck");
-        std::hint::spin_loop();
-    }
+    wait_for_clock(&c, 2);
     let held_keys = c.shards[0].lock().unwrap().items().len();
     assert!(held_keys > 0, "no key landed in shard 0");
     let held = c.shards[0].lock().unwrap();
