@@ -373,7 +373,7 @@ impl Reactor {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, wire: Wire) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, wire: Wire) {
         if self.conns.len() - self.refusals >= self.config.limits.max_conns {
             let why = Refusal::MaxConns(self.config.limits.max_conns);
             self.refuse(stream, peer, wire, why);
@@ -386,22 +386,14 @@ impl Reactor {
         if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: cannot set TCP_NODELAY: {e}");
         }
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        // Registered once for both directions; no reregister per request.
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, Token(key), interest)
-        {
-            warn!("{peer}: cannot register connection: {e}");
-            self.per_ip.release(peer.ip());
-            return;
-        }
-        let id = self.next_conn_id;
-        self.next_conn_id += 1;
-        entry.insert(Connection::new(stream, peer, key, id, self.now, wire));
+        let (key, id) = match self.insert(stream, peer, wire) {
+            Ok(slot) => slot,
+            Err(e) => {
+                warn!("{peer}: cannot register connection: {e}");
+                self.per_ip.release(peer.ip());
+                return;
+            }
+        };
         self.housekeeping.count_conns(self.conns.len());
         if let Some(timeout) = self.config.limits.idle_timeout {
             self.timers.arm(self.now + timeout, key, id);
@@ -426,25 +418,37 @@ impl Reactor {
             });
             return;
         }
+        let response = why.response(wire.role());
+        let key = match self.insert(stream, peer, wire) {
+            Ok((key, _)) => key,
+            Err(e) => {
+                debug!("{peer}: cannot register a refused connection: {e}");
+                return;
+            }
+        };
+        self.conns[key].refuse(&response);
+        self.refusals += 1;
+        self.drive(key);
+    }
+
+    /// Registers `stream` for both directions, once (no reregister per
+    /// request), and puts its connection in the slab: its key and id.
+    fn insert(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        wire: Wire,
+    ) -> io::Result<(usize, u64)> {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
+        self.poll
             .registry()
-            .register(&mut stream, Token(key), interest)
-        {
-            debug!("{peer}: cannot register a refused connection: {e}");
-            return;
-        }
+            .register(&mut stream, Token(key), interest)?;
         let id = self.next_conn_id;
         self.next_conn_id += 1;
-        let response = why.response(wire.role());
-        let mut conn = Connection::new(stream, peer, key, id, self.now, wire);
-        conn.refuse(&response);
-        entry.insert(conn);
-        self.refusals += 1;
-        self.drive(key);
+        entry.insert(Connection::new(stream, peer, key, id, self.now, wire));
+        Ok((key, id))
     }
 
     fn close(&mut self, key: usize, why: CloseReason) {

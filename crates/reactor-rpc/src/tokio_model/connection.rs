@@ -282,11 +282,9 @@ impl Connection {
         }
         // Large values stay shared with the cache: each chunk (owned bytes,
         // or a spliced value) is written from where it lies, never copied.
-        let output = std::mem::take(&mut self.output);
-        let shared = Arc::clone(&self.shared);
         let mut pending = None;
         let mut result = Ok(());
-        'chunks: for chunk in output.chunks() {
+        'chunks: for chunk in self.output.chunks() {
             let mut written = 0;
             if pending.is_none() {
                 let first = &chunk[..chunk.len().min(WRITE_SLICE)];
@@ -305,7 +303,7 @@ impl Connection {
                 // The whole batch stays allocated (or pinned) until it is
                 // written: count it all.
                 if written < chunk.len() {
-                    pending = Some(shared.output.hold(total));
+                    pending = Some(self.shared.output.hold(total));
                 }
             }
             while written < chunk.len() {
@@ -335,7 +333,6 @@ impl Connection {
             }
         }
         drop(pending);
-        self.output = output;
         self.output.clear();
         result
     }

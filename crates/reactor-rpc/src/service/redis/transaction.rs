@@ -18,7 +18,10 @@
 //! transaction, and [`MAX_QUEUED_TOTAL`] over all connections together.
 //! Past any of them the command is refused (`-ERR`) and the transaction is
 //! aborted, so `EXEC` answers `-EXECABORT`. The count bound also bounds what
-//! one `EXEC` can write in one go.
+//! one `EXEC` can write in one go: its reply is written whole, like any one
+//! reply, so it may take a connection past `--max-output` once, by at most
+//! 1 024 replies (a `GET` copies under 16 KiB; larger values go by
+//! reference), before the connection stops decoding.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
