@@ -22,7 +22,7 @@ use super::snapshot::{self, Loaded, SaveInfo, SnapshotError, ValueKind};
 use crate::protocol::message::write_json;
 use crate::protocol::{ErrorCode, Json, RpcError};
 use crate::service::cache::{self, Cache, Value};
-use crate::service::{Context, Cost, Method};
+use crate::service::{Access, Context, Cost, Method};
 
 impl From<cache::Record> for snapshot::Record {
     fn from(r: cache::Record) -> snapshot::Record {
@@ -213,5 +213,9 @@ impl Method for SaveMethod {
 
     fn cost(&self, _params: Json<'_>) -> Cost {
         Cost::Heavy
+    }
+
+    fn access(&self) -> Access {
+        Access::Admin
     }
 }

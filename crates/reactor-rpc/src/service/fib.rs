@@ -8,7 +8,7 @@
 use num_bigint::BigUint;
 use num_traits::{One, Zero};
 
-use super::{params, Context, Cost, Method};
+use super::{params, Access, Context, Cost, Method};
 use crate::protocol::{Json, RpcError};
 
 /// The largest n accepted.
@@ -76,6 +76,10 @@ impl Method for Fib {
             Ok(n) if n >= HEAVY_FROM => Cost::Heavy,
             _ => Cost::Cheap,
         }
+    }
+
+    fn access(&self) -> Access {
+        Access::Read
     }
 }
 

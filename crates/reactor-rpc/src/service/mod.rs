@@ -10,6 +10,7 @@
 //! that a given call is [`Cost::Heavy`], and a server that has a worker pool
 //! then runs it off the event loop (see `reactor::workers`).
 
+mod access;
 pub mod cache;
 pub mod fib;
 pub(crate) mod ping;
@@ -26,6 +27,7 @@ use crate::ops::metrics::{CodeId, MethodId, Metrics};
 use crate::output::Output;
 
 use crate::protocol::{parse_request, write_error_frame, ResponseWriter};
+pub use access::Access;
 pub use cache::{Cache, CacheConfig, EvictionPolicy};
 pub use registry::{method_fn, params, Context, Cost, Method, Registry};
 pub(crate) use stats::{ServerInfo, Stats};

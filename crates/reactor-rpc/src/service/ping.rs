@@ -1,6 +1,6 @@
 //! `ping`: the seed's only method. The result is the params, byte for byte.
 
-use super::{Context, Method};
+use super::{Access, Context, Method};
 use crate::protocol::{Json, RpcError};
 
 /// The `ping` method: answers `pong` with its params, byte for byte.
@@ -11,5 +11,9 @@ impl Method for Ping {
     fn call(&self, _cx: &Context<'_>, params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         out.extend_from_slice(params.get().as_bytes());
         Ok(())
+    }
+
+    fn access(&self) -> Access {
+        Access::Open
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{cache, fib, ping, stats, Cache, Stats};
+use super::{cache, fib, ping, stats, Access, Cache, Stats};
 use crate::output::Output;
 use crate::protocol::message::write_json;
 use crate::protocol::{Json, RpcError};
@@ -79,6 +79,13 @@ pub trait Method: Send + Sync + 'static {
     /// How expensive this call is; the default is cheap.
     fn cost(&self, _params: Json<'_>) -> Cost {
         Cost::Cheap
+    }
+
+    /// What a caller needs to be allowed to call it. The default is
+    /// [`Access::Write`]: a method that does not say is assumed to change
+    /// something.
+    fn access(&self) -> Access {
+        Access::Write
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::cache::CacheInfo;
-use super::{Context, Method};
+use super::{Access, Context, Method};
 use crate::protocol::message::write_json;
 use crate::protocol::{Json, RpcError};
 
@@ -213,5 +213,9 @@ pub(crate) struct StatsMethod;
 impl Method for StatsMethod {
     fn call(&self, cx: &Context<'_>, _params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         write_json(out, &cx.stats.snapshot(&cx.cache.info()))
+    }
+
+    fn access(&self) -> Access {
+        Access::Read
     }
 }

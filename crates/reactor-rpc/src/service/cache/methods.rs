@@ -14,7 +14,7 @@ use super::{SetOptions, Shown, Ttl, Value, ValueRef};
 use crate::output::Output;
 use crate::protocol::message::write_int;
 use crate::protocol::{Json, RpcError};
-use crate::service::{Context, Method, Registry};
+use crate::service::{Access, Context, Method, Registry};
 
 /// Adds the cache methods to a registry.
 pub fn register(r: &mut Registry) {
@@ -98,6 +98,10 @@ impl Method for Set {
         write_bool(out, true);
         Ok(())
     }
+
+    fn access(&self) -> Access {
+        Access::Write
+    }
 }
 
 impl Method for Get {
@@ -131,6 +135,10 @@ impl Method for Get {
         }
         Ok(())
     }
+
+    fn access(&self) -> Access {
+        Access::Read
+    }
 }
 
 impl Method for Del {
@@ -143,6 +151,10 @@ impl Method for Del {
         });
         Ok(())
     }
+
+    fn access(&self) -> Access {
+        Access::Write
+    }
 }
 
 impl Method for Exists {
@@ -150,6 +162,10 @@ impl Method for Exists {
         let p: KeyParams = params(raw)?;
         write_bool(out, cx.cache.exists(p.key.as_bytes()));
         Ok(())
+    }
+
+    fn access(&self) -> Access {
+        Access::Read
     }
 }
 
@@ -160,6 +176,10 @@ impl Method for Incr {
         write_int(out, n);
         Ok(())
     }
+
+    fn access(&self) -> Access {
+        Access::Write
+    }
 }
 
 impl Method for Expire {
@@ -168,6 +188,10 @@ impl Method for Expire {
         let ttl = ttl_ms(p.ttl_ms)?;
         write_bool(out, cx.cache.expire(p.key.as_bytes(), ttl)?);
         Ok(())
+    }
+
+    fn access(&self) -> Access {
+        Access::Write
     }
 }
 
@@ -181,5 +205,9 @@ impl Method for TtlMethod {
         };
         write_int(out, ms);
         Ok(())
+    }
+
+    fn access(&self) -> Access {
+        Access::Read
     }
 }

@@ -5,12 +5,15 @@
 
 use super::{run_subcommand, wrong_arity, Command, Cx, ERR_SYNTAX};
 use crate::protocol::resp::{parse_i64, Version};
+use crate::service::Access;
 
 pub(crate) const PING: Command = Command {
     name: "ping",
+    access: Access::Open,
     arity: -1,
     flags: &["fast", "stale"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: ping,
 };
 
@@ -24,17 +27,21 @@ fn ping(cx: &mut Cx<'_>, args: &[&[u8]]) {
 
 pub(crate) const ECHO: Command = Command {
     name: "echo",
+    access: Access::Read,
     arity: 2,
     flags: &["fast"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: |cx, args| cx.reply.bulk(args[1]),
 };
 
 pub(crate) const SELECT: Command = Command {
     name: "select",
+    access: Access::Read,
     arity: 2,
     flags: &["loading", "stale", "fast"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: select,
 };
 
@@ -52,9 +59,11 @@ fn select(cx: &mut Cx<'_>, args: &[&[u8]]) {
 
 pub(crate) const QUIT: Command = Command {
     name: "quit",
+    access: Access::Open,
     arity: -1,
     flags: &["allow_busy", "fast", "no_auth"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: |cx, _| {
         cx.reply.ok();
         cx.close = true;
@@ -63,9 +72,11 @@ pub(crate) const QUIT: Command = Command {
 
 pub(crate) const AUTH: Command = Command {
     name: "auth",
+    access: Access::Open,
     arity: -2,
     flags: &["noscript", "loading", "stale", "fast", "no_auth"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: auth,
 };
 
@@ -100,11 +111,13 @@ fn auth_user(cx: &mut Cx<'_>, user: &[u8]) {
 
 pub(crate) const HELLO: Command = Command {
     name: "hello",
+    access: Access::Open,
     arity: -1,
     flags: &[
         "noscript", "loading", "stale", "fast", "no_auth", "sentinel",
     ],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: hello,
 };
 
@@ -190,25 +203,31 @@ fn valid_name(name: &[u8]) -> bool {
 
 pub(crate) const CLIENT: Command = Command {
     name: "client",
+    access: Access::Read,
     arity: -2,
     flags: &["sentinel"],
     keys: (0, 0, 0),
+    subcommands: CLIENT_SUBCOMMANDS,
     run: |cx, args| run_subcommand(cx, "client", CLIENT_SUBCOMMANDS, args),
 };
 
 const CLIENT_SUBCOMMANDS: &[Command] = &[
     Command {
         name: "client|setname",
+        access: Access::Read,
         arity: 3,
         flags: &["noscript", "loading", "stale"],
         keys: (0, 0, 0),
+        subcommands: &[],
         run: client_setname,
     },
     Command {
         name: "client|getname",
+        access: Access::Read,
         arity: 2,
         flags: &["noscript", "loading", "stale"],
         keys: (0, 0, 0),
+        subcommands: &[],
         run: |cx, _| match cx.session.name.clone() {
             Some(name) => cx.reply.bulk(&name),
             None => cx.reply.null(),
@@ -216,9 +235,11 @@ const CLIENT_SUBCOMMANDS: &[Command] = &[
     },
     Command {
         name: "client|id",
+        access: Access::Read,
         arity: 2,
         flags: &["noscript", "loading", "stale"],
         keys: (0, 0, 0),
+        subcommands: &[],
         run: |cx, _| {
             let id = i64::try_from(cx.session.id).unwrap_or(i64::MAX);
             cx.reply.integer(id);
@@ -226,9 +247,11 @@ const CLIENT_SUBCOMMANDS: &[Command] = &[
     },
     Command {
         name: "client|setinfo",
+        access: Access::Read,
         arity: 4,
         flags: &["noscript", "loading", "stale"],
         keys: (0, 0, 0),
+        subcommands: &[],
         run: client_setinfo,
     },
 ];

@@ -6,12 +6,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{cache_error, integer_arg, Command, Cx, ERR_SYNTAX};
 use crate::service::cache::Ttl;
+use crate::service::Access;
 
 pub(crate) const DEL: Command = Command {
     name: "del",
+    access: Access::Write,
     arity: -2,
     flags: &["write"],
     keys: (1, -1, 1),
+    subcommands: &[],
     run: |cx, args| {
         let cache = cx.service.cache();
         let n = args[1..].iter().filter(|k| cache.del(k)).count();
@@ -21,10 +24,12 @@ pub(crate) const DEL: Command = Command {
 
 pub(crate) const EXISTS: Command = Command {
     name: "exists",
+    access: Access::Read,
     arity: -2,
     flags: &["readonly", "fast"],
     keys: (1, -1, 1),
     // A key named twice counts twice, as in Redis.
+    subcommands: &[],
     run: |cx, args| {
         let cache = cx.service.cache();
         let n = args[1..].iter().filter(|k| cache.exists(k)).count();
@@ -34,17 +39,21 @@ pub(crate) const EXISTS: Command = Command {
 
 pub(crate) const EXPIRE: Command = Command {
     name: "expire",
+    access: Access::Write,
     arity: -3,
     flags: &["write", "fast"],
     keys: (1, 1, 1),
+    subcommands: &[],
     run: |cx, args| expire(cx, args, Unit::Seconds),
 };
 
 pub(crate) const PEXPIRE: Command = Command {
     name: "pexpire",
+    access: Access::Write,
     arity: -3,
     flags: &["write", "fast"],
     keys: (1, 1, 1),
+    subcommands: &[],
     run: |cx, args| expire(cx, args, Unit::Millis),
 };
 
@@ -154,18 +163,22 @@ fn millis_ceil(d: Duration) -> i64 {
 
 pub(crate) const TTL: Command = Command {
     name: "ttl",
+    access: Access::Read,
     arity: 2,
     flags: &["readonly", "fast"],
     keys: (1, 1, 1),
     // Redis rounds to the nearest second.
+    subcommands: &[],
     run: |cx, args| ttl(cx, args[1], |ms| (ms + 500) / 1000),
 };
 
 pub(crate) const PTTL: Command = Command {
     name: "pttl",
+    access: Access::Read,
     arity: 2,
     flags: &["readonly", "fast"],
     keys: (1, 1, 1),
+    subcommands: &[],
     run: |cx, args| ttl(cx, args[1], |ms| ms),
 };
 
@@ -180,9 +193,11 @@ fn ttl(cx: &mut Cx<'_>, key: &[u8], scale: fn(i64) -> i64) {
 
 pub(crate) const PERSIST: Command = Command {
     name: "persist",
+    access: Access::Write,
     arity: 2,
     flags: &["write", "fast"],
     keys: (1, 1, 1),
+    subcommands: &[],
     run: |cx, args| {
         let removed = cx.service.cache().persist(args[1]);
         cx.reply.integer(i64::from(removed));
@@ -191,9 +206,11 @@ pub(crate) const PERSIST: Command = Command {
 
 pub(crate) const DBSIZE: Command = Command {
     name: "dbsize",
+    access: Access::Read,
     arity: 1,
     flags: &["readonly", "fast"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: |cx, _| {
         let n = cx.service.cache().len();
         cx.reply.integer(i64::try_from(n).unwrap_or(i64::MAX));
@@ -202,9 +219,11 @@ pub(crate) const DBSIZE: Command = Command {
 
 pub(crate) const FLUSHALL: Command = Command {
     name: "flushall",
+    access: Access::Admin,
     arity: -1,
     flags: &["write"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: |cx, args| match args {
         [_] => flush_all(cx),
         [_, mode] if mode.eq_ignore_ascii_case(b"SYNC") || mode.eq_ignore_ascii_case(b"ASYNC") => {

@@ -188,12 +188,18 @@ pub(crate) struct Command {
     /// Lower case, as Redis names commands in its errors (`client|setname`
     /// for a subcommand).
     pub name: &'static str,
+    /// What a client needs to be allowed to run it (authentication, and
+    /// refusing writes after a failed save, ask this).
+    pub access: crate::service::Access,
     /// Redis's convention: N means exactly N arguments (the name included),
     /// -N means at least N.
     pub arity: i32,
     pub flags: &'static [&'static str],
     /// First key, last key, step: where the keys are, for `COMMAND`.
     pub keys: (i64, i64, i64),
+    /// A container's subcommands (`CLIENT`, `COMMAND`, `CONFIG`), named
+    /// `container|sub`; empty for a plain command.
+    pub subcommands: &'static [Command],
     pub run: fn(&mut Cx<'_>, &[&[u8]]),
 }
 
@@ -228,6 +234,22 @@ pub(crate) const COMMANDS: &[Command] = &[
     transaction::EXEC,
     transaction::DISCARD,
 ];
+
+/// What running `args` (a command and its arguments) needs, as the command
+/// table says: the subcommand's class for a container command (`CLIENT
+/// KILL` is [`Access::Admin`](crate::service::Access::Admin), `CLIENT ID`
+/// is not). `None` for an unknown command or subcommand, which is answered
+/// with an error whoever asks.
+pub fn access(args: &[&[u8]]) -> Option<crate::service::Access> {
+    let cmd = lookup(COMMANDS, args.first()?)?;
+    if cmd.subcommands.is_empty() {
+        return Some(cmd.access);
+    }
+    match args.get(1) {
+        Some(sub) => lookup(cmd.subcommands, sub).map(|c| c.access),
+        None => Some(cmd.access),
+    }
+}
 
 /// The entry of `table` named `name`, whatever its case. For a subcommand
 /// table the entries are named `container|sub`; `name` is then the `sub` part.
@@ -382,6 +404,24 @@ mod tests {
             run(&["fo\r\no", "a\nb"]),
             "-ERR unknown command 'fo  o', with args beginning with: 'a b' \r\n"
         );
+    }
+
+    #[test]
+    fn access_comes_from_the_command_or_its_subcommand() {
+        use crate::service::Access;
+        let of = |args: &[&str]| {
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            access(&args)
+        };
+        assert_eq!(of(&["PING"]), Some(Access::Open));
+        assert_eq!(of(&["get", "k"]), Some(Access::Read));
+        assert_eq!(of(&["SET", "k", "v"]), Some(Access::Write));
+        assert_eq!(of(&["flushall"]), Some(Access::Admin));
+        assert_eq!(of(&["client", "id"]), Some(Access::Read));
+        assert_eq!(of(&["config", "get", "maxmemory"]), Some(Access::Read));
+        assert_eq!(of(&["client", "nope"]), None);
+        assert_eq!(of(&["nope"]), None);
+        assert_eq!(of(&[]), None);
     }
 
     #[test]

@@ -7,15 +7,18 @@
 use std::fmt::Write as _;
 
 use super::{lookup, run_subcommand, Command, Cx, COMMANDS};
+use crate::service::Access;
 
 /// The Redis version we answer like.
 pub const REDIS_VERSION: &str = "7.0.0";
 
 pub(crate) const INFO: Command = Command {
     name: "info",
+    access: Access::Read,
     arity: -1,
     flags: &["loading", "stale"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: info,
 };
 
@@ -144,9 +147,11 @@ fn human(n: u64) -> String {
 
 pub(crate) const COMMAND: Command = Command {
     name: "command",
+    access: Access::Read,
     arity: -1,
     flags: &["loading", "stale"],
     keys: (0, 0, 0),
+    subcommands: COMMAND_SUBCOMMANDS,
     run: |cx, args| {
         if args.len() == 1 {
             cx.reply.array(COMMANDS.len());
@@ -162,24 +167,30 @@ pub(crate) const COMMAND: Command = Command {
 const COMMAND_SUBCOMMANDS: &[Command] = &[
     Command {
         name: "command|count",
+        access: Access::Read,
         arity: 2,
         flags: &["loading", "stale"],
         keys: (0, 0, 0),
+        subcommands: &[],
         run: |cx, _| cx.reply.integer(COMMANDS.len() as i64),
     },
     Command {
         name: "command|docs",
+        access: Access::Read,
         arity: -2,
         flags: &["loading", "stale"],
         keys: (0, 0, 0),
         // No documentation: an empty map, which redis-cli accepts quietly.
+        subcommands: &[],
         run: |cx, _| cx.reply.map(0),
     },
     Command {
         name: "command|info",
+        access: Access::Read,
         arity: -2,
         flags: &["loading", "stale"],
         keys: (0, 0, 0),
+        subcommands: &[],
         run: |cx, args| {
             cx.reply.array(args.len() - 2);
             for name in &args[2..] {
@@ -192,9 +203,11 @@ const COMMAND_SUBCOMMANDS: &[Command] = &[
     },
     Command {
         name: "command|list",
+        access: Access::Read,
         arity: -2,
         flags: &["loading", "stale"],
         keys: (0, 0, 0),
+        subcommands: &[],
         run: |cx, _| {
             cx.reply.array(COMMANDS.len());
             for c in COMMANDS {
@@ -226,17 +239,21 @@ fn command_entry(cx: &mut Cx<'_>, c: &Command) {
 
 pub(crate) const CONFIG: Command = Command {
     name: "config",
+    access: Access::Read,
     arity: -2,
     flags: &[],
     keys: (0, 0, 0),
+    subcommands: CONFIG_SUBCOMMANDS,
     run: |cx, args| run_subcommand(cx, "config", CONFIG_SUBCOMMANDS, args),
 };
 
 const CONFIG_SUBCOMMANDS: &[Command] = &[Command {
     name: "config|get",
+    access: Access::Read,
     arity: -3,
     flags: &["admin", "noscript", "loading", "stale"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: config_get,
 }];
 

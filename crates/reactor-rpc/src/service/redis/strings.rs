@@ -8,14 +8,17 @@ use std::time::Duration;
 use super::{cache_error, integer_arg, keyspace::expire_overflows, Command, Cx, ERR_SYNTAX};
 use crate::output::SHARE_MIN;
 use crate::service::cache::{SetCond, SetOptions, Shown, ValueRef};
+use crate::service::Access;
 
 pub(crate) const GET: Command = Command {
     name: "get",
+    access: Access::Read,
     arity: 2,
     flags: &["readonly", "fast"],
     keys: (1, 1, 1),
     // A small value is copied into the reply while it is borrowed; a large
     // one is spliced in by reference: no copy of it either way.
+    subcommands: &[],
     run: |cx, args| {
         let reply = &mut cx.reply;
         let found = cx
@@ -42,9 +45,11 @@ pub(crate) const GET: Command = Command {
 
 pub(crate) const SET: Command = Command {
     name: "set",
+    access: Access::Write,
     arity: -3,
     flags: &["write", "denyoom"],
     keys: (1, 1, 1),
+    subcommands: &[],
     run: set,
 };
 
@@ -139,25 +144,31 @@ fn expire_millis(cx: &mut Cx<'_>, arg: &[u8], unit: Unit) -> Option<u64> {
 
 pub(crate) const INCR: Command = Command {
     name: "incr",
+    access: Access::Write,
     arity: 2,
     flags: &["write", "denyoom", "fast"],
     keys: (1, 1, 1),
+    subcommands: &[],
     run: |cx, args| incr_by(cx, args[1], 1),
 };
 
 pub(crate) const DECR: Command = Command {
     name: "decr",
+    access: Access::Write,
     arity: 2,
     flags: &["write", "denyoom", "fast"],
     keys: (1, 1, 1),
+    subcommands: &[],
     run: |cx, args| incr_by(cx, args[1], -1),
 };
 
 pub(crate) const INCRBY: Command = Command {
     name: "incrby",
+    access: Access::Write,
     arity: 3,
     flags: &["write", "denyoom", "fast"],
     keys: (1, 1, 1),
+    subcommands: &[],
     run: |cx, args| {
         if let Some(by) = integer_arg(&mut cx.reply, args[2]) {
             incr_by(cx, args[1], by);
@@ -167,9 +178,11 @@ pub(crate) const INCRBY: Command = Command {
 
 pub(crate) const DECRBY: Command = Command {
     name: "decrby",
+    access: Access::Write,
     arity: 3,
     flags: &["write", "denyoom", "fast"],
     keys: (1, 1, 1),
+    subcommands: &[],
     run: |cx, args| match integer_arg(&mut cx.reply, args[2]) {
         None => {}
         // Negating i64::MIN overflows; Redis 7 says so before touching the key.

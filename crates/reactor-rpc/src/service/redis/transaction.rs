@@ -26,6 +26,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Command, Cx};
+use crate::service::Access;
 
 /// Commands one transaction may queue.
 pub const MAX_QUEUED: usize = 1024;
@@ -124,9 +125,11 @@ pub(super) fn intercept(cx: &mut Cx<'_>, found: Option<usize>, args: &[&[u8]]) -
 
 pub(crate) const MULTI: Command = Command {
     name: "multi",
+    access: Access::Read,
     arity: 1,
     flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: |cx, _| {
         if cx.session.multi.is_some() {
             cx.reply.error(b"ERR MULTI calls can not be nested");
@@ -139,9 +142,11 @@ pub(crate) const MULTI: Command = Command {
 
 pub(crate) const EXEC: Command = Command {
     name: "exec",
+    access: Access::Read,
     arity: 1,
     flags: &["noscript", "loading", "stale", "skip_slowlog"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: exec,
 };
 
@@ -163,9 +168,11 @@ fn exec(cx: &mut Cx<'_>, _: &[&[u8]]) {
 
 pub(crate) const DISCARD: Command = Command {
     name: "discard",
+    access: Access::Read,
     arity: 1,
     flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
     keys: (0, 0, 0),
+    subcommands: &[],
     run: |cx, _| {
         if cx.session.multi.take().is_some() {
             cx.reply.ok();
