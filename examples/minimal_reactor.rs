@@ -1,12 +1,12 @@
 //! The reactor pattern in one screen: read this first.
 //!
 //! One thread, one `mio::Poll`, a `Slab` of connections, each with a read and
-//! a write buffer, and `dispatch::process` to turn complete frames into
-//! responses. It serves the real protocol (try `reactor-rpc call --addr
+//! a write buffer, and the JSON session (`session::json::process`) to turn
+//! complete frames into responses. It serves the real protocol (try `reactor-rpc call --addr
 //! 127.0.0.1:8081 ping '"hi"'` or `examples/seed_client.py`), but leaves out
 //! everything a production server adds: limits, timers, workers, signals,
 //! graceful shutdown, fairness. ARCHITECTURE.md walks through it, then shows
-//! where the real reactor (crates/reactor-rpc/src/reactor/) adds each of those.
+//! where the real reactor (crates/server/src/reactor/) adds each of those.
 //!
 //! Run: `cargo run --example minimal_reactor [ADDR]` (default 127.0.0.1:8081).
 
@@ -14,7 +14,8 @@ use std::io::{self, ErrorKind, Read, Write};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use reactor_rpc::dispatch::{process, Options, Stop};
+use reactor_rpc::session::json::process;
+use reactor_rpc::session::{CloseReason, Options, Stop};
 use reactor_rpc::Service;
 use slab::Slab;
 
@@ -111,7 +112,7 @@ fn serve(conn: &mut Conn, service: &Service, opts: Options) -> bool {
     // path that every server model shares.
     let progress = process(service, &"client", &conn.input, &mut conn.output, opts);
     conn.input.drain(..progress.consumed);
-    if progress.stop == Stop::TooLarge {
+    if progress.stop == Stop::Close(CloseReason::FrameTooLarge) {
         open = false; // frame_too_large was answered; close once it is written
     }
     // One write for the whole batch; keep what the socket would not take, and

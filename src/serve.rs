@@ -18,9 +18,9 @@ use crate::size::parse_size;
 use reactor_rpc::ops::persist::{SaveMethod, Snapshots};
 use reactor_rpc::ops::pidfile::{Pidfile, PidfileError};
 use reactor_rpc::ops::snapshot::move_aside;
-use reactor_rpc::ops::systemd::{self, Role};
+use reactor_rpc::ops::systemd::{self, Inherited};
 use reactor_rpc::service::{CacheConfig, EvictionPolicy, Registry};
-use reactor_rpc::{cpus, Config, Inherited, Model, Server, Service};
+use reactor_rpc::{cpus, Config, Model, Server, Service};
 
 /// Flags of `reactor-rpc serve`.
 #[derive(clap::Args)]
@@ -225,6 +225,19 @@ pub fn run(args: ServeArgs) -> ExitCode {
         registry.insert("save", SaveMethod(snapshots.clone()));
     }
     let service = Arc::new(Service::with_cache_config(registry, cache));
+    let server = match Server::bind_with(config, service.clone(), inherited) {
+        Ok(server) => server,
+        Err(e) => {
+            // One line where the operator looks: stderr, and the log file if any.
+            if log_file.is_some() {
+                error!("cannot listen on {e}");
+            }
+            eprintln!("reactor-rpc: cannot listen on {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Loaded after the bind, whose `listening on` line comes first (tools
+    // read the port from it); no connection is served until `run`.
     if let Some(snapshots) = &snapshots {
         if let Err(code) = load(
             snapshots,
@@ -235,28 +248,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return code;
         }
     }
-    let server = match Server::bind_with(config, service.clone(), inherited) {
-        Ok(server) => server,
-        Err(e) => {
-            // One line where the operator looks: stderr, and the log file if any.
-            if log_file.is_some() {
-                error!("cannot listen on {e}");
-            }
-            eprintln!("reactor-rpc: cannot listen on {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     // Held until the server has stopped; dropping it removes the file.
     let _pidfile = match args.pidfile.as_deref().map(Pidfile::create).transpose() {
         Ok(pidfile) => pidfile,
         Err(e @ PidfileError::AlreadyRunning { .. }) => return refuse(log_file.is_some(), &e),
-        Err(e) => {
-            if log_file.is_some() {
-                error!("{e}");
-            }
-            eprintln!("reactor-rpc: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return refuse(log_file.is_some(), &e),
     };
     if let Err(e) = systemd::notify_ready() {
         log::warn!("cannot tell systemd READY=1: {e}");
@@ -307,19 +303,9 @@ fn refuse(to_log: bool, e: &dyn std::fmt::Display) -> ExitCode {
 /// The listening sockets systemd handed over (socket activation), by role;
 /// none when `LISTEN_PID` does not name this process.
 fn inherited_listeners() -> Result<Inherited, systemd::ActivationError> {
-    let mut from_systemd = systemd::inherited_listeners()?;
-    let mut inherited = Inherited::default();
-    inherited.rpc = from_systemd.take(Role::Rpc);
-    inherited.resp = from_systemd.take(Role::Resp);
-    inherited.metrics = from_systemd.take(Role::Metrics);
-    for (role, socket) in [
-        ("rpc", &inherited.rpc),
-        ("resp", &inherited.resp),
-        ("metrics", &inherited.metrics),
-    ] {
-        if let Some(Ok(addr)) = socket.as_ref().map(|s| s.local_addr()) {
-            log::info!("serving the inherited {role} socket {addr} (socket activation)");
-        }
+    let inherited = systemd::inherited_listeners()?;
+    for (role, addr) in inherited.addrs() {
+        log::info!("serving the inherited {role} socket {addr} (socket activation)");
     }
     Ok(inherited)
 }

@@ -3,15 +3,16 @@
 //! A counting global allocator wraps `System`; only allocations made by the
 //! thread that turned counting on are counted, so the test harness's own
 //! threads cannot disturb the figure. The request path measured is the one
-//! every server model runs: `dispatch::process` over an input buffer of
+//! every server model runs: `json::process` over an input buffer of
 //! frames, appending responses to a reused output buffer.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use reactor_rpc::dispatch::{process, Options, Stop};
 use reactor_rpc::protocol::frame::encode;
 use reactor_rpc::service::Service;
+use reactor_rpc::session::json::process;
+use reactor_rpc::session::{Options, Stop};
 
 struct Counting;
 

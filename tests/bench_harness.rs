@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use reactor_rpc::dispatch::{process, Options};
 use reactor_rpc::protocol::{decode, Decoded, HEADER_LEN};
 use reactor_rpc::service::Service;
+use reactor_rpc::session::json::process;
+use reactor_rpc::session::Options;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_reactor-rpc");
@@ -30,7 +31,7 @@ enum Fault {
 }
 
 /// A thread-per-connection server running the real request path
-/// (`dispatch::process`), with an optional fault. Returns its address.
+/// (`json::process`), with an optional fault. Returns its address.
 fn fake_server(fault: Fault) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();

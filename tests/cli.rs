@@ -2,12 +2,10 @@
 //! status 2, nothing bound), flags from the environment, host names, versions,
 //! a busy port, and the client's timeout.
 
-mod support;
-
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 
-use support::*;
+use crate::support::*;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(binary());

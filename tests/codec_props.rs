@@ -7,7 +7,7 @@
 //! and consumed after each read.
 
 use proptest::prelude::*;
-use reactor_rpc::buffer::ReadBuffer;
+use reactor_rpc::protocol::buffer::ReadBuffer;
 use reactor_rpc::protocol::frame::encode;
 use reactor_rpc::protocol::{decode, Decoded, HEADER_LEN};
 

@@ -6,9 +6,6 @@
 //! share nothing; they synchronise on responses and closed sockets, and poll
 //! `stats` with a deadline where only a counter can tell.
 
-#[macro_use]
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
@@ -17,7 +14,7 @@ use reactor_rpc::protocol::ErrorCode;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use support::*;
+use crate::support::*;
 
 /// Asserts that a call failed with an error response carrying `code`.
 #[track_caller]

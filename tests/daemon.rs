@@ -3,8 +3,6 @@
 //! the real `reactor-rpc serve` process, synchronised on log lines, files
 //! and sockets rather than sleeps.
 
-mod support;
-
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -12,8 +10,8 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::support::{binary, client_for, wait_until, ServerProcess, SHUTDOWN_BOUND, TIMEOUT};
 use serde_json::Value;
-use support::{binary, client_for, wait_until, ServerProcess, SHUTDOWN_BOUND, TIMEOUT};
 
 fn ping(addr: SocketAddr) {
     let mut client = client_for(addr);
@@ -65,7 +63,7 @@ fn hup_under_logrotate(model: &str) {
         .lines()
         .find(|l| l.contains("listening on "))
         .expect("line");
-    let addr = support::parse_listening(line).expect("address");
+    let addr = crate::support::parse_listening(line).expect("address");
     // logrotate without copytruncate: rename, then HUP.
     fs::rename(&log, &rotated).expect("rename the log");
     signal(child.id(), libc::SIGHUP);
@@ -170,7 +168,7 @@ fn spawn_activated(fds: &[RawFd], names: Option<&str>, args: &[&str]) -> std::pr
     if let Some(names) = names {
         shell.env("LISTEN_FDNAMES", names);
     }
-    support::hand_over_fds(&mut shell, fds);
+    crate::support::hand_over_fds(&mut shell, fds);
     shell.spawn().expect("spawn the activated server")
 }
 
@@ -212,7 +210,7 @@ fn socket_activation_matches_roles_by_name() {
 /// One `GET` with `Connection: close`; the whole response.
 fn http_get(addr: SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
-    let mut s = support::raw_connect(addr);
+    let mut s = crate::support::raw_connect(addr);
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

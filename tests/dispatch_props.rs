@@ -1,6 +1,6 @@
 //! The fuzzing property, as proptests that run in CI: bytes cut
 //! arbitrarily into reads and fed through the request path every server model
-//! runs (`ReadBuffer` + `dispatch::process`) never panic, every complete frame
+//! runs (`ReadBuffer` + `json::process`) never panic, every complete frame
 //! before a too-large prefix gets exactly one response, in order, and after a
 //! too-large prefix exactly one `frame_too_large` is the last thing written.
 //!
@@ -9,9 +9,9 @@
 //! the bottom of this file as plain tests.
 
 use proptest::prelude::*;
-use reactor_rpc::dispatch::Options;
 use reactor_rpc::protocol::frame::encode;
 use reactor_rpc::protocol::{ErrorCode, DEFAULT_MAX_FRAME};
+use reactor_rpc::session::Options;
 use serde_json::json;
 
 use reactor_rpc::testing as stream;

@@ -5,9 +5,6 @@
 //! healthy for everyone else; every limit (`max_frame`, `max_conns`,
 //! `idle_timeout`, `max_output`) is set low in the config and provoked.
 
-#[macro_use]
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
@@ -15,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use support::*;
+use crate::support::*;
 
 /// Writes bad `body` frames one at a time, asserting each gets `code` and the
 /// connection stays usable.

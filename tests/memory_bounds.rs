@@ -3,15 +3,12 @@
 //! full-scale attacks (BENCHMARKS.md) so that each runs in seconds; the bounds are release-
 //! and debug-independent, with margin.
 
-#[macro_use]
-mod support;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use support::*;
+use crate::support::*;
 
 const MIB: u64 = 1024;
 

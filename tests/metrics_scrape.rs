@@ -3,18 +3,16 @@
 //! there, requests are counted by method and code, the duration histogram
 //! has its buckets, and bytes are counted.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
+use crate::support::{ServerProcess, TIMEOUT};
 use serde_json::Value;
-use support::{ServerProcess, TIMEOUT};
 
 /// The scrape's body.
 fn scrape(addr: SocketAddr) -> String {
-    let mut s = support::raw_connect(addr);
+    let mut s = crate::support::raw_connect(addr);
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .expect("write");
     let mut response = String::new();
@@ -130,13 +128,22 @@ fn scrape_parses_and_counts_requests() {
     let err = client.call("incr", &serde_json::json!({"key": 1}));
     assert!(err.is_err());
 
-    let after = parse(&scrape(metrics_addr));
-    let pings = value(
-        &after,
-        "reactor_rpc_requests_total",
-        &[("method", "ping"), ("code", "ok")],
-    )
-    .expect("ping counted");
+    // A page is rendered at most once a second and shared within it: scrape
+    // until one rendered after the requests comes.
+    let ping_count = |page: &[(String, serde_json::Map<String, Value>, f64)]| {
+        value(
+            page,
+            "reactor_rpc_requests_total",
+            &[("method", "ping"), ("code", "ok")],
+        )
+        .expect("ping counted")
+    };
+    let mut after = parse(&scrape(metrics_addr));
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while ping_count(&after) == pings_before && std::time::Instant::now() < deadline {
+        after = parse(&scrape(metrics_addr));
+    }
+    let pings = ping_count(&after);
     assert_eq!(pings - pings_before, 5.0, "{after:?}");
     // A client-supplied name never becomes a label.
     assert!(after

@@ -1,15 +1,13 @@
 //! `examples/minimal_reactor.rs` must really serve the protocol: run the built
 //! example on port 0 and talk to it as a client would.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 /// The example binary `cargo test` builds next to this test's directory.
 fn example_path() -> PathBuf {

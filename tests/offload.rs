@@ -4,11 +4,9 @@
 //! Assertions are on the order of events, never on wall-clock time. Every test
 //! runs for each model that offloads: the reactor and the tokio models.
 
-mod support;
-
+use crate::support::*;
 use reactor_rpc::client::Response;
 use serde_json::{json, Value};
-use support::*;
 
 /// Runs each listed `fn name(model: Model)` as `reactor::name`, `tokio::name`
 /// and `tokio_mt::name`.

@@ -1,18 +1,45 @@
-//! The metrics port end to end: a scrape over real TCP served by
-//! `ops::http::serve` and `ops::metrics::Metrics::render`, and the cost of
-//! counting a request.
+//! The metrics port end to end: a scrape over real TCP served by the metrics
+//! session (`session::http::process`) and the ops crate's exposition, and the
+//! cost of counting a request.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reactor_rpc::ops::http::{self, Step};
-use reactor_rpc::ops::metrics::{CodeId, Metrics, Readings};
+use bytes::Bytes;
+use reactor_rpc::metrics::{CodeId, Metrics, Readings};
+use reactor_rpc::ops::exposition::render;
+use reactor_rpc::ops::procfs::ProcessStats;
+use reactor_rpc::output::Output;
+use reactor_rpc::session::{http, Exposition, Options, Stop};
+
+/// The page of `metrics`, rendered at every scrape.
+struct Page(Arc<Metrics>);
+
+impl Exposition for Page {
+    fn page(&self) -> Bytes {
+        let readings = Readings {
+            model: "reactor",
+            keys: 7,
+            ..Readings::default()
+        };
+        let mut body = String::new();
+        render(&self.0, &readings, &ProcessStats::read(), &mut body);
+        Bytes::from(body)
+    }
+}
+
+fn builtin() -> Metrics {
+    Metrics::new(&[
+        "ping", "fib", "set", "get", "del", "exists", "incr", "expire", "ttl", "stats",
+    ])
+}
 
 /// A minimal blocking metrics server: serves `conns` connections one after
 /// the other, then returns.
 fn serve(listener: TcpListener, metrics: Arc<Metrics>, conns: usize) {
+    let page = Page(metrics);
     for _ in 0..conns {
         let Ok((mut conn, _)) = listener.accept() else {
             return;
@@ -20,22 +47,20 @@ fn serve(listener: TcpListener, metrics: Arc<Metrics>, conns: usize) {
         let mut input = Vec::new();
         let mut buf = [0u8; 1024];
         'conn: loop {
-            // Answer every whole request buffered, then read more.
+            // Answer every whole request buffered, one at a time, then read more.
             loop {
-                let mut out = Vec::new();
-                let readings = Readings {
-                    model: "reactor",
-                    keys: 7,
-                    ..Readings::default()
-                };
-                match http::serve(&input, &mut out, |body| metrics.render(&readings, body)) {
-                    Step::NeedMore => break,
-                    Step::Responded { consumed, close } => {
-                        input.drain(..consumed);
-                        if conn.write_all(&out).is_err() || close {
-                            break 'conn;
-                        }
+                let mut out = Output::new();
+                let p = http::process(&page, &input, &mut out, Options::new(1 << 20));
+                input.drain(..p.consumed);
+                for chunk in out.chunks() {
+                    if conn.write_all(chunk).is_err() {
+                        break 'conn;
                     }
+                }
+                match p.stop {
+                    Stop::OutputFull => {}
+                    Stop::NeedMore { .. } => break,
+                    Stop::Close(_) | Stop::Offload { .. } => break 'conn,
                 }
             }
             match conn.read(&mut buf) {
@@ -88,7 +113,7 @@ fn read_response(
 fn scrapes_over_tcp_with_keep_alive_and_close() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(builtin());
     let ping = metrics.method_id("ping");
     metrics.observe(ping, CodeId::OK, Duration::from_micros(12));
     let server = {
@@ -145,12 +170,12 @@ fn scrapes_over_tcp_with_keep_alive_and_close() {
 }
 
 /// What counting a request costs. Run with
-/// `cargo test --release --test ops_metrics -- --ignored --nocapture cost`.
+/// `cargo test --release --test tests ops_metrics:: -- --ignored --nocapture cost`.
 #[test]
 #[ignore = "timing; run in release"]
 fn cost_of_counting_a_request() {
     const N: u32 = 20_000_000;
-    let m = Metrics::default();
+    let m = builtin();
     let ids: Vec<_> = ["ping", "get", "set", "fib"]
         .iter()
         .map(|n| m.method_id(n))
@@ -183,35 +208,6 @@ fn cost_of_counting_a_request() {
     }
     runs.sort_by(f64::total_cmp);
     println!("observe: {:.1} ns per request (median of 5)", runs[2]);
-
-    // The same through a thread-local accumulator absorbed every 16 requests
-    // (one pipelined batch per event-loop turn): with the mix above (4
-    // methods, 6 latency buckets: about 30 counters touched per batch), and
-    // with a batch of pings of similar latency (3 or 4 counters per batch).
-    for (label, methods, spread) in [("mixed", 4usize, 6usize), ("pings", 1, 2)] {
-        let mut local_runs = Vec::new();
-        let mut local = m.local();
-        for _ in 0..5 {
-            let t = Instant::now();
-            for i in 0..N {
-                let i = i as usize;
-                local.observe(
-                    ids[i % methods],
-                    CodeId::OK,
-                    std::hint::black_box(durations[i % spread]),
-                );
-                if i & 15 == 15 {
-                    m.absorb(&mut local);
-                }
-            }
-            local_runs.push(t.elapsed().as_secs_f64() * 1e9 / f64::from(N));
-        }
-        local_runs.sort_by(f64::total_cmp);
-        println!(
-            "LocalCounts::observe, absorb per 16 ({label}): {:.1} ns per request (median of 5)",
-            local_runs[2]
-        );
-    }
 
     let mut clock = Vec::new();
     for _ in 0..5 {

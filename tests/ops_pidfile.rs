@@ -164,7 +164,7 @@ fn another_users_process_counts_as_live() {
     child
         .args([
             "--exact",
-            "pidfile_eperm_child",
+            crate::support::test_name(module_path!(), "pidfile_eperm_child").as_str(),
             "--nocapture",
             "--test-threads=1",
         ])

@@ -117,7 +117,7 @@ fn kill_9_during_save_never_corrupts() {
         let child = Command::new(&exe)
             .args([
                 "--exact",
-                "snapshot_writer_child",
+                crate::support::test_name(module_path!(), "snapshot_writer_child").as_str(),
                 "--nocapture",
                 "--test-threads=1",
             ])

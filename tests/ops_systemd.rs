@@ -7,8 +7,6 @@
 //! `REACTOR_RPC_OPS_SYSTEMD_CHILD` set, which makes `systemd_child` (a no-op
 //! otherwise) do one thing and print what it saw.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -16,7 +14,8 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use reactor_rpc::ops::systemd::{self, Role};
+use reactor_rpc::ops::systemd;
+use reactor_rpc::session::Role;
 
 const MODE_VAR: &str = "REACTOR_RPC_OPS_SYSTEMD_CHILD";
 
@@ -70,7 +69,7 @@ fn child_command(mode: &str) -> Command {
     let mut cmd = Command::new(exe);
     cmd.args([
         "--exact",
-        "systemd_child",
+        crate::support::test_name(module_path!(), "systemd_child").as_str(),
         "--nocapture",
         "--test-threads=1",
     ])
@@ -171,7 +170,7 @@ fn activate(
     if let Some(names) = names {
         shell.env("LISTEN_FDNAMES", names);
     }
-    support::hand_over_fds(&mut shell, fds);
+    crate::support::hand_over_fds(&mut shell, fds);
     let mut child = shell
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -6,9 +6,6 @@
 //! `listening on` log line, and every step waits for an event (a log line, a
 //! response, the process exiting) with a deadline.
 
-#[macro_use]
-mod support;
-
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output};
@@ -17,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use support::*;
+use crate::support::*;
 
 /// Extra flags so that the pool can hold the connections a test opens.
 fn model_args(model: Model) -> Vec<String> {

@@ -9,16 +9,13 @@
 //! 50 connections not in the pool). A missing tool fails the test
 //! with the command that installs it: `.ci/run` installs them all.
 
-#[macro_use]
-mod support;
-
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 /// Runs each listed test once per model; those under `not_pool` need more
 /// connections at once (redis-benchmark's 50) than the pool has threads, so

@@ -1,15 +1,17 @@
 //! Every Redis command, reply type and error text we promise, driven through
-//! [`resp_dispatch::process`] in-process (it is pure: no sockets), in RESP2
+//! [`resp::process`] in-process (it is pure: no sockets), in RESP2
 //! and RESP3 sessions; plus pipelined and split input, protocol errors, QUIT,
 //! backpressure, request counting, and the keyspace shared with the JSON
 //! protocol.
 
 use reactor_rpc::protocol::frame;
-use reactor_rpc::resp_dispatch::{process, Connection, Options, Progress, Stop};
+use reactor_rpc::session::resp::{process, RespSession as Connection};
+use reactor_rpc::session::{CloseReason, Options, Progress, Stop};
 use reactor_rpc::Service;
 
 const OPTIONS: Options = Options {
-    max_bulk: 1 << 20,
+    max_frame: 1 << 20,
+    offload: false,
     max_output: usize::MAX,
 };
 
@@ -805,12 +807,8 @@ fn quit_replies_then_closes() {
     let (out, p) = c.raw(&input);
     assert_eq!(decode_all(&out), [R::Simple("PONG".into()), ok()]);
     assert_eq!(
-        p,
-        Progress {
-            consumed: quit_end,
-            answered: 2,
-            stop: Stop::Close { error: false }
-        }
+        (p.consumed, p.answered, p.stop),
+        (quit_end, 2, Stop::Close(CloseReason::Bye))
     );
     assert_eq!(s.cache().len(), 0, "nothing after QUIT runs");
 }
@@ -842,7 +840,7 @@ fn protocol_errors_reply_then_close() {
         let (out, p) = c.raw(input);
         let replies = decode_all(&out);
         assert_eq!(replies.last(), Some(&err(message)), "{input:?}");
-        assert_eq!(p.stop, Stop::Close { error: true });
+        assert_eq!(p.stop, Stop::Close(CloseReason::ProtocolError));
         assert_eq!(p.answered, replies.len());
     }
     let mut c = Client::new(&s);
@@ -851,7 +849,7 @@ fn protocol_errors_reply_then_close() {
         decode_all(&out),
         [err("ERR Protocol error: too big inline request")]
     );
-    assert_eq!(p.stop, Stop::Close { error: true });
+    assert_eq!(p.stop, Stop::Close(CloseReason::ProtocolError));
 }
 
 #[test]
@@ -984,7 +982,7 @@ fn output_full_stops_and_resumes() {
                 out.clear();
             }
             Stop::NeedMore { .. } => break,
-            Stop::Close { .. } => panic!("closed"),
+            Stop::Close(_) | Stop::Offload { .. } => panic!("{:?}", p.stop),
         }
     }
     assert_eq!(consumed, input.len());

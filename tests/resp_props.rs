@@ -10,7 +10,7 @@
 //! and consumed after each read.
 
 use proptest::prelude::*;
-use reactor_rpc::buffer::ReadBuffer;
+use reactor_rpc::protocol::buffer::ReadBuffer;
 use reactor_rpc::protocol::resp::{Parsed, Parser, ProtocolError};
 
 use reactor_rpc::testing as stream;

@@ -5,17 +5,14 @@
 //! splices with `write_vectored`, across partial writes; the threaded models
 //! write them chunk by chunk; tokio flattens them).
 
-#[macro_use]
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use reactor_rpc::output::{Output, SHARE_MIN};
-use reactor_rpc::{dispatch, resp_dispatch};
+use reactor_rpc::session::{json, resp, Options, Stop};
 use serde_json::{json, Value};
 
-use support::*;
+use crate::support::*;
 
 /// Lengths of the stored JSON text (quotes included) or RESP bytes: under,
 /// at and over the splice threshold, and 1 MiB.
@@ -112,7 +109,7 @@ fn resp_case() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     (sets, gets, expect)
 }
 
-const OPTS: dispatch::Options = dispatch::Options {
+const OPTS: Options = Options {
     max_frame: 4 << 20,
     offload: false,
     max_output: usize::MAX,
@@ -123,19 +120,19 @@ fn spliced_responses_are_byte_identical_in_process() {
     let service = Service::new();
     let (sets, spliced, gets, expect) = json_case();
     let mut out = Vec::new();
-    let p = dispatch::process(&service, &"t", &sets, &mut out, OPTS);
+    let p = json::process(&service, &"t", &sets, &mut out, OPTS);
     assert_eq!(p.consumed, sets.len());
 
     // Copied into a vector, as before.
     let mut flat = Vec::new();
-    dispatch::process(&service, &"t", &gets, &mut flat, OPTS);
+    json::process(&service, &"t", &gets, &mut flat, OPTS);
     assert!(
         flat == expect,
         "JSON responses differ from the expected bytes"
     );
     // Queued by reference: the same bytes once flattened.
     let mut output = Output::new();
-    let p = dispatch::process_output(&service, &"t", &gets, &mut output, OPTS);
+    let p = json::process_output(&service, &"t", &gets, &mut output, OPTS);
     assert_eq!(p.consumed, gets.len());
     assert_eq!(output.splices(), spliced);
     assert_eq!(output.total_len(), expect.len());
@@ -143,22 +140,23 @@ fn spliced_responses_are_byte_identical_in_process() {
     assert!(output.into_vec() == expect, "spliced JSON responses differ");
 
     let (sets, gets, expect) = resp_case();
-    let mut conn = resp_dispatch::Connection::new(6379);
-    let opt = resp_dispatch::Options {
-        max_bulk: 4 << 20,
+    let mut conn = resp::RespSession::new(6379);
+    let opt = Options {
+        max_frame: 4 << 20,
+        offload: false,
         max_output: usize::MAX,
     };
     let mut out = Vec::new();
-    let p = resp_dispatch::process(&service, &mut conn, &sets, &mut out, opt);
+    let p = resp::process(&service, &mut conn, &sets, &mut out, opt);
     assert_eq!(p.consumed, sets.len());
     let mut flat = Vec::new();
-    resp_dispatch::process(&service, &mut conn, &gets, &mut flat, opt);
+    resp::process(&service, &mut conn, &gets, &mut flat, opt);
     assert!(
         flat == expect,
         "RESP replies differ from the expected bytes"
     );
     let mut output = Output::new();
-    resp_dispatch::process_output(&service, &mut conn, &gets, &mut output, opt);
+    resp::process_output(&service, &mut conn, &gets, &mut output, opt);
     let large = SIZES.iter().filter(|&&n| n >= SHARE_MIN).count();
     // Raw values at the threshold are spliced; a JSON string's content is two
     // bytes shorter than its text, so the ones at SHARE_MIN and one over are
@@ -175,18 +173,18 @@ fn the_per_connection_stop_counts_spliced_bytes_in_full() {
     let value = json_string(1 << 20, 'v');
     let mut out = Vec::new();
     let set = request("set", json!({"key": "big", "value": value}));
-    dispatch::process(&service, &"t", &set, &mut out, OPTS);
+    json::process(&service, &"t", &set, &mut out, OPTS);
     let mut gets = Vec::new();
     for i in 0..100 {
         gets.extend(request_with_id("get", json!({"key": "big"}), json!(i)));
     }
-    let opt = dispatch::Options {
+    let opt = Options {
         max_output: 4 << 20,
         ..OPTS
     };
     let mut output = Output::new();
-    let p = dispatch::process_output(&service, &"t", &gets, &mut output, opt);
-    assert_eq!(p.stop, dispatch::Stop::OutputFull);
+    let p = json::process_output(&service, &"t", &gets, &mut output, opt);
+    assert_eq!(p.stop, Stop::OutputFull);
     assert_eq!((p.answered, output.splices()), (4, 4));
     assert!(output.total_len() >= 4 << 20);
 }

@@ -4,15 +4,12 @@
 //! and `--max-conns` refuse with `overloaded` and a lingering close. Each test
 //! runs once per model (`model_tests!`): every model enforces these limits.
 
-#[macro_use]
-mod support;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 model_tests! {
     every_model: [

@@ -4,8 +4,6 @@
 //! `--snapshot-discard-corrupt`, is moved aside; `kill -9` in the middle of
 //! saves always leaves a loadable snapshot.
 
-mod support;
-
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -13,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::{binary, wait_until, ServerProcess, TIMEOUT};
 use serde_json::{json, Value};
-use support::{binary, wait_until, ServerProcess, TIMEOUT};
 
 fn spawn(snapshot: &Path, extra: &[&str]) -> ServerProcess {
     let mut args = vec!["--snapshot", snapshot.to_str().expect("utf-8 path")];
@@ -29,7 +27,7 @@ fn fill(server: &ServerProcess, n: usize) {
     let sender = thread::spawn(move || {
         let mut batch = Vec::new();
         for i in 0..n {
-            batch.extend(support::request(
+            batch.extend(crate::support::request(
                 "set",
                 json!({"key": format!("k{i}"), "value": format!("value of key number {i}")}),
             ));
@@ -41,7 +39,7 @@ fn fill(server: &ServerProcess, n: usize) {
         writer.write_all(&batch).expect("write");
     });
     for _ in 0..n {
-        let r = support::read_response(&mut s);
+        let r = crate::support::read_response(&mut s);
         assert!(r.get("error").is_none(), "{r}");
     }
     sender.join().expect("sender");
@@ -111,8 +109,8 @@ fn save_answers_keys_bytes_ms_and_busy_while_running() {
     let calls: Vec<_> = (0..4)
         .map(|_| {
             thread::spawn(move || {
-                let mut s = support::raw_connect(addr);
-                support::roundtrip(&mut s, &support::request("save", Value::Null))
+                let mut s = crate::support::raw_connect(addr);
+                crate::support::roundtrip(&mut s, &crate::support::request("save", Value::Null))
             })
         })
         .collect();
@@ -210,7 +208,7 @@ fn kill_9_during_saves_leaves_a_loadable_snapshot() {
         let addr = server.addr;
         // Saves back to back, killed at a different moment each round.
         let saver = thread::spawn(move || {
-            let mut c = support::client_for(addr);
+            let mut c = crate::support::client_for(addr);
             while c.call_raw("save", &Value::Null).is_ok() {}
         });
         thread::sleep(Duration::from_millis(5 + 13 * round));
@@ -262,7 +260,7 @@ fn save_interval_saves_only_when_the_cache_changed() {
 fn without_snapshot_there_is_no_save_method() {
     let mut server = ServerProcess::spawn(&[]);
     let mut s = server.raw();
-    let r = support::roundtrip(&mut s, &support::request("save", Value::Null));
-    support::assert_error(&r, "unknown_method");
+    let r = crate::support::roundtrip(&mut s, &crate::support::request("save", Value::Null));
+    crate::support::assert_error(&r, "unknown_method");
     server.terminate();
 }

@@ -10,9 +10,6 @@
 //! the defaults of 10 000 × 100) and in time (every wait has a deadline).
 //! They print RSS before, during and after, and the time to drain.
 
-#[macro_use]
-mod support;
-
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Barrier;
@@ -21,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use support::*;
+use crate::support::*;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)

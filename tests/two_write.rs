@@ -5,15 +5,12 @@
 //! before the body. Every model sets TCP_QUICKACK after a read that leaves a
 //! frame incomplete, so such a client gets its answer at once.
 
-#[macro_use]
-mod support;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 model_tests! {
     every_model: [a_two_write_client_without_nodelay_is_not_delayed],

@@ -1,5 +1,5 @@
 //! Fuzzes the whole input path a server runs on every read: ReadBuffer, frame
-//! decoder, request parser, services and `dispatch::process`.
+//! decoder, request parser, services and the JSON session (`session::json::process`).
 //!
 //! Input layout: byte 0 holds flags (bit 0: offload heavy requests to a
 //! "worker"; bit 1: `max_frame` 64 instead of 1 MiB; bit 2: `max_output` 1, so
@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reactor_rpc::dispatch::Options;
+use reactor_rpc::session::Options;
 use reactor_rpc::protocol::DEFAULT_MAX_FRAME;
 
 use reactor_rpc::testing as stream;

@@ -16,6 +16,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use num_bigint::BigUint;
+use reactor_rpc::ops::procfs::Pid;
 use serde_json::{json, Value};
 
 pub use reactor_rpc::{Client, Config, Model, Server, Service, ShutdownHandle};
@@ -430,14 +431,14 @@ pub fn fib_decimal(n: u64) -> String {
 
 /// The resident set size of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    reactor_rpc_bench::procfs::process_rss_kb(pid)
+    reactor_rpc::ops::procfs::memory(Pid::Of(pid))
         .expect("VmRSS in /proc/PID/status")
-        .0
+        .rss_kb
 }
 
 /// CPU time (user + system) a process has used.
 pub fn cpu_time(pid: u32) -> Duration {
-    reactor_rpc_bench::procfs::process_cpu(pid).expect("read /proc/PID/stat")
+    reactor_rpc::ops::procfs::cpu_time(Pid::Of(pid)).expect("read /proc/PID/stat")
 }
 
 /// The built binary, run as a child process with stderr captured line by line.
@@ -632,5 +633,15 @@ pub fn hand_over_fds(cmd: &mut Command, fds: &[std::os::fd::RawFd]) {
             }
             Ok(())
         });
+    }
+}
+
+/// The name the test harness knows the test `name` of module `module` by
+/// (`module_path!()` of the test's module, without the crate's name), for a
+/// test that re-executes this binary to run one test in a child process.
+pub fn test_name(module: &str, name: &str) -> String {
+    match module.split_once("::") {
+        Some((_, path)) => format!("{path}::{name}"),
+        None => name.to_string(),
     }
 }

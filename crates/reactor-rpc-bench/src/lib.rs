@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use load::{ConnCounts, Counts, LoadConfig, Until, Window};
+use reactor_rpc::ops::procfs::{self as proc, Pid};
 use reactor_rpc::Model;
 use workload::{Kind, Spec, Workload};
 
@@ -327,9 +328,12 @@ impl Sampler {
     fn sample(&self) -> Sample {
         Sample {
             at: Instant::now(),
-            server_cpu: self.pid.and_then(|p| procfs::process_cpu(p).ok()),
+            server_cpu: self.pid.and_then(|p| proc::cpu_time(Pid::Of(p)).ok()),
             self_cpu: procfs::self_cpu(),
-            rss_kb: self.pid.and_then(|p| procfs::process_rss_kb(p).ok()),
+            rss_kb: self
+                .pid
+                .and_then(|p| proc::memory(Pid::Of(p)).ok())
+                .map(|m| (m.rss_kb, m.peak_kb)),
         }
     }
 }

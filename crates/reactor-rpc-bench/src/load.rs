@@ -27,8 +27,8 @@ use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 
 use super::workload::{Op, Rng, Verdict, Workload};
-use reactor_rpc::buffer::{WriteBuffer, READ_CHUNK};
 use reactor_rpc::client::DEFAULT_MAX_RESPONSE;
+use reactor_rpc::protocol::buffer::{WriteBuffer, READ_CHUNK};
 use reactor_rpc::protocol::{decode, Decoded, HEADER_LEN};
 
 /// When the measured window ends.

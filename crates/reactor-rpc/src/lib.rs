@@ -1,31 +1,51 @@
 //! reactor-rpc: a small, fast length-prefixed JSON RPC server built on a
-//! hand-written mio reactor, with the classic threaded models beside it for
-//! comparison, and a blocking client.
+//! hand-written mio reactor, with threaded and tokio models beside it for
+//! comparison, a Redis protocol port on the same cache, and a blocking client.
+//!
+//! This crate is the front door: it re-exports the workspace's crates, one
+//! idea each, so that Cargo enforces the layering (a crate cannot import one
+//! that imports it back):
 //!
 //! ```text
-//!   bytes ──► protocol (frame, message) ──► service (methods, cache, stats) ──► bytes
-//!                 pure: no sockets              pure: no sockets
-//!                         ▲                               ▲
-//!                         └────── dispatch::process ──────┘   (frames in, responses out)
-//!                                         ▲
-//!        reactor (one thread, mio)  ·  threaded (thread per conn)  ·  pool (N threads)
+//!   reactor-rpc-protocol   wire formats: JSON frames, RESP, metrics HTTP      pure
+//!        ▲         ▲
+//!        │   reactor-rpc-client   the blocking client
+//!        │
+//!   reactor-rpc-core       sessions ─► services (ping fib cache stats, Redis commands) ─► Output
+//!        ▲                 one Session per protocol, one Stop/Progress         pure: no sockets
+//!        │
+//!   reactor-rpc-ops        Prometheus exposition, /proc, snapshots, pid file, systemd
+//!        ▲
+//!   reactor-rpc-server     reactor (mio) · threaded · pool · tokio · tokio-mt, each calling
+//!                          Session::process on the bytes it reads
 //! ```
 //!
-//! Every server model drives the same [`dispatch::process`], so a benchmark
-//! compares I/O models and nothing else. Start a server with [`Server`], talk
-//! to it with [`Client`]. The wire format is in `PROTOCOL.md`, the design in
-//! `ARCHITECTURE.md`, and `examples/minimal_reactor.rs` is the reactor pattern
-//! in under 150 lines.
+//! Every server model drives the same [`Session::process`](session::Session::process),
+//! so a benchmark compares I/O models and nothing else. Start a server with
+//! [`Server`], talk to it with [`Client`]. The wire format is in `PROTOCOL.md`,
+//! the design in `ARCHITECTURE.md`, and `examples/minimal_reactor.rs` is the
+//! reactor pattern in under 150 lines.
+//!
+//! # Layout
+//!
+//! * [`protocol`]: the wire formats (`reactor-rpc-protocol`).
+//! * [`client`]: the blocking [`Client`] (`reactor-rpc-client`).
+//! * [`session`], [`service`], [`output`], [`metrics`]: the pure request
+//!   path (`reactor-rpc-core`; feature `server`).
+//! * [`ops`]: what an operator needs (`reactor-rpc-ops`; feature `server`).
+//! * [`server`]: the I/O models and their configuration
+//!   (`reactor-rpc-server`; feature `server`), with [`Server`], [`Config`],
+//!   [`Model`] and [`ShutdownHandle`] at the top level.
+//! * `testing`: the stream driver the property tests and the fuzzer share
+//!   (feature `testing`).
 //!
 //! # Features
 //!
-//! * `server` (default): the service layer and the server models. Without it
-//!   the crate is the protocol and the [`Client`], with no mio, signal-hook,
-//!   libc, num-bigint or foldhash.
-//! * `tokio-model`: the `tokio` and `tokio-mt` models, the same request path
-//!   on tokio's runtimes, for comparison with the hand-written reactor.
-//! * `testing`: the stream driver the property tests and the fuzzer share
-//!   (the `testing` module; it needs `server` too).
+//! * `server` (default): the core, ops and server crates. Without it this
+//!   crate is the protocol and the [`Client`], with none of the server's
+//!   dependencies (no mio, signal-hook, libc, tokio, num-bigint, hashbrown).
+//! * `tokio-model`: the `tokio` and `tokio-mt` models.
+//! * `testing`: the `testing` module.
 //!
 //! # Where to start
 //!
@@ -35,65 +55,127 @@
 //!   implementation of [`service::Method`].
 //! * Calling: [`Client::call`], and [`Client::pipeline`] or
 //!   [`Client::send`]/[`Client::recv`] to pipeline.
-//! * Driving the request path yourself: [`dispatch::process`] and the framing
-//!   in [`protocol::frame`].
+//! * Driving the request path yourself: [`session::json::process`] and the
+//!   framing in [`protocol::frame`].
 //!
 //! # Calling a server
 //!
-//! ```no_run
-//! use reactor_rpc::Client;
+//! ```
+//! # #[cfg(feature = "server")] {
+//! use std::sync::Arc;
+//! use reactor_rpc::{Client, Config, Server, Service};
 //!
-//! let mut client = Client::connect("127.0.0.1:8080")?;
+//! # let mut config = Config::default();
+//! # config.addr = "127.0.0.1:0".parse()?;
+//! # let server = Server::bind(config, Arc::new(Service::new()))?;
+//! # let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+//! # let running = std::thread::spawn(move || server.run());
+//! let mut client = Client::connect(addr)?;
 //! let pong = client.call("ping", "hello")?; // a serde_json::Value
 //! assert_eq!(pong, "hello");
-//! # Ok::<(), reactor_rpc::client::Error>(())
+//!
+//! // Pipelined: one write, the answers in the order sent.
+//! for i in 0..3 {
+//!     client.send_with_id("ping", &format!("hello {i}"), &i)?;
+//! }
+//! client.flush()?;
+//! for i in 0..3 {
+//!     let response = client.recv()?;
+//!     assert_eq!(response.id.as_ref().unwrap().get(), i.to_string());
+//!     assert_eq!(response.into_result()?.get(), format!("\"hello {i}\""));
+//! }
+//! # stop.shutdown();
+//! # running.join().unwrap()?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Adding a method
+//!
+//! A server with one more method, called over TCP:
+//!
+//! ```
+//! # #[cfg(feature = "server")] {
+//! use std::sync::Arc;
+//! use reactor_rpc::protocol::{ErrorCode, RpcError};
+//! use reactor_rpc::service::{method_fn, Context};
+//! use reactor_rpc::{Client, Config, Registry, Server, Service};
+//! use serde::Deserialize;
+//! use serde_json::json;
+//!
+//! #[derive(Deserialize)]
+//! struct Add {
+//!     a: i64,
+//!     b: i64,
+//! }
+//!
+//! let mut registry = Registry::builtin(); // keep ping, fib, the cache and stats
+//! registry.insert(
+//!     "add",
+//!     method_fn(|_cx: &Context<'_>, p: Add| {
+//!         p.a.checked_add(p.b)
+//!             .ok_or_else(|| RpcError::bad_params("the sum overflows"))
+//!     }),
+//! );
+//!
+//! let mut config = Config::default();
+//! config.addr = "127.0.0.1:0".parse()?; // any free port
+//! let server = Server::bind(config, Arc::new(Service::with_registry(registry)))?;
+//! let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+//! let running = std::thread::spawn(move || server.run());
+//!
+//! let mut client = Client::connect(addr)?;
+//! assert_eq!(client.call("add", &json!({"a": 2, "b": 40}))?, 42);
+//! let err = client.call("add", &json!({"a": i64::MAX, "b": 1})).unwrap_err();
+//! assert_eq!(err.code(), Some(ErrorCode::BadParams));
+//! let err = client.call("add", &json!({"a": "two"})).unwrap_err();
+//! assert_eq!(err.code(), Some(ErrorCode::BadParams)); // rejected by serde
+//! assert_eq!(client.call("ping", "still here")?, "still here");
+//!
+//! // Pipelined, one write for all: each answer in order, an error among them.
+//! let calls = [
+//!     ("set", json!({"key": "hits", "value": 10})),
+//!     ("incr", json!({"key": "hits"})),
+//!     ("fib", json!(-1)),
+//!     ("get", json!({"key": "hits"})),
+//! ];
+//! let results = client.pipeline(&calls)?;
+//! assert_eq!(results[1].as_ref().map(|r| r.get().to_string()).ok(), Some("11".into()));
+//! assert_eq!(results[2].as_ref().unwrap_err().code(), Some(ErrorCode::BadParams));
+//!
+//! stop.shutdown();
+//! running.join().unwrap()?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod buffer;
-pub mod client;
-pub mod protocol;
+pub use reactor_rpc_client as client;
+pub use reactor_rpc_client::Client;
+pub use reactor_rpc_protocol as protocol;
 
 #[cfg(feature = "server")]
-mod config;
-#[cfg(feature = "server")]
-pub mod dispatch;
-// `LINGER`, `ACCEPT_BACKOFF` and `CloseReason` wait for the models to adopt them.
-#[cfg(feature = "server")]
-#[allow(dead_code)]
-mod net;
-#[cfg(feature = "server")]
-pub mod ops;
-#[cfg(feature = "server")]
-pub mod output;
-#[cfg(feature = "server")]
-mod reactor;
-#[cfg(feature = "server")]
-pub mod resp_dispatch;
-#[cfg(feature = "server")]
-mod server;
-#[cfg(feature = "server")]
-pub mod service;
-#[cfg(feature = "server")]
-mod shutdown;
-#[cfg(all(feature = "server", feature = "testing"))]
-pub mod testing;
-#[cfg(feature = "server")]
-mod threaded;
-#[cfg(feature = "tokio-model")]
-mod tokio_model;
-#[cfg(feature = "server")]
-mod wire;
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub use reactor_rpc_core::{metrics, output, service, session, Registry, Service};
 
-pub use client::Client;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub use reactor_rpc_core::testing;
+
 #[cfg(feature = "server")]
-pub use config::{cpus, Config, Hook, Hooks, Inherited, Limits, Model, UnknownModel};
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub use reactor_rpc_ops as ops;
+
 #[cfg(feature = "server")]
-pub use server::Server;
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub use reactor_rpc_server as server;
+
 #[cfg(feature = "server")]
-pub use service::{Registry, Service};
-#[cfg(feature = "server")]
-pub use shutdown::ShutdownHandle;
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub use reactor_rpc_server::{
+    cpus, Config, Hook, Hooks, Limits, Model, Server, ShutdownHandle, UnknownModel,
+};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(all(doctest, feature = "server"))]

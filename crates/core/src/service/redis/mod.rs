@@ -1,0 +1,444 @@
+//! The Redis commands: what a RESP request means.
+//!
+//! The JSON methods and these commands share one [`Service`]: one keyspace,
+//! one set of counters. This layer exists so that Redis clients
+//! (redis-cli, redis-py, redis-benchmark, twemproxy) get the replies they
+//! expect, with Redis 7's reply types and error texts, while the parsing stays
+//! in [`protocol::resp`](reactor_rpc_protocol::resp) and the connection loop in
+//! [`session::resp`](crate::session::resp).
+//!
+//! [`execute`] runs one command for one connection's [`Session`] and appends
+//! its reply. Commands are looked up case-insensitively in one table with
+//! their arity, as Redis's `processCommand` does, so arity errors and unknown
+//! commands are answered in one place, worded as Redis words them.
+//!
+//! * [`connection`]: PING ECHO SELECT HELLO AUTH CLIENT QUIT
+//! * [`strings`]: GET SET INCR DECR INCRBY DECRBY
+//! * [`keyspace`]: DEL EXISTS EXPIRE PEXPIRE TTL PTTL PERSIST DBSIZE FLUSHALL
+//! * [`server`]: INFO COMMAND CONFIG
+//! * [`transaction`]: MULTI EXEC DISCARD
+
+pub mod connection;
+pub mod keyspace;
+pub mod server;
+pub mod strings;
+pub mod transaction;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Service;
+use crate::metrics::MethodId;
+use crate::output::{Output, Splicer};
+use reactor_rpc_protocol::resp::{Reply, Version};
+use reactor_rpc_protocol::ErrorCode;
+
+/// One connection's state, as far as commands are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// RESP2 until `HELLO 3`.
+    pub protocol: Version,
+    /// What `CLIENT ID` and `HELLO` report; unique in this process.
+    pub id: u64,
+    /// Set by `CLIENT SETNAME` or `HELLO ... SETNAME`.
+    pub name: Option<Vec<u8>>,
+    /// Set by `CLIENT SETINFO LIB-NAME` / `LIB-VER`.
+    pub lib_name: Option<Vec<u8>>,
+    /// The client library's version (`CLIENT SETINFO LIB-VER`).
+    pub lib_ver: Option<Vec<u8>>,
+    /// The port the connection came in on, for `INFO` (`tcp_port`).
+    pub tcp_port: u16,
+    /// The commands queued since `MULTI`, if a transaction is open.
+    pub(crate) multi: Option<Box<transaction::Multi>>,
+}
+
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Session {
+    /// A new connection's session, with a fresh client id.
+    pub fn new(tcp_port: u16) -> Session {
+        Session {
+            protocol: Version::Resp2,
+            id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            tcp_port,
+            multi: None,
+        }
+    }
+}
+
+/// Whether the connection goes on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on reading commands.
+    Continue,
+    /// `QUIT`: close once the reply is written.
+    Close,
+}
+
+/// Runs one command (`args[0]` is its name) and appends exactly one reply to
+/// `out`. An empty `args` writes nothing (Redis ignores empty requests).
+///
+/// The command is counted in the metrics, timed from this call to its reply
+/// being appended.
+pub fn execute(
+    service: &Service,
+    session: &mut Session,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Flow {
+    let started = std::time::Instant::now();
+    let mut output = Output::from_vec(std::mem::take(out));
+    let (flow, label) = execute_labelled(service, session, args, &mut output);
+    *out = output.into_vec();
+    if let Some((method, code)) = label {
+        service.metrics().observe(method, code, started.elapsed());
+    }
+    flow
+}
+
+/// [`execute`] without the metrics: returns what to count. A command is
+/// counted under the JSON method of the same name (`get`, `set`, `ping`, …)
+/// or `other`; its code is `ok`, or the error class its reply starts with.
+pub(crate) fn execute_labelled(
+    service: &Service,
+    session: &mut Session,
+    args: &[&[u8]],
+    out: &mut Output,
+) -> (Flow, Option<crate::service::Label>) {
+    let Some(name) = args.first() else {
+        return (Flow::Continue, None);
+    };
+    let start = out.len();
+    service.stats().count_request();
+    let (buf, splicer) = out.split_mut();
+    let mut cx = Cx {
+        service,
+        reply: Reply::new(buf, session.protocol),
+        splicer,
+        session,
+        close: false,
+    };
+    let metrics = service.metrics();
+    let found = position(COMMANDS, name);
+    let method = if transaction::intercept(&mut cx, found, args).is_some() {
+        found.map_or_else(|| metrics.other_method(), |i| service.resp_metric_row(i))
+    } else {
+        match found {
+            None => {
+                unknown_command(&mut cx.reply, args);
+                metrics.other_method()
+            }
+            Some(i) => {
+                let cmd = &COMMANDS[i];
+                if arity_ok(cmd.arity, args.len()) {
+                    (cmd.run)(&mut cx, args);
+                } else {
+                    wrong_arity(&mut cx.reply, cmd.name);
+                }
+                service.resp_metric_row(i)
+            }
+        }
+    };
+    let flow = if cx.close {
+        Flow::Close
+    } else {
+        Flow::Continue
+    };
+    let code = match out.get(start..) {
+        Some([b'-' | b'!', reply @ ..]) => metrics.code_id(reply_error_code(reply)),
+        _ => crate::metrics::CodeId::OK,
+    };
+    (flow, Some((method, code)))
+}
+
+/// The JSON error code closest to a RESP error reply (after its `-`).
+fn reply_error_code(reply: &[u8]) -> ErrorCode {
+    // A RESP3 blob error starts with its length line.
+    let text = match reply.iter().position(|&b| b == b'\n') {
+        Some(i) if reply.first().is_some_and(u8::is_ascii_digit) => &reply[i + 1..],
+        _ => reply,
+    };
+    if text.starts_with(b"WRONGTYPE") {
+        ErrorCode::WrongType
+    } else if text.starts_with(b"OOM") {
+        ErrorCode::Oom
+    } else if text.starts_with(b"BUSY") {
+        ErrorCode::Busy
+    } else if text.starts_with(b"ERR unknown command") {
+        ErrorCode::UnknownMethod
+    } else {
+        ErrorCode::BadRequest
+    }
+}
+
+/// What a command runs with.
+pub(crate) struct Cx<'a> {
+    pub service: &'a Service,
+    pub session: &'a mut Session,
+    pub reply: Reply<'a>,
+    /// Splices a large value into the reply by reference (`GET`).
+    pub splicer: Splicer<'a>,
+    /// Set by `QUIT`.
+    pub close: bool,
+}
+
+/// One entry of the command table, with what `COMMAND` reports about it.
+pub(crate) struct Command {
+    /// Lower case, as Redis names commands in its errors (`client|setname`
+    /// for a subcommand).
+    pub name: &'static str,
+    /// What a client needs to be allowed to run it (authentication, and
+    /// refusing writes after a failed save, ask this).
+    pub access: crate::service::Access,
+    /// Redis's convention: N means exactly N arguments (the name included),
+    /// -N means at least N.
+    pub arity: i32,
+    pub flags: &'static [&'static str],
+    /// First key, last key, step: where the keys are, for `COMMAND`.
+    pub keys: (i64, i64, i64),
+    /// A container's subcommands (`CLIENT`, `COMMAND`, `CONFIG`), named
+    /// `container|sub`; empty for a plain command.
+    pub subcommands: &'static [Command],
+    pub run: fn(&mut Cx<'_>, &[&[u8]]),
+}
+
+/// Every top-level command.
+pub(crate) const COMMANDS: &[Command] = &[
+    connection::PING,
+    connection::ECHO,
+    connection::SELECT,
+    connection::HELLO,
+    connection::AUTH,
+    connection::CLIENT,
+    connection::QUIT,
+    strings::GET,
+    strings::SET,
+    strings::INCR,
+    strings::DECR,
+    strings::INCRBY,
+    strings::DECRBY,
+    keyspace::DEL,
+    keyspace::EXISTS,
+    keyspace::EXPIRE,
+    keyspace::PEXPIRE,
+    keyspace::TTL,
+    keyspace::PTTL,
+    keyspace::PERSIST,
+    keyspace::DBSIZE,
+    keyspace::FLUSHALL,
+    server::INFO,
+    server::COMMAND,
+    server::CONFIG,
+    transaction::MULTI,
+    transaction::EXEC,
+    transaction::DISCARD,
+];
+
+/// What running `args` (a command and its arguments) needs, as the command
+/// table says: the subcommand's class for a container command (`CLIENT
+/// KILL` is [`Access::Admin`](crate::service::Access::Admin), `CLIENT ID`
+/// is not). `None` for an unknown command or subcommand, which is answered
+/// with an error whoever asks.
+pub fn access(args: &[&[u8]]) -> Option<crate::service::Access> {
+    let cmd = lookup(COMMANDS, args.first()?)?;
+    if cmd.subcommands.is_empty() {
+        return Some(cmd.access);
+    }
+    match args.get(1) {
+        Some(sub) => lookup(cmd.subcommands, sub).map(|c| c.access),
+        None => Some(cmd.access),
+    }
+}
+
+/// The entry of `table` named `name`, whatever its case. For a subcommand
+/// table the entries are named `container|sub`; `name` is then the `sub` part.
+pub(crate) fn lookup<'t>(table: &'t [Command], name: &[u8]) -> Option<&'t Command> {
+    position(table, name).map(|i| &table[i])
+}
+
+/// The index in `table` of the entry named `name` (see [`lookup`]). This runs
+/// for every command, so it compares lengths before bytes and allocates nothing.
+pub(crate) fn position(table: &[Command], name: &[u8]) -> Option<usize> {
+    table.iter().position(|c| {
+        let full = c.name.as_bytes();
+        let Some(cut) = full.len().checked_sub(name.len()) else {
+            return false;
+        };
+        (cut == 0 || full[cut - 1] == b'|') && full[cut..].eq_ignore_ascii_case(name)
+    })
+}
+
+/// The metrics row of each entry of [`COMMANDS`], in its order: resolved once
+/// per service, so counting a command costs no name search.
+pub(crate) fn metric_rows(metrics: &crate::metrics::Metrics) -> Box<[MethodId]> {
+    COMMANDS.iter().map(|c| metrics.method_id(c.name)).collect()
+}
+
+fn arity_ok(arity: i32, argc: usize) -> bool {
+    let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+    let arity = i64::from(arity);
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
+}
+
+/// Runs the subcommand `args[1]` of a container command (`CLIENT`,
+/// `COMMAND`, `CONFIG`) from its table, answering unknown subcommands and
+/// wrong arities as Redis 7 does.
+pub(crate) fn run_subcommand(cx: &mut Cx<'_>, container: &str, table: &[Command], args: &[&[u8]]) {
+    let Some(sub) = args.get(1) else {
+        return wrong_arity(&mut cx.reply, container);
+    };
+    match lookup(table, sub) {
+        None => {
+            let mut m = b"ERR unknown subcommand '".to_vec();
+            m.extend_from_slice(c_str(sub, 128));
+            m.extend_from_slice(b"'. Try ");
+            m.extend_from_slice(container.to_ascii_uppercase().as_bytes());
+            m.extend_from_slice(b" HELP.");
+            cx.reply.error(&m);
+        }
+        Some(cmd) if !arity_ok(cmd.arity, args.len()) => wrong_arity(&mut cx.reply, cmd.name),
+        Some(cmd) => (cmd.run)(cx, args),
+    }
+}
+
+/// `-ERR unknown command 'x', with args beginning with: 'a' 'b' `, byte for
+/// byte as Redis 7 formats it (`%.128s` for the name, arguments quoted while
+/// the list is under 128 bytes, each cut to what is left of those 128).
+fn unknown_command(reply: &mut Reply<'_>, args: &[&[u8]]) {
+    let mut m = b"ERR unknown command '".to_vec();
+    m.extend_from_slice(c_str(args[0], 128));
+    m.extend_from_slice(b"', with args beginning with: ");
+    let mut list: Vec<u8> = Vec::new();
+    for arg in &args[1..] {
+        if list.len() >= 128 {
+            break;
+        }
+        list.push(b'\'');
+        list.extend_from_slice(c_str(arg, 128 - list.len() + 1));
+        list.extend_from_slice(b"' ");
+    }
+    m.extend_from_slice(&list);
+    reply.error(&m);
+}
+
+/// What C's `%.Ns` prints of `bytes`: up to the first NUL, at most `max` bytes.
+fn c_str(bytes: &[u8], max: usize) -> &[u8] {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..end.min(max)]
+}
+
+/// `-ERR wrong number of arguments for 'get' command`.
+pub(crate) fn wrong_arity(reply: &mut Reply<'_>, name: &str) {
+    reply.error(format!("ERR wrong number of arguments for '{name}' command").as_bytes());
+}
+
+pub(crate) const ERR_SYNTAX: &[u8] = b"ERR syntax error";
+pub(crate) const ERR_NOT_INTEGER: &[u8] = b"ERR value is not an integer or out of range";
+pub(crate) const ERR_OVERFLOW: &[u8] = b"ERR increment or decrement would overflow";
+pub(crate) const ERR_WRONGTYPE: &[u8] =
+    b"WRONGTYPE Operation against a key holding the wrong kind of value";
+pub(crate) const ERR_OOM: &[u8] = b"OOM command not allowed when used memory > 'maxmemory'.";
+
+/// The reply for a cache error from command `name`, as Redis words each.
+pub(crate) fn cache_error(reply: &mut Reply<'_>, name: &str, err: super::cache::CacheError) {
+    use super::cache::CacheError;
+    match err {
+        CacheError::NotInteger | CacheError::OutOfRange => reply.error(ERR_NOT_INTEGER),
+        CacheError::Overflow => reply.error(ERR_OVERFLOW),
+        CacheError::WrongType => reply.error(ERR_WRONGTYPE),
+        CacheError::Oom { .. } => reply.error(ERR_OOM),
+        CacheError::InvalidExpireTime => {
+            reply.error(format!("ERR invalid expire time in '{name}' command").as_bytes())
+        }
+        // Cannot come from RESP (bulks are far shorter); worded for a person.
+        CacheError::KeyTooLong => reply.error(format!("ERR {err}").as_bytes()),
+    }
+}
+
+/// An integer argument by Redis's rules, or the error Redis replies with.
+pub(crate) fn integer_arg(reply: &mut Reply<'_>, arg: &[u8]) -> Option<i64> {
+    let n = reactor_rpc_protocol::resp::parse_i64(arg);
+    if n.is_none() {
+        reply.error(ERR_NOT_INTEGER);
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> String {
+        let service = Service::new();
+        let mut session = Session::new(6379);
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let mut out = Vec::new();
+        execute(&service, &mut session, &args, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn unknown_command_is_worded_as_redis_7() {
+        assert_eq!(
+            run(&["foo", "a", "b"]),
+            "-ERR unknown command 'foo', with args beginning with: 'a' 'b' \r\n"
+        );
+        assert_eq!(
+            run(&["foo"]),
+            "-ERR unknown command 'foo', with args beginning with: \r\n"
+        );
+        let long = "x".repeat(200);
+        let got = run(&[&long, &long, "y"]);
+        let want = format!(
+            "-ERR unknown command '{}', with args beginning with: '{}' \r\n",
+            "x".repeat(128),
+            "x".repeat(128)
+        );
+        assert_eq!(got, want);
+        assert_eq!(
+            run(&["fo\r\no", "a\nb"]),
+            "-ERR unknown command 'fo  o', with args beginning with: 'a b' \r\n"
+        );
+    }
+
+    #[test]
+    fn access_comes_from_the_command_or_its_subcommand() {
+        use crate::service::Access;
+        let of = |args: &[&str]| {
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            access(&args)
+        };
+        assert_eq!(of(&["PING"]), Some(Access::Open));
+        assert_eq!(of(&["get", "k"]), Some(Access::Read));
+        assert_eq!(of(&["SET", "k", "v"]), Some(Access::Write));
+        assert_eq!(of(&["flushall"]), Some(Access::Admin));
+        assert_eq!(of(&["client", "id"]), Some(Access::Read));
+        assert_eq!(of(&["config", "get", "maxmemory"]), Some(Access::Read));
+        assert_eq!(of(&["client", "nope"]), None);
+        assert_eq!(of(&["nope"]), None);
+        assert_eq!(of(&[]), None);
+    }
+
+    #[test]
+    fn names_are_case_insensitive_and_arity_is_checked() {
+        assert_eq!(run(&["PiNg"]), "+PONG\r\n");
+        assert_eq!(
+            run(&["GET"]),
+            "-ERR wrong number of arguments for 'get' command\r\n"
+        );
+        assert_eq!(
+            run(&["client", "setname"]),
+            "-ERR wrong number of arguments for 'client|setname' command\r\n"
+        );
+        assert_eq!(
+            run(&["client", "nope"]),
+            "-ERR unknown subcommand 'nope'. Try CLIENT HELP.\r\n"
+        );
+    }
+}

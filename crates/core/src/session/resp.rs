@@ -1,0 +1,127 @@
+//! The Redis protocol's session: RESP bytes in, replies out, as
+//! [`json::process`](super::json::process) is for JSON frames.
+//!
+//! [`process`] parses every complete command at the front of an input slice,
+//! runs each with [`redis::execute`], and appends each reply to the output
+//! vector. It stops when the input runs out, when pending output passes the
+//! high-water mark, after `QUIT`, or at a protocol error (after writing
+//! `-ERR Protocol error: ...`; the connection is then closed, as Redis does).
+//! It is pure, so tests drive exactly what the servers run. A server model
+//! keeps one [`RespSession`] per RESP connection and calls [`process`] after
+//! every read, consuming `consumed` bytes, exactly as it does for JSON.
+
+use reactor_rpc_protocol::resp::{Parsed, Parser, Reply};
+
+use super::{CloseReason, Options, Progress, Stop};
+use crate::output::Output;
+use crate::service::redis::{self, Flow, Session};
+use crate::service::Service;
+
+/// One RESP connection's session: the [`Session`] its commands act on and
+/// the parser's progress through the command at the front of the input.
+#[derive(Debug)]
+pub struct RespSession {
+    /// What the commands see of the client: protocol version, name, an
+    /// open transaction.
+    pub session: Session,
+    parser: Parser,
+}
+
+impl RespSession {
+    /// A new session for a connection that arrived on `tcp_port` (reported
+    /// by `INFO`).
+    pub fn new(tcp_port: u16) -> RespSession {
+        RespSession {
+            session: Session::new(tcp_port),
+            parser: Parser::new(),
+        }
+    }
+}
+
+/// Commands with at most this many arguments pass them on the stack.
+const STACK_ARGS: usize = 16;
+
+/// Answers every complete command at the front of `input`; see the module
+/// docs. `input` must start where the previous call's `consumed` left off.
+/// A large cached value is copied into `out`; [`process_output`] queues it
+/// by reference instead.
+pub fn process(
+    service: &Service,
+    conn: &mut RespSession,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    opt: Options,
+) -> Progress {
+    // A move in and out: nothing is copied unless a value was spliced.
+    let mut output = Output::from_vec(std::mem::take(out));
+    let p = process_output(service, conn, input, &mut output, opt);
+    *out = output.into_vec();
+    p
+}
+
+/// [`process`] into an [`Output`], where a `GET` of a large value queues it
+/// by reference (see [`crate::output`]); `max_output` counts spliced bytes at
+/// full size.
+pub fn process_output(
+    service: &Service,
+    conn: &mut RespSession,
+    input: &[u8],
+    out: &mut Output,
+    opt: Options,
+) -> Progress {
+    let mut consumed = 0;
+    let mut answered = 0;
+    let mut batch = crate::service::Batch::new(service);
+    let out_start = out.total_len();
+    let stop = loop {
+        if out.total_len() >= opt.max_output {
+            break Stop::OutputFull;
+        }
+        let rest = &input[consumed..];
+        match conn.parser.parse(rest, opt.max_frame as usize) {
+            Parsed::Incomplete { needed } => break Stop::NeedMore { needed },
+            Parsed::Error(e) => {
+                let mut message = b"ERR ".to_vec();
+                message.extend_from_slice(&e.message());
+                Reply::new(out, conn.session.protocol).error(&message);
+                answered += 1;
+                break Stop::Close(CloseReason::ProtocolError);
+            }
+            Parsed::Command { consumed: len } => {
+                consumed += len;
+                let args = conn.parser.args(rest);
+                if args.len() == 0 {
+                    continue; // a blank line or `*0`: no reply, as in Redis
+                }
+                let (flow, label) = if args.len() <= STACK_ARGS {
+                    let mut argv: [&[u8]; STACK_ARGS] = [&[]; STACK_ARGS];
+                    let n = args.len();
+                    for (slot, arg) in argv.iter_mut().zip(args) {
+                        *slot = arg;
+                    }
+                    redis::execute_labelled(service, &mut conn.session, &argv[..n], out)
+                } else {
+                    // Grows with the arguments present (already parsed).
+                    let argv: Vec<&[u8]> = args.collect();
+                    redis::execute_labelled(service, &mut conn.session, &argv, out)
+                };
+                if let Some(label) = label {
+                    batch.push(label);
+                }
+                answered += 1;
+                if flow == Flow::Close {
+                    break Stop::Close(CloseReason::Bye);
+                }
+            }
+        }
+    };
+    // Counted here rather than at each read and write, so every model
+    // counts the same way at one pair of adds per batch: the bytes of the
+    // requests taken and of the responses queued.
+    batch.bytes(consumed, out.total_len().saturating_sub(out_start));
+    Progress {
+        consumed,
+        answered,
+        stop,
+    }
+}

@@ -1,0 +1,567 @@
+//! The Prometheus text exposition (format 0.0.4) of a server's metrics.
+//!
+//! The counters live in the core crate ([`Metrics`], bumped on the hot path);
+//! the gauges whose state lives elsewhere come in [`Readings`]; this module
+//! only writes them out, with this process's `/proc` figures
+//! ([`crate::procfs`]). A scrape renders into a `String`; nothing here runs on
+//! the request path.
+//!
+//! The metric names are fixed: dashboards rely on them.
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `reactor_rpc_requests_total` | counter | `method`, `code` (`ok` or an error code) |
+//! | `reactor_rpc_request_duration_seconds` | histogram | `method` |
+//! | `reactor_rpc_connections` | gauge | |
+//! | `reactor_rpc_connections_total` | counter | |
+//! | `reactor_rpc_connections_rejected_total` | counter | |
+//! | `reactor_rpc_bytes_received_total`, `reactor_rpc_bytes_sent_total` | counter | |
+//! | `reactor_rpc_keys` | gauge | |
+//! | `reactor_rpc_jobs` | gauge | `state` (`queued`, `running`, `completed`) |
+//! | `reactor_rpc_used_memory_bytes` | gauge | |
+//! | `reactor_rpc_evicted_keys_total`, `reactor_rpc_expired_keys_total` | counter | |
+//! | `reactor_rpc_build_info` | gauge (always 1) | `version`, `model` |
+//! | `process_resident_memory_bytes`, `process_open_fds` | gauge | |
+//! | `process_cpu_seconds_total` | counter | |
+//! | `process_start_time_seconds` | gauge | |
+//!
+//! The `process_*` metrics are read from `/proc` at each render; one that
+//! cannot be read is left out of that scrape rather than reported as 0.
+
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reactor_rpc_core::metrics::{Metrics, Readings, DURATION_BUCKETS};
+use reactor_rpc_core::session::Exposition;
+use reactor_rpc_core::Service;
+
+use crate::procfs::ProcessStats;
+
+/// How long a rendered page is served before the next scrape renders anew.
+/// Prometheus scrapes every 15 s or so; a page a second old is as good, and
+/// a hundred scrapers that pipeline requests cost one render a second, not
+/// one per request.
+pub const PAGE_TTL: Duration = Duration::from_secs(1);
+
+/// The metrics page of a server, rendered at most once per [`PAGE_TTL`] and
+/// shared (the same [`Bytes`]) by every scrape within it: the
+/// [`Exposition`] a server's metrics port serves.
+pub struct Scrapes {
+    service: Arc<Service>,
+    page: Mutex<Option<(Instant, Bytes)>>,
+}
+
+impl Scrapes {
+    /// The exposition of `service`'s counters and readings.
+    pub fn new(service: Arc<Service>) -> Scrapes {
+        Scrapes {
+            service,
+            page: Mutex::new(None),
+        }
+    }
+
+    /// Renders the page now, whatever the cache holds.
+    pub fn render_now(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        render(
+            self.service.metrics(),
+            &self.service.readings(),
+            &ProcessStats::read(),
+            &mut out,
+        );
+        out
+    }
+}
+
+impl Exposition for Scrapes {
+    fn page(&self) -> Bytes {
+        let now = Instant::now();
+        let mut page = self.page.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*page {
+            Some((at, bytes)) if now.duration_since(*at) < PAGE_TTL => bytes.clone(),
+            _ => {
+                let bytes = Bytes::from(self.render_now());
+                *page = Some((now, bytes.clone()));
+                bytes
+            }
+        }
+    }
+}
+
+/// Appends the whole exposition to `out`: the counters of `metrics`, the
+/// gauges in `r`, and this process's figures (`process`, from
+/// [`ProcessStats::read`](crate::procfs::ProcessStats::read)).
+pub fn render(metrics: &Metrics, r: &Readings<'_>, process: &ProcessStats, out: &mut String) {
+    let mut w = Writer { out };
+    render_requests(metrics, &mut w);
+    render_durations(metrics, &mut w);
+
+    w.single(
+        "reactor_rpc_connections",
+        "Connections open now.",
+        "gauge",
+        r.connections,
+    );
+    w.single(
+        "reactor_rpc_connections_total",
+        "Connections accepted since start.",
+        "counter",
+        r.connections_total,
+    );
+    w.single(
+        "reactor_rpc_connections_rejected_total",
+        "Connections refused at the connection limit (--max-conns).",
+        "counter",
+        r.connections_rejected,
+    );
+    w.single(
+        "reactor_rpc_bytes_received_total",
+        "Bytes read from RPC clients.",
+        "counter",
+        metrics.bytes_received(),
+    );
+    w.single(
+        "reactor_rpc_bytes_sent_total",
+        "Bytes written to RPC clients.",
+        "counter",
+        metrics.bytes_sent(),
+    );
+    w.single(
+        "reactor_rpc_keys",
+        "Keys in the cache (expired keys not yet swept included).",
+        "gauge",
+        r.keys,
+    );
+    w.header(
+        "reactor_rpc_jobs",
+        "Heavy requests handed to worker threads, by state.",
+        "gauge",
+    );
+    for (state, value) in [
+        ("queued", r.jobs_queued),
+        ("running", r.jobs_running),
+        ("completed", r.jobs_completed),
+    ] {
+        w.sample("reactor_rpc_jobs", &[("state", state)], value);
+    }
+    w.single(
+        "reactor_rpc_used_memory_bytes",
+        "Bytes the cache accounts for (keys, values, overhead).",
+        "gauge",
+        r.used_memory_bytes,
+    );
+    w.single(
+        "reactor_rpc_evicted_keys_total",
+        "Keys evicted to stay within the memory limit.",
+        "counter",
+        r.evicted_keys_total,
+    );
+    w.single(
+        "reactor_rpc_expired_keys_total",
+        "Keys removed because their TTL passed.",
+        "counter",
+        r.expired_keys_total,
+    );
+    w.header(
+        "reactor_rpc_build_info",
+        "Always 1; the labels say which build and server model this is.",
+        "gauge",
+    );
+    w.sample(
+        "reactor_rpc_build_info",
+        &[("version", env!("CARGO_PKG_VERSION")), ("model", r.model)],
+        1u64,
+    );
+
+    if let Some(v) = process.resident_memory_bytes {
+        w.single(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            "gauge",
+            v,
+        );
+    }
+    if let Some(v) = process.cpu_seconds {
+        w.single(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            "counter",
+            Float(v),
+        );
+    }
+    if let Some(v) = process.open_fds {
+        w.single(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            "gauge",
+            v,
+        );
+    }
+    if let Some(v) = process.start_time_seconds {
+        w.single(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            "gauge",
+            Float(v),
+        );
+    }
+}
+
+fn render_requests(metrics: &Metrics, w: &mut Writer<'_>) {
+    const NAME: &str = "reactor_rpc_requests_total";
+    w.header(
+        NAME,
+        "Requests answered, by method and outcome (ok or the error code).",
+        "counter",
+    );
+    let last_method = metrics.methods().len() - 1;
+    for (m, method) in metrics.methods().enumerate() {
+        for (c, code) in metrics.codes().enumerate() {
+            let value = metrics.requests(metrics.method_at(m), metrics.code_at(c));
+            // Every named method has its `ok` series from the start, so
+            // rate() works at once; the rest appear when first counted.
+            if value == 0 && (c != 0 || m == last_method) {
+                continue;
+            }
+            w.sample(NAME, &[("method", method), ("code", code)], value);
+        }
+    }
+}
+
+fn render_durations(metrics: &Metrics, w: &mut Writer<'_>) {
+    const NAME: &str = "reactor_rpc_request_duration_seconds";
+    w.header(
+        NAME,
+        "Time from a request's complete frame to its response being queued.",
+        "histogram",
+    );
+    let last_method = metrics.methods().len() - 1;
+    for (m, method) in metrics.methods().enumerate() {
+        let (counts, sum_ns) = metrics.histogram(metrics.method_at(m));
+        let count: u64 = counts.iter().sum();
+        if count == 0 && m == last_method {
+            continue;
+        }
+        let mut cumulative = 0u64;
+        for (i, n) in counts.iter().enumerate() {
+            cumulative += n;
+            let le = match DURATION_BUCKETS.get(i) {
+                Some(le) => LeLabel::Bound(*le),
+                None => LeLabel::Inf,
+            };
+            w.bucket(NAME, method, le, cumulative);
+        }
+        w.suffixed(
+            NAME,
+            "_sum",
+            &[("method", method)],
+            Float(sum_ns as f64 / 1e9),
+        );
+        w.suffixed(NAME, "_count", &[("method", method)], count);
+    }
+}
+
+/// An `f64` sample value as Prometheus spells it (`+Inf`, `-Inf`, `NaN`).
+struct Float(f64);
+
+impl fmt::Display for Float {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            f.write_str("NaN")
+        } else if v == f64::INFINITY {
+            f.write_str("+Inf")
+        } else if v == f64::NEG_INFINITY {
+            f.write_str("-Inf")
+        } else {
+            write!(f, "{v}")
+        }
+    }
+}
+
+enum LeLabel {
+    Bound(f64),
+    Inf,
+}
+
+/// Writes exposition lines into a `String` (writing to a `String` cannot fail).
+struct Writer<'a> {
+    out: &'a mut String,
+}
+
+impl Writer<'_> {
+    fn header(&mut self, name: &str, help: &str, kind: &str) {
+        self.out.push_str("# HELP ");
+        self.out.push_str(name);
+        self.out.push(' ');
+        escape_help(self.out, help);
+        self.out.push_str("\n# TYPE ");
+        self.out.push_str(name);
+        self.out.push(' ');
+        self.out.push_str(kind);
+        self.out.push('\n');
+    }
+
+    fn single(&mut self, name: &str, help: &str, kind: &str, value: impl fmt::Display) {
+        self.header(name, help, kind);
+        self.sample(name, &[], value);
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl fmt::Display) {
+        self.suffixed(name, "", labels, value);
+    }
+
+    fn suffixed(
+        &mut self,
+        name: &str,
+        suffix: &str,
+        labels: &[(&str, &str)],
+        value: impl fmt::Display,
+    ) {
+        self.out.push_str(name);
+        self.out.push_str(suffix);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (label, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(label);
+                self.out.push_str("=\"");
+                escape_label_value(self.out, v);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    fn bucket(&mut self, name: &str, method: &str, le: LeLabel, cumulative: u64) {
+        self.out.push_str(name);
+        self.out.push_str("_bucket{method=\"");
+        escape_label_value(self.out, method);
+        let _ = match le {
+            LeLabel::Bound(b) => writeln!(self.out, "\",le=\"{b}\"}} {cumulative}"),
+            LeLabel::Inf => writeln!(self.out, "\",le=\"+Inf\"}} {cumulative}"),
+        };
+    }
+}
+
+/// Label values escape backslash, double quote and line feed.
+pub fn escape_label_value(out: &mut String, value: &str) {
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// `# HELP` text escapes backslash and line feed.
+fn escape_help(out: &mut String, help: &str) {
+    for ch in help.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reactor_rpc_core::metrics::CodeId;
+    use reactor_rpc_protocol::ErrorCode;
+
+    fn builtin() -> Metrics {
+        Metrics::new(&[
+            "ping", "fib", "set", "get", "del", "exists", "incr", "expire", "ttl", "stats",
+        ])
+    }
+
+    fn readings() -> Readings<'static> {
+        Readings {
+            model: "reactor",
+            connections: 3,
+            connections_total: 10,
+            connections_rejected: 1,
+            keys: 42,
+            jobs_queued: 2,
+            jobs_running: 1,
+            jobs_completed: 7,
+            used_memory_bytes: 4096,
+            evicted_keys_total: 5,
+            expired_keys_total: 6,
+        }
+    }
+
+    fn render(m: &Metrics) -> String {
+        let mut out = String::new();
+        let p = ProcessStats {
+            resident_memory_bytes: Some(1 << 20),
+            cpu_seconds: Some(1.5),
+            open_fds: Some(9),
+            max_fds: Some(1024),
+            start_time_seconds: Some(1_700_000_000.25),
+        };
+        super::render(m, &readings(), &p, &mut out);
+        out
+    }
+
+    #[test]
+    fn renders_counters_and_a_consistent_histogram() {
+        let m = builtin();
+        let ping = m.method_id("ping");
+        m.observe(ping, CodeId::OK, Duration::from_micros(5));
+        m.observe(ping, CodeId::OK, Duration::from_micros(30));
+        m.observe(
+            ping,
+            m.code_id(ErrorCode::BadParams),
+            Duration::from_secs(2),
+        );
+        m.add_bytes_received(100);
+        m.add_bytes_sent(250);
+        let text = render(&m);
+        let expect = [
+            "# HELP reactor_rpc_requests_total Requests answered",
+            "# TYPE reactor_rpc_requests_total counter\n",
+            "reactor_rpc_requests_total{method=\"ping\",code=\"ok\"} 2\n",
+            "reactor_rpc_requests_total{method=\"ping\",code=\"bad_params\"} 1\n",
+            "reactor_rpc_requests_total{method=\"fib\",code=\"ok\"} 0\n",
+            "# TYPE reactor_rpc_request_duration_seconds histogram\n",
+            "reactor_rpc_request_duration_seconds_bucket{method=\"ping\",le=\"0.00001\"} 1\n",
+            "reactor_rpc_request_duration_seconds_bucket{method=\"ping\",le=\"0.000025\"} 1\n",
+            "reactor_rpc_request_duration_seconds_bucket{method=\"ping\",le=\"0.00005\"} 2\n",
+            "reactor_rpc_request_duration_seconds_bucket{method=\"ping\",le=\"1\"} 2\n",
+            "reactor_rpc_request_duration_seconds_bucket{method=\"ping\",le=\"+Inf\"} 3\n",
+            "reactor_rpc_request_duration_seconds_sum{method=\"ping\"} 2.000035\n",
+            "reactor_rpc_request_duration_seconds_count{method=\"ping\"} 3\n",
+            "reactor_rpc_request_duration_seconds_count{method=\"stats\"} 0\n",
+            "# TYPE reactor_rpc_connections gauge\nreactor_rpc_connections 3\n",
+            "reactor_rpc_connections_total 10\n",
+            "reactor_rpc_connections_rejected_total 1\n",
+            "reactor_rpc_bytes_received_total 100\n",
+            "reactor_rpc_bytes_sent_total 250\n",
+            "reactor_rpc_keys 42\n",
+            "# TYPE reactor_rpc_jobs gauge\n",
+            "reactor_rpc_jobs{state=\"queued\"} 2\n",
+            "reactor_rpc_jobs{state=\"running\"} 1\n",
+            "reactor_rpc_jobs{state=\"completed\"} 7\n",
+            "reactor_rpc_used_memory_bytes 4096\n",
+            "reactor_rpc_evicted_keys_total 5\n",
+            "reactor_rpc_expired_keys_total 6\n",
+            concat!(
+                "reactor_rpc_build_info{version=\"",
+                env!("CARGO_PKG_VERSION"),
+                "\",model=\"reactor\"} 1\n"
+            ),
+            "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 1048576\n",
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\n",
+            "process_open_fds 9\n",
+            "process_start_time_seconds 1700000000.25\n",
+        ];
+        for e in expect {
+            assert!(text.contains(e), "missing {e:?} in\n{text}");
+        }
+        // The unused `other` method gets no series.
+        assert!(!text.contains("method=\"other\""));
+        assert!(text.ends_with('\n'));
+        check_exposition_syntax(&text);
+    }
+
+    #[test]
+    fn missing_process_figures_are_left_out() {
+        let m = builtin();
+        let mut out = String::new();
+        super::render(&m, &readings(), &ProcessStats::default(), &mut out);
+        assert!(!out.contains("process_"));
+        check_exposition_syntax(&out);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new(&["we\"ird\\na\nme"]);
+        let mut out = String::new();
+        let r = Readings {
+            model: "a\"b",
+            ..Readings::default()
+        };
+        super::render(&m, &r, &ProcessStats::default(), &mut out);
+        assert!(out.contains(r#"{method="we\"ird\\na\nme",code="ok"} 0"#));
+        assert!(out.contains(r#"model="a\"b"} 1"#));
+        let mut help = String::new();
+        escape_help(&mut help, "a\\b\nc\"");
+        assert_eq!(help, "a\\\\b\\nc\"");
+        check_exposition_syntax(&out);
+    }
+
+    #[test]
+    fn floats_use_prometheus_spellings() {
+        assert_eq!(Float(f64::INFINITY).to_string(), "+Inf");
+        assert_eq!(Float(f64::NEG_INFINITY).to_string(), "-Inf");
+        assert_eq!(Float(f64::NAN).to_string(), "NaN");
+        assert_eq!(Float(0.25).to_string(), "0.25");
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let p = ProcessStats::read();
+        assert!(p.resident_memory_bytes.is_some_and(|v| v > 0), "{p:?}");
+        assert!(p.open_fds.is_some_and(|v| v >= 3), "{p:?}");
+        assert!(p.cpu_seconds.is_some(), "{p:?}");
+        let start = p.start_time_seconds.expect("start time");
+        let now = crate::unix_ms_now() as f64 / 1000.0;
+        // Started within the last day, and not in the future (1 s of slack
+        // for tick rounding).
+        assert!(
+            start <= now + 1.0 && start > now - 86_400.0,
+            "{start} vs {now}"
+        );
+    }
+
+    /// Checks every line against the text format's grammar (a subset: what
+    /// this renderer can produce), and that each family's samples follow its
+    /// `# TYPE` line without interleaving.
+    fn check_exposition_syntax(text: &str) {
+        let mut families: Vec<String> = Vec::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or("");
+                assert!(!families.iter().any(|f| f == name), "{name} twice");
+                families.push(name.to_string());
+                current = name.to_string();
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut it = rest.split(' ');
+                assert_eq!(it.next(), Some(current.as_str()));
+                assert!(matches!(it.next(), Some("counter" | "gauge" | "histogram")));
+                continue;
+            }
+            assert!(!line.starts_with('#'), "{line}");
+            let name_end = line.find(['{', ' ']).expect("name");
+            let name = &line[..name_end];
+            assert!(
+                name == current
+                    || name
+                        .strip_prefix(current.as_str())
+                        .is_some_and(|s| ["_bucket", "_sum", "_count"].contains(&s)),
+                "{name} outside its family {current}"
+            );
+            assert!(name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+            let value = line.rsplit(' ').next().expect("value");
+            assert!(
+                value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value),
+                "{line}"
+            );
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! What a server is told at start: the model, the address, and the limits.
+//!
+//! A leaf module: the server models import it, and it imports none of them,
+//! so a model never depends on another (only `server.rs` knows them all).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reactor_rpc_core::service::ServerInfo;
+use reactor_rpc_core::Role;
+use reactor_rpc_protocol::DEFAULT_MAX_FRAME;
+
+/// Which I/O model serves the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Model {
+    /// One thread, one mio `Poll`, every connection multiplexed on it.
+    Reactor,
+    /// A thread per connection (the seed's model).
+    Threaded,
+    /// A fixed pool of threads, each serving one connection at a time.
+    Pool,
+    /// A task per connection on tokio's current_thread runtime (one thread, like the reactor).
+    #[cfg(feature = "tokio-model")]
+    Tokio,
+    /// A task per connection on tokio's multi_thread runtime (a worker thread per CPU).
+    #[cfg(feature = "tokio-model")]
+    TokioMt,
+}
+
+impl Model {
+    /// Every model, in the order the benchmarks and tests list them.
+    #[cfg(not(feature = "tokio-model"))]
+    pub const ALL: [Model; 3] = [Model::Reactor, Model::Threaded, Model::Pool];
+
+    /// Every model, in the order the benchmarks and tests list them.
+    #[cfg(feature = "tokio-model")]
+    pub const ALL: [Model; 5] = [
+        Model::Reactor,
+        Model::Threaded,
+        Model::Pool,
+        Model::Tokio,
+        Model::TokioMt,
+    ];
+
+    /// The model's name on the command line and in logs (`reactor`, `threaded`, `pool`,
+    /// `tokio`, `tokio-mt`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Reactor => "reactor",
+            Model::Threaded => "threaded",
+            Model::Pool => "pool",
+            #[cfg(feature = "tokio-model")]
+            Model::Tokio => "tokio",
+            #[cfg(feature = "tokio-model")]
+            Model::TokioMt => "tokio-mt",
+        }
+    }
+
+    /// Whether the model runs heavy requests off its I/O threads (`--workers`, `--no-offload`).
+    fn offloads(self) -> bool {
+        match self {
+            Model::Reactor => true,
+            Model::Threaded | Model::Pool => false,
+            #[cfg(feature = "tokio-model")]
+            Model::Tokio | Model::TokioMt => true,
+        }
+    }
+}
+
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error of parsing an unknown model name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownModel(pub String);
+
+impl fmt::Display for UnknownModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = Model::ALL.iter().map(|m| m.name()).collect();
+        write!(
+            f,
+            "unknown model {:?} (expected one of: {})",
+            self.0,
+            names.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownModel {}
+
+impl FromStr for Model {
+    type Err = UnknownModel;
+
+    fn from_str(s: &str) -> Result<Model, UnknownModel> {
+        Model::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| UnknownModel(s.to_string()))
+    }
+}
+
+/// Limits that protect the server from its clients (see PROTOCOL.md).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest request body; a larger length prefix gets `frame_too_large` and a close.
+    pub max_frame: u32,
+    /// Connections served at once; one more gets `overloaded` and a close.
+    pub max_conns: usize,
+    /// Close a connection that sends nothing for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Pending output per connection above which its input is no longer read.
+    pub max_output: usize,
+    /// A frame whose first byte arrived must be complete within this, or the
+    /// connection is closed ("frame timeout"): dribbling bytes into a frame
+    /// does not keep a connection alive.
+    pub frame_timeout: Duration,
+    /// Connections one IP address may hold at once; one more gets
+    /// `overloaded` and a close (0: no limit).
+    pub max_conns_per_ip: usize,
+    /// Pending output of all connections together above which the reactor
+    /// and the tokio models stop adding output: a connection holding output
+    /// decodes at most one response more until the total drains below it.
+    /// The threaded models have no total (a thread blocks on its own write).
+    pub max_output_total: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frame: DEFAULT_MAX_FRAME,
+            max_conns: 10_000,
+            idle_timeout: Some(Duration::from_secs(300)),
+            max_output: 4 << 20,
+            frame_timeout: Duration::from_secs(30),
+            max_conns_per_ip: 0,
+            max_output_total: 256 << 20,
+        }
+    }
+}
+
+/// Everything a server needs to start. Build it from [`Config::default`] and
+/// change the fields you need:
+///
+/// ```
+/// use reactor_rpc_server::{Config, Model};
+/// let mut config = Config::default();
+/// config.addr = "127.0.0.1:0".parse().unwrap();
+/// config.model = Model::Threaded;
+/// config.limits.max_conns = 100;
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// Which I/O model serves the connections.
+    pub model: Model,
+    /// Limits on what clients can make the server do.
+    pub limits: Limits,
+    /// Threads in the `pool` model.
+    pub pool_size: usize,
+    /// Worker threads for heavy requests in the `reactor` model.
+    pub workers: usize,
+    /// Whether the reactor runs heavy requests on its workers (`--no-offload` clears it).
+    pub offload: bool,
+    /// Whether to stop on SIGINT and SIGTERM (the binary sets it; tests use a
+    /// [`ShutdownHandle`](crate::ShutdownHandle)).
+    pub signals: bool,
+    /// How long a shutdown may spend delivering responses already produced.
+    pub shutdown_grace: Duration,
+    /// A second port speaking the Redis protocol (RESP) on the same cache.
+    pub resp_addr: Option<SocketAddr>,
+    /// A port serving `GET /metrics` (Prometheus text format).
+    pub metrics_addr: Option<SocketAddr>,
+    /// What the binary wants done on SIGHUP and when a shutdown begins.
+    pub hooks: Hooks,
+}
+
+/// A callback a server makes on an event of its life.
+pub type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// Callbacks for events of a server's life, so that the binary can reopen
+/// its log file on SIGHUP or tell systemd it is stopping, without the models
+/// knowing about either.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct Hooks {
+    /// Called on SIGHUP (when `signals` is set), which never stops the server.
+    pub on_hangup: Option<Hook>,
+    /// Called once, when a graceful shutdown begins.
+    pub on_shutdown: Option<Hook>,
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("on_hangup", &self.on_hangup.is_some())
+            .field("on_shutdown", &self.on_shutdown.is_some())
+            .finish()
+    }
+}
+
+impl Hooks {
+    /// Runs `on_hangup`, if any.
+    pub(crate) fn hangup(&self) {
+        if let Some(hook) = &self.on_hangup {
+            hook();
+        }
+    }
+
+    /// Runs `on_shutdown`, if any.
+    pub(crate) fn shutdown(&self) {
+        if let Some(hook) = &self.on_shutdown {
+            hook();
+        }
+    }
+}
+
+/// CPUs available to this process.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            model: Model::Reactor,
+            limits: Limits::default(),
+            pool_size: 4 * cpus(),
+            workers: cpus(),
+            offload: true,
+            signals: false,
+            shutdown_grace: Duration::from_secs(5),
+            resp_addr: None,
+            metrics_addr: None,
+            hooks: Hooks::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The address configured for `role`'s listener, if it has one.
+    pub fn addr_of(&self, role: Role) -> Option<SocketAddr> {
+        match role {
+            Role::Rpc => Some(self.addr),
+            Role::Resp => self.resp_addr,
+            Role::Metrics => self.metrics_addr,
+        }
+    }
+
+    /// What `stats` reports about the server (model, limits, threads).
+    pub(crate) fn server_info(&self) -> ServerInfo {
+        let l = &self.limits;
+        let mut info = ServerInfo::default();
+        info.model = self.model.name();
+        info.max_frame = l.max_frame;
+        info.max_conns = l.max_conns;
+        info.idle_timeout_s = l.idle_timeout.map_or(0, |d| d.as_secs());
+        info.max_output = l.max_output;
+        info.frame_timeout_s = l.frame_timeout.as_secs();
+        info.max_conns_per_ip = l.max_conns_per_ip;
+        info.max_output_total =
+            (!matches!(self.model, Model::Threaded | Model::Pool)).then_some(l.max_output_total);
+        info.pool_size = (self.model == Model::Pool).then_some(self.pool_size);
+        info.workers = self
+            .model
+            .offloads()
+            .then_some(if self.offload { self.workers } else { 0 });
+        info
+    }
+}

@@ -1,0 +1,160 @@
+//! One front door for every server model: bind, run, shut down.
+//!
+//! The binary, the tests and the benchmarks start servers only through
+//! [`Server`], so a model is chosen by a value ([`Model`]), never by code.
+//! This is the only module that knows every model.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reactor_rpc_core::session::{Exposition, Role};
+use reactor_rpc_core::Service;
+use reactor_rpc_ops::exposition::Scrapes;
+use reactor_rpc_ops::systemd::Inherited;
+
+use crate::config::{Config, Model};
+use crate::net::Listeners;
+use crate::shutdown::ShutdownHandle;
+use crate::{reactor, threaded};
+
+/// The core crate's objects a model hands every connection: the service
+/// (methods, commands, cache, counters) and the exposition its metrics port
+/// serves.
+#[derive(Clone)]
+pub(crate) struct Core {
+    pub service: Arc<Service>,
+    pub exposition: Arc<dyn Exposition>,
+}
+
+impl Core {
+    /// What a session needs to answer a request, with these limits.
+    pub fn env(
+        &self,
+        opts: reactor_rpc_core::session::Options,
+    ) -> reactor_rpc_core::session::Env<'_> {
+        reactor_rpc_core::session::Env {
+            service: &self.service,
+            exposition: &*self.exposition,
+            opts,
+        }
+    }
+}
+
+enum Inner {
+    Reactor(Box<reactor::Reactor>),
+    Threaded(threaded::Threaded),
+    #[cfg(feature = "tokio-model")]
+    Tokio(Box<crate::tokio_model::TokioServer>),
+}
+
+/// A bound server, ready to [`Server::run`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use reactor_rpc_client::Client;
+/// use reactor_rpc_core::Service;
+/// use reactor_rpc_server::{Config, Server};
+///
+/// let mut config = Config::default();
+/// config.addr = "127.0.0.1:0".parse().unwrap(); // any free port
+/// let server = Server::bind(config, Arc::new(Service::new())).unwrap();
+/// let addr = server.local_addr();
+/// let stop = server.shutdown_handle();
+/// let running = std::thread::spawn(move || server.run());
+///
+/// let mut client = Client::connect(addr).unwrap();
+/// assert_eq!(client.call("ping", "hi").unwrap(), "hi");
+///
+/// stop.shutdown();
+/// running.join().unwrap().unwrap();
+/// ```
+pub struct Server {
+    inner: Inner,
+    /// Where each listener listens.
+    addrs: Vec<(Role, SocketAddr)>,
+}
+
+impl Server {
+    /// Binds the listening sockets (the JSON RPC port, and the RESP and
+    /// metrics ports when configured); the ports are known from here on.
+    pub fn bind(config: Config, service: Arc<Service>) -> io::Result<Server> {
+        Server::bind_with(config, service, Inherited::default())
+    }
+
+    /// Like [`Server::bind`], serving the `inherited` listening sockets
+    /// (systemd socket activation, say) instead of binding those roles.
+    pub fn bind_with(
+        config: Config,
+        service: Arc<Service>,
+        inherited: Inherited,
+    ) -> io::Result<Server> {
+        service.stats().set_server_info(config.server_info());
+        let listeners = Listeners::open(&config, inherited)?;
+        let addrs = listeners.addrs()?;
+        crate::net::log_listening(&addrs, config.model.name());
+        let exposition: Arc<dyn Exposition> = Arc::new(Scrapes::new(service.clone()));
+        let core = Core {
+            service,
+            exposition,
+        };
+        let inner = match config.model {
+            Model::Reactor => {
+                Inner::Reactor(Box::new(reactor::Reactor::bind(config, core, listeners)?))
+            }
+            Model::Threaded | Model::Pool => {
+                Inner::Threaded(threaded::Threaded::bind(config, core, listeners)?)
+            }
+            #[cfg(feature = "tokio-model")]
+            Model::Tokio | Model::TokioMt => Inner::Tokio(Box::new(
+                crate::tokio_model::TokioServer::bind(config, core, listeners)?,
+            )),
+        };
+        Ok(Server { inner, addrs })
+    }
+
+    /// The address of `role`'s listener (the real port when asked for port
+    /// 0), if the server has one.
+    pub fn addr(&self, role: Role) -> Option<SocketAddr> {
+        self.addrs
+            .iter()
+            .find_map(|&(r, addr)| (r == role).then_some(addr))
+    }
+
+    /// The JSON RPC port's address (the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        // Listeners::open always opens the JSON RPC port.
+        self.addr(Role::Rpc)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The RESP port's address, with `--resp-addr`.
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        self.addr(Role::Resp)
+    }
+
+    /// The metrics port's address, with `--metrics-addr`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.addr(Role::Metrics)
+    }
+
+    /// A handle to stop the server from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        match &self.inner {
+            Inner::Reactor(r) => r.shutdown_handle(),
+            Inner::Threaded(t) => t.shutdown_handle(),
+            #[cfg(feature = "tokio-model")]
+            Inner::Tokio(t) => t.shutdown_handle(),
+        }
+    }
+
+    /// Serves until shut down; returns once every connection is closed.
+    pub fn run(self) -> io::Result<()> {
+        match self.inner {
+            Inner::Reactor(r) => r.run(),
+            Inner::Threaded(t) => t.run(),
+            #[cfg(feature = "tokio-model")]
+            Inner::Tokio(t) => t.run(),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The acceptor loop of the threaded models: accept, admit or refuse, and
+//! back off instead of spinning when accepting fails. In `threaded` each
+//! admitted connection gets a new thread; in `pool` the acceptor serves it
+//! itself and accepts again only once it closes.
+
+use std::io;
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Instant;
+
+use log::{debug, error, warn};
+
+use super::registry::Conn;
+use super::{Shared, STACK_SIZE};
+use crate::net::{self, RateLimitedLog, ACCEPT_BACKOFF};
+use reactor_rpc_core::session::{Role, Session};
+
+impl Shared {
+    /// Accepts until stopped; serves each connection, speaking `role`'s
+    /// protocol, right here (`inline`: the pool, the metrics port) or on a
+    /// new thread (`threaded`).
+    pub(super) fn accept_loop(
+        self: &Arc<Self>,
+        listener: &TcpListener,
+        role: Role,
+        port: u16,
+        inline: bool,
+    ) {
+        loop {
+            self.lock().in_accept[role as usize] += 1;
+            let accepted = listener.accept();
+            let stopping = {
+                let mut live = self.lock();
+                live.in_accept[role as usize] -= 1;
+                live.stopping
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                // Stopping, the listener is non-blocking: the backlog is empty.
+                Err(e) if stopping && e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if net::transient_accept_error(&e) => continue,
+                Err(e) if stopping => {
+                    debug!("accept failed during shutdown: {e}");
+                    return;
+                }
+                Err(e) => {
+                    self.back_off("accept failed", &e);
+                    continue;
+                }
+            };
+            // Accepted from a non-blocking listener: some systems pass the flag on.
+            if stopping && stream.set_nonblocking(false).is_err() {
+                continue;
+            }
+            if let Some(conn) = self.admit(stream, peer, role) {
+                self.start_serving(conn, Session::new(role, port), inline);
+            }
+        }
+    }
+
+    /// Serves a connection right here (`inline`) or on a new thread.
+    fn start_serving(&self, conn: Conn, session: Session, inline: bool) {
+        if inline {
+            let peer = conn.peer;
+            // A bug in a method must not cost the pool a thread for good.
+            if panic::catch_unwind(AssertUnwindSafe(|| conn.serve(session))).is_err() {
+                error!("{peer}: connection handler panicked");
+            }
+            return;
+        }
+        let spawned = thread::Builder::new()
+            .name(format!("conn-{}", conn.id))
+            .stack_size(STACK_SIZE)
+            .spawn(move || conn.serve(session));
+        if let Err(e) = spawned {
+            // The closure, and with it the connection, is dropped: closed.
+            self.back_off("cannot start a connection thread", &e);
+        }
+    }
+
+    /// Out of descriptors, threads or memory (or something unexpected): log at
+    /// most once a second and pause accepting, so the acceptor never spins
+    /// while the clients already connected go on being served.
+    fn back_off(&self, what: &str, e: &io::Error) {
+        if let Some(held) = allow(&self.accept_log) {
+            let why = if net::out_of_descriptors(e) {
+                "out of descriptors: "
+            } else {
+                ""
+            };
+            warn!("{what} ({why}{e}); pausing accepts for {ACCEPT_BACKOFF:?} ({held} more since last report)");
+        }
+        self.sleep_unless_stopped(ACCEPT_BACKOFF);
+    }
+
+    /// Registers a new connection, or refuses it with `overloaded` beyond `max_conns`.
+    fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, role: Role) -> Option<Conn> {
+        match self.register(stream, peer) {
+            Ok(conn) => Some(conn),
+            Err((stream, why)) => {
+                self.refuse(stream, peer, why, role);
+                None
+            }
+        }
+    }
+
+    /// Answers one `overloaded` error and closes, without ever blocking the acceptor.
+    fn refuse(&self, mut stream: TcpStream, peer: SocketAddr, why: net::Refusal, role: Role) {
+        self.core.service.stats().connection_rejected();
+        if let Some(held) = allow(&self.refused_log) {
+            warn!("refused {peer}: {why} ({held} more refused since last report)");
+        }
+        // A lingering close on a short-lived thread of its own, so a client
+        // still sending its request reads the frame rather than a reset; past
+        // MAX_REFUSALS at once (or without a thread), a best-effort turn-away.
+        let frame = why.response(role);
+        let lingering = Arc::clone(&self.refusals);
+        if lingering.fetch_add(1, Ordering::AcqRel) < MAX_REFUSALS {
+            let spawned = thread::Builder::new()
+                .name("refused".into())
+                .stack_size(STACK_SIZE)
+                .spawn(move || {
+                    let _ = stream.set_write_timeout(Some(net::LINGER));
+                    if stream.write_all(&frame).is_ok() {
+                        super::connection::linger(&mut stream);
+                    }
+                    lingering.fetch_sub(1, Ordering::AcqRel);
+                });
+            if spawned.is_ok() {
+                return;
+            }
+            self.refusals.fetch_sub(1, Ordering::AcqRel);
+            return; // the stream went with the closure: closed
+        }
+        self.refusals.fetch_sub(1, Ordering::AcqRel);
+        if stream.set_nonblocking(true).is_ok() {
+            net::turn_away(&mut stream, &frame, |s| s.shutdown(Shutdown::Write));
+        }
+    }
+}
+
+/// Refused connections lingering on their own threads at once.
+const MAX_REFUSALS: usize = 64;
+
+/// Counts a running acceptor for the shutdown, even if it ends by a panic.
+pub(super) struct AcceptorAlive(pub(super) Arc<Shared>);
+
+impl AcceptorAlive {
+    pub(super) fn new(shared: Arc<Shared>) -> AcceptorAlive {
+        shared.lock().acceptors += 1;
+        AcceptorAlive(shared)
+    }
+}
+
+impl Drop for AcceptorAlive {
+    fn drop(&mut self) {
+        self.0.lock().acceptors -= 1;
+        self.0.drained.notify_all();
+    }
+}
+
+fn allow(log: &Mutex<RateLimitedLog>) -> Option<u64> {
+    log.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(Instant::now())
+}

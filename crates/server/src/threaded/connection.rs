@@ -1,0 +1,190 @@
+//! One client connection served by one blocking thread: the loop both threaded
+//! models share.
+//!
+//! Read into a [`ReadBuffer`], let the connection's [`Session`] (JSON
+//! frames, RESP or metrics HTTP) answer every complete request, write the
+//! responses with one `write_all` per batch, read again. The
+//! socket's read timeout is the idle timeout, so a silent client (or one stuck
+//! halfway through a frame) ends with a timed-out read; its write timeout bounds
+//! how long a client that does not read can keep this thread blocked.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use log::debug;
+
+use reactor_rpc_core::output::Output;
+use reactor_rpc_core::session::{Env, Options, Session, Stop};
+use reactor_rpc_protocol::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
+
+use super::registry::Conn;
+use crate::net::{quickack, CloseReason, LINGER};
+
+impl Conn {
+    /// Serves the connection on this thread until it ends, then drops it
+    /// (which unregisters it and logs why it ended).
+    pub(super) fn serve(mut self, session: Session) {
+        let limits = &self.shared.limits;
+        let timeouts = self
+            .stream
+            .set_read_timeout(limits.idle_timeout)
+            .and_then(|()| self.stream.set_write_timeout(limits.idle_timeout))
+            .and_then(|()| self.stream.set_nodelay(true));
+        if let Err(e) = timeouts {
+            debug!("{}: cannot set socket options: {e}", self.peer);
+            self.why = CloseReason::IoError;
+            return;
+        }
+        let opt = Options {
+            max_frame: limits.max_frame,
+            offload: false,
+            max_output: limits.max_output,
+        };
+        let timeouts = Timeouts {
+            idle: limits.idle_timeout,
+            frame: limits.frame_timeout,
+        };
+        self.why = serve(
+            &mut self.stream,
+            &self.peer,
+            &self.shared.core.env(opt),
+            session,
+            timeouts,
+        );
+    }
+}
+
+/// The read timeouts of a connection: between frames the idle timeout, inside
+/// a frame whichever ends first, the idle timeout or what is left of the frame's.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    pub idle: Option<Duration>,
+    pub frame: Duration,
+}
+
+/// Whether the input holds part of a frame, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Every byte read so far belongs to an answered frame.
+    Between,
+    /// A frame's first byte arrived with the read at this moment.
+    Partial(Instant),
+}
+
+/// Serves `stream` until the peer closes, an I/O error or timeout, or a frame
+/// over the limit, and says why it ended (for the `bye` log line). Every
+/// complete frame received before the peer's EOF is answered, so a client that
+/// half-closes its write side gets all responses.
+pub(super) fn serve(
+    stream: &mut TcpStream,
+    peer: &SocketAddr,
+    env: &Env<'_>,
+    mut session: Session,
+    timeouts: Timeouts,
+) -> CloseReason {
+    let mut input = ReadBuffer::new();
+    let mut out = Output::new();
+    let mut framing = Framing::Between;
+    // What the socket's read timeout was last set for (the caller set the idle one).
+    let mut timeout_for = Framing::Between;
+    loop {
+        let missing = loop {
+            let progress = session.process(env, peer, input.readable(), &mut out);
+            input.consume(progress.consumed);
+            framing = match framing {
+                _ if input.is_empty() => Framing::Between,
+                Framing::Partial(since) if progress.consumed == 0 => Framing::Partial(since),
+                _ => Framing::Partial(Instant::now()),
+            };
+            if !out.is_empty() {
+                // A spliced value is written from the cache's bytes, after the
+                // owned bytes before it: no copy, one write each.
+                for chunk in out.chunks() {
+                    if let Err(e) = stream.write_all(chunk) {
+                        return ended(peer, CloseReason::OutputNotRead, "write", e);
+                    }
+                }
+                out.clear();
+            }
+            match progress.stop {
+                // Written: go on with the frames already buffered before reading more.
+                Stop::OutputFull => {}
+                Stop::NeedMore { needed } => break needed.saturating_sub(input.readable().len()),
+                Stop::Close(why) => {
+                    linger(stream);
+                    return why;
+                }
+                Stop::Offload { .. } => unreachable!("threaded models never offload"),
+            }
+        };
+        if !input.is_empty() {
+            // Half a request: don't let a delayed ACK hold its rest.
+            quickack(stream);
+        }
+        // Idle between frames: give back what a large frame or response grew.
+        input.release_if_large();
+        if out.capacity() > KEEP_IDLE {
+            out = Output::new();
+        }
+        // Inside a frame, the read waits no longer than the frame has left;
+        // the timeout is set (a syscall) once per frame that spans reads, and
+        // again between frames. Time left only shrinks within a frame, so the
+        // check above ends it once a read returns past its deadline.
+        let (wanted, timed_out) = match framing {
+            Framing::Between => (timeouts.idle, CloseReason::IdleTimeout),
+            Framing::Partial(since) => {
+                let left = timeouts.frame.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    return CloseReason::FrameTimeout;
+                }
+                match timeouts.idle {
+                    Some(idle) if idle < left => (Some(idle), CloseReason::IdleTimeout),
+                    _ => (Some(left), CloseReason::FrameTimeout),
+                }
+            }
+        };
+        if timeout_for != framing {
+            if let Err(e) = stream.set_read_timeout(wanted) {
+                return ended(peer, timed_out, "set_read_timeout", e);
+            }
+            timeout_for = framing;
+        }
+        match input.read_from(stream, missing.max(READ_CHUNK)) {
+            Ok((0, _)) => return CloseReason::Bye,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return ended(peer, timed_out, "read", e),
+        }
+    }
+}
+
+/// The reason for a failed read or write: a socket timeout has its own name
+/// (`timed_out`), anything else (a reset, say) is an I/O error logged at debug.
+fn ended(peer: &SocketAddr, timed_out: CloseReason, op: &str, e: io::Error) -> CloseReason {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        return timed_out;
+    }
+    debug!("{peer}: {op} failed: {e}");
+    CloseReason::IoError
+}
+
+/// Sends FIN after what was written, then discards input for a bounded time.
+pub(super) fn linger(stream: &mut TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() || stream.set_read_timeout(Some(LINGER)).is_err() {
+        return;
+    }
+    let start = Instant::now();
+    let mut sink = [0u8; 8192];
+    while start.elapsed() < LINGER {
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The system tests: one binary, a module per suite, so that the shared
+//! harness (`support/`) and the library compile and link once.
+//!
+//! Every suite drives real sockets on 127.0.0.1 and port 0 and waits on
+//! events with deadlines, never on fixed sleeps. `model_tests!` (in
+//! `support`) runs a list of tests once per server model. Run one suite with
+//! `cargo test --test tests SUITE::`, e.g. `cargo test --test tests conformance::`.
+//! Two suites stay binaries of their own because they measure the whole
+//! process: `alloc_count` (a counting global allocator) and `cache_memory`
+//! (the process's resident memory).
+
+#[macro_use]
+mod support;
+mod bench_harness;
+mod cache_eviction;
+mod cache_expiry;
+mod cache_json;
+mod cli;
+mod cluster;
+mod codec_props;
+mod conformance;
+mod daemon;
+mod dispatch_props;
+mod hostile;
+mod json_scan;
+mod memory_bounds;
+mod metrics_scrape;
+mod minimal_reactor;
+mod offload;
+mod ops_metrics;
+mod ops_pidfile;
+mod ops_snapshot;
+mod ops_systemd;
+mod process;
+mod resp_clients;
+mod resp_commands;
+mod resp_props;
+mod shared_output;
+mod slow_clients;
+mod snapshot_daemon;
+mod soak;
+mod threaded_models;
+mod two_write;
