@@ -99,6 +99,10 @@ pub const DEFAULT_CODES: &[&str] = &[
     "oom",
     "wrong_type",
     "busy",
+    "unauthenticated",
+    "wrong_password",
+    "forbidden",
+    "too_many_attempts",
 ];
 
 /// The label value for a name that is not in the table.

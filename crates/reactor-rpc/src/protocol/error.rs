@@ -34,6 +34,18 @@ pub enum ErrorCode {
     /// The server is already doing that (reserved for `save`: a snapshot is
     /// in progress); try again later.
     Busy,
+    /// Authentication is on and the connection has not authenticated: every
+    /// method but `ping` and `auth` gets this.
+    Unauthenticated,
+    /// `auth` with a user that does not exist or a password that is not
+    /// theirs (one code for both).
+    WrongPassword,
+    /// The user's role does not allow the method (a `read` user calling
+    /// `set`, a `write` user calling `save`).
+    Forbidden,
+    /// Too many failed `auth` attempts from this address (10 within 60 s):
+    /// refused for 60 s without the password being checked.
+    TooManyAttempts,
 }
 
 impl ErrorCode {
@@ -50,6 +62,10 @@ impl ErrorCode {
             ErrorCode::Oom => "oom",
             ErrorCode::WrongType => "wrong_type",
             ErrorCode::Busy => "busy",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::WrongPassword => "wrong_password",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
         }
     }
 
@@ -66,6 +82,10 @@ impl ErrorCode {
             "oom" => ErrorCode::Oom,
             "wrong_type" => ErrorCode::WrongType,
             "busy" => ErrorCode::Busy,
+            "unauthenticated" => ErrorCode::Unauthenticated,
+            "wrong_password" => ErrorCode::WrongPassword,
+            "forbidden" => ErrorCode::Forbidden,
+            "too_many_attempts" => ErrorCode::TooManyAttempts,
             _ => return None,
         })
     }
@@ -138,6 +158,10 @@ mod tests {
             ErrorCode::Oom,
             ErrorCode::WrongType,
             ErrorCode::Busy,
+            ErrorCode::Unauthenticated,
+            ErrorCode::WrongPassword,
+            ErrorCode::Forbidden,
+            ErrorCode::TooManyAttempts,
         ];
         for code in all {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
@@ -145,6 +169,8 @@ mod tests {
         assert_eq!(ErrorCode::Oom.as_str(), "oom");
         assert_eq!(ErrorCode::WrongType.as_str(), "wrong_type");
         assert_eq!(ErrorCode::Busy.as_str(), "busy");
+        assert_eq!(ErrorCode::WrongPassword.as_str(), "wrong_password");
+        assert_eq!(ErrorCode::TooManyAttempts.as_str(), "too_many_attempts");
         assert_eq!(ErrorCode::parse("from_the_future"), None);
     }
 }
