@@ -8,18 +8,21 @@
 //!   snapshot  the cache's crash-safe snapshot file: writer, loader, move-aside
 //!   persist   a live cache's snapshots: load, save (method, periodic, shutdown)
 //!   pidfile   one pid file per running server; refuses to start twice
+//!   secrets   password, users, token and key files: private, regular, bounded
 //!   systemd   readiness notification and socket activation
 //! ```
 //!
 //! Like `protocol` and `service`, none of these owns a socket loop: a server
 //! model calls them. They depend on nothing else in the crate (but
-//! `persist`, which joins the cache to the snapshot file), so the cache, the
+//! `persist`, which joins the cache to the snapshot file, and `secrets`,
+//! which hands a users file to `service::auth`), so the cache, the
 //! reactor and the threaded models can change without touching them.
 
 pub mod http;
 pub mod metrics;
 pub mod persist;
 pub mod pidfile;
+pub mod secrets;
 pub mod snapshot;
 pub mod systemd;
 
