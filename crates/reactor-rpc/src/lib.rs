@@ -52,6 +52,8 @@
 
 pub mod buffer;
 pub mod client;
+#[cfg(feature = "tls")]
+pub mod pem;
 pub mod protocol;
 
 #[cfg(feature = "server")]
@@ -80,6 +82,8 @@ mod shutdown;
 pub mod testing;
 #[cfg(feature = "server")]
 mod threaded;
+#[cfg(feature = "server")]
+pub mod tls;
 #[cfg(feature = "tokio-model")]
 mod tokio_model;
 #[cfg(feature = "server")]

@@ -911,7 +911,7 @@ impl BearerToken {
         let Some((head, rest)) = value.split_at_checked(scheme.len()) else {
             return false;
         };
-        if !head.eq_ignore_ascii_case(scheme) || !rest.first().is_some_and(|b| *b == b' ') {
+        if !head.eq_ignore_ascii_case(scheme) || rest.first() != Some(&b' ') {
             return false;
         }
         let token = rest.trim_ascii();
