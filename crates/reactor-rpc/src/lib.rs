@@ -91,7 +91,7 @@ mod wire;
 
 pub use client::Client;
 #[cfg(feature = "server")]
-pub use config::{cpus, Config, Hook, Hooks, Inherited, Limits, Model, UnknownModel};
+pub use config::{cpus, Config, Hook, Hooks, Inherited, Limits, Model, Security, UnknownModel};
 #[cfg(feature = "server")]
 pub use server::Server;
 #[cfg(feature = "server")]
