@@ -571,6 +571,10 @@ impl Report {
                 m.unanswered + w.unanswered,
                 self.unsolicited
             );
+        }
+        // Why requests failed, or why connections could not be made (a
+        // refused TLS handshake or login fails no request).
+        if self.failed > 0 || k.connect_failed > 0 {
             for e in &self.error_samples {
                 let _ = writeln!(s, "    e.g. {e}");
             }
