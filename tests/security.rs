@@ -34,6 +34,9 @@ use serde_json::Value;
 const TIMEOUT: Duration = Duration::from_secs(20);
 const PASSWORD: &str = "correct horse battery staple";
 
+/// A `serve` case: its flags, its environment, and what its one line says.
+type Case<'a, W> = (Vec<String>, Vec<(&'a str, &'a str)>, W);
+
 fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_reactor-rpc")
 }
@@ -227,7 +230,7 @@ fn bad_security_configuration_is_one_line_and_exit_2() {
     std::fs::copy(pki.path("ca.crt"), &ca).unwrap();
     std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o600)).unwrap();
     let ca = ca.display().to_string();
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, String)> = vec![
+    let cases: Vec<Case<String>> = vec![
         (
             vec!["--users-file".into(), users.display().to_string()],
             vec![],
@@ -352,7 +355,7 @@ fn good_security_configuration_passes_the_checks_and_is_refused_as_not_wired() {
     );
     let token = pki.path("token");
     write(&token, b"scrape-me-0123456789\n", 0o600);
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case<&str>> = vec![
         (
             vec!["--users-file".into(), users.display().to_string()],
             vec![],

@@ -21,7 +21,9 @@
 //!
 //! * `server` (default): the service layer and the server models. Without it
 //!   the crate is the protocol and the [`Client`], with no mio, signal-hook,
-//!   libc, num-bigint or foldhash.
+//!   libc, num-bigint or foldhash. It brings `tls` with it.
+//! * `tls` (default): TLS in the client ([`client::TlsConnector`]) and, with
+//!   `server`, the server's certificates ([`tls`]): rustls on *ring*.
 //! * `tokio-model`: the `tokio` and `tokio-mt` models, the same request path
 //!   on tokio's runtimes, for comparison with the hand-written reactor.
 //! * `testing`: the stream driver the property tests and the fuzzer share
