@@ -1,4 +1,4 @@
-//! The `reactor-rpc` command: `serve`, `call` and `bench`.
+//! The `reactor-rpc` command: `serve`, `call`, `bench` and `hash-password`.
 //!
 //! Only the command line lives here and in its sibling modules: parse flags,
 //! set up logging, call the library. A usage error is one line on stderr and
@@ -33,6 +33,8 @@ enum Command {
     Call(call::CallArgs),
     /// Load a server and report throughput, latency and server cost.
     Bench(reactor_rpc_bench::BenchArgs),
+    /// Print the sha256: form of a password read from stdin (one line), for --users-file.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Call(args) => call::run(args),
+        Command::HashPassword => hash_password(),
         Command::Bench(args) => match reactor_rpc_bench::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -66,4 +69,58 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Longest password `hash-password` reads.
+const MAX_PASSWORD: u64 = 64 << 10;
+
+/// `reactor-rpc hash-password`: one line from stdin (its trailing newline,
+/// `\n` or `\r\n`, is not part of the password), printed as `sha256:HEX`.
+/// An empty password, more than one line, or a read error: exit 2.
+fn hash_password() -> ExitCode {
+    use std::io::{IsTerminal, Read};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!(
+            "reactor-rpc: type the password and press Enter (it shows on the screen; \
+             pipe it in to avoid that: printf %s \"$PW\" | reactor-rpc hash-password)"
+        );
+    }
+    let mut input = Vec::new();
+    let mut handle = stdin.lock();
+    // Read up to the first newline only: a terminal sends one line.
+    let mut byte = [0u8; 1];
+    loop {
+        match handle.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => {
+                input.push(byte[0]);
+                if byte[0] == b'\n' {
+                    break;
+                }
+                if input.len() as u64 > MAX_PASSWORD {
+                    eprintln!("reactor-rpc: hash-password: longer than {MAX_PASSWORD} bytes");
+                    return ExitCode::from(2);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                eprintln!("reactor-rpc: hash-password: cannot read stdin: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // Anything after the first line is a mistake (two passwords?), not ignored.
+    let mut rest = [0u8; 1];
+    if input.last() == Some(&b'\n') && matches!(handle.read(&mut rest), Ok(n) if n > 0) {
+        eprintln!("reactor-rpc: hash-password: stdin has more than one line; give one password");
+        return ExitCode::from(2);
+    }
+    let password = reactor_rpc::ops::secrets::strip_one_newline(&input);
+    if password.is_empty() {
+        eprintln!("reactor-rpc: hash-password: the password is empty");
+        return ExitCode::from(2);
+    }
+    println!("{}", reactor_rpc::service::auth::hash_password(password));
+    ExitCode::SUCCESS
 }

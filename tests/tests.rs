@@ -5,9 +5,9 @@
 //! events with deadlines, never on fixed sleeps. `model_tests!` (in
 //! `support`) runs a list of tests once per server model. Run one suite with
 //! `cargo test --test tests SUITE::`, e.g. `cargo test --test tests conformance::`.
-//! Two suites stay binaries of their own because they measure the whole
-//! process: `alloc_count` (a counting global allocator) and `cache_memory`
-//! (the process's resident memory).
+//! Three suites stay binaries of their own because they measure the whole
+//! process: `alloc_count` and `tls_memory` (a counting global allocator) and
+//! `cache_memory` (the process's resident memory).
 
 #[macro_use]
 mod support;
@@ -35,6 +35,7 @@ mod process;
 mod resp_clients;
 mod resp_commands;
 mod resp_props;
+mod security;
 mod shared_output;
 mod slow_clients;
 mod snapshot_daemon;

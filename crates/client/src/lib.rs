@@ -8,6 +8,11 @@
 //! Results are kept as raw JSON ([`RawValue`]) until the caller asks for a
 //! [`Value`], because `fib` answers with integers far beyond 64 bits that
 //! `serde_json::Value` cannot hold exactly. [`Client::call_raw`] keeps them exact.
+//!
+//! With the `tls` feature (on by default), [`Client::connect_tls`] speaks
+//! TLS (rustls on *ring*), verifying the server against a CA file and, for
+//! mutual TLS, presenting a certificate: see [`TlsConnector`].
+//! [`Client::auth`] logs in on a server that requires it, over either.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -80,9 +85,63 @@ impl Error {
     }
 }
 
+/// The byte stream under a client: the socket, or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Transport::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl io::Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            // Pushes the records rustls still holds onto the socket.
+            #[cfg(feature = "tls")]
+            Transport::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// The `auth` method's params.
+#[derive(Serialize)]
+struct AuthParams<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    password: &'a str,
+}
+
 /// A blocking connection to a server.
 pub struct Client {
-    stream: TcpStream,
+    stream: Transport,
     input: ReadBuffer,
     output: Vec<u8>,
     max_response: u32,
@@ -122,23 +181,100 @@ impl Client {
 
     fn from_stream(stream: TcpStream) -> io::Result<Client> {
         stream.set_nodelay(true)?;
-        Ok(Client {
+        Ok(Client::with_transport(Transport::Plain(stream)))
+    }
+
+    fn with_transport(stream: Transport) -> Client {
+        Client {
             stream,
             input: ReadBuffer::new(),
             output: Vec::new(),
             max_response: DEFAULT_MAX_RESPONSE,
-        })
+        }
+    }
+
+    /// Connects over TLS, verifying that the server's certificate is valid
+    /// for `server_name` (a DNS name, or an IP address written as one) and
+    /// chains to the connector's CA. The handshake is finished before this
+    /// returns, so a certificate that does not verify fails here.
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        addr: impl ToSocketAddrs,
+        server_name: &str,
+        tls: &TlsConnector,
+    ) -> io::Result<Client> {
+        Client::tls_over(TcpStream::connect(addr)?, server_name, tls)
+    }
+
+    /// [`Client::connect_tls`] within `timeout` for the connect and the
+    /// handshake, and for every later read or write.
+    #[cfg(feature = "tls")]
+    pub fn connect_tls_timeout(
+        addr: impl ToSocketAddrs,
+        server_name: &str,
+        tls: &TlsConnector,
+        timeout: Duration,
+    ) -> io::Result<Client> {
+        let plain = Client::connect_timeout(addr, timeout)?;
+        let Transport::Plain(stream) = plain.stream else {
+            return Err(io::Error::other("connect_timeout gave a TLS stream"));
+        };
+        Client::tls_over(stream, server_name, tls)
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls_over(mut sock: TcpStream, server_name: &str, tls: &TlsConnector) -> io::Result<Client> {
+        sock.set_nodelay(true)?;
+        let name =
+            rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{server_name:?} is not a server name: {e}"),
+                )
+            })?;
+        let mut conn =
+            rustls::ClientConnection::new(tls.config.clone(), name).map_err(io::Error::other)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        Ok(Client::with_transport(Transport::Tls(Box::new(
+            rustls::StreamOwned::new(conn, sock),
+        ))))
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        !matches!(self.stream, Transport::Plain(_))
+    }
+
+    /// Logs in as `user` (`None`: the user `default`, whose password
+    /// `--requirepass-file` sets) by calling the method `auth`. On success
+    /// the connection may call what the user's role allows.
+    ///
+    /// A wrong user or password is [`Error::Rpc`] with
+    /// [`ErrorCode::WrongPassword`]; after too many failures from this
+    /// address, [`ErrorCode::TooManyAttempts`].
+    pub fn auth(&mut self, user: Option<&str>, password: &str) -> Result<(), Error> {
+        let result = self.call_raw("auth", &AuthParams { user, password })?;
+        match result.get() {
+            "true" => Ok(()),
+            other => Err(Error::Protocol(format!(
+                "auth answered {} instead of true",
+                &other[..other.len().min(80)]
+            ))),
+        }
     }
 
     /// Fails reads and writes that block longer than `timeout` (`None`: wait forever).
     pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(timeout)?;
-        self.stream.set_write_timeout(timeout)
+        self.stream.tcp().set_read_timeout(timeout)?;
+        self.stream.tcp().set_write_timeout(timeout)
     }
 
-    /// The underlying socket, e.g. to shut down one direction.
+    /// The underlying socket, e.g. to shut down one direction (under TLS,
+    /// the socket the records travel on).
     pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        self.stream.tcp()
     }
 
     /// Calls `method` and returns its result as a `Value`.
@@ -221,6 +357,7 @@ impl Client {
     /// Writes every queued request.
     pub fn flush(&mut self) -> io::Result<()> {
         self.stream.write_all(&self.output)?;
+        self.stream.flush()?;
         self.output.clear();
         Ok(())
     }
@@ -297,5 +434,85 @@ impl Client {
             .iter()
             .map(|_| Ok(self.recv()?.into_result().map_err(Error::from)))
             .collect()
+    }
+}
+
+/// How a client verifies servers, and what it shows them: the rustls
+/// client configuration behind [`Client::connect_tls`]. Build it once and
+/// connect as often as needed (it is an `Arc` inside).
+#[cfg(feature = "tls")]
+#[derive(Clone)]
+pub struct TlsConnector {
+    config: std::sync::Arc<rustls::ClientConfig>,
+}
+
+#[cfg(feature = "tls")]
+impl fmt::Debug for TlsConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConnector").finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "tls")]
+impl TlsConnector {
+    /// Trusts the CA certificates of the PEM file `ca` (the CA that signed
+    /// the server's certificate) and, for mutual TLS, presents the
+    /// certificate chain and private key of the PEM files `identity`.
+    /// TLS 1.2 and 1.3 only.
+    pub fn from_files(
+        ca: &std::path::Path,
+        identity: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<TlsConnector, reactor_rpc_tls::pem::PemError> {
+        let roots = reactor_rpc_tls::pem::read_roots(ca)?;
+        let builder = rustls::ClientConfig::builder_with_provider(reactor_rpc_tls::pem::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| reactor_rpc_tls::pem::PemError::new(ca, e.to_string()))?
+            .with_root_certificates(roots);
+        let config = match identity {
+            Some((cert, key)) => {
+                let chain = reactor_rpc_tls::pem::read_certs(cert)?;
+                let key_der = reactor_rpc_tls::pem::read_private_key(key)?;
+                builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                    reactor_rpc_tls::pem::PemError::new(
+                        key,
+                        format!("does not fit {}: {e}", cert.display()),
+                    )
+                })?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(TlsConnector::from_config(std::sync::Arc::new(config)))
+    }
+
+    /// A connector with a configuration built elsewhere.
+    pub fn from_config(config: std::sync::Arc<rustls::ClientConfig>) -> TlsConnector {
+        TlsConnector { config }
+    }
+
+    /// The rustls configuration (e.g. for a non-blocking client).
+    pub fn config(&self) -> &std::sync::Arc<rustls::ClientConfig> {
+        &self.config
+    }
+}
+
+/// The host part of `HOST:PORT` (`[::1]:8080` gives `::1`): the name a TLS
+/// client verifies the server's certificate against when none is given.
+pub fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn the_host_of_an_address_is_its_name_or_ip() {
+        assert_eq!(host_of("127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(host_of("localhost:1"), "localhost");
+        assert_eq!(host_of("[::1]:8080"), "::1");
+        assert_eq!(host_of("example.com"), "example.com");
     }
 }

@@ -17,6 +17,8 @@
 //!   loader, move-aside.
 //! * [`persist`]: a live cache's snapshots: load at start, save on demand
 //!   (the `save` method), periodically and at shutdown.
+//! * [`secrets`]: the password of `default`, the users file and the metrics
+//!   token, read from files only the server's user may read.
 //! * [`pidfile`]: one pid file per running server.
 //! * [`systemd`]: readiness notification and socket activation.
 #![warn(missing_docs)]
@@ -26,6 +28,7 @@ pub mod exposition;
 pub mod persist;
 pub mod pidfile;
 pub mod procfs;
+pub mod secrets;
 pub mod snapshot;
 pub mod systemd;
 /// Milliseconds since the Unix epoch, by the wall clock (0 if the clock is

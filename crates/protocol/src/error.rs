@@ -56,6 +56,18 @@ error_codes! {
     /// The server is already doing that (reserved for `save`: a snapshot is
     /// in progress); try again later.
     Busy => "busy",
+    /// Authentication is on and the connection has not authenticated: every
+    /// method but `ping` and `auth` gets this.
+    Unauthenticated => "unauthenticated",
+    /// `auth` with a user that does not exist or a password that is not
+    /// theirs (one code for both).
+    WrongPassword => "wrong_password",
+    /// The user's role does not allow the method (a `read` user calling
+    /// `set`, a `write` user calling `save`).
+    Forbidden => "forbidden",
+    /// Too many failed `auth` attempts from this address (10 within 60 s):
+    /// refused for 60 s without the password being checked.
+    TooManyAttempts => "too_many_attempts",
 }
 
 impl ErrorCode {
@@ -122,13 +134,15 @@ mod tests {
     #[test]
     fn every_code_parses_back() {
         let all = ErrorCode::ALL.iter().copied();
-        assert_eq!(all.len(), 10);
+        assert_eq!(all.len(), 14);
         for code in all {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
         assert_eq!(ErrorCode::Oom.as_str(), "oom");
         assert_eq!(ErrorCode::WrongType.as_str(), "wrong_type");
         assert_eq!(ErrorCode::Busy.as_str(), "busy");
+        assert_eq!(ErrorCode::WrongPassword.as_str(), "wrong_password");
+        assert_eq!(ErrorCode::TooManyAttempts.as_str(), "too_many_attempts");
         assert_eq!(ErrorCode::parse("from_the_future"), None);
         let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         names.sort_unstable();

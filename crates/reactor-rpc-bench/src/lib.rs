@@ -24,9 +24,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use load::{ConnCounts, Counts, LoadConfig, Until, Window};
+use load::{ConnCounts, Counts, LoadConfig, Setup, Until, Window};
+use reactor_rpc::client::{host_of, TlsConnector};
 use reactor_rpc::ops::procfs::{self as proc, Pid};
+use reactor_rpc::protocol::frame::{begin_frame, end_frame};
+use reactor_rpc::tls::secret_file::read_secret;
 use reactor_rpc::Model;
+use rustls::pki_types::ServerName;
 use workload::{Kind, Spec, Workload};
 
 /// Flags of `reactor-rpc bench`.
@@ -114,6 +118,71 @@ pub struct BenchArgs {
     /// Method name of the ping workload (a test hook: an unknown one makes every answer an error).
     #[arg(long, default_value = "ping", hide = true)]
     pub method: String,
+    /// Connect over TLS (needs --cacert), verifying the server's certificate
+    /// against the host of --addr (127.0.0.1 for --spawn). The handshake is
+    /// done before the warmup and not timed.
+    #[arg(long)]
+    pub tls: bool,
+    /// CA certificate(s), PEM, that signed the server's certificate.
+    #[arg(long, value_name = "PATH")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate chain, PEM, for mutual TLS (with --key).
+    #[arg(long, value_name = "PATH")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM (with --cert).
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// Log in as this user (default: `default`); needs --password-file.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Each connection logs in (`auth`) with the password in this file, once,
+    /// before the warmup; not timed.
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// What each connection does before the timed requests, from the flags:
+/// the TLS client config and the `auth` frame.
+fn setup(args: &BenchArgs, host: &str) -> Result<Setup, Box<dyn Error>> {
+    if args.cert.is_some() != args.key.is_some() {
+        return Err("--cert and --key go together".into());
+    }
+    let tls = if args.tls {
+        let ca = args
+            .cacert
+            .as_deref()
+            .ok_or("--tls needs --cacert PATH (the CA that signed the server's certificate)")?;
+        let identity = args.cert.as_deref().zip(args.key.as_deref());
+        let connector = TlsConnector::from_files(ca, identity)?;
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|e| format!("{host:?} is not a server name: {e}"))?;
+        Some((connector.config().clone(), name))
+    } else {
+        if args.cacert.is_some() || args.cert.is_some() {
+            return Err("--cacert, --cert and --key need --tls".into());
+        }
+        None
+    };
+    let auth_frame = match &args.password_file {
+        Some(path) => {
+            let password = String::from_utf8(read_secret(path)?)
+                .map_err(|_| format!("{}: the password is not UTF-8", path.display()))?;
+            let mut params = serde_json::Map::new();
+            if let Some(user) = &args.user {
+                params.insert("user".into(), user.clone().into());
+            }
+            params.insert("password".into(), password.into());
+            let request = serde_json::json!({"in": "auth", "params": params});
+            let mut frame = Vec::new();
+            let start = begin_frame(&mut frame);
+            serde_json::to_writer(&mut frame, &request)?;
+            end_frame(&mut frame, start);
+            Some(frame)
+        }
+        None if args.user.is_some() => return Err("--user needs --password-file".into()),
+        None => None,
+    };
+    Ok(Setup { tls, auth_frame })
 }
 
 /// Runs a benchmark, or a sweep.
@@ -173,6 +242,13 @@ pub enum Target {
 
 /// Loads one server once and gathers every figure.
 pub fn run_one(args: &BenchArgs, target: Target) -> Result<Report, Box<dyn Error>> {
+    let host = match (&args.addr, target) {
+        (Some(text), Target::Addr(..)) => host_of(text).to_string(),
+        (_, Target::Addr(addr, _)) => addr.ip().to_string(),
+        (_, Target::Spawn(_)) => "127.0.0.1".to_string(),
+    };
+    // Before spawning anything: a bad flag or file fails at once.
+    let setup = setup(args, &host)?;
     let (spawned, addr, pid) = match target {
         Target::Addr(addr, pid) => (None, addr, pid),
         Target::Spawn(model) => {
@@ -206,6 +282,7 @@ pub fn run_one(args: &BenchArgs, target: Target) -> Result<Report, Box<dyn Error
         connect_timeout: secs(args.connect_timeout),
         timeout: secs(args.timeout),
         progress: true,
+        setup,
     };
     let mut window = Sampler {
         pid,
@@ -498,6 +575,10 @@ impl Report {
                 m.unanswered + w.unanswered,
                 self.unsolicited
             );
+        }
+        // Why requests failed, or why connections could not be made (a
+        // refused TLS handshake or login fails no request).
+        if self.failed > 0 || k.connect_failed > 0 {
             for e in &self.error_samples {
                 let _ = writeln!(s, "    e.g. {e}");
             }

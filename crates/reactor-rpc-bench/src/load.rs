@@ -11,6 +11,12 @@
 //!
 //! A request belongs to the measured window when it was (meant to be) sent
 //! at or after the end of the warmup; the counts of the warmup are kept apart.
+//!
+//! With a [`Setup`], each connection first does a TLS handshake and/or logs
+//! in (`auth`), before the go signal: neither is timed. Over TLS the same
+//! loop reads and writes through rustls's `ClientConnection` (on mio, as
+//! rustls's own `tlsclient-mio` example does); a plaintext connection takes
+//! the path it always took, plus one `Option` test per read and write.
 
 use std::collections::VecDeque;
 use std::io::{self, IsTerminal, Read, Write};
@@ -24,6 +30,8 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use rustls::pki_types::ServerName;
+use rustls::ClientConnection;
 use serde::Serialize;
 
 use super::workload::{Op, Rng, Verdict, Workload};
@@ -59,6 +67,36 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Print a live progress line on stderr (only when it is a terminal).
     pub progress: bool,
+    /// What each connection does before the timed requests.
+    pub setup: Setup,
+}
+
+/// What each connection does once connected, before the go signal: a TLS
+/// handshake, a login, or both (TLS first). Not timed.
+#[derive(Clone, Default)]
+pub struct Setup {
+    /// TLS: the client configuration and the name the server's certificate
+    /// must be valid for.
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    /// The `auth` request, framed (length prefix included), sent first; its
+    /// answer must be `true`.
+    pub auth_frame: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Setup {
+    // The auth frame holds a password: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("tls", &self.tls.as_ref().map(|(_, name)| name))
+            .field("auth", &self.auth_frame.is_some())
+            .finish()
+    }
+}
+
+impl Setup {
+    fn is_empty(&self) -> bool {
+        self.tls.is_none() && self.auth_frame.is_none()
+    }
 }
 
 /// What became of the requests of one phase (warmup or measured).
@@ -299,8 +337,17 @@ struct Meter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Connecting,
+    /// Connected; the TLS handshake or the login is under way.
+    Setup,
     Open,
     Dead,
+}
+
+/// Where a connection's setup stands.
+enum SetupStep {
+    Pending,
+    Done,
+    Failed(String),
 }
 
 /// One request in flight.
@@ -311,6 +358,8 @@ struct Flight {
 
 struct Conn {
     stream: TcpStream,
+    /// TLS over `stream`, when the run is over TLS.
+    tls: Option<Box<ClientConnection>>,
     state: State,
     /// The start of a response split across reads (usually empty).
     partial: Vec<u8>,
@@ -326,6 +375,7 @@ struct Conn {
 /// One generator thread and its connections.
 struct Worker {
     addr: SocketAddr,
+    setup: Setup,
     poll: Poll,
     /// Connections asked for; those that could not even start are not in `conns`.
     requested: usize,
@@ -377,6 +427,7 @@ impl Worker {
         };
         let mut w = Worker {
             addr: cfg.addr,
+            setup: cfg.setup.clone(),
             poll,
             requested: conns,
             conns: Vec::with_capacity(conns),
@@ -426,6 +477,7 @@ impl Worker {
         )?;
         self.conns.push(Conn {
             stream,
+            tls: None,
             state: State::Connecting,
             partial: Vec::new(),
             wbuf: WriteBuffer::new(),
@@ -463,44 +515,93 @@ impl Worker {
                 let Some(c) = self.conns.get_mut(i) else {
                     continue;
                 };
-                if c.state != State::Connecting {
-                    continue;
-                }
-                let outcome = match c.stream.take_error() {
-                    Ok(Some(e)) | Err(e) => Err(e),
-                    Ok(None) => match c.stream.peer_addr() {
-                        Ok(_) => Ok(true),
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-                        Err(e) => Err(e),
-                    },
+                let step = match c.state {
+                    State::Connecting => {
+                        let outcome = match c.stream.take_error() {
+                            Ok(Some(e)) | Err(e) => Err(e),
+                            Ok(None) => match c.stream.peer_addr() {
+                                Ok(_) => Ok(true),
+                                Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+                                Err(e) => Err(e),
+                            },
+                        };
+                        match outcome {
+                            Ok(false) => continue,
+                            Ok(true) => {
+                                // Latency matters more than packet count here, as in the servers.
+                                let _ = c.stream.set_nodelay(true);
+                                self.begin_setup(i)
+                            }
+                            Err(e) => SetupStep::Failed(format!("connect: {e}")),
+                        }
+                    }
+                    State::Setup => self.advance_setup(i),
+                    State::Open | State::Dead => continue,
                 };
-                match outcome {
-                    Ok(false) => continue,
-                    Ok(true) => {
-                        // Latency matters more than packet count here, as in the servers.
-                        let _ = c.stream.set_nodelay(true);
-                        c.state = State::Open;
+                match step {
+                    SetupStep::Pending => continue,
+                    SetupStep::Done => {
+                        self.conns[i].state = State::Open;
                         self.connected += 1;
                         self.live += 1;
                     }
-                    Err(e) => {
+                    SetupStep::Failed(why) => {
                         self.kill_quietly(i);
-                        self.sample(format!("connect: {e}"));
+                        self.sample(why);
                     }
                 }
                 pending -= 1;
             }
         }
         for i in 0..self.conns.len() {
-            if self.conns[i].state == State::Connecting {
-                self.kill_quietly(i);
-                self.sample(format!(
-                    "connect: no answer within {:?}",
-                    self.connect_timeout
-                ));
-            }
+            let what = match self.conns[i].state {
+                State::Connecting => "connect",
+                State::Setup => "TLS handshake or auth",
+                State::Open | State::Dead => continue,
+            };
+            self.kill_quietly(i);
+            self.sample(format!(
+                "{what}: no answer within {:?}",
+                self.connect_timeout
+            ));
         }
         Ok(())
+    }
+
+    /// Connection `i` is connected: starts its TLS handshake and queues its
+    /// login, if the run has them.
+    fn begin_setup(&mut self, i: usize) -> SetupStep {
+        if self.setup.is_empty() {
+            return SetupStep::Done;
+        }
+        let c = &mut self.conns[i];
+        c.state = State::Setup;
+        if let Some((config, name)) = &self.setup.tls {
+            match ClientConnection::new(config.clone(), name.clone()) {
+                Ok(tls) => c.tls = Some(Box::new(tls)),
+                Err(e) => return SetupStep::Failed(format!("TLS: {e}")),
+            }
+        }
+        if let Some(frame) = &self.setup.auth_frame {
+            match c.tls.as_deref_mut() {
+                // Held by rustls until the handshake is done.
+                Some(tls) => {
+                    if let Err(e) = tls.writer().write_all(frame) {
+                        return SetupStep::Failed(format!("TLS: {e}"));
+                    }
+                }
+                None => c.wbuf.vec_mut().extend_from_slice(frame),
+            }
+        }
+        self.advance_setup(i)
+    }
+
+    /// Moves connection `i`'s setup on as far as the socket allows.
+    fn advance_setup(&mut self, i: usize) -> SetupStep {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let step = self.conns[i].advance_setup(&mut scratch, self.setup.auth_frame.is_some());
+        self.scratch = scratch;
+        step
     }
 
     fn kill_quietly(&mut self, i: usize) {
@@ -574,7 +675,7 @@ impl Worker {
             for &i in &batch {
                 let sent = self.fill(i, workload, now, t0, t_start, sending);
                 inflight += sent;
-                if self.conns[i].state == State::Open && !self.conns[i].wbuf.is_empty() {
+                if self.conns[i].state == State::Open && self.conns[i].has_output() {
                     inflight -= self.flush(i, t_start);
                 }
             }
@@ -627,7 +728,7 @@ impl Worker {
                 if self.conns.get(i).is_none_or(|c| c.state != State::Open) {
                     continue;
                 }
-                if ev.is_writable() && !self.conns[i].wbuf.is_empty() {
+                if ev.is_writable() && self.conns[i].has_output() {
                     inflight -= self.flush(i, t_start);
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -721,6 +822,12 @@ impl Worker {
     /// Writes what is pending on connection `i`. Returns requests lost if it broke.
     fn flush(&mut self, i: usize, t_start: Instant) -> usize {
         let c = &mut self.conns[i];
+        if let Some(tls) = c.tls.as_deref_mut() {
+            return match flush_tls(tls, &mut c.stream, &mut c.wbuf) {
+                Ok(()) => 0,
+                Err(e) => self.lose(i, t_start, format!("write: {e}")),
+            };
+        }
         while !c.wbuf.is_empty() {
             match c.wbuf.write_to(&mut c.stream) {
                 Ok(0) => return self.lose(i, t_start, "server stopped reading".into()),
@@ -744,8 +851,9 @@ impl Worker {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut answered = 0;
         let mut lost = 0;
+        let tls = self.conns[i].tls.is_some();
         loop {
-            let n = match self.conns[i].stream.read(&mut scratch) {
+            let n = match self.conns[i].read(&mut scratch) {
                 Ok(0) => {
                     lost = self.lose(i, t_start, "connection closed by the server".into());
                     break;
@@ -784,11 +892,18 @@ impl Worker {
                     break;
                 }
             }
-            if n < scratch.len() {
-                break; // A short read: the socket is drained; the next arrival raises a new edge.
+            if n < scratch.len() && !tls {
+                // A short read: the socket is drained; the next arrival
+                // raises a new edge. (Not so for TLS: a short read of
+                // plaintext says nothing of the socket.)
+                break;
             }
         }
         self.scratch = scratch;
+        // Reading may have queued TLS records to send (an alert, a key update).
+        if lost == 0 && self.conns[i].tls.as_ref().is_some_and(|t| t.wants_write()) {
+            lost = self.flush(i, t_start);
+        }
         (answered, lost)
     }
 
@@ -870,6 +985,151 @@ impl Worker {
         c.scheduled = c.next_seq;
         self.sample(format!("{why} ({lost} requests lost)"));
         lost
+    }
+}
+
+impl Conn {
+    /// Whether anything waits to be written: requests, or TLS records.
+    #[inline]
+    fn has_output(&self) -> bool {
+        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Reads response bytes: from the socket, or the plaintext TLS yields.
+    /// `Ok(0)` is the end of the stream; `WouldBlock` when nothing is there.
+    #[inline]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            None => self.stream.read(buf),
+            Some(tls) => read_tls(tls, &mut self.stream, buf),
+        }
+    }
+
+    /// Drives the handshake and the login as far as the socket allows.
+    fn advance_setup(&mut self, scratch: &mut [u8], auth: bool) -> SetupStep {
+        // Write what is queued: the ClientHello, the login.
+        let written = match self.tls.as_deref_mut() {
+            Some(tls) => flush_tls(tls, &mut self.stream, &mut self.wbuf),
+            None => loop {
+                if self.wbuf.is_empty() {
+                    break Ok(());
+                }
+                match self.wbuf.write_to(&mut self.stream) {
+                    Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            },
+        };
+        if let Err(e) = written {
+            return SetupStep::Failed(format!("setup: write: {e}"));
+        }
+        // Read what has come: handshake records, the login's answer.
+        loop {
+            match self.read(scratch) {
+                Ok(0) => {
+                    return SetupStep::Failed(
+                        "setup: the server closed the connection (TLS refused, or not TLS?)".into(),
+                    )
+                }
+                Ok(n) => self.partial.extend_from_slice(&scratch[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return SetupStep::Failed(format!("setup: {e}")),
+            }
+        }
+        // The handshake's last flight (and the login rustls held back).
+        if let Some(tls) = self.tls.as_deref_mut() {
+            if let Err(e) = flush_tls(tls, &mut self.stream, &mut self.wbuf) {
+                return SetupStep::Failed(format!("setup: write: {e}"));
+            }
+            if tls.is_handshaking() {
+                return SetupStep::Pending;
+            }
+        }
+        if !auth {
+            return SetupStep::Done;
+        }
+        match decode(&self.partial, DEFAULT_MAX_RESPONSE) {
+            Decoded::Incomplete { .. } => SetupStep::Pending,
+            Decoded::TooLarge { body_len } => {
+                SetupStep::Failed(format!("auth: a length prefix of {body_len} bytes"))
+            }
+            Decoded::Frame { body_len } => {
+                let body = &self.partial[HEADER_LEN..HEADER_LEN + body_len];
+                let ok = serde_json::from_slice::<serde_json::Value>(body)
+                    .is_ok_and(|v| v["out"] != "error" && v["result"] == true);
+                if !ok {
+                    let text = String::from_utf8_lossy(&body[..body.len().min(160)]);
+                    return SetupStep::Failed(format!("auth refused: {text}"));
+                }
+                self.partial.drain(..HEADER_LEN + body_len);
+                SetupStep::Done
+            }
+        }
+    }
+}
+
+/// Hands `wbuf` to rustls and rustls's records to the socket, until both
+/// are empty or the socket is full.
+fn flush_tls(
+    tls: &mut ClientConnection,
+    stream: &mut TcpStream,
+    wbuf: &mut WriteBuffer,
+) -> io::Result<()> {
+    loop {
+        let taken = if wbuf.is_empty() {
+            0
+        } else {
+            wbuf.write_to(&mut tls.writer())?
+        };
+        let mut blocked = false;
+        while tls.wants_write() {
+            match tls.write_tls(stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    blocked = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if blocked || wbuf.is_empty() || taken == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads plaintext from `tls`, reading records from `stream` as needed.
+/// `Ok(0)`: the server closed (cleanly or not); `WouldBlock`: nothing yet.
+fn read_tls(
+    tls: &mut ClientConnection,
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    loop {
+        match tls.reader().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // Closed without close_notify: the end of the stream all the same.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        let eof = tls.read_tls(stream)? == 0;
+        tls.process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if eof {
+            return match tls.reader().read(buf) {
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                Err(e) => Err(e),
+            };
+        }
     }
 }
 

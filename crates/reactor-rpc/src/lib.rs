@@ -44,6 +44,9 @@
 //! * `server` (default): the core, ops and server crates. Without it this
 //!   crate is the protocol and the [`Client`], with none of the server's
 //!   dependencies (no mio, signal-hook, libc, tokio, num-bigint, hashbrown).
+//!   The server always speaks TLS where asked to.
+//! * `tls` (default): TLS in the client ([`client::TlsConnector`]): adds the
+//!   `reactor-rpc-tls` crate (rustls on *ring*).
 //! * `tokio-model`: the `tokio` and `tokio-mt` models.
 //! * `testing`: the `testing` module.
 //!
@@ -155,6 +158,10 @@ pub use reactor_rpc_client as client;
 pub use reactor_rpc_client::Client;
 pub use reactor_rpc_protocol as protocol;
 
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use reactor_rpc_tls as tls;
+
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use reactor_rpc_core::{metrics, output, service, session, Registry, Service};
@@ -174,7 +181,7 @@ pub use reactor_rpc_server as server;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use reactor_rpc_server::{
-    cpus, Config, Hook, Hooks, Limits, Model, Server, ShutdownHandle, UnknownModel,
+    cpus, Config, Hook, Hooks, Limits, Model, Security, Server, ShutdownHandle, UnknownModel,
 };
 
 /// The README's example, compiled and run as a doctest.

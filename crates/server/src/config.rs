@@ -182,6 +182,56 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// What the binary wants done on SIGHUP and when a shutdown begins.
     pub hooks: Hooks,
+    /// Users, protected mode, the metrics token and TLS (issue 18). Parsed
+    /// and checked by `serve`; *not yet wired into the request path or the
+    /// listeners*.
+    pub security: Security,
+}
+
+/// Who may connect and what they may do: authentication, protected mode,
+/// the metrics token, and TLS listeners.
+///
+/// `serve` fills it from `--users-file`, `--requirepass-file` /
+/// `REACTOR_RPC_REQUIREPASS`, `--protected-mode`, `--metrics-token-file`,
+/// the `--tls-*` flags and `--addr none`, after checking every file. Being
+/// wired (issue 18): the server does not read it yet, and `serve` refuses
+/// to start with any of it set rather than run without what was asked for.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Security {
+    /// Users, passwords and the brute-force bound; no users: authentication off.
+    pub auth: Arc<reactor_rpc_core::service::auth::Auth>,
+    /// With authentication off, refuse non-loopback peers (`--protected-mode`, default yes).
+    pub protected_mode: bool,
+    /// The bearer token `GET /metrics` needs (`--metrics-token-file`).
+    pub metrics_token: Option<reactor_rpc_core::service::auth::BearerToken>,
+    /// The certificate, key and client CA, loaded and reloadable
+    /// (`--tls-cert-file`, `--tls-key-file`, `--tls-ca-cert-file`).
+    pub tls: Option<Arc<reactor_rpc_tls::TlsSource>>,
+    /// The JSON protocol over TLS (`--tls-addr`).
+    pub tls_addr: Option<SocketAddr>,
+    /// RESP over TLS (`--resp-tls-addr`).
+    pub resp_tls_addr: Option<SocketAddr>,
+    /// The metrics port speaks HTTPS (`--metrics-tls`).
+    pub metrics_tls: bool,
+    /// Whether the plaintext JSON port (`addr`) is served; `--addr none` clears it.
+    pub plaintext_rpc: bool,
+}
+
+impl Default for Security {
+    /// Authentication off, protected mode on, no TLS, the plaintext port served.
+    fn default() -> Security {
+        Security {
+            auth: Arc::new(reactor_rpc_core::service::auth::Auth::default()),
+            protected_mode: true,
+            metrics_token: None,
+            tls: None,
+            tls_addr: None,
+            resp_tls_addr: None,
+            metrics_tls: false,
+            plaintext_rpc: true,
+        }
+    }
 }
 
 /// A callback a server makes on an event of its life.
@@ -243,6 +293,7 @@ impl Default for Config {
             resp_addr: None,
             metrics_addr: None,
             hooks: Hooks::default(),
+            security: Security::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! then runs it off the event loop (see `reactor::workers`).
 
 mod access;
+pub mod auth;
 pub mod cache;
 pub mod fib;
 pub(crate) mod ping;
