@@ -112,8 +112,21 @@ fn pidfile_holder_child() {
     let _ = std::io::stdin().read_line(&mut line);
 }
 
+/// A child holding the lock; killed and collected on drop.
+struct Holder {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts a child holding the lock on `path`; returns it once it holds it.
-fn holder(path: &Path) -> (Child, BufReader<ChildStdout>) {
+fn holder(path: &Path) -> Holder {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
@@ -126,16 +139,15 @@ fn holder(path: &Path) -> (Child, BufReader<ChildStdout>) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn the holder");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut holder = Holder { child, stdout: out };
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(
-            out.read_line(&mut line).expect("read") > 0,
-            "the holder exited"
-        );
+        let n = holder.stdout.read_line(&mut line).expect("read");
+        assert!(n > 0, "the holder exited");
         if line.contains("holder: locked") {
-            return (child, out);
+            return holder;
         }
     }
 }
@@ -144,7 +156,8 @@ fn holder(path: &Path) -> (Child, BufReader<ChildStdout>) {
 fn a_lock_held_by_another_process_refuses() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("x.pid");
-    let (mut child, _out) = holder(&path);
+    let mut holder = holder(&path);
+    let child = &mut holder.child;
     let contents = format!("{}\n", child.id());
     assert_eq!(fs::read_to_string(&path).expect("read"), contents);
     match Pidfile::create(&path) {
@@ -176,7 +189,8 @@ fn a_lock_held_by_another_process_refuses() {
 fn a_clean_exit_removes_the_file_and_frees_the_lock() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("x.pid");
-    let (mut child, _out) = holder(&path);
+    let mut holder = holder(&path);
+    let child = &mut holder.child;
     drop(child.stdin.take());
     assert!(child.wait().expect("wait").success());
     assert!(!path.exists(), "the holder's file outlived its clean exit");
