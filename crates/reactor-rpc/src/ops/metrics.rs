@@ -39,17 +39,24 @@
 //! | `reactor_rpc_used_memory_bytes` | gauge | |
 //! | `reactor_rpc_evicted_keys_total`, `reactor_rpc_expired_keys_total` | counter | |
 //! | `reactor_rpc_build_info` | gauge (always 1) | `version`, `model` |
+//! | `reactor_rpc_last_save_status` (1 ok, 0 err), `reactor_rpc_last_save_time_seconds`, `reactor_rpc_last_save_duration_seconds`, `reactor_rpc_changes_since_last_save`, `reactor_rpc_save_in_progress`, `reactor_rpc_writes_refused` | gauge | |
+//! | `reactor_rpc_saves_total` | counter | |
+//! | `reactor_rpc_last_save_error_info` (1, only while the last save failed) | gauge | `error` |
 //! | `process_resident_memory_bytes`, `process_open_fds` | gauge | |
 //! | `process_cpu_seconds_total` | counter | |
 //! | `process_start_time_seconds` | gauge | |
 //!
 //! The `process_*` metrics are read from `/proc` at each render; one that
-//! cannot be read is left out of that scrape rather than reported as 0.
+//! cannot be read is left out of that scrape rather than reported as 0. The
+//! persistence figures are there only with a snapshot file (`--snapshot`);
+//! the duration only once a save has run.
 
 use std::fmt::{self, Write as _};
 use std::fs;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use crate::service::PersistenceStatus;
 
 /// Upper bounds (`le`, in seconds) of the request duration histogram's
 /// buckets, from 10 µs to 1 s; a `+Inf` bucket follows.
@@ -83,7 +90,7 @@ const N_BUCKETS: usize = BUCKETS_NS.len() + 1;
 
 /// The built-in methods' names (the `method` label values of a default server).
 pub const BUILTIN_METHODS: &[&str] = &[
-    "ping", "fib", "set", "get", "del", "exists", "incr", "expire", "ttl", "stats",
+    "ping", "fib", "set", "get", "del", "exists", "incr", "expire", "ttl", "stats", "save",
 ];
 
 /// The error codes a default server answers with (the `code` label values
@@ -99,6 +106,7 @@ pub const DEFAULT_CODES: &[&str] = &[
     "oom",
     "wrong_type",
     "busy",
+    "save_failed",
 ];
 
 /// The label value for a name that is not in the table.
@@ -482,6 +490,10 @@ impl Metrics {
             1u64,
         );
 
+        if let Some(p) = r.persistence {
+            render_persistence(&mut w, p);
+        }
+
         if let Some(v) = process.resident_memory_bytes {
             w.single(
                 "process_resident_memory_bytes",
@@ -643,6 +655,72 @@ pub struct Readings<'a> {
     pub evicted_keys_total: u64,
     /// Keys removed because their TTL passed (`reactor_rpc_expired_keys_total`).
     pub expired_keys_total: u64,
+    /// The persistence figures (`reactor_rpc_last_save_*` and the like);
+    /// `None` without a snapshot file, and they are left out.
+    pub persistence: Option<&'a PersistenceStatus>,
+}
+
+/// The persistence figures: Prometheus spells the status as 1 (ok) or 0
+/// (err), times and durations in seconds, and the error text as the label of
+/// an info-style series present only while the last save failed.
+fn render_persistence(w: &mut Writer<'_>, p: &PersistenceStatus) {
+    w.single(
+        "reactor_rpc_last_save_status",
+        "1 if the last snapshot save succeeded (or none failed yet), 0 if it failed.",
+        "gauge",
+        u8::from(p.last_save_ok),
+    );
+    w.single(
+        "reactor_rpc_last_save_time_seconds",
+        "Unix time of the last successful snapshot save (or of the start).",
+        "gauge",
+        p.last_save_time,
+    );
+    if let Some(ms) = p.last_save_duration_ms {
+        w.single(
+            "reactor_rpc_last_save_duration_seconds",
+            "How long the last snapshot save took, successful or not.",
+            "gauge",
+            Float(ms as f64 / 1000.0),
+        );
+    }
+    w.single(
+        "reactor_rpc_changes_since_last_save",
+        "Cache writes since the last successful snapshot save.",
+        "gauge",
+        p.changes_since_last_save,
+    );
+    w.single(
+        "reactor_rpc_save_in_progress",
+        "1 while a snapshot save runs.",
+        "gauge",
+        u8::from(p.save_in_progress),
+    );
+    w.single(
+        "reactor_rpc_writes_refused",
+        "1 while writes are refused because the last save failed (--stop-writes-on-save-error).",
+        "gauge",
+        u8::from(p.writes_refused),
+    );
+    w.single(
+        "reactor_rpc_saves_total",
+        "Snapshot saves attempted since start.",
+        "counter",
+        p.saves,
+    );
+    if let Some(error) = &p.last_save_error {
+        w.header(
+            "reactor_rpc_last_save_error_info",
+            "1 while the last snapshot save failed; the label says why.",
+            "gauge",
+        );
+        // Bounded: an OS error text is short, but the label is cut anyway.
+        let cut = error
+            .char_indices()
+            .nth(200)
+            .map_or(error.as_str(), |(i, _)| &error[..i]);
+        w.sample("reactor_rpc_last_save_error_info", &[("error", cut)], 1u8);
+    }
 }
 
 /// An `f64` sample value as Prometheus spells it (`+Inf`, `-Inf`, `NaN`).
@@ -856,6 +934,7 @@ mod tests {
             used_memory_bytes: 4096,
             evicted_keys_total: 5,
             expired_keys_total: 6,
+            persistence: None,
         }
     }
 
@@ -1021,6 +1100,62 @@ mod tests {
         assert!(!text.contains("method=\"other\""));
         assert!(text.ends_with('\n'));
         check_exposition_syntax(&text);
+    }
+
+    #[test]
+    fn persistence_figures_only_with_a_snapshot_file() {
+        let m = Metrics::default();
+        let mut out = String::new();
+        m.render_with(&readings(), &ProcessStats::default(), &mut out);
+        assert!(
+            !out.contains("_last_save") && !out.contains("saves_total"),
+            "{out}"
+        );
+
+        let mut status = PersistenceStatus {
+            enabled: true,
+            last_save_ok: false,
+            last_save_time: 1_700_000_000,
+            last_save_duration_ms: Some(1_250),
+            changes_since_last_save: 12,
+            last_save_error: Some("File too large (os error 27) \"x\"".into()),
+            writes_refused: true,
+            saves: 3,
+            ..PersistenceStatus::default()
+        };
+        let r = Readings {
+            persistence: Some(&status),
+            ..readings()
+        };
+        let mut out = String::new();
+        m.render_with(&r, &ProcessStats::default(), &mut out);
+        for line in [
+            "reactor_rpc_last_save_status 0\n",
+            "reactor_rpc_last_save_time_seconds 1700000000\n",
+            "reactor_rpc_last_save_duration_seconds 1.25\n",
+            "reactor_rpc_changes_since_last_save 12\n",
+            "reactor_rpc_save_in_progress 0\n",
+            "reactor_rpc_writes_refused 1\n",
+            "reactor_rpc_saves_total 3\n",
+            "reactor_rpc_last_save_error_info{error=\"File too large (os error 27) \\\"x\\\"\"} 1\n",
+        ] {
+            assert!(out.contains(line), "{line} missing from\n{out}");
+        }
+        check_exposition_syntax(&out);
+
+        // A success: status 1, no error series; no duration before any save.
+        status.last_save_ok = true;
+        status.last_save_error = None;
+        status.last_save_duration_ms = None;
+        let r = Readings {
+            persistence: Some(&status),
+            ..readings()
+        };
+        let mut out = String::new();
+        m.render_with(&r, &ProcessStats::default(), &mut out);
+        assert!(out.contains("reactor_rpc_last_save_status 1\n"), "{out}");
+        assert!(!out.contains("error_info") && !out.contains("last_save_duration"));
+        check_exposition_syntax(&out);
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub enum ErrorCode {
     /// The server is already doing that (reserved for `save`: a snapshot is
     /// in progress); try again later.
     Busy,
+    /// A snapshot could not be written: the `save` method's own failure, or,
+    /// with `--stop-writes-on-save-error` (the default), a write refused
+    /// because the last save failed, until a save succeeds.
+    SaveFailed,
 }
 
 impl ErrorCode {
@@ -50,6 +54,7 @@ impl ErrorCode {
             ErrorCode::Oom => "oom",
             ErrorCode::WrongType => "wrong_type",
             ErrorCode::Busy => "busy",
+            ErrorCode::SaveFailed => "save_failed",
         }
     }
 
@@ -66,6 +71,7 @@ impl ErrorCode {
             "oom" => ErrorCode::Oom,
             "wrong_type" => ErrorCode::WrongType,
             "busy" => ErrorCode::Busy,
+            "save_failed" => ErrorCode::SaveFailed,
             _ => return None,
         })
     }
@@ -138,6 +144,7 @@ mod tests {
             ErrorCode::Oom,
             ErrorCode::WrongType,
             ErrorCode::Busy,
+            ErrorCode::SaveFailed,
         ];
         for code in all {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
@@ -145,6 +152,7 @@ mod tests {
         assert_eq!(ErrorCode::Oom.as_str(), "oom");
         assert_eq!(ErrorCode::WrongType.as_str(), "wrong_type");
         assert_eq!(ErrorCode::Busy.as_str(), "busy");
+        assert_eq!(ErrorCode::SaveFailed.as_str(), "save_failed");
         assert_eq!(ErrorCode::parse("from_the_future"), None);
     }
 }

@@ -13,6 +13,7 @@
 mod access;
 pub mod cache;
 pub mod fib;
+pub mod persistence;
 pub(crate) mod ping;
 pub mod redis;
 pub(crate) mod registry;
@@ -29,6 +30,7 @@ use crate::output::Output;
 use crate::protocol::{parse_request, write_error_frame, ResponseWriter};
 pub use access::Access;
 pub use cache::{Cache, CacheConfig, EvictionPolicy};
+pub use persistence::{Persistence, PersistenceStatus, SaveFailure, SaveReport, Saver};
 pub use registry::{method_fn, params, Context, Cost, Method, Registry};
 pub(crate) use stats::{ServerInfo, Stats};
 
@@ -50,6 +52,7 @@ pub struct Service {
     registry: Registry,
     cache: Cache,
     stats: Stats,
+    persistence: Persistence,
     metrics: Metrics,
     /// The metrics row of each Redis command, by its index in the command table.
     resp_rows: Box<[MethodId]>,
@@ -76,6 +79,7 @@ impl Service {
             registry,
             cache: Cache::new(cache),
             stats: Stats::new(),
+            persistence: Persistence::new(),
             resp_rows: redis::metric_rows(&metrics),
             metrics,
         }
@@ -101,6 +105,20 @@ impl Service {
         &self.cache
     }
 
+    /// Persistence health and the installed [`Saver`]: `ops::persist` installs
+    /// one and records each save's outcome; `stats`, `INFO`, the metrics and
+    /// the write refusal after a failed save read it.
+    pub fn persistence(&self) -> &Persistence {
+        &self.persistence
+    }
+
+    /// The persistence figures now, as `stats`, `INFO persistence` and the
+    /// metrics report them.
+    pub fn persistence_status(&self) -> PersistenceStatus {
+        self.persistence
+            .status(self.cache.dirty(), persistence::unix_ms_now())
+    }
+
     /// Requests answered so far (JSON and RESP), as `stats` reports them.
     pub fn requests(&self) -> u64 {
         self.stats.requests()
@@ -109,7 +127,8 @@ impl Service {
     /// Writes every metric in the Prometheus text format (0.0.4), for
     /// `GET /metrics` on `--metrics-addr`.
     pub fn render_metrics(&self, out: &mut String) {
-        let readings = self.stats.readings(&self.cache.info());
+        let persistence = self.persistence_status();
+        let readings = self.stats.readings(&self.cache.info(), &persistence);
         self.metrics.render(&readings, out);
     }
 
@@ -186,6 +205,18 @@ impl Service {
             let code = self.metrics.code_id(err.code.as_str());
             return (Handled::Done, Some((self.metrics.other_method(), code)));
         };
+        // After a failed save (--stop-writes-on-save-error): one relaxed
+        // load while all is well.
+        if self.persistence.refuses(method.access()) {
+            self.stats.count_request();
+            let err = crate::protocol::RpcError::new(
+                crate::protocol::ErrorCode::SaveFailed,
+                persistence::WRITES_REFUSED,
+            );
+            let code = self.metrics.code_id(err.code.as_str());
+            write_error_frame(out, &err, request.id);
+            return (Handled::Done, Some((metric, code)));
+        }
         let params = request.params();
         if offload && method.cost(params) == Cost::Heavy {
             return (Handled::Offload, None);
@@ -197,6 +228,7 @@ impl Service {
         let cx = Context {
             cache: &self.cache,
             stats: &self.stats,
+            persistence: &self.persistence,
         };
         let code = match ResponseWriter::begin(out, name)
             .result(request.id, |o| method.call_output(&cx, params, o))

@@ -11,6 +11,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::cache::CacheInfo;
+use super::persistence::{unix_ms_now, PersistenceStatus};
 use super::{Access, Context, Method};
 use crate::protocol::message::write_json;
 use crate::protocol::{Json, RpcError};
@@ -112,8 +113,13 @@ impl Stats {
     }
 
     /// The figures the metrics render that live here and in the cache.
-    pub(crate) fn readings(&self, cache: &CacheInfo) -> crate::ops::metrics::Readings<'static> {
+    pub(crate) fn readings<'a>(
+        &'a self,
+        cache: &CacheInfo,
+        persistence: &'a PersistenceStatus,
+    ) -> crate::ops::metrics::Readings<'a> {
         crate::ops::metrics::Readings {
+            persistence: persistence.enabled.then_some(persistence),
             model: self.model.get().copied().unwrap_or(""),
             connections: self.connections(),
             connections_total: self.connections_total.load(Relaxed),
@@ -175,8 +181,9 @@ impl Stats {
     }
 
     /// Everything, as the `stats` method reports it, with the cache's figures
-    /// (named as Redis's `INFO` names them) next to `keys`.
-    pub fn snapshot(&self, cache: &CacheInfo) -> Value {
+    /// (named as Redis's `INFO` names them) next to `keys`, and the
+    /// persistence figures under `persistence`.
+    pub fn snapshot(&self, cache: &CacheInfo, persistence: &PersistenceStatus) -> Value {
         let mut v = json!({
             "connections": self.connections(),
             "connections_total": self.connections_total.load(Relaxed),
@@ -199,6 +206,7 @@ impl Stats {
                 "running": self.jobs_running.load(Relaxed),
                 "completed": self.jobs_completed.load(Relaxed),
             },
+            "persistence": persistence.to_json(),
         });
         if let (Some(Value::Object(server)), Value::Object(out)) = (self.server.get(), &mut v) {
             out.extend(server.clone());
@@ -212,7 +220,8 @@ pub(crate) struct StatsMethod;
 
 impl Method for StatsMethod {
     fn call(&self, cx: &Context<'_>, _params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
-        write_json(out, &cx.stats.snapshot(&cx.cache.info()))
+        let persistence = cx.persistence.status(cx.cache.dirty(), unix_ms_now());
+        write_json(out, &cx.stats.snapshot(&cx.cache.info(), &persistence))
     }
 
     fn access(&self) -> Access {
