@@ -450,12 +450,8 @@ pub fn remove_stale_temporaries(path: &Path) -> io::Result<usize> {
 /// it is right for root and on a read-only mount too.
 pub fn check_directory(path: &Path) -> io::Result<()> {
     let dir = parent_dir(path);
-    let meta = fs::metadata(dir).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("directory {}: {e}", dir.display()),
-        )
-    })?;
+    let meta = fs::metadata(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("directory {}: {e}", dir.display())))?;
     if !meta.is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::NotADirectory,
@@ -835,12 +831,14 @@ impl<R: Read> Body<R> {
             f.key = Some(key_for_message(&key));
             f
         };
-        self.rest(limits).map_err(with_key).map(|(kind, expires_at, value)| Record {
-            key,
-            kind,
-            value,
-            expires_at,
-        })
+        self.rest(limits)
+            .map_err(with_key)
+            .map(|(kind, expires_at, value)| Record {
+                key,
+                kind,
+                value,
+                expires_at,
+            })
     }
 
     /// A record after its key: (kind, expiry, value).
@@ -859,7 +857,9 @@ impl<R: Read> Body<R> {
             if t > MAX_EXPIRES_AT {
                 return Err(Fault::at(
                     at,
-                    format!("expiry {t} is beyond the latest the server can keep ({MAX_EXPIRES_AT} ms)"),
+                    format!(
+                        "expiry {t} is beyond the latest the server can keep ({MAX_EXPIRES_AT} ms)"
+                    ),
                 ));
             }
             Some(t)
@@ -1118,7 +1118,11 @@ mod tests {
         vec![
             vec![
                 Record::int("counter", -42, None),
-                Record::json("user:1", r#"{"name":"Ada","tags":[1,2]}"#, Some(MAX_EXPIRES_AT)),
+                Record::json(
+                    "user:1",
+                    r#"{"name":"Ada","tags":[1,2]}"#,
+                    Some(MAX_EXPIRES_AT),
+                ),
             ],
             vec![],
             vec![
@@ -1372,7 +1376,10 @@ mod tests {
             let name = tmp.file_name().expect("name");
             assert!(is_temp_name(&prefix, name), "{}", tmp.display());
             let mode = fs::metadata(tmp).expect("stat").permissions();
-            assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+                0o600
+            );
         }
         let mut unique = names.clone();
         unique.sort();
@@ -1383,11 +1390,19 @@ mod tests {
             sorted.sort();
             sorted
         });
-        for bad in ["cache.snap.tmp-", "cache.snap.tmp-0123", "cache.snap.tmp-0123456789ABCDEF",
-            "cache.snap.tmp-0123456789abcdef0", "other.tmp-0123456789abcdef"] {
+        for bad in [
+            "cache.snap.tmp-",
+            "cache.snap.tmp-0123",
+            "cache.snap.tmp-0123456789ABCDEF",
+            "cache.snap.tmp-0123456789abcdef0",
+            "other.tmp-0123456789abcdef",
+        ] {
             assert!(!is_temp_name(&prefix, OsStr::new(bad)), "{bad}");
         }
-        assert!(is_temp_name(&prefix, OsStr::new("cache.snap.tmp-0123456789abcdef")));
+        assert!(is_temp_name(
+            &prefix,
+            OsStr::new("cache.snap.tmp-0123456789abcdef")
+        ));
     }
 
     #[test]
@@ -1423,7 +1438,11 @@ mod tests {
             std::os::unix::fs::symlink(&victim, name).expect("symlink");
         }
         let to = move_aside(&path).expect("moved");
-        assert!(fs::symlink_metadata(&to).expect("stat").is_file(), "{}", to.display());
+        assert!(
+            fs::symlink_metadata(&to).expect("stat").is_file(),
+            "{}",
+            to.display()
+        );
         assert!(to.to_string_lossy().ends_with("-1"), "{}", to.display());
 
         // The start-up cleaner removes a link with a temporary name, never its target.
@@ -1457,7 +1476,11 @@ mod tests {
     fn the_directory_must_exist_and_take_files() {
         let d = dir();
         assert!(check_directory(&d.path().join("cache.snap")).is_ok());
-        assert_eq!(fs::read_dir(d.path()).expect("dir").count(), 0, "the probe stayed");
+        assert_eq!(
+            fs::read_dir(d.path()).expect("dir").count(),
+            0,
+            "the probe stayed"
+        );
         let e = check_directory(&d.path().join("missing/cache.snap")).expect_err("missing");
         assert!(e.to_string().contains("missing"), "{e}");
         fs::write(d.path().join("file"), b"").expect("write");
@@ -1483,9 +1506,9 @@ mod tests {
             let text = e.to_string();
             assert!(!text.contains('\n'), "{text}");
             match e.kind {
-                SnapshotErrorKind::Corrupt { record, key, what, .. } => {
-                    (record, key, what.into_owned(), text)
-                }
+                SnapshotErrorKind::Corrupt {
+                    record, key, what, ..
+                } => (record, key, what.into_owned(), text),
                 other => panic!("{other:?}"),
             }
         };
@@ -1509,7 +1532,10 @@ mod tests {
         let (i, key, what, text) = fault(&record(b"f", 2, None, br#"1,"out":"forged""#), &limits);
         assert_eq!((i, key.as_deref()), (Some(1), Some("f")));
         assert_eq!(what, "JSON value that is not exactly one JSON value");
-        assert!(text.contains("/s: corrupt record 1 (key \"f\") at byte"), "{text}");
+        assert!(
+            text.contains("/s: corrupt record 1 (key \"f\") at byte"),
+            "{text}"
+        );
         for bad in [&b""[..], b"{", b"1 2", b"[1]]", b"nul"] {
             let (_, _, what, _) = fault(&record(b"f", 2, None, bad), &limits);
             assert_eq!(what, "JSON value that is not exactly one JSON value");
@@ -1520,7 +1546,10 @@ mod tests {
         // Expiries the server cannot represent.
         let (i, _, what, _) = fault(&record(b"t", 1, Some(u64::MAX), b"v"), &limits);
         assert_eq!(i, Some(1));
-        assert!(what.starts_with("expiry 18446744073709551615 is beyond"), "{what}");
+        assert!(
+            what.starts_with("expiry 18446744073709551615 is beyond"),
+            "{what}"
+        );
         let (_, _, what, _) = fault(&record(b"t", 1, Some(MAX_EXPIRES_AT + 1), b"v"), &limits);
         assert!(what.starts_with("expiry"), "{what}");
         // Keys and values over the limits, refused before they are read.
@@ -1530,10 +1559,16 @@ mod tests {
         };
         let (i, key, what, _) = fault(&record(b"12345", 1, None, b"v"), &small);
         assert_eq!((i, key), (Some(1), None));
-        assert!(what.starts_with("key of 5 bytes, over the limit of 4"), "{what}");
+        assert!(
+            what.starts_with("key of 5 bytes, over the limit of 4"),
+            "{what}"
+        );
         let (_, key, what, _) = fault(&record(b"k", 1, None, &[7; 17]), &small);
         assert_eq!(key.as_deref(), Some("k"));
-        assert!(what.starts_with("value of 17 bytes, over the limit of 16"), "{what}");
+        assert!(
+            what.starts_with("value of 17 bytes, over the limit of 16"),
+            "{what}"
+        );
         // Within the limits, and the largest expiry, all is well.
         let mut all = good.clone();
         all.extend_from_slice(&record(b"k", 2, Some(MAX_EXPIRES_AT), b" {\"a\": [1, 2]} "));
@@ -1541,7 +1576,10 @@ mod tests {
         let loaded = load_snapshot_with(&path, 0, &small).expect("loads");
         assert_eq!(loaded.records.len(), 2);
         assert_eq!(LoadLimits::for_max_frame(1 << 20), LoadLimits::default());
-        assert_eq!(LoadLimits::for_max_frame(u32::MAX).max_value_len, u64::from(u32::MAX));
+        assert_eq!(
+            LoadLimits::for_max_frame(u32::MAX).max_value_len,
+            u64::from(u32::MAX)
+        );
     }
 
     #[test]
