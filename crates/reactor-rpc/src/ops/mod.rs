@@ -5,16 +5,20 @@
 //!   metrics   counters bumped on the hot path (relaxed atomics, fixed label set)
 //!             and the Prometheus text exposition (format 0.0.4)
 //!   http      a pure, incremental HTTP/1.x request reader for the metrics port
-//!   snapshot  the cache's crash-safe snapshot file: writer, loader, move-aside
-//!   persist   a live cache's snapshots: load, save (method, periodic, shutdown)
-//!   pidfile   one pid file per running server; refuses to start twice
+//!   snapshot  the cache's crash-safe snapshot file: writer, validating loader,
+//!             temporary files no planted link redirects, move-aside
+//!   persist   a live cache's snapshots: the start-up, the Saver the service
+//!             saves through, periodic and background saves, health recorded
+//!   pidfile   one pid file per running server, held with flock
 //!   systemd   readiness notification and socket activation
 //! ```
 //!
 //! Like `protocol` and `service`, none of these owns a socket loop: a server
-//! model calls them. They depend on nothing else in the crate (but
-//! `persist`, which joins the cache to the snapshot file), so the cache, the
-//! reactor and the threaded models can change without touching them.
+//! model calls them. They depend on nothing else in the crate but the
+//! service layer (`persist` joins the cache to the snapshot file, and
+//! `metrics` renders the service's persistence figures), never the other
+//! way round, so the reactor and the threaded models can change without
+//! touching them.
 
 pub mod http;
 pub mod metrics;

@@ -206,8 +206,8 @@ impl Service {
             return (Handled::Done, Some((self.metrics.other_method(), code)));
         };
         // After a failed save (--stop-writes-on-save-error): one relaxed
-        // load while all is well.
-        if self.persistence.refuses(method.access()) {
+        // load while all is well; the method's class is asked only then.
+        if self.persistence.writes_refused() && method.access() == Access::Write {
             self.stats.count_request();
             let err = crate::protocol::RpcError::new(
                 crate::protocol::ErrorCode::SaveFailed,

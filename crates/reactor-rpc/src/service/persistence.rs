@@ -161,9 +161,12 @@ impl Persistence {
         self.refuse_writes.load(Relaxed)
     }
 
-    /// Whether `access` is refused now. Only [`Access::Write`] ever is:
-    /// [`Access::Admin`] requests (`save`, `SAVE`, `BGSAVE`, `FLUSHALL`)
-    /// still run, since they are how an operator gets out of it.
+    /// Whether a request of class `access` is refused now. Only
+    /// [`Access::Write`] ever is: [`Access::Admin`] requests (`save`,
+    /// `SAVE`, `BGSAVE`, `FLUSHALL`) still run, since they are how an
+    /// operator gets out of it. (The request path asks
+    /// [`Persistence::writes_refused`] first, and a request's class only
+    /// when it is set.)
     #[inline]
     pub fn refuses(&self, access: Access) -> bool {
         self.writes_refused() && access == Access::Write
