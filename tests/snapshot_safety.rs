@@ -27,15 +27,20 @@ instance is configured to report errors during writes if RDB snapshotting fails 
 (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB \
 error.\r\n";
 
-/// The address in the log line `{role} listening on ADDR`.
-fn listener(server: &mut ServerProcess, role: &str) -> SocketAddr {
-    let marker = format!("{role} listening on ");
-    let line = server.wait_for_line(&marker, |l| l.contains(&marker));
-    line.split(&marker)
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
+/// The binary with a RESP and a metrics listener and `extra` flags; returns
+/// it and the two addresses.
+fn spawn_with_ports(extra: &[&str]) -> (ServerProcess, SocketAddr, SocketAddr) {
+    let mut args = vec![
+        "--resp-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let mut server = ServerProcess::spawn(&args);
+    let resp_addr = server.listener_addr("resp");
+    let metrics_addr = server.listener_addr("metrics");
+    (server, resp_addr, metrics_addr)
 }
 
 /// One RESP command and its reply, as text: a simple string, error or
@@ -61,20 +66,6 @@ fn resp(s: &mut TcpStream, args: &[&str]) -> String {
 
 fn resp_connect(addr: SocketAddr) -> TcpStream {
     support::raw_connect(addr)
-}
-
-/// The body of `GET /metrics`.
-fn scrape(addr: SocketAddr) -> String {
-    let mut s = support::raw_connect(addr);
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("write");
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("read");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .expect("a body")
 }
 
 /// `serve ARGS` run to its end: (exit code, the `reactor-rpc:` lines of stderr).
@@ -194,30 +185,19 @@ fn planted_links_at_every_written_name_are_never_followed() {
     assert!(!pidfile.exists(), "the pid file outlived a clean exit");
 }
 
-#[test]
-fn a_save_over_the_file_size_limit_fails_cleanly_and_the_server_keeps_serving() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let snap = dir.path().join("cache.snap");
-    // 64 blocks: 32 KiB with dash's 512-byte blocks, 64 KiB with bash's.
-    // The log goes to a pipe, which the limit does not apply to.
-    let mut server = ServerProcess::spawn_with_shell_prefix(
-        "ulimit -f 64;",
-        &[
-            "--snapshot",
-            path_str(&snap),
-            "--resp-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--save-interval",
-            "0",
-        ],
-    );
-    let resp_addr = listener(&mut server, "resp");
-    let metrics_addr = listener(&mut server, "metrics");
+/// A server under `ulimit -f 64` (32 KiB with dash's 512-byte blocks, 64
+/// KiB with bash's; the log goes to a pipe, which the limit does not apply
+/// to) holding 256 KiB of values, whose `save` has just failed: answered
+/// `save_failed`, logged, and the daemon still serving, with no file left
+/// behind. Returns it and its RESP address.
+fn failed_save_under_a_size_limit(dir: &Path, extra: &[&str]) -> (ServerProcess, SocketAddr) {
+    let snap = dir.join("cache.snap");
+    let mut args = vec!["--snapshot", path_str(&snap), "--resp-addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut server = ServerProcess::spawn_with_shell_prefix("ulimit -f 64;", &args);
+    let resp_addr = server.listener_addr("resp");
     fill(&server, 64, 4096);
 
-    // The save fails like a full disk: answered, logged, the daemon lives.
     let mut s = server.raw();
     let r = support::roundtrip(&mut s, &support::request("save", Value::Null));
     support::assert_error(&r, "save_failed");
@@ -233,9 +213,22 @@ fn a_save_over_the_file_size_limit_fails_cleanly_and_the_server_keeps_serving() 
     support::assert_usable(&mut s);
     assert!(!snap.exists(), "a partial snapshot was left at PATH");
     assert!(
-        fs::read_dir(dir.path()).expect("dir").next().is_none(),
+        fs::read_dir(dir).expect("dir").next().is_none(),
         "a temporary file was left behind"
     );
+    (server, resp_addr)
+}
+
+#[test]
+fn a_save_over_the_file_size_limit_fails_cleanly_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let snap = dir.path().join("cache.snap");
+    let (mut server, resp_addr) = failed_save_under_a_size_limit(
+        dir.path(),
+        &["--metrics-addr", "127.0.0.1:0", "--save-interval", "0"],
+    );
+    let metrics_addr = server.listener_addr("metrics");
+    let mut s = server.raw();
 
     // Health, in all three places.
     let p = persistence(&server);
@@ -254,7 +247,7 @@ fn a_save_over_the_file_size_limit_fails_cleanly_and_the_server_keeps_serving() 
     ] {
         assert!(info.contains(line), "{line:?} not in {info}");
     }
-    let metrics = scrape(metrics_addr);
+    let metrics = support::scrape_metrics(metrics_addr);
     for line in [
         "reactor_rpc_last_save_status 0\n",
         "reactor_rpc_writes_refused 1\n",
@@ -300,7 +293,7 @@ fn a_save_over_the_file_size_limit_fails_cleanly_and_the_server_keeps_serving() 
     let lastsave = resp(&mut r, &["LASTSAVE"]);
     let lastsave: u64 = lastsave[1..].trim().parse().expect("an integer");
     assert_eq!(json!(lastsave), p["last_save_time"], "{p}");
-    assert!(scrape(metrics_addr).contains("reactor_rpc_last_save_status 1\n"));
+    assert!(support::scrape_metrics(metrics_addr).contains("reactor_rpc_last_save_status 1\n"));
     drop((s, r));
     server.terminate();
     assert!(snap.exists());
@@ -309,23 +302,8 @@ fn a_save_over_the_file_size_limit_fails_cleanly_and_the_server_keeps_serving() 
 #[test]
 fn with_stop_writes_off_a_failed_save_refuses_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let snap = dir.path().join("cache.snap");
-    let mut server = ServerProcess::spawn_with_shell_prefix(
-        "ulimit -f 64;",
-        &[
-            "--snapshot",
-            path_str(&snap),
-            "--stop-writes-on-save-error",
-            "no",
-            "--resp-addr",
-            "127.0.0.1:0",
-        ],
-    );
-    let resp_addr = listener(&mut server, "resp");
-    fill(&server, 64, 4096);
-    let mut s = server.raw();
-    let r = support::roundtrip(&mut s, &support::request("save", Value::Null));
-    support::assert_error(&r, "save_failed");
+    let (mut server, resp_addr) =
+        failed_save_under_a_size_limit(dir.path(), &["--stop-writes-on-save-error", "no"]);
     let p = persistence(&server);
     assert_eq!(
         (p["last_save_status"].clone(), p["writes_refused"].clone()),
@@ -543,16 +521,7 @@ fn a_missing_or_unwritable_snapshot_directory_refuses_the_start() {
 fn persistence_health_in_stats_info_and_metrics() {
     let dir = tempfile::tempdir().expect("temp dir");
     let snap = dir.path().join("cache.snap");
-    let mut server = ServerProcess::spawn(&[
-        "--snapshot",
-        path_str(&snap),
-        "--resp-addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ]);
-    let resp_addr = listener(&mut server, "resp");
-    let metrics_addr = listener(&mut server, "metrics");
+    let (mut server, resp_addr, metrics_addr) = spawn_with_ports(&["--snapshot", path_str(&snap)]);
     let p = persistence(&server);
     assert_eq!(p["enabled"], true, "{p}");
     assert_eq!(p["last_save_status"], "ok", "{p}");
@@ -595,7 +564,7 @@ fn persistence_health_in_stats_info_and_metrics() {
     let at = |h: &str| all.find(h).unwrap_or_else(|| panic!("{h} not in {all}"));
     assert!(at("# Memory") < at("# Persistence") && at("# Persistence") < at("# Stats"));
 
-    let metrics = scrape(metrics_addr);
+    let metrics = support::scrape_metrics(metrics_addr);
     for line in [
         "reactor_rpc_last_save_status 1\n",
         "reactor_rpc_changes_since_last_save 0\n",
@@ -615,14 +584,7 @@ fn persistence_health_in_stats_info_and_metrics() {
     server.terminate();
 
     // Without a snapshot: reported as off, and SAVE says why.
-    let mut server = ServerProcess::spawn(&[
-        "--resp-addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ]);
-    let resp_addr = listener(&mut server, "resp");
-    let metrics_addr = listener(&mut server, "metrics");
+    let (mut server, resp_addr, metrics_addr) = spawn_with_ports(&[]);
     assert_eq!(persistence(&server)["enabled"], false);
     let mut r = resp_connect(resp_addr);
     assert!(resp(&mut r, &["INFO", "persistence"]).contains("snapshot_enabled:0\r\n"));
@@ -630,7 +592,7 @@ fn persistence_health_in_stats_info_and_metrics() {
         resp(&mut r, &["SAVE"]),
         "-ERR no snapshot file is configured (start the server with --snapshot PATH)\r\n"
     );
-    assert!(!scrape(metrics_addr).contains("reactor_rpc_last_save"));
+    assert!(!support::scrape_metrics(metrics_addr).contains("reactor_rpc_last_save"));
     drop(r);
     server.terminate();
 }

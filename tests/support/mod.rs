@@ -532,6 +532,19 @@ impl ServerProcess {
         }
     }
 
+    /// The address in the log line `{role} listening on ADDR` (`resp`,
+    /// `metrics`), waiting for it.
+    #[track_caller]
+    pub fn listener_addr(&mut self, role: &str) -> SocketAddr {
+        let marker = format!("{role} listening on ");
+        let line = self.wait_for_line(&marker, |l| l.contains(&marker));
+        line.split(&marker)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+
     /// Collects what stderr has to say within the next second (all of it, once
     /// the process has exited).
     pub fn drain_log(&mut self) {
@@ -633,4 +646,16 @@ pub fn hand_over_fds(cmd: &mut Command, fds: &[std::os::fd::RawFd]) {
             Ok(())
         });
     }
+}
+
+/// The body of `GET /metrics` from the metrics port at `addr`.
+pub fn scrape_metrics(addr: SocketAddr) -> String {
+    let mut s = raw_connect(addr);
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+    body.to_string()
 }
