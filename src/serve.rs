@@ -15,10 +15,10 @@ use log::error;
 
 use crate::logging;
 use crate::size::parse_size;
-use reactor_rpc::ops::persist::{SaveMethod, Snapshots};
-use reactor_rpc::ops::pidfile::{Pidfile, PidfileError};
+use reactor_rpc::ops::persist::{self, PersistConfig};
+use reactor_rpc::ops::pidfile::Pidfile;
 use reactor_rpc::ops::secrets;
-use reactor_rpc::ops::snapshot::move_aside;
+use reactor_rpc::ops::snapshot::LoadLimits;
 use reactor_rpc::ops::systemd::{self, Inherited};
 use reactor_rpc::service::auth::Auth;
 use reactor_rpc::service::{CacheConfig, EvictionPolicy, Registry};
@@ -95,15 +95,19 @@ pub struct ServeArgs {
     /// Serve `GET /metrics` (Prometheus text format) on this host:port.
     #[arg(long, env = "REACTOR_RPC_METRICS_ADDR")]
     metrics_addr: Option<String>,
-    /// Write this process's pid to this file once listening; removed at a
-    /// clean exit. A file naming a live process stops the server (exit 2).
+    /// Write this process's pid to this file at start and hold a lock on it
+    /// (flock) while running; removed at a clean exit. A file another
+    /// process holds the lock of stops the server (exit 2); an unlocked one
+    /// is stale, whatever pid it names.
     #[arg(long, env = "REACTOR_RPC_PIDFILE")]
     pidfile: Option<PathBuf>,
     /// Keep the cache in this snapshot file: loaded at start, written at a
-    /// graceful shutdown, every --save-interval, and by the `save` method.
+    /// graceful shutdown, every --save-interval, and by the `save` method
+    /// (RESP: SAVE, BGSAVE). Its directory must exist and be writable.
     #[arg(long, env = "REACTOR_RPC_SNAPSHOT")]
     snapshot: Option<PathBuf>,
-    /// With --snapshot: seconds between saves, each only if the cache changed (0: never).
+    /// With --snapshot: seconds between saves, each only if the cache changed
+    /// or the last save failed (0: never).
     #[arg(long, env = "REACTOR_RPC_SAVE_INTERVAL", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
     save_interval: u64,
@@ -111,6 +115,12 @@ pub struct ServeArgs {
     /// PATH.corrupt-<unix time> and start empty, instead of refusing to start.
     #[arg(long, env = "REACTOR_RPC_SNAPSHOT_DISCARD_CORRUPT")]
     snapshot_discard_corrupt: bool,
+    /// With --snapshot: after a failed save, refuse writes (JSON `save_failed`,
+    /// RESP `-MISCONF`) until a save succeeds, as Redis's
+    /// stop-writes-on-bgsave-error: yes or no.
+    #[arg(long, env = "REACTOR_RPC_STOP_WRITES_ON_SAVE_ERROR", default_value = "yes",
+          action = clap::ArgAction::Set, value_parser = yes_no)]
+    stop_writes_on_save_error: bool,
     /// Log level.
     #[arg(long, env = "REACTOR_RPC_LOG_LEVEL", default_value = "info",
           value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
@@ -426,69 +436,43 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Ok(inherited) => inherited,
         Err(e) => return refuse(log_file.is_some(), &e),
     };
-    let mut registry = Registry::builtin();
-    let snapshots = args
-        .snapshot
-        .clone()
-        .map(|path| Arc::new(Snapshots::new(path)));
-    if let Some(snapshots) = &snapshots {
-        registry.insert("save", SaveMethod(snapshots.clone()));
-    }
-    let service = Arc::new(Service::with_cache_config(registry, cache));
+    let service = Arc::new(Service::with_cache_config(Registry::builtin(), cache));
+    // Before the snapshot is touched: a second server on the same files
+    // stops here. Held until the server has stopped; dropping it removes
+    // the file.
+    let _pidfile = match args.pidfile.as_deref().map(Pidfile::create).transpose() {
+        Ok(pidfile) => pidfile,
+        Err(e) => return refuse(log_file.is_some(), &e),
+    };
     let server = match Server::bind_with(config, service.clone(), inherited) {
         Ok(server) => server,
-        Err(e) => {
-            // One line where the operator looks: stderr, and the log file if any.
-            if log_file.is_some() {
-                error!("cannot listen on {e}");
-            }
-            eprintln!("reactor-rpc: cannot listen on {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return refuse(log_file.is_some(), &format!("cannot listen on {e}")),
     };
     // Loaded after the bind, whose `listening on` line comes first (tools
     // read the port from it); no connection is served until `run`.
-    if let Some(snapshots) = &snapshots {
-        if let Err(code) = load(
-            snapshots,
-            &service,
-            args.snapshot_discard_corrupt,
-            &log_file,
-        ) {
-            return code;
+    let persister = match &args.snapshot {
+        Some(path) => {
+            let mut persist = PersistConfig::new(path);
+            persist.save_interval =
+                (args.save_interval > 0).then(|| Duration::from_secs(args.save_interval));
+            persist.discard_corrupt = args.snapshot_discard_corrupt;
+            persist.stop_writes_on_error = args.stop_writes_on_save_error;
+            persist.limits = LoadLimits::for_max_frame(args.max_frame);
+            match persist::start(&service, persist) {
+                Ok(persister) => Some(persister),
+                Err(e) => return refuse(log_file.is_some(), &e),
+            }
         }
-    }
-    // Held until the server has stopped; dropping it removes the file.
-    let _pidfile = match args.pidfile.as_deref().map(Pidfile::create).transpose() {
-        Ok(pidfile) => pidfile,
-        Err(e @ PidfileError::AlreadyRunning { .. }) => return refuse(log_file.is_some(), &e),
-        Err(e) => return refuse(log_file.is_some(), &e),
+        None => None,
     };
     if let Err(e) = systemd::notify_ready() {
         log::warn!("cannot tell systemd READY=1: {e}");
     }
-    let saver = snapshots
-        .as_ref()
-        .filter(|_| args.save_interval > 0)
-        .map(|s| Saver::start(s.clone(), service.clone(), args.save_interval));
     let result = server.run();
-    drop(saver);
-    if let (Ok(()), Some(snapshots)) = (&result, &snapshots) {
-        match snapshots.save_waiting(service.cache()) {
-            Ok(info) => log::info!(
-                "saved {} keys ({} bytes) to {} in {} ms",
-                info.keys,
-                info.bytes,
-                snapshots.path().display(),
-                info.ms
-            ),
-            Err(e) => {
-                error!(
-                    "cannot save the snapshot {}: {e}",
-                    snapshots.path().display()
-                );
-                return ExitCode::FAILURE;
-            }
+    if let (Ok(()), Some(persister)) = (&result, persister) {
+        // Logged by the save itself.
+        if persister.save_at_shutdown().is_err() {
+            return ExitCode::FAILURE;
         }
     }
     match result {
@@ -518,101 +502,4 @@ fn inherited_listeners() -> Result<Inherited, systemd::ActivationError> {
         log::info!("serving the inherited {role} socket {addr} (socket activation)");
     }
     Ok(inherited)
-}
-
-/// Loads the snapshot into the cache. A missing file starts empty; one that
-/// does not load stops the server (exit 2, one line naming the file and the
-/// fault), or with `discard` is moved aside with a warning.
-fn load(
-    snapshots: &Snapshots,
-    service: &Service,
-    discard: bool,
-    log_file: &Option<logging::LogFile>,
-) -> Result<(), ExitCode> {
-    match snapshots.load_into(service.cache()) {
-        Ok(info) => {
-            log::info!(
-                "loaded {} keys ({} expired while down, {} bytes) from {} in {} ms",
-                info.keys,
-                info.expired,
-                info.bytes,
-                snapshots.path().display(),
-                info.ms
-            );
-            Ok(())
-        }
-        Err(e) if e.is_not_found() => {
-            log::info!(
-                "no snapshot at {} yet: starting empty",
-                snapshots.path().display()
-            );
-            Ok(())
-        }
-        Err(e) if discard => match move_aside(snapshots.path()) {
-            Ok(to) => {
-                log::warn!("{e}; moved it to {} and starting empty", to.display());
-                Ok(())
-            }
-            Err(m) => Err(refuse(
-                log_file.is_some(),
-                &format!("{e}; cannot move it aside: {m}"),
-            )),
-        },
-        Err(e) => Err(refuse(log_file.is_some(), &e)),
-    }
-}
-
-/// The thread that saves every `interval` seconds when the cache changed;
-/// stopped (and joined) on drop.
-struct Saver {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Saver {
-    fn start(snapshots: Arc<Snapshots>, service: Arc<Service>, interval: u64) -> Option<Saver> {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let every = Duration::from_secs(interval);
-        let thread = std::thread::Builder::new()
-            .name("snapshot".into())
-            .spawn(move || {
-                // Disconnected (the server stopped) ends the loop.
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(every)
-                {
-                    match snapshots.save_if_changed(service.cache()) {
-                        Ok(Some(info)) => log::info!(
-                            "saved {} keys ({} bytes) in {} ms",
-                            info.keys,
-                            info.bytes,
-                            info.ms
-                        ),
-                        Ok(None) => {}
-                        Err(e) => log::error!(
-                            "cannot save the snapshot {}: {e}",
-                            snapshots.path().display()
-                        ),
-                    }
-                }
-            });
-        match thread {
-            Ok(thread) => Some(Saver {
-                stop: Some(stop),
-                thread: Some(thread),
-            }),
-            Err(e) => {
-                log::error!("cannot start the snapshot thread: {e}; no periodic saves");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Saver {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }

@@ -3,24 +3,12 @@
 //! there, requests are counted by method and code, the duration histogram
 //! has its buckets, and bytes are counted.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use crate::support::{ServerProcess, TIMEOUT};
+use crate::support::{scrape_metrics as scrape, ServerProcess, TIMEOUT};
 use serde_json::Value;
-
-/// The scrape's body.
-fn scrape(addr: SocketAddr) -> String {
-    let mut s = crate::support::raw_connect(addr);
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("write");
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("read");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
-    body.to_string()
-}
 
 /// Every sample as `[name, labels, value]`, through prometheus_client's parser.
 fn parse(body: &str) -> Vec<(String, serde_json::Map<String, Value>, f64)> {

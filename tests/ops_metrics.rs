@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reactor_rpc::metrics::{CodeId, Metrics, Readings};
+use reactor_rpc::metrics::{CodeId, Metrics};
 use reactor_rpc::ops::exposition::render;
 use reactor_rpc::ops::procfs::ProcessStats;
 use reactor_rpc::output::Output;
+use reactor_rpc::service::stats::Readings;
 use reactor_rpc::session::{http, Exposition, Options, Stop};
 
 /// The page of `metrics`, rendered at every scrape.

@@ -39,6 +39,7 @@ mod security;
 mod shared_output;
 mod slow_clients;
 mod snapshot_daemon;
+mod snapshot_safety;
 mod soak;
 mod threaded_models;
 mod two_write;

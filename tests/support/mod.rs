@@ -533,6 +533,19 @@ impl ServerProcess {
         }
     }
 
+    /// The address in the log line `{role} listening on ADDR` (`resp`,
+    /// `metrics`), waiting for it.
+    #[track_caller]
+    pub fn listener_addr(&mut self, role: &str) -> SocketAddr {
+        let marker = format!("{role} listening on ");
+        let line = self.wait_for_line(&marker, |l| l.contains(&marker));
+        line.split(&marker)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+
     /// Collects what stderr has to say within the next second (all of it, once
     /// the process has exited).
     pub fn drain_log(&mut self) {
@@ -644,4 +657,32 @@ pub fn test_name(module: &str, name: &str) -> String {
         Some((_, path)) => format!("{path}::{name}"),
         None => name.to_string(),
     }
+}
+
+/// The first page of `GET /metrics` from `addr` that has every line of
+/// `lines`: a page is rendered at most once a second and shared within it,
+/// so a change shows in the page that follows it (the wait is bounded by
+/// [`TIMEOUT`]).
+pub fn scrape_metrics_with(addr: SocketAddr, lines: &[&str]) -> String {
+    let mut page = scrape_metrics(addr);
+    wait_until("a metrics page with the expected lines", TIMEOUT, || {
+        if lines.iter().all(|l| page.contains(l)) {
+            return true;
+        }
+        page = scrape_metrics(addr);
+        false
+    });
+    page
+}
+
+/// The body of `GET /metrics` from the metrics port at `addr`.
+pub fn scrape_metrics(addr: SocketAddr) -> String {
+    let mut s = raw_connect(addr);
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+    body.to_string()
 }

@@ -20,9 +20,9 @@
 //!   the small [`MethodId`] around. Because the code labels are
 //!   [`ErrorCode::ALL`], a new code is labelled the day it is added.
 //! - **Independence.** Gauges whose state lives elsewhere (connections,
-//!   cache keys and memory, jobs) are handed to the renderer as plain numbers
-//!   in [`Readings`]. Rendering the Prometheus text is not done here: it is
-//!   the ops crate's exposition, which reads these counters.
+//!   cache keys and memory, jobs, persistence) are read by the service
+//!   (`service::stats::Readings`). Rendering the Prometheus text is not done
+//!   here: it is the ops crate's exposition, which reads these counters.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -342,34 +342,6 @@ impl Metrics {
     pub fn code_at(&self, i: usize) -> CodeId {
         CodeId(i.min(self.codes.len() - 1) as u8)
     }
-}
-
-/// Gauges and counters whose state lives elsewhere (the server model, the
-/// cache, the worker pool), read just before a render.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Readings<'a> {
-    /// Server model name for `reactor_rpc_build_info{model}`.
-    pub model: &'a str,
-    /// Connections open now (`reactor_rpc_connections`).
-    pub connections: u64,
-    /// Connections accepted since start (`reactor_rpc_connections_total`).
-    pub connections_total: u64,
-    /// Connections refused at the limit (`reactor_rpc_connections_rejected_total`).
-    pub connections_rejected: u64,
-    /// Keys in the cache (`reactor_rpc_keys`).
-    pub keys: u64,
-    /// Heavy jobs waiting for a worker (`reactor_rpc_jobs{state="queued"}`).
-    pub jobs_queued: u64,
-    /// Heavy jobs on a worker now (`reactor_rpc_jobs{state="running"}`).
-    pub jobs_running: u64,
-    /// Heavy jobs finished since start (`reactor_rpc_jobs{state="completed"}`).
-    pub jobs_completed: u64,
-    /// The cache's accounted memory (`reactor_rpc_used_memory_bytes`).
-    pub used_memory_bytes: u64,
-    /// Keys evicted under maxmemory (`reactor_rpc_evicted_keys_total`).
-    pub evicted_keys_total: u64,
-    /// Keys removed because their TTL passed (`reactor_rpc_expired_keys_total`).
-    pub expired_keys_total: u64,
 }
 
 #[cfg(test)]

@@ -33,7 +33,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reactor_rpc_core::metrics::{Metrics, Readings, DURATION_BUCKETS};
+use reactor_rpc_core::metrics::{Metrics, DURATION_BUCKETS};
+use reactor_rpc_core::service::stats::Readings;
+use reactor_rpc_core::service::PersistenceStatus;
 use reactor_rpc_core::session::Exposition;
 use reactor_rpc_core::Service;
 
@@ -93,7 +95,7 @@ impl Exposition for Scrapes {
 /// Appends the whole exposition to `out`: the counters of `metrics`, the
 /// gauges in `r`, and this process's figures (`process`, from
 /// [`ProcessStats::read`](crate::procfs::ProcessStats::read)).
-pub fn render(metrics: &Metrics, r: &Readings<'_>, process: &ProcessStats, out: &mut String) {
+pub fn render(metrics: &Metrics, r: &Readings, process: &ProcessStats, out: &mut String) {
     let mut w = Writer { out };
     render_requests(metrics, &mut w);
     render_durations(metrics, &mut w);
@@ -174,6 +176,10 @@ pub fn render(metrics: &Metrics, r: &Readings<'_>, process: &ProcessStats, out: 
         &[("version", env!("CARGO_PKG_VERSION")), ("model", r.model)],
         1u64,
     );
+
+    if let Some(p) = &r.persistence {
+        render_persistence(&mut w, p);
+    }
 
     if let Some(v) = process.resident_memory_bytes {
         w.single(
@@ -260,6 +266,69 @@ fn render_durations(metrics: &Metrics, w: &mut Writer<'_>) {
             Float(sum_ns as f64 / 1e9),
         );
         w.suffixed(NAME, "_count", &[("method", method)], count);
+    }
+}
+
+/// The persistence figures: Prometheus spells the status as 1 (ok) or 0
+/// (err), times and durations in seconds, and the error text as the label of
+/// an info-style series present only while the last save failed.
+fn render_persistence(w: &mut Writer<'_>, p: &PersistenceStatus) {
+    w.single(
+        "reactor_rpc_last_save_status",
+        "1 if the last snapshot save succeeded (or none failed yet), 0 if it failed.",
+        "gauge",
+        u8::from(p.last_save_ok),
+    );
+    w.single(
+        "reactor_rpc_last_save_time_seconds",
+        "Unix time of the last successful snapshot save (or of the start).",
+        "gauge",
+        p.last_save_time,
+    );
+    if let Some(ms) = p.last_save_duration_ms {
+        w.single(
+            "reactor_rpc_last_save_duration_seconds",
+            "How long the last snapshot save took, successful or not.",
+            "gauge",
+            Float(ms as f64 / 1000.0),
+        );
+    }
+    w.single(
+        "reactor_rpc_changes_since_last_save",
+        "Cache writes since the last successful snapshot save.",
+        "gauge",
+        p.changes_since_last_save,
+    );
+    w.single(
+        "reactor_rpc_save_in_progress",
+        "1 while a snapshot save runs.",
+        "gauge",
+        u8::from(p.save_in_progress),
+    );
+    w.single(
+        "reactor_rpc_writes_refused",
+        "1 while writes are refused because the last save failed (--stop-writes-on-save-error).",
+        "gauge",
+        u8::from(p.writes_refused),
+    );
+    w.single(
+        "reactor_rpc_saves_total",
+        "Snapshot saves attempted since start.",
+        "counter",
+        p.saves,
+    );
+    if let Some(error) = &p.last_save_error {
+        w.header(
+            "reactor_rpc_last_save_error_info",
+            "1 while the last snapshot save failed; the label says why.",
+            "gauge",
+        );
+        // Bounded: an OS error text is short, but the label is cut anyway.
+        let cut = error
+            .char_indices()
+            .nth(200)
+            .map_or(error.as_str(), |(i, _)| &error[..i]);
+        w.sample("reactor_rpc_last_save_error_info", &[("error", cut)], 1u8);
     }
 }
 
@@ -384,7 +453,7 @@ mod tests {
         ])
     }
 
-    fn readings() -> Readings<'static> {
+    fn readings() -> Readings {
         Readings {
             model: "reactor",
             connections: 3,
@@ -397,6 +466,7 @@ mod tests {
             used_memory_bytes: 4096,
             evicted_keys_total: 5,
             expired_keys_total: 6,
+            persistence: None,
         }
     }
 
@@ -563,5 +633,59 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn persistence_figures_only_with_a_snapshot_file() {
+        let m = builtin();
+        let mut out = String::new();
+        super::render(&m, &readings(), &ProcessStats::default(), &mut out);
+        assert!(
+            !out.contains("_last_save") && !out.contains("saves_total"),
+            "{out}"
+        );
+
+        let mut status = PersistenceStatus::default();
+        status.enabled = true;
+        status.last_save_ok = false;
+        status.last_save_time = 1_700_000_000;
+        status.last_save_duration_ms = Some(1_250);
+        status.changes_since_last_save = 12;
+        status.last_save_error = Some("File too large (os error 27) \"x\"".into());
+        status.writes_refused = true;
+        status.saves = 3;
+        let r = Readings {
+            persistence: Some(status.clone()),
+            ..readings()
+        };
+        let mut out = String::new();
+        super::render(&m, &r, &ProcessStats::default(), &mut out);
+        for line in [
+            "reactor_rpc_last_save_status 0\n",
+            "reactor_rpc_last_save_time_seconds 1700000000\n",
+            "reactor_rpc_last_save_duration_seconds 1.25\n",
+            "reactor_rpc_changes_since_last_save 12\n",
+            "reactor_rpc_save_in_progress 0\n",
+            "reactor_rpc_writes_refused 1\n",
+            "reactor_rpc_saves_total 3\n",
+            "reactor_rpc_last_save_error_info{error=\"File too large (os error 27) \\\"x\\\"\"} 1\n",
+        ] {
+            assert!(out.contains(line), "{line} missing from\n{out}");
+        }
+        check_exposition_syntax(&out);
+
+        // A success: status 1, no error series; no duration before any save.
+        status.last_save_ok = true;
+        status.last_save_error = None;
+        status.last_save_duration_ms = None;
+        let r = Readings {
+            persistence: Some(status.clone()),
+            ..readings()
+        };
+        let mut out = String::new();
+        super::render(&m, &r, &ProcessStats::default(), &mut out);
+        assert!(out.contains("reactor_rpc_last_save_status 1\n"), "{out}");
+        assert!(!out.contains("error_info") && !out.contains("last_save_duration"));
+        check_exposition_syntax(&out);
     }
 }

@@ -1,44 +1,63 @@
-//! A pid file that stops a second server from starting on the same state.
+//! A pid file that stops a second server from starting on the same state,
+//! and that a stale file can never lock out.
 //!
 //! Two servers sharing one snapshot path would overwrite each other's saves,
 //! and init scripts, logrotate and operators find the server by its pid
-//! file. [`Pidfile::create`] (call it after the listening sockets are bound,
-//! so a second instance has usually failed already) refuses when the file
-//! names a live process, replaces a stale one, writes the new file atomically
-//! (temporary file, then rename: nobody ever reads half a pid), and the
-//! returned guard removes the file on drop, but only while it still names
-//! this process (a successor may have taken it over).
+//! file. Whether a server is running is not read from the pid the file
+//! names: a pid is reused, and in a container every server is pid 1, so a
+//! stale file can name a live process forever. Instead the running server
+//! holds an `flock` on the file for its whole life; the kernel drops the
+//! lock when the process dies, however it dies. [`Pidfile::create`] refuses
+//! only if another process holds that lock ([`PidfileError::AlreadyRunning`]);
+//! a file nobody holds is stale, whatever it names, and is taken over.
 //!
-//! "Live" means `kill(pid, 0)` succeeds or fails with `EPERM` (the process
-//! exists but belongs to someone else). A zombie, a pid of 0 or beyond
-//! `i32::MAX`, unparsable contents, and this process's own pid (a container
-//! restarted with the same pid 1) all count as stale.
+//! The file is opened with `O_NOFOLLOW` (a planted symbolic link is refused,
+//! never written through), must be a regular file with no other hard link
+//! (so it cannot be an alias of another file), and is truncated and written
+//! only once the lock is held. It is written in place rather than through a
+//! temporary file and a rename: the lock belongs to the file the server
+//! opened, and a rename would put another, unlocked file at the path. A
+//! reader may therefore see it empty for a moment at start. The returned
+//! guard removes the file on drop, but only while the path is still the file
+//! it locked and still names this process.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use log::warn;
+use log::info;
 
-/// A pid file this process owns; removed on drop.
+/// A pid file this process owns and holds the lock of; removed on drop.
 #[derive(Debug)]
 pub struct Pidfile {
     path: PathBuf,
     pid: u32,
+    /// Open for the process's life: closing it releases the lock.
+    file: File,
 }
 
 /// Why a pid file could not be created.
 #[derive(Debug)]
 pub enum PidfileError {
-    /// The file names a process that is running.
+    /// Another process holds the file's lock: a server is running.
     AlreadyRunning {
         /// The pid file.
         path: PathBuf,
-        /// The live process it names.
-        pid: u32,
+        /// The pid the file names, if it names one.
+        pid: Option<u32>,
     },
-    /// The file could not be read or written.
+    /// The path is not a file this process may write: a symbolic link, not
+    /// a regular file, or a file with other hard links.
+    Unsafe {
+        /// The pid file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+    /// The file could not be opened, locked or written.
     Io {
         /// The pid file.
         path: PathBuf,
@@ -50,10 +69,23 @@ pub enum PidfileError {
 impl fmt::Display for PidfileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PidfileError::AlreadyRunning { path, pid } => write!(
+            PidfileError::AlreadyRunning {
+                path,
+                pid: Some(pid),
+            } => write!(
                 f,
-                "pid file {} names process {pid}, which is running: another server is using it \
-                 (stop that process, or remove the file if it is not a reactor-rpc)",
+                "pid file {} is locked by process {pid}, which is running: another server is \
+                 using it",
+                path.display()
+            ),
+            PidfileError::AlreadyRunning { path, pid: None } => write!(
+                f,
+                "pid file {} is locked by another running process: another server is using it",
+                path.display()
+            ),
+            PidfileError::Unsafe { path, what } => write!(
+                f,
+                "pid file {} {what}: refusing to write to it",
                 path.display()
             ),
             PidfileError::Io { path, error } => write!(f, "pid file {}: {error}", path.display()),
@@ -65,55 +97,9 @@ impl std::error::Error for PidfileError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             PidfileError::Io { error, .. } => Some(error),
-            PidfileError::AlreadyRunning { .. } => None,
+            _ => None,
         }
     }
-}
-
-/// What `kill(pid, 0)` says about a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    /// The process exists (possibly owned by another user).
-    Alive,
-    /// No such process.
-    Gone,
-}
-
-/// Interprets `kill(pid, 0)`'s return value and `errno`: success or
-/// `EPERM` (it exists, we may not signal it) is alive, `ESRCH` is gone, and
-/// anything else is taken as alive: refusing to start is the safe mistake.
-pub fn liveness_from_kill(ret: libc::c_int, errno: i32) -> Liveness {
-    if ret == 0 || errno != libc::ESRCH {
-        Liveness::Alive
-    } else {
-        Liveness::Gone
-    }
-}
-
-/// Whether `pid` names a running (not zombie) process.
-pub fn process_alive(pid: u32) -> bool {
-    let Ok(raw) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if raw <= 0 {
-        // kill(0, …) and kill(-1, …) address groups, not a process.
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    let ret = unsafe { libc::kill(raw, 0) };
-    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    liveness_from_kill(ret, errno) == Liveness::Alive && !is_zombie(pid)
-}
-
-/// A zombie has exited; only its parent has not collected it yet.
-fn is_zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after = &s[s.rfind(')')? + 1..];
-            after.split_whitespace().next().map(|state| state == "Z")
-        })
-        .unwrap_or(false)
 }
 
 /// The pid a pid file holds: decimal digits, surrounding whitespace allowed.
@@ -125,19 +111,25 @@ pub fn parse_pid(contents: &str) -> Option<u32> {
     s.parse().ok().filter(|&p| p > 0)
 }
 
-fn read_pid(path: &Path) -> io::Result<Option<u32>> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(parse_pid(&s)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        // Not UTF-8: garbage, hence stale.
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
-        Err(e) => Err(e),
+/// The pid in an open pid file, if it holds one (at most 32 bytes read).
+fn pid_in(file: &File) -> Option<u32> {
+    let mut buf = [0u8; 32];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok().and_then(parse_pid)
+}
+
+/// Whether `path` is, right now, the file `file` is open on.
+fn same_file(path: &Path, file: &File) -> bool {
+    match (fs::symlink_metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
 impl Pidfile {
-    /// Writes this process's pid to `path`, unless the file names another
-    /// live process ([`PidfileError::AlreadyRunning`]; the binary exits 2).
+    /// Takes the lock on `path` and writes this process's pid to it,
+    /// unless another process holds the lock
+    /// ([`PidfileError::AlreadyRunning`]; the binary exits 2).
     pub fn create(path: impl AsRef<Path>) -> Result<Pidfile, PidfileError> {
         let path = path.as_ref().to_path_buf();
         let pid = std::process::id();
@@ -145,20 +137,63 @@ impl Pidfile {
             path: path.clone(),
             error,
         };
-        let exists = path.exists();
-        match read_pid(&path).map_err(io_err)? {
-            Some(other) if other != pid && process_alive(other) => {
-                return Err(PidfileError::AlreadyRunning { path, pid: other });
+        let unsafe_file = |what| PidfileError::Unsafe {
+            path: path.clone(),
+            what,
+        };
+        // A server that exits removes its file, then its lock goes: a file
+        // opened just before the removal is locked in vain. Open again then.
+        for _ in 0..16 {
+            let file = match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)
+            {
+                Ok(file) => file,
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    return Err(unsafe_file("is a symbolic link"))
+                }
+                Err(e) => return Err(io_err(e)),
+            };
+            let meta = file.metadata().map_err(io_err)?;
+            if !meta.is_file() {
+                return Err(unsafe_file("is not a regular file"));
             }
-            Some(other) => warn!(
-                "replacing stale pid file {} (process {other} is not running)",
-                path.display()
-            ),
-            None if exists => warn!("replacing unreadable pid file {}", path.display()),
-            None => {}
+            // SAFETY: flock on a descriptor we own; the lock lives as long
+            // as the descriptor.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    return Err(PidfileError::AlreadyRunning {
+                        path,
+                        pid: pid_in(&file),
+                    });
+                }
+                return Err(io_err(e));
+            }
+            if !same_file(&path, &file) {
+                continue;
+            }
+            if file.metadata().map_err(io_err)?.nlink() != 1 {
+                return Err(unsafe_file("has other hard links"));
+            }
+            if let Some(old) = pid_in(&file).filter(|&old| old != pid) {
+                info!(
+                    "taking over the stale pid file {} (process {old} held no lock on it)",
+                    path.display()
+                );
+            }
+            file.set_len(0).map_err(io_err)?;
+            file.write_all_at(format!("{pid}\n").as_bytes(), 0)
+                .map_err(io_err)?;
+            return Ok(Pidfile { path, pid, file });
         }
-        write_atomically(&path, format!("{pid}\n").as_bytes()).map_err(io_err)?;
-        Ok(Pidfile { path, pid })
+        Err(io_err(io::Error::other(
+            "the file kept being replaced while it was being locked",
+        )))
     }
 
     /// Where the file is.
@@ -174,44 +209,17 @@ impl Pidfile {
 
 impl Drop for Pidfile {
     fn drop(&mut self) {
-        // Only our own file: a successor may already have replaced it.
-        if let Ok(Some(pid)) = read_pid(&self.path) {
-            if pid == self.pid {
-                let _ = fs::remove_file(&self.path);
-            }
+        // Only our own file: someone may have replaced or rewritten it.
+        if same_file(&self.path, &self.file) && pid_in(&self.file) == Some(self.pid) {
+            let _ = fs::remove_file(&self.path);
         }
+        // Closing `file` (dropped after this) releases the lock.
     }
-}
-
-/// Writes `PATH.<pid>.tmp` and renames it over `path`.
-fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(format!(".{}.tmp", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(contents))
-        .and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kill_results() {
-        assert_eq!(liveness_from_kill(0, 0), Liveness::Alive);
-        assert_eq!(liveness_from_kill(-1, libc::EPERM), Liveness::Alive);
-        assert_eq!(liveness_from_kill(-1, libc::ESRCH), Liveness::Gone);
-        assert_eq!(liveness_from_kill(-1, libc::EINVAL), Liveness::Alive);
-    }
 
     #[test]
     fn parses_pids_strictly() {
@@ -233,10 +241,19 @@ mod tests {
     }
 
     #[test]
-    fn groups_and_absurd_pids_are_never_alive() {
-        assert!(!process_alive(0));
-        assert!(!process_alive(u32::MAX));
-        assert!(!process_alive(i32::MAX as u32 + 1));
-        assert!(process_alive(std::process::id()));
+    fn a_held_lock_refuses_even_in_the_same_process() {
+        let d = tempfile::tempdir().expect("temp dir");
+        let path = d.path().join("x.pid");
+        let first = Pidfile::create(&path).expect("create");
+        // flock belongs to an open file: a second open is refused.
+        match Pidfile::create(&path) {
+            Err(PidfileError::AlreadyRunning { pid, .. }) => {
+                assert_eq!(pid, Some(std::process::id()))
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(first);
+        assert!(!path.exists());
+        drop(Pidfile::create(&path).expect("free again"));
     }
 }

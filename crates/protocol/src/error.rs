@@ -68,6 +68,10 @@ error_codes! {
     /// Too many failed `auth` attempts from this address (10 within 60 s):
     /// refused for 60 s without the password being checked.
     TooManyAttempts => "too_many_attempts",
+    /// A snapshot could not be written: the `save` method's own failure, or,
+    /// with `--stop-writes-on-save-error` (the default), a write refused
+    /// because the last save failed, until a save succeeds.
+    SaveFailed => "save_failed",
 }
 
 impl ErrorCode {
@@ -134,7 +138,7 @@ mod tests {
     #[test]
     fn every_code_parses_back() {
         let all = ErrorCode::ALL.iter().copied();
-        assert_eq!(all.len(), 14);
+        assert_eq!(all.len(), 15);
         for code in all {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
@@ -143,6 +147,7 @@ mod tests {
         assert_eq!(ErrorCode::Busy.as_str(), "busy");
         assert_eq!(ErrorCode::WrongPassword.as_str(), "wrong_password");
         assert_eq!(ErrorCode::TooManyAttempts.as_str(), "too_many_attempts");
+        assert_eq!(ErrorCode::SaveFailed.as_str(), "save_failed");
         assert_eq!(ErrorCode::parse("from_the_future"), None);
         let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         names.sort_unstable();

@@ -14,6 +14,7 @@ mod access;
 pub mod auth;
 pub mod cache;
 pub mod fib;
+pub mod persistence;
 pub(crate) mod ping;
 pub mod redis;
 pub(crate) mod registry;
@@ -30,6 +31,7 @@ use crate::output::Output;
 
 pub use access::Access;
 pub use cache::{Cache, CacheConfig, EvictionPolicy};
+pub use persistence::{Persistence, PersistenceStatus, SaveFailure, SaveReport, Saver};
 use reactor_rpc_protocol::message::write_error_frame;
 use reactor_rpc_protocol::parse_request;
 pub use registry::{method_fn, params, Context, Cost, Method, Registry};
@@ -54,6 +56,7 @@ pub struct Service {
     registry: Registry,
     cache: Cache,
     stats: Stats,
+    persistence: Persistence,
     metrics: Metrics,
     /// The metrics row of each Redis command, by its index in the command table.
     resp_rows: Box<[MethodId]>,
@@ -80,6 +83,7 @@ impl Service {
             registry,
             cache: Cache::new(cache),
             stats: Stats::new(),
+            persistence: Persistence::new(),
             resp_rows: redis::metric_rows(&metrics),
             metrics,
         }
@@ -105,15 +109,30 @@ impl Service {
         &self.cache
     }
 
+    /// Persistence health and the installed [`Saver`]: `ops::persist` installs
+    /// one and records each save's outcome; `stats`, `INFO`, the metrics and
+    /// the write refusal after a failed save read it.
+    pub fn persistence(&self) -> &Persistence {
+        &self.persistence
+    }
+
+    /// The persistence figures now, as `stats`, `INFO persistence` and the
+    /// metrics report them.
+    pub fn persistence_status(&self) -> PersistenceStatus {
+        self.persistence
+            .status(self.cache.dirty(), persistence::unix_ms_now())
+    }
+
     /// Requests answered so far (JSON and RESP), as `stats` reports them.
     pub fn requests(&self) -> u64 {
         self.stats.requests()
     }
 
     /// The gauges and counters kept outside [`Metrics`] (connections, keys,
-    /// memory, jobs), read now, for the metrics exposition.
-    pub fn readings(&self) -> crate::metrics::Readings<'static> {
-        self.stats.readings(&self.cache.info())
+    /// memory, jobs, persistence), read now, for the metrics exposition.
+    pub fn readings(&self) -> stats::Readings {
+        self.stats
+            .readings(&self.cache.info(), self.persistence_status())
     }
 
     /// The counters every model updates and `stats` reports.
@@ -189,6 +208,18 @@ impl Service {
             let code = self.metrics.code_id(err.code);
             return (Handled::Done, Some((self.metrics.other_method(), code)));
         };
+        // After a failed save (--stop-writes-on-save-error): one relaxed
+        // load while all is well; the method's class is asked only then.
+        if self.persistence.writes_refused() && method.access() == Access::Write {
+            self.stats.count_request();
+            let err = reactor_rpc_protocol::RpcError::new(
+                reactor_rpc_protocol::ErrorCode::SaveFailed,
+                persistence::WRITES_REFUSED,
+            );
+            let code = self.metrics.code_id(err.code);
+            write_error_frame(out, &err, request.id);
+            return (Handled::Done, Some((metric, code)));
+        }
         let params = request.params();
         if offload && method.cost(params) == Cost::Heavy {
             return (Handled::Offload, None);
@@ -200,6 +231,7 @@ impl Service {
         let cx = Context {
             cache: &self.cache,
             stats: &self.stats,
+            persistence: &self.persistence,
         };
         let code = match ResponseWriter::begin(out, name)
             .result(request.id, |o| method.call_output(&cx, params, o))

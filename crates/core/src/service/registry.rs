@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{cache, fib, ping, stats, Access, Cache, Stats};
+use super::{cache, fib, persistence, ping, stats, Access, Cache, Persistence, Stats};
 use crate::output::Output;
 use reactor_rpc_protocol::message::write_json;
 use reactor_rpc_protocol::{Json, RpcError};
@@ -20,6 +20,7 @@ use reactor_rpc_protocol::{Json, RpcError};
 pub struct Context<'a> {
     pub(crate) cache: &'a Cache,
     pub(crate) stats: &'a Stats,
+    pub(crate) persistence: &'a Persistence,
 }
 
 impl<'a> Context<'a> {
@@ -174,13 +175,15 @@ impl Registry {
         }
     }
 
-    /// The built-in methods: `ping`, `fib`, the cache and `stats`.
+    /// The built-in methods: `ping`, `fib`, the cache, `stats` and `save`
+    /// (which answers `unknown_method` unless a snapshot file is configured).
     pub fn builtin() -> Registry {
         let mut r = Registry::empty();
         r.insert_named("ping", "pong", ping::Ping);
         r.insert("fib", fib::Fib);
         cache::register(&mut r);
         r.insert("stats", stats::StatsMethod);
+        r.insert("save", persistence::SaveMethod);
         r
     }
 

@@ -11,6 +11,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::cache::CacheInfo;
+use super::persistence::{unix_ms_now, PersistenceStatus};
 use super::{Access, Context, Method};
 use reactor_rpc_protocol::message::write_json;
 use reactor_rpc_protocol::{Json, RpcError};
@@ -67,6 +68,37 @@ impl ServerInfo {
     }
 }
 
+/// Gauges and counters whose state lives elsewhere (the server model, the
+/// cache, the worker pool), read just before a render.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Readings {
+    /// Server model name for `reactor_rpc_build_info{model}`.
+    pub model: &'static str,
+    /// Connections open now (`reactor_rpc_connections`).
+    pub connections: u64,
+    /// Connections accepted since start (`reactor_rpc_connections_total`).
+    pub connections_total: u64,
+    /// Connections refused at the limit (`reactor_rpc_connections_rejected_total`).
+    pub connections_rejected: u64,
+    /// Keys in the cache (`reactor_rpc_keys`).
+    pub keys: u64,
+    /// Heavy jobs waiting for a worker (`reactor_rpc_jobs{state="queued"}`).
+    pub jobs_queued: u64,
+    /// Heavy jobs on a worker now (`reactor_rpc_jobs{state="running"}`).
+    pub jobs_running: u64,
+    /// Heavy jobs finished since start (`reactor_rpc_jobs{state="completed"}`).
+    pub jobs_completed: u64,
+    /// The cache's accounted memory (`reactor_rpc_used_memory_bytes`).
+    pub used_memory_bytes: u64,
+    /// Keys evicted under maxmemory (`reactor_rpc_evicted_keys_total`).
+    pub evicted_keys_total: u64,
+    /// Keys removed because their TTL passed (`reactor_rpc_expired_keys_total`).
+    pub expired_keys_total: u64,
+    /// The persistence figures (`reactor_rpc_last_save_*` and the like);
+    /// `None` without a snapshot file, and they are left out.
+    pub persistence: Option<PersistenceStatus>,
+}
+
 /// Server-wide counters.
 pub struct Stats {
     started: Instant,
@@ -113,8 +145,9 @@ impl Stats {
     }
 
     /// The figures the metrics render that live here and in the cache.
-    pub(crate) fn readings(&self, cache: &CacheInfo) -> crate::metrics::Readings<'static> {
-        crate::metrics::Readings {
+    pub(crate) fn readings(&self, cache: &CacheInfo, persistence: PersistenceStatus) -> Readings {
+        Readings {
+            persistence: persistence.enabled.then_some(persistence),
             model: self.model.get().copied().unwrap_or(""),
             connections: self.connections(),
             connections_total: self.connections_total.load(Relaxed),
@@ -184,8 +217,9 @@ impl Stats {
     }
 
     /// Everything, as the `stats` method reports it, with the cache's figures
-    /// (named as Redis's `INFO` names them) next to `keys`.
-    pub fn snapshot(&self, cache: &CacheInfo) -> Value {
+    /// (named as Redis's `INFO` names them) next to `keys`, and the
+    /// persistence figures under `persistence`.
+    pub fn snapshot(&self, cache: &CacheInfo, persistence: &PersistenceStatus) -> Value {
         let mut v = json!({
             "connections": self.connections(),
             "connections_total": self.connections_total.load(Relaxed),
@@ -208,6 +242,7 @@ impl Stats {
                 "running": self.jobs_running.load(Relaxed),
                 "completed": self.jobs_completed.load(Relaxed),
             },
+            "persistence": persistence.to_json(),
         });
         if let (Some(Value::Object(server)), Value::Object(out)) = (self.server.get(), &mut v) {
             out.extend(server.clone());
@@ -221,7 +256,8 @@ pub(crate) struct StatsMethod;
 
 impl Method for StatsMethod {
     fn call(&self, cx: &Context<'_>, _params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
-        write_json(out, &cx.stats.snapshot(&cx.cache.info()))
+        let persistence = cx.persistence.status(cx.cache.dirty(), unix_ms_now());
+        write_json(out, &cx.stats.snapshot(&cx.cache.info(), &persistence))
     }
 
     fn access(&self) -> Access {

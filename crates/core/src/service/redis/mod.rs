@@ -17,9 +17,11 @@
 //! * [`keyspace`]: DEL EXISTS EXPIRE PEXPIRE TTL PTTL PERSIST DBSIZE FLUSHALL
 //! * [`server`]: INFO COMMAND CONFIG
 //! * [`transaction`]: MULTI EXEC DISCARD
+//! * [`persistence`]: SAVE BGSAVE LASTSAVE, and `-MISCONF` after a failed save
 
 pub mod connection;
 pub mod keyspace;
+pub mod persistence;
 pub mod server;
 pub mod strings;
 pub mod transaction;
@@ -122,7 +124,12 @@ pub(crate) fn execute_labelled(
     };
     let metrics = service.metrics();
     let found = position(COMMANDS, name);
-    let method = if transaction::intercept(&mut cx, found, args).is_some() {
+    // After a failed save (--stop-writes-on-save-error): one relaxed load
+    // while all is well.
+    let method = if (service.persistence().writes_refused()
+        && persistence::refuse_write(&mut cx, found, args))
+        || transaction::intercept(&mut cx, found, args).is_some()
+    {
         found.map_or_else(|| metrics.other_method(), |i| service.resp_metric_row(i))
     } else {
         match found {
@@ -164,6 +171,8 @@ fn reply_error_code(reply: &[u8]) -> ErrorCode {
         ErrorCode::WrongType
     } else if text.starts_with(b"OOM") {
         ErrorCode::Oom
+    } else if text.starts_with(b"MISCONF") {
+        ErrorCode::SaveFailed
     } else if text.starts_with(b"BUSY") {
         ErrorCode::Busy
     } else if text.starts_with(b"ERR unknown command") {
@@ -234,6 +243,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     transaction::MULTI,
     transaction::EXEC,
     transaction::DISCARD,
+    persistence::SAVE,
+    persistence::BGSAVE,
+    persistence::LASTSAVE,
 ];
 
 /// What running `args` (a command and its arguments) needs, as the command

@@ -23,10 +23,11 @@ pub(crate) const INFO: Command = Command {
 };
 
 /// The sections, in the order Redis prints them.
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "server",
     "clients",
     "memory",
+    "persistence",
     "stats",
     "replication",
     "keyspace",
@@ -51,7 +52,8 @@ fn info(cx: &mut Cx<'_>, args: &[&[u8]]) {
 fn info_text(cx: &Cx<'_>, wanted: &[bool; SECTIONS.len()]) -> String {
     let service = cx.service;
     let cache = service.cache().info();
-    let stats = service.stats().snapshot(&cache);
+    let persistence = service.persistence_status();
+    let stats = service.stats().snapshot(&cache, &persistence);
     let num = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let mut s = String::new();
     for (i, section) in SECTIONS.iter().enumerate() {
@@ -98,6 +100,7 @@ fn info_text(cx: &Cx<'_>, wanted: &[bool; SECTIONS.len()]) -> String {
                 field("maxmemory_human", &human(cache.maxmemory as u64));
                 field("maxmemory_policy", &cache.policy);
             }
+            "persistence" => super::persistence::info_fields(&persistence, &mut field),
             "stats" => {
                 field(
                     "total_connections_received",

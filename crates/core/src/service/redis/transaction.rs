@@ -72,6 +72,22 @@ impl Multi {
     }
 }
 
+impl Multi {
+    /// Marks the transaction failed, so that `EXEC` aborts: a command was
+    /// refused before queuing (`-MISCONF`, see `persistence.rs`).
+    pub(super) fn abort(&mut self) {
+        self.failed = true;
+    }
+
+    /// Whether a queued command changes keys (the command table's
+    /// `Access::Write`), which makes `EXEC` refused after a failed save.
+    pub(super) fn writes(&self) -> bool {
+        self.queued
+            .iter()
+            .any(|(index, _)| super::COMMANDS[*index].access == Access::Write)
+    }
+}
+
 impl Clone for Multi {
     fn clone(&self) -> Multi {
         QUEUED_TOTAL.fetch_add(self.bytes, Ordering::Relaxed);
