@@ -295,10 +295,6 @@ fn unwired(security: &Security) -> Option<&'static str> {
         Some("authentication (--users-file, --requirepass-file, REACTOR_RPC_REQUIREPASS)")
     } else if security.metrics_token.is_some() {
         Some("--metrics-token-file")
-    } else if security.tls.is_some() {
-        Some("TLS (--tls-addr, --resp-tls-addr, --metrics-tls)")
-    } else if !security.plaintext_rpc {
-        Some("--addr none")
     } else {
         None
     }

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reactor_rpc::ops::systemd;
-use reactor_rpc::session::Role;
+use reactor_rpc::session::{Endpoint, Role};
 
 const MODE_VAR: &str = "REACTOR_RPC_OPS_SYSTEMD_CHILD";
 
@@ -43,7 +43,7 @@ fn systemd_child() {
             };
             let mut got = Vec::new();
             for role in Role::ALL {
-                if let Some(listener) = inherited.take(role) {
+                if let Some(listener) = inherited.take(Endpoint::plain(role)) {
                     let port = listener.local_addr().expect("addr").port();
                     println!("child: {role} {port}");
                     got.push(listener);

@@ -13,15 +13,11 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
 use reactor_rpc::client::{Client, TlsConnector};
 use reactor_rpc::protocol::frame::{decode, Decoded, HEADER_LEN};
 use reactor_rpc::protocol::{ErrorCode, RpcError};
@@ -62,68 +58,7 @@ fn write(path: &Path, text: &[u8], mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// A CA, a server certificate for 127.0.0.1 and localhost, a client
-/// certificate, all as files in a temporary directory.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "test CA");
-        let ca = params.self_signed(&ca_key).unwrap();
-        let leaf = |sans: Vec<String>, usage| -> (Certificate, KeyPair) {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(sans).unwrap();
-            params.extended_key_usages = vec![usage];
-            (params.signed_by(&key, &ca, &ca_key).unwrap(), key)
-        };
-        let (server, server_key) = leaf(
-            vec!["127.0.0.1".into(), "localhost".into()],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let (client, client_key) = leaf(vec![], ExtendedKeyUsagePurpose::ClientAuth);
-        let p = |name: &str| dir.path().join(name);
-        write(&p("ca.crt"), ca.pem().as_bytes(), 0o644);
-        write(&p("server.crt"), server.pem().as_bytes(), 0o644);
-        write(
-            &p("server.key"),
-            server_key.serialize_pem().as_bytes(),
-            0o600,
-        );
-        write(&p("client.crt"), client.pem().as_bytes(), 0o644);
-        write(
-            &p("client.key"),
-            client_key.serialize_pem().as_bytes(),
-            0o600,
-        );
-        write(&p("password"), format!("{PASSWORD}\n").as_bytes(), 0o600);
-        write(&p("wrong"), b"not it\n", 0o600);
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn s(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-
-    fn server_files(&self, mutual: bool) -> TlsFiles {
-        TlsFiles {
-            cert: self.path("server.crt"),
-            key: self.path("server.key"),
-            client_ca: mutual.then(|| self.path("ca.crt")),
-        }
-    }
-}
+use crate::support::Pki;
 
 #[derive(Deserialize)]
 struct AuthParams {
@@ -345,7 +280,8 @@ fn bad_security_configuration_is_one_line_and_exit_2() {
 #[test]
 fn good_security_configuration_passes_the_checks_and_is_refused_as_not_wired() {
     // Every file loads; then serve refuses rather than run without what was
-    // asked for (the lead removes that refusal as the pieces are wired).
+    // asked for (the lead removes that refusal as the pieces are wired; TLS
+    // is served now, see tests/tls.rs).
     let pki = Pki::new();
     let users = pki.path("users");
     write(
@@ -380,20 +316,6 @@ fn good_security_configuration_passes_the_checks_and_is_refused_as_not_wired() {
             ],
             vec![],
             "--metrics-token-file",
-        ),
-        (
-            vec![
-                "--tls-addr".into(),
-                "127.0.0.1:0".into(),
-                "--tls-cert-file".into(),
-                pki.s("server.crt"),
-                "--tls-key-file".into(),
-                pki.s("server.key"),
-                "--tls-ca-cert-file".into(),
-                pki.s("ca.crt"),
-            ],
-            vec![],
-            "TLS",
         ),
     ];
     for (flags, env, what) in cases {

@@ -42,4 +42,5 @@ mod snapshot_daemon;
 mod snapshot_safety;
 mod soak;
 mod threaded_models;
+mod tls;
 mod two_write;

@@ -16,7 +16,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use num_bigint::BigUint;
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
 use reactor_rpc::ops::procfs::Pid;
+use reactor_rpc::tls::TlsFiles;
 use serde_json::{json, Value};
 
 pub use reactor_rpc::{Client, Config, Model, Server, Service, ShutdownHandle};
@@ -92,6 +97,8 @@ pub struct TestServer {
     addr: SocketAddr,
     /// The Redis-protocol port, when the configuration asked for one.
     resp: Option<SocketAddr>,
+    /// Every listener's address, by endpoint.
+    endpoints: Vec<(reactor_rpc::session::Endpoint, SocketAddr)>,
     handle: ShutdownHandle,
     done: Receiver<io::Result<()>>,
     thread: Option<JoinHandle<()>>,
@@ -111,6 +118,10 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("{model}: bind failed: {e}"));
         let addr = server.local_addr();
         let resp = server.resp_addr();
+        let endpoints = reactor_rpc::session::Endpoint::ALL
+            .into_iter()
+            .filter_map(|e| Some((e, server.endpoint_addr(e)?)))
+            .collect();
         assert_ne!(addr.port(), 0, "{model}: local_addr reports the real port");
         let handle = server.shutdown_handle();
         let (tx, done) = mpsc::channel();
@@ -124,6 +135,7 @@ impl TestServer {
             model,
             addr,
             resp,
+            endpoints,
             handle,
             done,
             thread: Some(thread),
@@ -137,6 +149,42 @@ impl TestServer {
     /// The RESP listener's address (set `config.resp_addr` in the tweak).
     pub fn resp_addr(&self) -> SocketAddr {
         self.resp.expect("the server was started with a resp_addr")
+    }
+
+    /// The address of the listener for `endpoint` (configured in the tweak).
+    pub fn endpoint_addr(&self, endpoint: reactor_rpc::session::Endpoint) -> SocketAddr {
+        self.endpoints
+            .iter()
+            .find_map(|&(e, addr)| (e == endpoint).then_some(addr))
+            .unwrap_or_else(|| panic!("the server was started without {endpoint}"))
+    }
+
+    /// The JSON-over-TLS port (`config.security.tls_addr`).
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.endpoint_addr(reactor_rpc::session::Endpoint::tls(
+            reactor_rpc::session::Role::Rpc,
+        ))
+    }
+
+    /// The RESP-over-TLS port (`config.security.resp_tls_addr`).
+    pub fn resp_tls_addr(&self) -> SocketAddr {
+        self.endpoint_addr(reactor_rpc::session::Endpoint::tls(
+            reactor_rpc::session::Role::Resp,
+        ))
+    }
+
+    /// The metrics port, plaintext or TLS (`config.metrics_addr`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        use reactor_rpc::session::{Endpoint, Role};
+        self.endpoints
+            .iter()
+            .find_map(|&(e, addr)| (e.role == Role::Metrics).then_some(addr))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the server was started without {}",
+                    Endpoint::plain(Role::Metrics)
+                )
+            })
     }
 
     /// The server's shutdown handle, to start a shutdown mid-test; dropping the
@@ -685,4 +733,105 @@ pub fn scrape_metrics(addr: SocketAddr) -> String {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let (_, body) = response.split_once("\r\n\r\n").expect("a body");
     body.to_string()
+}
+
+/// The password in [`Pki`]'s `password` file.
+pub const PKI_PASSWORD: &str = "correct horse battery staple";
+
+fn write(path: &std::path::Path, text: &[u8], mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A CA, a server certificate for 127.0.0.1 and localhost, a client
+/// certificate, and a password file (`password`, holding [`PKI_PASSWORD`];
+/// `wrong` holds another), all as files in a temporary directory.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("pki");
+        let ca_key = KeyPair::generate().expect("pki");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("pki");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "test CA");
+        let ca = params.self_signed(&ca_key).expect("pki");
+        let leaf = |sans: Vec<String>, usage| -> (Certificate, KeyPair) {
+            let key = KeyPair::generate().expect("pki");
+            let mut params = CertificateParams::new(sans).expect("pki");
+            params.extended_key_usages = vec![usage];
+            (params.signed_by(&key, &ca, &ca_key).expect("pki"), key)
+        };
+        let (server, server_key) = leaf(
+            vec!["127.0.0.1".into(), "localhost".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client, client_key) = leaf(vec![], ExtendedKeyUsagePurpose::ClientAuth);
+        let p = |name: &str| dir.path().join(name);
+        write(&p("ca.crt"), ca.pem().as_bytes(), 0o644);
+        write(&p("server.crt"), server.pem().as_bytes(), 0o644);
+        write(
+            &p("server.key"),
+            server_key.serialize_pem().as_bytes(),
+            0o600,
+        );
+        write(&p("client.crt"), client.pem().as_bytes(), 0o644);
+        write(
+            &p("client.key"),
+            client_key.serialize_pem().as_bytes(),
+            0o600,
+        );
+        write(
+            &p("password"),
+            format!("{PKI_PASSWORD}\n").as_bytes(),
+            0o600,
+        );
+        write(&p("wrong"), b"not it\n", 0o600);
+        Pki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn s(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    pub fn server_files(&self, mutual: bool) -> TlsFiles {
+        TlsFiles {
+            cert: self.path("server.crt"),
+            key: self.path("server.key"),
+            client_ca: mutual.then(|| self.path("ca.crt")),
+        }
+    }
+}
+
+/// A rustls client configuration trusting [`Pki`]'s CA (TLS 1.2 and 1.3),
+/// with the client certificate when `mutual`.
+pub fn tls_client_config(pki: &Pki, mutual: bool) -> Arc<rustls::ClientConfig> {
+    let connector = match mutual {
+        true => reactor_rpc::client::TlsConnector::from_files(
+            &pki.path("ca.crt"),
+            Some((&pki.path("client.crt"), &pki.path("client.key"))),
+        ),
+        false => reactor_rpc::client::TlsConnector::from_files(&pki.path("ca.crt"), None),
+    };
+    connector.expect("client TLS config").config().clone()
+}
+
+/// A TLS connection to `addr` as a blocking stream, for byte-level tests.
+pub fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let sock = raw_connect(addr);
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(config, name).expect("client connection");
+    rustls::StreamOwned::new(conn, sock)
 }

@@ -47,4 +47,4 @@ pub mod session;
 pub mod testing;
 
 pub use service::{Registry, Service};
-pub use session::{Role, Session};
+pub use session::{Endpoint, Role, Session};

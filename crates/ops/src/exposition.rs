@@ -177,6 +177,12 @@ pub fn render(metrics: &Metrics, r: &Readings, process: &ProcessStats, out: &mut
         1u64,
     );
 
+    w.single(
+        "reactor_rpc_tls_reload_failures_total",
+        "Reloads of the TLS certificate, key and CA (on SIGHUP) that failed; the old ones stayed in use.",
+        "counter",
+        r.tls_reload_failures,
+    );
     if let Some(p) = &r.persistence {
         render_persistence(&mut w, p);
     }
@@ -466,6 +472,7 @@ mod tests {
             used_memory_bytes: 4096,
             evicted_keys_total: 5,
             expired_keys_total: 6,
+            tls_reload_failures: 0,
             persistence: None,
         }
     }

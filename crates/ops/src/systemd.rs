@@ -27,7 +27,7 @@ use std::net::TcpListener;
 use std::os::unix::io::{FromRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use reactor_rpc_core::Role;
+use reactor_rpc_core::{Endpoint, Role};
 use sd_notify::NotifyState;
 
 /// Tells the service manager that the server is ready (`READY=1`).
@@ -45,13 +45,12 @@ pub fn notify_status(status: &str) -> io::Result<()> {
     sd_notify::notify(&[NotifyState::Status(status)])
 }
 
-/// A role's slot in [`Inherited`]: its place in [`Role::ALL`].
-fn index(role: Role) -> usize {
-    match role {
-        Role::Rpc => 0,
-        Role::Resp => 1,
-        Role::Metrics => 2,
-    }
+/// An endpoint's slot in [`Inherited`]: its place in [`Endpoint::ALL`].
+fn index(endpoint: Endpoint) -> usize {
+    Endpoint::ALL
+        .iter()
+        .position(|e| *e == endpoint)
+        .unwrap_or(0)
 }
 
 /// Why the inherited descriptors cannot be used.
@@ -68,8 +67,8 @@ pub enum ActivationError {
     },
     /// Two descriptors for one role.
     DuplicateRole {
-        /// The role named twice.
-        role: Role,
+        /// The endpoint named twice.
+        role: Endpoint,
         /// The two descriptors.
         fds: [RawFd; 2],
     },
@@ -77,8 +76,8 @@ pub enum ActivationError {
     NotTcpListener {
         /// The descriptor.
         fd: RawFd,
-        /// The role it was meant for.
-        role: Role,
+        /// The endpoint it was meant for.
+        role: Endpoint,
         /// What checking it said.
         error: io::Error,
     },
@@ -91,7 +90,7 @@ impl fmt::Display for ActivationError {
             ActivationError::UnknownName { fd, name } => write!(
                 f,
                 "socket activation: fd {fd} is named {name:?}; with several sockets each needs \
-                 FileDescriptorName=rpc, resp or metrics"
+                 FileDescriptorName=rpc, rpc-tls, resp, resp-tls, metrics or metrics-tls"
             ),
             ActivationError::DuplicateRole { role, fds } => write!(
                 f,
@@ -108,47 +107,48 @@ impl fmt::Display for ActivationError {
 
 impl std::error::Error for ActivationError {}
 
-/// Which role each inherited descriptor plays. Pure: the rule, apart from
+/// Which endpoint each inherited descriptor is. Pure: the rule, apart from
 /// the descriptors.
 ///
-/// - One descriptor: its role if its name is a role's, else `rpc` (systemd
+/// - One descriptor: its endpoint if its name is one's, else `rpc` (systemd
 ///   names a socket after its unit when `FileDescriptorName=` is not set,
 ///   and no `LISTEN_FDNAMES` at all means plain fd 3 = rpc).
-/// - Several: each must be named `rpc`, `resp` or `metrics`, each role at
-///   most once.
-pub fn assign_roles(fds: &[(RawFd, &str)]) -> Result<Vec<(Role, RawFd)>, ActivationError> {
+/// - Several: each must be named after an endpoint (`rpc`, `rpc-tls`,
+///   `resp`, `resp-tls`, `metrics`, `metrics-tls`), each at most once.
+pub fn assign_roles(fds: &[(RawFd, &str)]) -> Result<Vec<(Endpoint, RawFd)>, ActivationError> {
     if let [(fd, name)] = fds {
-        return Ok(vec![(Role::from_name(name).unwrap_or(Role::Rpc), *fd)]);
+        let endpoint = Endpoint::from_name(name).unwrap_or(Endpoint::plain(Role::Rpc));
+        return Ok(vec![(endpoint, *fd)]);
     }
-    let mut taken: [Option<RawFd>; 3] = [None; 3];
+    let mut taken: [Option<RawFd>; Endpoint::ALL.len()] = [None; Endpoint::ALL.len()];
     let mut out = Vec::with_capacity(fds.len());
     for &(fd, name) in fds {
-        let role = Role::from_name(name).ok_or_else(|| ActivationError::UnknownName {
+        let endpoint = Endpoint::from_name(name).ok_or_else(|| ActivationError::UnknownName {
             fd,
             name: name.to_string(),
         })?;
-        if let Some(first) = taken[index(role)] {
+        if let Some(first) = taken[index(endpoint)] {
             return Err(ActivationError::DuplicateRole {
-                role,
+                role: endpoint,
                 fds: [first, fd],
             });
         }
-        taken[index(role)] = Some(fd);
-        out.push((role, fd));
+        taken[index(endpoint)] = Some(fd);
+        out.push((endpoint, fd));
     }
     Ok(out)
 }
 
-/// Listening sockets handed over by the service manager, by role.
+/// Listening sockets handed over by the service manager, by endpoint.
 #[derive(Debug, Default)]
 pub struct Inherited {
-    listeners: [Option<TcpListener>; 3],
+    listeners: [Option<TcpListener>; Endpoint::ALL.len()],
 }
 
 impl Inherited {
-    /// The listener for `role`, if one was inherited (each is taken once).
-    pub fn take(&mut self, role: Role) -> Option<TcpListener> {
-        self.listeners[index(role)].take()
+    /// The listener for `endpoint`, if one was inherited (each is taken once).
+    pub fn take(&mut self, endpoint: Endpoint) -> Option<TcpListener> {
+        self.listeners[index(endpoint)].take()
     }
 
     /// Whether nothing (more) was inherited: bind the configured addresses.
@@ -156,19 +156,19 @@ impl Inherited {
         self.listeners.iter().all(Option::is_none)
     }
 
-    /// Hands over `socket` as the listener for `role` (a test, or an
+    /// Hands over `socket` as the listener for `endpoint` (a test, or an
     /// embedding program that binds its own sockets, does what systemd does).
-    pub fn insert(&mut self, role: Role, socket: TcpListener) {
-        self.listeners[index(role)] = Some(socket);
+    pub fn insert(&mut self, endpoint: Endpoint, socket: TcpListener) {
+        self.listeners[index(endpoint)] = Some(socket);
     }
 
-    /// Each inherited listener's role and address.
-    pub fn addrs(&self) -> Vec<(Role, std::net::SocketAddr)> {
-        Role::ALL
+    /// Each inherited listener's endpoint and address.
+    pub fn addrs(&self) -> Vec<(Endpoint, std::net::SocketAddr)> {
+        Endpoint::ALL
             .into_iter()
-            .filter_map(|role| {
-                let socket = self.listeners[index(role)].as_ref()?;
-                Some((role, socket.local_addr().ok()?))
+            .filter_map(|endpoint| {
+                let socket = self.listeners[index(endpoint)].as_ref()?;
+                Some((endpoint, socket.local_addr().ok()?))
             })
             .collect()
     }
@@ -192,15 +192,15 @@ pub fn inherited_listeners() -> Result<Inherited, ActivationError> {
     }
     let named: Vec<(RawFd, &str)> = fds.iter().map(|(fd, n)| (*fd, n.as_str())).collect();
     let mut inherited = Inherited::default();
-    for (role, fd) in assign_roles(&named)? {
+    for (endpoint, fd) in assign_roles(&named)? {
         check_tcp_listener(fd).map_err(|error| ActivationError::NotTcpListener {
             fd,
-            role,
+            role: endpoint,
             error,
         })?;
         // SAFETY: systemd passed `fd` to this process for it to own; TAKEN
         // makes sure it is wrapped once, and assign_roles once per fd.
-        inherited.listeners[index(role)] = Some(unsafe { TcpListener::from_raw_fd(fd) });
+        inherited.listeners[index(endpoint)] = Some(unsafe { TcpListener::from_raw_fd(fd) });
     }
     Ok(inherited)
 }
@@ -252,7 +252,14 @@ mod tests {
     use std::os::unix::io::AsRawFd;
 
     fn roles(fds: &[(RawFd, &str)]) -> Vec<(Role, RawFd)> {
-        assign_roles(fds).unwrap_or_else(|e| panic!("{e}"))
+        assign_roles(fds)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|(e, fd)| {
+                assert!(!e.tls);
+                (e.role, fd)
+            })
+            .collect()
     }
 
     #[test]
@@ -277,11 +284,22 @@ mod tests {
         assert!(matches!(
             assign_roles(&[(3, "rpc"), (4, "rpc")]),
             Err(ActivationError::DuplicateRole {
-                role: Role::Rpc,
+                role: Endpoint {
+                    role: Role::Rpc,
+                    tls: false
+                },
                 fds: [3, 4]
             })
         ));
         assert!(roles(&[]).is_empty());
+        assert_eq!(
+            assign_roles(&[(3, "rpc"), (4, "rpc-tls"), (5, "resp-tls")]).expect("names"),
+            [
+                (Endpoint::plain(Role::Rpc), 3),
+                (Endpoint::tls(Role::Rpc), 4),
+                (Endpoint::tls(Role::Resp), 5)
+            ]
+        );
     }
 
     #[test]

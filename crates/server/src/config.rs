@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reactor_rpc_core::service::ServerInfo;
-use reactor_rpc_core::Role;
+use reactor_rpc_core::{Endpoint, Role};
 use reactor_rpc_protocol::DEFAULT_MAX_FRAME;
 
 /// Which I/O model serves the connections.
@@ -299,12 +299,18 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The address configured for `role`'s listener, if it has one.
-    pub fn addr_of(&self, role: Role) -> Option<SocketAddr> {
-        match role {
-            Role::Rpc => Some(self.addr),
-            Role::Resp => self.resp_addr,
-            Role::Metrics => self.metrics_addr,
+    /// The address configured for `endpoint`'s listener, if it has one:
+    /// `addr` (unless `--addr none`), `security.tls_addr`, `resp_addr`,
+    /// `security.resp_tls_addr`, and `metrics_addr` as the plaintext or the
+    /// TLS metrics endpoint, as `--metrics-tls` says.
+    pub fn addr_of(&self, endpoint: Endpoint) -> Option<SocketAddr> {
+        let s = &self.security;
+        match (endpoint.role, endpoint.tls) {
+            (Role::Rpc, false) => s.plaintext_rpc.then_some(self.addr),
+            (Role::Rpc, true) => s.tls_addr,
+            (Role::Resp, false) => self.resp_addr,
+            (Role::Resp, true) => s.resp_tls_addr,
+            (Role::Metrics, tls) => self.metrics_addr.filter(|_| s.metrics_tls == tls),
         }
     }
 

@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use reactor_rpc_core::session::{Exposition, Role};
+use reactor_rpc_core::session::{Endpoint, Exposition, Role};
 use reactor_rpc_core::Service;
 use reactor_rpc_ops::exposition::Scrapes;
 use reactor_rpc_ops::systemd::Inherited;
@@ -17,6 +17,43 @@ use crate::config::{Config, Model};
 use crate::net::Listeners;
 use crate::shutdown::ShutdownHandle;
 use crate::{reactor, threaded};
+
+/// Checks that every TLS endpoint has certificates, and makes SIGHUP (the
+/// hangup hook every model calls) reload them too, after what the binary
+/// asked for (reopening its log): new handshakes use the new files, open
+/// connections keep theirs, bad files leave the old ones in use.
+fn tls_reload_on_hangup(config: &mut Config, service: &Arc<Service>) -> io::Result<()> {
+    let wants_tls = Endpoint::ALL
+        .into_iter()
+        .any(|e| e.tls && config.addr_of(e).is_some());
+    let Some(source) = config.security.tls.clone() else {
+        if wants_tls {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a TLS port needs a certificate and a key (--tls-cert-file, --tls-key-file)",
+            ));
+        }
+        return Ok(());
+    };
+    let before = config.hooks.on_hangup.take();
+    let service = Arc::clone(service);
+    config.hooks.on_hangup = Some(Arc::new(move || {
+        if let Some(hook) = &before {
+            hook();
+        }
+        match source.reload() {
+            Ok(()) => log::info!(
+                "reloaded the TLS certificate {}",
+                source.files().cert.display()
+            ),
+            Err(e) => {
+                service.stats().tls_reload_failed();
+                log::error!("cannot reload the TLS certificate, keeping the old one: {e}");
+            }
+        }
+    }));
+    Ok(())
+}
 
 /// The core crate's objects a model hands every connection: the service
 /// (methods, commands, cache, counters) and the exposition its metrics port
@@ -72,7 +109,7 @@ enum Inner {
 pub struct Server {
     inner: Inner,
     /// Where each listener listens.
-    addrs: Vec<(Role, SocketAddr)>,
+    addrs: Vec<(Endpoint, SocketAddr)>,
 }
 
 impl Server {
@@ -90,6 +127,8 @@ impl Server {
         inherited: Inherited,
     ) -> io::Result<Server> {
         service.stats().set_server_info(config.server_info());
+        let mut config = config;
+        tls_reload_on_hangup(&mut config, &service)?;
         let listeners = Listeners::open(&config, inherited)?;
         let addrs = listeners.addrs()?;
         crate::net::log_listening(&addrs, config.model.name());
@@ -113,19 +152,37 @@ impl Server {
         Ok(Server { inner, addrs })
     }
 
-    /// The address of `role`'s listener (the real port when asked for port
-    /// 0), if the server has one.
-    pub fn addr(&self, role: Role) -> Option<SocketAddr> {
+    /// The address of `endpoint`'s listener (the real port when asked for
+    /// port 0), if the server has one.
+    pub fn endpoint_addr(&self, endpoint: Endpoint) -> Option<SocketAddr> {
         self.addrs
             .iter()
-            .find_map(|&(r, addr)| (r == role).then_some(addr))
+            .find_map(|&(e, addr)| (e == endpoint).then_some(addr))
     }
 
-    /// The JSON RPC port's address (the real port when asked for port 0).
+    /// The address of a listener of `role`: the plaintext one if there is
+    /// one, else the TLS one.
+    pub fn addr(&self, role: Role) -> Option<SocketAddr> {
+        self.endpoint_addr(Endpoint::plain(role))
+            .or_else(|| self.endpoint_addr(Endpoint::tls(role)))
+    }
+
+    /// The JSON RPC port's address (the real port when asked for port 0):
+    /// the plaintext one, or with `--addr none` the TLS one.
     pub fn local_addr(&self) -> SocketAddr {
-        // Listeners::open always opens the JSON RPC port.
         self.addr(Role::Rpc)
+            .or_else(|| self.addrs.first().map(|&(_, addr)| addr))
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The JSON-over-TLS port's address, with `--tls-addr`.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.endpoint_addr(Endpoint::tls(Role::Rpc))
+    }
+
+    /// The RESP-over-TLS port's address, with `--resp-tls-addr`.
+    pub fn resp_tls_addr(&self) -> Option<SocketAddr> {
+        self.endpoint_addr(Endpoint::tls(Role::Resp))
     }
 
     /// The RESP port's address, with `--resp-addr`.

@@ -94,6 +94,8 @@ pub struct Readings {
     pub evicted_keys_total: u64,
     /// Keys removed because their TTL passed (`reactor_rpc_expired_keys_total`).
     pub expired_keys_total: u64,
+    /// Failed reloads of the TLS files (`reactor_rpc_tls_reload_failures_total`).
+    pub tls_reload_failures: u64,
     /// The persistence figures (`reactor_rpc_last_save_*` and the like);
     /// `None` without a snapshot file, and they are left out.
     pub persistence: Option<PersistenceStatus>,
@@ -109,6 +111,7 @@ pub struct Stats {
     jobs_queued: AtomicU64,
     jobs_running: AtomicU64,
     jobs_completed: AtomicU64,
+    tls_reload_failures: AtomicU64,
     /// What the server says about itself (model, limits), set once at start.
     server: OnceLock<Value>,
     /// The model's name, for the metrics' `build_info`.
@@ -133,6 +136,7 @@ impl Stats {
             jobs_queued: AtomicU64::new(0),
             jobs_running: AtomicU64::new(0),
             jobs_completed: AtomicU64::new(0),
+            tls_reload_failures: AtomicU64::new(0),
             server: OnceLock::new(),
             model: OnceLock::new(),
         }
@@ -159,6 +163,7 @@ impl Stats {
             used_memory_bytes: cache.used_memory as u64,
             evicted_keys_total: cache.evicted_keys,
             expired_keys_total: cache.expired_keys,
+            tls_reload_failures: self.tls_reload_failures(),
         }
     }
 
@@ -187,6 +192,17 @@ impl Stats {
     /// Connections served now.
     pub fn connections(&self) -> u64 {
         self.connections.load(Relaxed)
+    }
+
+    /// A reload of the TLS certificate, key and CA (on SIGHUP) failed; the
+    /// old ones stay in use.
+    pub fn tls_reload_failed(&self) {
+        self.tls_reload_failures.fetch_add(1, Relaxed);
+    }
+
+    /// Failed TLS reloads since start.
+    pub fn tls_reload_failures(&self) -> u64 {
+        self.tls_reload_failures.load(Relaxed)
     }
 
     /// A connection refused by a connection limit.
@@ -243,6 +259,7 @@ impl Stats {
                 "completed": self.jobs_completed.load(Relaxed),
             },
             "persistence": persistence.to_json(),
+            "tls_reload_failures": self.tls_reload_failures(),
         });
         if let (Some(Value::Object(server)), Value::Object(out)) = (self.server.get(), &mut v) {
             out.extend(server.clone());

@@ -77,6 +77,64 @@ impl fmt::Display for Role {
     }
 }
 
+/// A listener: the protocol it speaks ([`Role`]) and whether TLS wraps it.
+/// The JSON and RESP protocols each have a plaintext port and a TLS port
+/// (`--addr`, `--tls-addr`; `--resp-addr`, `--resp-tls-addr`); the metrics
+/// port is one or the other (`--metrics-tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// The protocol of the connections it accepts.
+    pub role: Role,
+    /// Whether they speak TLS first.
+    pub tls: bool,
+}
+
+impl Endpoint {
+    /// Every endpoint, in the order listeners are opened and logged.
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::plain(Role::Rpc),
+        Endpoint::tls(Role::Rpc),
+        Endpoint::plain(Role::Resp),
+        Endpoint::tls(Role::Resp),
+        Endpoint::plain(Role::Metrics),
+        Endpoint::tls(Role::Metrics),
+    ];
+
+    /// `role` without TLS.
+    pub const fn plain(role: Role) -> Endpoint {
+        Endpoint { role, tls: false }
+    }
+
+    /// `role` over TLS.
+    pub const fn tls(role: Role) -> Endpoint {
+        Endpoint { role, tls: true }
+    }
+
+    /// Its name in logs and in systemd's `FileDescriptorName=`: the role's
+    /// (`rpc`, `resp`, `metrics`), with `-tls` for a TLS port.
+    pub fn name(self) -> &'static str {
+        match (self.role, self.tls) {
+            (Role::Rpc, false) => "rpc",
+            (Role::Rpc, true) => "rpc-tls",
+            (Role::Resp, false) => "resp",
+            (Role::Resp, true) => "resp-tls",
+            (Role::Metrics, false) => "metrics",
+            (Role::Metrics, true) => "metrics-tls",
+        }
+    }
+
+    /// The endpoint named `name` (see [`Endpoint::name`]).
+    pub fn from_name(name: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Why a connection ended: one vocabulary for every model and protocol,
 /// logged the same way by each (`PEER bye` for a client that left,
 /// `PEER bye (REASON)` otherwise). Sessions end connections for the first
@@ -105,6 +163,10 @@ pub enum CloseReason {
     Shutdown,
     /// A read or write failed (a reset, say); the error is logged at debug.
     IoError,
+    /// The TLS layer failed: a handshake that went wrong (plaintext or
+    /// garbage instead of a ClientHello, no acceptable client certificate),
+    /// or a record that does not decrypt. An alert is sent, then a close.
+    TlsError,
 }
 
 impl CloseReason {
@@ -120,6 +182,7 @@ impl CloseReason {
             CloseReason::Refused => "refused",
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "i/o error",
+            CloseReason::TlsError => "tls error",
         }
     }
 }
@@ -380,11 +443,19 @@ mod tests {
     }
 
     #[test]
-    fn roles_are_named_once() {
+    fn roles_and_endpoints_are_named_once() {
         for role in Role::ALL {
             assert_eq!(Role::from_name(role.name()), Some(role));
+            assert_eq!(Endpoint::plain(role).name(), role.name());
         }
         assert_eq!(Role::from_name("http"), None);
+        for e in Endpoint::ALL {
+            assert_eq!(Endpoint::from_name(e.name()), Some(e));
+        }
+        assert_eq!(
+            Endpoint::from_name("rpc-tls"),
+            Some(Endpoint::tls(Role::Rpc))
+        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The listening sockets of a server: bound from the configured addresses,
-//! or inherited from systemd, each with the [`Role`] of what it accepts.
+//! or inherited from systemd, each with the [`Endpoint`] it is: the
+//! protocol of what it accepts, and whether TLS wraps it.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 
-use reactor_rpc_core::session::Role;
+use reactor_rpc_core::session::{Endpoint, Role};
 use reactor_rpc_ops::systemd::Inherited;
 
 use crate::config::Config;
@@ -26,51 +27,63 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(listener)
 }
 
-/// The listening sockets of a server, each with the [`Role`] of what it
-/// accepts: the JSON RPC port, and the RESP and metrics ports when
-/// configured. Bound (or inherited) before a model starts, so every model
-/// serves the same set, in [`Role::ALL`]'s order.
+/// The listening sockets of a server, each with its [`Endpoint`]: the JSON
+/// RPC port, and the TLS, RESP and metrics ports when configured. Bound (or
+/// inherited) before a model starts, so every model serves the same set, in
+/// [`Endpoint::ALL`]'s order.
 #[derive(Debug)]
-pub struct Listeners(Vec<(Role, TcpListener)>);
+pub struct Listeners(Vec<(Endpoint, TcpListener)>);
 
 impl Listeners {
     /// Takes the inherited sockets and binds the others from `config`. An
     /// error names the address it is about, so one line says what failed.
     pub fn open(config: &Config, mut inherited: Inherited) -> io::Result<Listeners> {
         let mut all = Vec::new();
-        for role in Role::ALL {
-            let socket = match (inherited.take(role), config.addr_of(role)) {
+        for endpoint in Endpoint::ALL {
+            let socket = match (inherited.take(endpoint), config.addr_of(endpoint)) {
                 (Some(socket), _) => socket,
                 (None, Some(addr)) => bind_listener(addr)
                     .map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?,
                 (None, None) => continue,
             };
-            all.push((role, socket));
+            all.push((endpoint, socket));
+        }
+        if all.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listener: --addr none needs another port (--tls-addr, --resp-addr, ...)",
+            ));
         }
         Ok(Listeners(all))
     }
 
     /// Where each listener listens (the real port when asked for port 0).
-    pub fn addrs(&self) -> io::Result<Vec<(Role, SocketAddr)>> {
+    pub fn addrs(&self) -> io::Result<Vec<(Endpoint, SocketAddr)>> {
         self.0
             .iter()
-            .map(|(role, l)| Ok((*role, l.local_addr()?)))
+            .map(|(endpoint, l)| Ok((*endpoint, l.local_addr()?)))
             .collect()
     }
 
-    /// Each listener with the role of the connections it accepts.
-    pub fn into_vec(self) -> Vec<(Role, TcpListener)> {
+    /// Each listener with its endpoint.
+    pub fn into_vec(self) -> Vec<(Endpoint, TcpListener)> {
         self.0
     }
 }
 
 /// Logs where a server listens: the `listening on ADDR (model NAME)` line
-/// that tools parse, then one line per extra port.
-pub(crate) fn log_listening(roles: &[(Role, SocketAddr)], model: &str) {
-    for (role, addr) in roles {
-        match role {
-            Role::Rpc => log::info!("listening on {addr} (model {model})"),
-            other => log::info!("{other} listening on {addr}"),
+/// that tools parse, for the JSON port (the plaintext one, or the TLS one
+/// with `--addr none`), then one `NAME listening on ADDR` line per other port.
+pub(crate) fn log_listening(endpoints: &[(Endpoint, SocketAddr)], model: &str) {
+    let main = endpoints
+        .iter()
+        .position(|(e, _)| e.role == Role::Rpc && !e.tls)
+        .or_else(|| endpoints.iter().position(|(e, _)| e.role == Role::Rpc));
+    for (i, (endpoint, addr)) in endpoints.iter().enumerate() {
+        match (Some(i) == main, endpoint.tls) {
+            (true, false) => log::info!("listening on {addr} (model {model})"),
+            (true, true) => log::info!("listening on {addr} (model {model}, tls)"),
+            (false, _) => log::info!("{endpoint} listening on {addr}"),
         }
     }
 }

@@ -25,6 +25,9 @@ use reactor_rpc_core::output::{OutputQueue, SharedLedger};
 use reactor_rpc_core::session::{self, Session, Stop};
 use reactor_rpc_protocol::buffer::{ReadBuffer, READ_CHUNK};
 
+use rustls::ServerConnection;
+
+use super::tls::{self, Got};
 use super::workers::{Task, WorkerPool};
 use crate::net::{quickack, CloseReason, LINGER};
 
@@ -190,6 +193,8 @@ pub struct Connection {
     admission: Admission,
     /// The protocol it speaks (JSON, RESP or metrics HTTP), and its state.
     session: Session,
+    /// TLS between the socket and the buffers, on a TLS port.
+    tls: Option<Box<ServerConnection>>,
 }
 
 impl Connection {
@@ -200,6 +205,7 @@ impl Connection {
         id: u64,
         now: Instant,
         session: Session,
+        tls: Option<ServerConnection>,
     ) -> Connection {
         Connection {
             stream,
@@ -220,10 +226,16 @@ impl Connection {
             eof: false,
             needed: session.first_need(),
             input_done: true,
-            framing: Framing::Between,
+            // The handshake counts as the first request: it must be done
+            // within `--frame-timeout`.
+            framing: match tls {
+                Some(_) => Framing::Partial(now),
+                None => Framing::Between,
+            },
             counted_output: 0,
             admission: Admission::Served,
             session,
+            tls: tls.map(Box::new),
         }
     }
 
@@ -319,21 +331,21 @@ impl Connection {
                 .needed
                 .saturating_sub(self.input.readable().len())
                 .max(READ_CHUNK);
-            match self.input.read_from(&mut self.stream, want) {
-                Ok((0, _)) => {
+            match self.read_some(want) {
+                Ok(Got::Eof) => {
                     self.eof = true;
                     self.ready.readable = false;
                     break;
                 }
-                Ok((n, offered)) => {
+                Ok(Got::Bytes { drained, .. }) => {
                     self.last_active = now;
                     self.input_done = false;
-                    if n < offered && !self.ready.hup {
+                    if drained {
                         self.socket_empty(); // short read: the queue was empty
                         break;
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                Ok(Got::Empty) => {
                     self.socket_empty();
                     break;
                 }
@@ -341,7 +353,35 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         }
+        if self.handshake_done_idle() {
+            self.framing = Framing::Between;
+        }
         Ok(())
+    }
+
+    /// One read: from the socket, or through TLS.
+    #[inline]
+    fn read_some(&mut self, want: usize) -> io::Result<Got> {
+        let Some(tls) = &mut self.tls else {
+            return match self.input.read_from(&mut self.stream, want) {
+                Ok((0, _)) => Ok(Got::Eof),
+                Ok((n, offered)) => Ok(Got::Bytes {
+                    n,
+                    drained: n < offered && !self.ready.hup,
+                }),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(Got::Empty),
+                Err(e) => Err(e),
+            };
+        };
+        tls::read(tls, &mut self.stream, &mut self.input, want, self.ready.hup)
+    }
+
+    /// A TLS handshake just finished with no request begun: its deadline no
+    /// longer applies.
+    fn handshake_done_idle(&self) -> bool {
+        matches!(self.framing, Framing::Partial(_))
+            && self.input.is_empty()
+            && self.tls.as_ref().is_some_and(|t| !t.is_handshaking())
     }
 
     #[inline]
@@ -431,7 +471,10 @@ impl Connection {
     /// Writes pending output until done, the socket is full, or `budget`
     /// bytes (this turn's share, reduced by what is written) went out.
     fn flush(&mut self, turn: &Turn<'_>, budget: &mut usize) -> io::Result<()> {
-        while self.ready.writable && !self.output.is_empty() && *budget > 0 {
+        if self.tls.is_some() {
+            self.flush_tls(turn, budget)?;
+        }
+        while self.tls.is_none() && self.ready.writable && !self.output.is_empty() && *budget > 0 {
             match self.output.write_to(&mut self.stream, *budget) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => {
@@ -453,12 +496,41 @@ impl Connection {
         Ok(())
     }
 
+    /// [`Connection::flush`] through TLS: hand plaintext to rustls (which
+    /// encrypts it into records, up to its buffer limit), write the records
+    /// (handshake messages and alerts too) until the socket is full.
+    fn flush_tls(&mut self, turn: &Turn<'_>, budget: &mut usize) -> io::Result<()> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(());
+        };
+        while self.ready.writable {
+            let mut fed = 0;
+            if !self.output.is_empty() && *budget > 0 {
+                // rustls takes what fits (0 when its buffer is full).
+                fed = self.output.write_to(&mut tls.writer(), *budget)?;
+                *budget -= fed.min(*budget);
+            }
+            let (written, blocked) = tls::write_records(tls, &mut self.stream)?;
+            if written > 0 {
+                self.last_active = turn.now;
+            }
+            if blocked {
+                self.ready.writable = false;
+            } else if fed == 0 {
+                break; // nothing more to encrypt, or no budget left
+            }
+        }
+        Ok(())
+    }
+
     /// What the loop should do next, now that nothing more can move.
     fn next(&mut self, now: Instant) -> Next {
         if self.flow == Flow::Stalled {
             return Next::Stalled;
         }
-        let flushed = self.output.is_empty() && self.flow != Flow::Offloaded;
+        let flushed = self.output.is_empty()
+            && self.flow != Flow::Offloaded
+            && !self.tls.as_ref().is_some_and(|t| t.wants_write());
         if !flushed {
             return Next::Keep;
         }
@@ -488,6 +560,11 @@ impl Connection {
     fn linger(&mut self, now: Instant, why: CloseReason) -> Next {
         let until = now + LINGER;
         self.ending = Ending::Lingering(until, why);
+        if let Some(tls) = &mut self.tls {
+            // The last answer is out: say so in TLS too, best effort.
+            tls.send_close_notify();
+            let _ = tls::write_records(tls, &mut self.stream);
+        }
         if let Err(e) = self.stream.shutdown(Shutdown::Write) {
             return self.failed("shutdown", &e);
         }
@@ -497,8 +574,15 @@ impl Connection {
     /// A read, write or shutdown failed (a reset, say). Once lingering, the
     /// last answer is out and the connection was ending anyway: it ended for
     /// that reason, as in the threaded models.
-    fn failed(&self, what: &str, e: &io::Error) -> Next {
+    fn failed(&mut self, what: &str, e: &io::Error) -> Next {
         log::debug!("{} {what} failed: {e}", self.peer);
+        if tls::is_tls_failure(e) {
+            if let Some(tls) = &mut self.tls {
+                // The alert rustls queued tells the peer why, best effort.
+                let _ = tls::write_records(tls, &mut self.stream);
+            }
+            return Next::Close(CloseReason::TlsError);
+        }
         match self.ending {
             Ending::Lingering(_, why) => Next::Close(why),
             _ => Next::Close(CloseReason::IoError),
@@ -525,7 +609,12 @@ impl Connection {
     /// value queued by reference (the values themselves are counted once for
     /// all connections, see [`Connection::settle_shared`]).
     pub fn output_charge(&self) -> usize {
-        self.output.charge()
+        // Records rustls holds unwritten: at most its buffer limit.
+        let tls = match &self.tls {
+            Some(t) if t.wants_write() => tls::BUFFER_LIMIT,
+            _ => 0,
+        };
+        self.output.charge() + tls
     }
 
     /// Makes this a refused connection: `frame` (`overloaded`) is its only

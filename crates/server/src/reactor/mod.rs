@@ -23,6 +23,7 @@
 mod connection;
 mod deadlines;
 mod housekeeping;
+mod tls;
 mod workers;
 
 use std::io::{self, ErrorKind};
@@ -38,7 +39,8 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use reactor_rpc_core::output::SharedLedger;
-use reactor_rpc_core::session::{self, Role, Session};
+use reactor_rpc_core::session::{self, Endpoint, Session};
+use rustls::ServerConnection;
 
 use crate::config::Config;
 use crate::net::{
@@ -54,10 +56,10 @@ use workers::WorkerPool;
 
 const SIGNALS: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
-/// Listener `i` (JSON RPC, then RESP and metrics when configured) has token
+/// Listener `i` (in `Endpoint::ALL`'s order, those configured) has token
 /// `FIRST_LISTENER - i`; connections have their slab key, far below.
 const FIRST_LISTENER: usize = usize::MAX - 3;
-const MAX_LISTENERS: usize = 3;
+const MAX_LISTENERS: usize = Endpoint::ALL.len();
 /// Yielded connections driven between two looks for new events: with each
 /// turn writing at most 64 KiB, a ping waits behind at most 2 MiB of other
 /// connections' writes, not behind every connection that has output.
@@ -107,9 +109,9 @@ impl OutputTotal {
     }
 }
 
-/// A listening socket and the role of what it accepts.
+/// A listening socket and the endpoint it is.
 struct Listening {
-    role: Role,
+    endpoint: Endpoint,
     socket: TcpListener,
     addr: SocketAddr,
 }
@@ -155,14 +157,18 @@ impl Reactor {
     pub fn bind(config: Config, core: Core, sockets: Listeners) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
-        for (i, (role, socket)) in sockets.into_vec().into_iter().enumerate() {
+        for (i, (endpoint, socket)) in sockets.into_vec().into_iter().enumerate() {
             socket.set_nonblocking(true)?;
             let mut socket = TcpListener::from_std(socket);
             let token = Token(FIRST_LISTENER - i);
             poll.registry()
                 .register(&mut socket, token, Interest::READABLE)?;
             let addr = socket.local_addr()?;
-            listeners.push(Listening { role, socket, addr });
+            listeners.push(Listening {
+                endpoint,
+                socket,
+                addr,
+            });
         }
         let signals = if config.signals {
             let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
@@ -343,9 +349,9 @@ impl Reactor {
             let Some(listener) = self.listeners.get(i) else {
                 return; // shutting down
             };
-            let (role, port) = (listener.role, listener.addr.port());
+            let (endpoint, port) = (listener.endpoint, listener.addr.port());
             match listener.socket.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, Session::new(role, port)),
+                Ok((stream, peer)) => self.admit(stream, peer, endpoint, port),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if transient_accept_error(&e) => continue,
                 Err(e) => {
@@ -367,20 +373,29 @@ impl Reactor {
         }
     }
 
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, session: Session) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, endpoint: Endpoint, port: u16) {
         if self.conns.len() - self.refusals >= self.config.limits.max_conns {
             let why = Refusal::MaxConns(self.config.limits.max_conns);
-            self.refuse(stream, peer, session, why);
+            self.refuse(stream, peer, endpoint, why);
             return;
         }
         if let Err(refusal) = self.per_ip.admit(peer.ip()) {
-            self.refuse(stream, peer, session, refusal);
+            self.refuse(stream, peer, endpoint, refusal);
             return;
         }
         if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: cannot set TCP_NODELAY: {e}");
         }
-        let (key, id) = match self.insert(stream, peer, session) {
+        let tls = match self.tls_for(endpoint, &peer) {
+            Ok(tls) => tls,
+            Err(()) => {
+                self.per_ip.release(peer.ip());
+                return;
+            }
+        };
+        let session = Session::new(endpoint.role, port);
+        let handshake = tls.is_some();
+        let (key, id) = match self.insert(stream, peer, session, tls) {
             Ok(slot) => slot,
             Err(e) => {
                 warn!("{peer}: cannot register connection: {e}");
@@ -392,6 +407,11 @@ impl Reactor {
         if let Some(timeout) = self.config.limits.idle_timeout {
             self.timers.arm(self.now + timeout, key, id);
         }
+        if handshake {
+            // The handshake must be done within the frame timeout.
+            let timeout = self.config.limits.frame_timeout;
+            self.frame_timers.arm(self.now + timeout, key, id);
+        }
         self.core.service.stats().connection_opened();
         log_comes(Level::Info, &peer);
     }
@@ -401,19 +421,30 @@ impl Reactor {
     /// slab as a connection that only writes that frame and discards input,
     /// so a client still sending its request reads the frame, not a reset.
     /// Beyond [`LINGERING_REFUSALS`] lingering at once, a best-effort turn-away.
-    fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr, session: Session, why: Refusal) {
+    fn refuse(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        endpoint: Endpoint,
+        why: Refusal,
+    ) {
         self.core.service.stats().connection_rejected();
         if let Some(held) = self.refused_log.allow(self.now) {
             warn!("refused {peer}: {why} ({held} more refused since last report)");
         }
+        // A TLS client cannot read a plaintext refusal, and a handshake for
+        // a connection over a limit is work an attacker would enjoy: it gets
+        // a plain close instead.
+        let response = match endpoint.tls {
+            false => why.response(endpoint.role),
+            true => Vec::new(),
+        };
         if self.refusals >= LINGERING_REFUSALS {
-            turn_away(&mut stream, &why.response(session.role()), |s| {
-                s.shutdown(Shutdown::Write)
-            });
+            turn_away(&mut stream, &response, |s| s.shutdown(Shutdown::Write));
             return;
         }
-        let response = why.response(session.role());
-        let key = match self.insert(stream, peer, session) {
+        let session = Session::new(endpoint.role, 0);
+        let key = match self.insert(stream, peer, session, None) {
             Ok((key, _)) => key,
             Err(e) => {
                 debug!("{peer}: cannot register a refused connection: {e}");
@@ -432,6 +463,7 @@ impl Reactor {
         mut stream: TcpStream,
         peer: SocketAddr,
         session: Session,
+        tls: Option<ServerConnection>,
     ) -> io::Result<(usize, u64)> {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -441,8 +473,29 @@ impl Reactor {
             .register(&mut stream, Token(key), interest)?;
         let id = self.next_conn_id;
         self.next_conn_id += 1;
-        entry.insert(Connection::new(stream, peer, key, id, self.now, session));
+        entry.insert(Connection::new(
+            stream, peer, key, id, self.now, session, tls,
+        ));
         Ok((key, id))
+    }
+
+    /// A TLS server connection for a client of a TLS endpoint (`None` for a
+    /// plaintext one); `Err` if rustls cannot make one (logged).
+    fn tls_for(
+        &self,
+        endpoint: Endpoint,
+        peer: &SocketAddr,
+    ) -> Result<Option<ServerConnection>, ()> {
+        if !endpoint.tls {
+            return Ok(None);
+        }
+        let Some(source) = &self.config.security.tls else {
+            // Server::bind refuses a TLS endpoint without certificates.
+            return Err(());
+        };
+        source.accept().map(Some).map_err(|e| {
+            warn!("{peer}: cannot start TLS: {e}");
+        })
     }
 
     fn close(&mut self, key: usize, why: CloseReason) {

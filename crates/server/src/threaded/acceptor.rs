@@ -15,27 +15,28 @@ use std::time::Instant;
 use log::{debug, error, warn};
 
 use super::registry::Conn;
-use super::{Shared, STACK_SIZE};
+use super::{Accepting, Shared, STACK_SIZE};
 use crate::net::{self, RateLimitedLog, ACCEPT_BACKOFF};
-use reactor_rpc_core::session::{Role, Session};
+use reactor_rpc_core::session::{Endpoint, Session};
+use rustls::ServerConnection;
 
 impl Shared {
-    /// Accepts until stopped; serves each connection, speaking `role`'s
-    /// protocol, right here (`inline`: the pool, the metrics port) or on a
-    /// new thread (`threaded`).
-    pub(super) fn accept_loop(
-        self: &Arc<Self>,
-        listener: &TcpListener,
-        role: Role,
-        port: u16,
-        inline: bool,
-    ) {
+    /// Accepts until stopped; serves each connection, speaking its
+    /// endpoint's protocol, right here (`inline`: the pool, the metrics port)
+    /// or on a new thread (`threaded`).
+    pub(super) fn accept_loop(self: &Arc<Self>, listener: &TcpListener, at: Accepting) {
+        let Accepting {
+            index,
+            endpoint,
+            port,
+            inline,
+        } = at;
         loop {
-            self.lock().in_accept[role as usize] += 1;
+            self.lock().in_accept[index] += 1;
             let accepted = listener.accept();
             let stopping = {
                 let mut live = self.lock();
-                live.in_accept[role as usize] -= 1;
+                live.in_accept[index] -= 1;
                 live.stopping
             };
             let (stream, peer) = match accepted {
@@ -56,18 +57,28 @@ impl Shared {
             if stopping && stream.set_nonblocking(false).is_err() {
                 continue;
             }
-            if let Some(conn) = self.admit(stream, peer, role) {
-                self.start_serving(conn, Session::new(role, port), inline);
+            if let Some(conn) = self.admit(stream, peer, endpoint) {
+                let tls = match self.tls_for(endpoint, &peer) {
+                    Ok(tls) => tls,
+                    Err(()) => continue, // dropping the connection closes it
+                };
+                self.start_serving(conn, Session::new(endpoint.role, port), tls, inline);
             }
         }
     }
 
     /// Serves a connection right here (`inline`) or on a new thread.
-    fn start_serving(&self, conn: Conn, session: Session, inline: bool) {
+    fn start_serving(
+        &self,
+        conn: Conn,
+        session: Session,
+        tls: Option<ServerConnection>,
+        inline: bool,
+    ) {
         if inline {
             let peer = conn.peer;
             // A bug in a method must not cost the pool a thread for good.
-            if panic::catch_unwind(AssertUnwindSafe(|| conn.serve(session))).is_err() {
+            if panic::catch_unwind(AssertUnwindSafe(|| conn.serve(session, tls))).is_err() {
                 error!("{peer}: connection handler panicked");
             }
             return;
@@ -75,7 +86,7 @@ impl Shared {
         let spawned = thread::Builder::new()
             .name(format!("conn-{}", conn.id))
             .stack_size(STACK_SIZE)
-            .spawn(move || conn.serve(session));
+            .spawn(move || conn.serve(session, tls));
         if let Err(e) = spawned {
             // The closure, and with it the connection, is dropped: closed.
             self.back_off("cannot start a connection thread", &e);
@@ -97,19 +108,51 @@ impl Shared {
         self.sleep_unless_stopped(ACCEPT_BACKOFF);
     }
 
+    /// A TLS server connection for a client of a TLS endpoint (`None` for a
+    /// plaintext one); `Err` if rustls cannot make one (logged).
+    fn tls_for(
+        &self,
+        endpoint: Endpoint,
+        peer: &SocketAddr,
+    ) -> Result<Option<ServerConnection>, ()> {
+        if !endpoint.tls {
+            return Ok(None);
+        }
+        let Some(source) = &self.tls else {
+            return Err(()); // Server::bind refuses a TLS endpoint without certificates
+        };
+        source.accept().map(Some).map_err(|e| {
+            warn!("{peer}: cannot start TLS: {e}");
+        })
+    }
+
     /// Registers a new connection, or refuses it with `overloaded` beyond `max_conns`.
-    fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, role: Role) -> Option<Conn> {
+    fn admit(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        endpoint: Endpoint,
+    ) -> Option<Conn> {
         match self.register(stream, peer) {
             Ok(conn) => Some(conn),
             Err((stream, why)) => {
-                self.refuse(stream, peer, why, role);
+                self.refuse(stream, peer, why, endpoint);
                 None
             }
         }
     }
 
-    /// Answers one `overloaded` error and closes, without ever blocking the acceptor.
-    fn refuse(&self, mut stream: TcpStream, peer: SocketAddr, why: net::Refusal, role: Role) {
+    /// Answers one `overloaded` error and closes, without ever blocking the
+    /// acceptor. A TLS client cannot read a plaintext refusal (and a
+    /// handshake for a refused client is work an attacker would enjoy): it
+    /// gets a plain close.
+    fn refuse(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        why: net::Refusal,
+        endpoint: Endpoint,
+    ) {
         self.core.service.stats().connection_rejected();
         if let Some(held) = allow(&self.refused_log) {
             warn!("refused {peer}: {why} ({held} more refused since last report)");
@@ -117,7 +160,10 @@ impl Shared {
         // A lingering close on a short-lived thread of its own, so a client
         // still sending its request reads the frame rather than a reset; past
         // MAX_REFUSALS at once (or without a thread), a best-effort turn-away.
-        let frame = why.response(role);
+        let frame = match endpoint.tls {
+            false => why.response(endpoint.role),
+            true => Vec::new(),
+        };
         let lingering = Arc::clone(&self.refusals);
         if lingering.fetch_add(1, Ordering::AcqRel) < MAX_REFUSALS {
             let spawned = thread::Builder::new()
@@ -126,7 +172,7 @@ impl Shared {
                 .spawn(move || {
                     let _ = stream.set_write_timeout(Some(net::LINGER));
                     if stream.write_all(&frame).is_ok() {
-                        super::connection::linger(&mut stream);
+                        super::connection::linger(&stream);
                     }
                     lingering.fetch_sub(1, Ordering::AcqRel);
                 });

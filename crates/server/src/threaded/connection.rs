@@ -7,6 +7,10 @@
 //! socket's read timeout is the idle timeout, so a silent client (or one stuck
 //! halfway through a frame) ends with a timed-out read; its write timeout bounds
 //! how long a client that does not read can keep this thread blocked.
+//!
+//! On a TLS port the socket is wrapped in a rustls `StreamOwned`, whose reads
+//! and writes are blocking ones through TLS; the handshake runs first, within
+//! `--frame-timeout`. The loop is the same for both ([`Transport`]).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -17,6 +21,7 @@ use log::debug;
 use reactor_rpc_core::output::Output;
 use reactor_rpc_core::session::{Env, Options, Session, Stop};
 use reactor_rpc_protocol::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
+use rustls::ServerConnection;
 
 use super::registry::Conn;
 use crate::net::{quickack, CloseReason, LINGER};
@@ -24,7 +29,7 @@ use crate::net::{quickack, CloseReason, LINGER};
 impl Conn {
     /// Serves the connection on this thread until it ends, then drops it
     /// (which unregisters it and logs why it ended).
-    pub(super) fn serve(mut self, session: Session) {
+    pub(super) fn serve(mut self, session: Session, tls: Option<ServerConnection>) {
         let limits = &self.shared.limits;
         let timeouts = self
             .stream
@@ -45,14 +50,116 @@ impl Conn {
             idle: limits.idle_timeout,
             frame: limits.frame_timeout,
         };
-        self.why = serve(
-            &mut self.stream,
-            &self.peer,
-            &self.shared.core.env(opt),
-            session,
-            timeouts,
-        );
+        let env = self.shared.core.env(opt);
+        self.why = match tls {
+            None => serve(&mut self.stream, &self.peer, &env, session, timeouts),
+            Some(conn) => {
+                let mut tls = Tls {
+                    conn,
+                    sock: &mut self.stream,
+                };
+                match handshake(&mut tls, timeouts.frame) {
+                    Ok(()) => serve(&mut tls, &self.peer, &env, session, timeouts),
+                    Err(why) => {
+                        debug!("{}: TLS handshake failed ({why})", self.peer);
+                        why
+                    }
+                }
+            }
+        };
     }
+}
+
+/// What the serve loop needs of a connection: bytes in and out, and the
+/// TCP socket under them (timeouts, `TCP_QUICKACK`, the lingering close).
+pub(super) trait Transport: Read + Write {
+    /// The socket.
+    fn tcp(&self) -> &TcpStream;
+
+    /// Before the write side is shut: a TLS `close_notify`.
+    fn close_notify(&mut self) {}
+
+    /// Whether a read error means the peer is gone (a TLS peer that closes
+    /// without `close_notify` reads as an unexpected EOF).
+    fn is_eof(&self, _e: &io::Error) -> bool {
+        false
+    }
+}
+
+impl Transport for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+/// A TLS connection over the socket: blocking reads and writes through
+/// rustls (`rustls::Stream` over the borrowed socket, so the connection
+/// costs no second descriptor).
+pub(super) struct Tls<'a> {
+    conn: ServerConnection,
+    sock: &'a mut TcpStream,
+}
+
+impl Read for Tls<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        rustls::Stream::new(&mut self.conn, self.sock).read(buf)
+    }
+}
+
+impl Write for Tls<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        rustls::Stream::new(&mut self.conn, self.sock).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        rustls::Stream::new(&mut self.conn, self.sock).flush()
+    }
+}
+
+impl Transport for Tls<'_> {
+    fn tcp(&self) -> &TcpStream {
+        self.sock
+    }
+
+    fn close_notify(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.conn.write_tls(self.sock);
+    }
+
+    fn is_eof(&self, e: &io::Error) -> bool {
+        e.kind() == io::ErrorKind::UnexpectedEof
+    }
+}
+
+/// Completes the TLS handshake within `timeout`, or says why not.
+fn handshake(tls: &mut Tls<'_>, timeout: Duration) -> Result<(), CloseReason> {
+    let deadline = Instant::now() + timeout;
+    while tls.conn.is_handshaking() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || tls.sock.set_read_timeout(Some(left)).is_err() {
+            return Err(CloseReason::FrameTimeout);
+        }
+        match tls.conn.complete_io(tls.sock) {
+            Ok((0, 0)) => return Err(CloseReason::Bye), // the peer left
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(CloseReason::FrameTimeout)
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                // rustls queued an alert saying why: send it, best effort.
+                let _ = tls.conn.write_tls(tls.sock);
+                return Err(CloseReason::TlsError);
+            }
+            Err(_) => return Err(CloseReason::IoError),
+        }
+    }
+    Ok(())
 }
 
 /// The read timeouts of a connection: between frames the idle timeout, inside
@@ -76,8 +183,8 @@ enum Framing {
 /// over the limit, and says why it ended (for the `bye` log line). Every
 /// complete frame received before the peer's EOF is answered, so a client that
 /// half-closes its write side gets all responses.
-pub(super) fn serve(
-    stream: &mut TcpStream,
+pub(super) fn serve<T: Transport>(
+    stream: &mut T,
     peer: &SocketAddr,
     env: &Env<'_>,
     mut session: Session,
@@ -112,7 +219,8 @@ pub(super) fn serve(
                 Stop::OutputFull => {}
                 Stop::NeedMore { needed } => break needed.saturating_sub(input.readable().len()),
                 Stop::Close(why) => {
-                    linger(stream);
+                    stream.close_notify();
+                    linger(stream.tcp());
                     return why;
                 }
                 Stop::Offload { .. } => unreachable!("threaded models never offload"),
@@ -120,7 +228,7 @@ pub(super) fn serve(
         };
         if !input.is_empty() {
             // Half a request: don't let a delayed ACK hold its rest.
-            quickack(stream);
+            quickack(stream.tcp());
         }
         // Idle between frames: give back what a large frame or response grew.
         input.release_if_large();
@@ -145,7 +253,7 @@ pub(super) fn serve(
             }
         };
         if timeout_for != framing {
-            if let Err(e) = stream.set_read_timeout(wanted) {
+            if let Err(e) = stream.tcp().set_read_timeout(wanted) {
                 return ended(peer, timed_out, "set_read_timeout", e);
             }
             timeout_for = framing;
@@ -154,13 +262,15 @@ pub(super) fn serve(
             Ok((0, _)) => return CloseReason::Bye,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if stream.is_eof(&e) => return CloseReason::Bye,
             Err(e) => return ended(peer, timed_out, "read", e),
         }
     }
 }
 
 /// The reason for a failed read or write: a socket timeout has its own name
-/// (`timed_out`), anything else (a reset, say) is an I/O error logged at debug.
+/// (`timed_out`), a TLS failure its own, anything else (a reset, say) is an
+/// I/O error logged at debug.
 fn ended(peer: &SocketAddr, timed_out: CloseReason, op: &str, e: io::Error) -> CloseReason {
     if matches!(
         e.kind(),
@@ -168,12 +278,16 @@ fn ended(peer: &SocketAddr, timed_out: CloseReason, op: &str, e: io::Error) -> C
     ) {
         return timed_out;
     }
+    if e.kind() == io::ErrorKind::InvalidData {
+        debug!("{peer}: {op} failed: {e}");
+        return CloseReason::TlsError;
+    }
     debug!("{peer}: {op} failed: {e}");
     CloseReason::IoError
 }
 
 /// Sends FIN after what was written, then discards input for a bounded time.
-pub(super) fn linger(stream: &mut TcpStream) {
+pub(super) fn linger(mut stream: &TcpStream) {
     if stream.shutdown(Shutdown::Write).is_err() || stream.set_read_timeout(Some(LINGER)).is_err() {
         return;
     }

@@ -39,7 +39,7 @@ use crate::server::Core;
 use crate::shutdown::ShutdownHandle;
 use acceptor::AcceptorAlive;
 use reactor_rpc_core::service::HOUSEKEEPING_INTERVAL;
-use reactor_rpc_core::session::Role;
+use reactor_rpc_core::session::{Endpoint, Role};
 use registry::Live;
 use shutdown::spawn_signal_thread;
 
@@ -69,10 +69,10 @@ impl Threaded {
     /// Takes the bound listeners; `config.model` picks `threaded` or `pool`.
     pub fn bind(config: Config, core: Core, sockets: Listeners) -> io::Result<Threaded> {
         let mut listeners = Vec::new();
-        for (role, socket) in sockets.into_vec() {
+        for (endpoint, socket) in sockets.into_vec() {
             let addr = socket.local_addr()?;
             listeners.push(Listening {
-                role,
+                endpoint,
                 socket: Arc::new(socket),
                 addr,
             });
@@ -91,6 +91,7 @@ impl Threaded {
             accept_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),
             refusals: Arc::default(),
             hooks: config.hooks.clone(),
+            tls: config.security.tls.clone(),
         });
         let signals = if config.signals {
             Some(Signals::new([SIGINT, SIGTERM, SIGHUP])?)
@@ -154,26 +155,31 @@ impl Threaded {
                 .name("housekeeping".into())
                 .spawn(move || shared.housekeeping())?,
         );
-        for listening in &self.listeners {
+        for (index, listening) in self.listeners.iter().enumerate() {
             // The metrics port gets one thread that serves its scrapes itself;
             // JSON and RESP get the model's acceptors.
-            let (acceptors, inline) = match listening.role {
+            let (acceptors, inline) = match listening.endpoint.role {
                 Role::Metrics => (1, true),
                 _ => (self.acceptors, self.model == Model::Pool),
             };
             for i in 0..acceptors {
                 let shared = Arc::clone(&self.shared);
                 let socket = Arc::clone(&listening.socket);
-                let (role, port) = (listening.role, listening.addr.port());
+                let accepting = Accepting {
+                    index,
+                    endpoint: listening.endpoint,
+                    port: listening.addr.port(),
+                    inline,
+                };
                 let alive = AcceptorAlive::new(shared);
                 let spawned = thread::Builder::new()
-                    .name(match (role, inline) {
-                        (Role::Rpc, true) => format!("pool-{i}"),
-                        (role, true) => format!("{role}-pool-{i}"),
-                        (role, false) => format!("{role}-accept"),
+                    .name(match (listening.endpoint, inline) {
+                        (e, true) if e == Endpoint::plain(Role::Rpc) => format!("pool-{i}"),
+                        (e, true) => format!("{e}-pool-{i}"),
+                        (e, false) => format!("{e}-accept"),
                     })
                     .stack_size(STACK_SIZE)
-                    .spawn(move || alive.0.accept_loop(&socket, role, port, inline));
+                    .spawn(move || alive.0.accept_loop(&socket, accepting));
                 threads.push(spawned?);
             }
         }
@@ -183,7 +189,7 @@ impl Threaded {
 
 /// A listening socket, shared by its acceptor threads.
 struct Listening {
-    role: Role,
+    endpoint: Endpoint,
     socket: Arc<TcpListener>,
     addr: SocketAddr,
 }
@@ -203,6 +209,20 @@ struct Shared {
     accept_log: Mutex<RateLimitedLog>,
     /// Refused connections lingering on their own threads now.
     refusals: Arc<std::sync::atomic::AtomicUsize>,
+    /// The certificates of the TLS endpoints.
+    tls: Option<Arc<reactor_rpc_tls::TlsSource>>,
+}
+
+/// What an acceptor thread accepts for: its listener's place (the
+/// shutdown's count of blocked acceptors is by listener), endpoint and port,
+/// and whether it serves each connection itself (the pool, the metrics port)
+/// or on a thread of its own.
+#[derive(Debug, Clone, Copy)]
+struct Accepting {
+    index: usize,
+    endpoint: Endpoint,
+    port: u16,
+    inline: bool,
 }
 
 impl Shared {

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+
+use reactor_rpc_core::Endpoint;
 use std::sync::Arc;
 
 use log::Level;
@@ -32,9 +34,9 @@ pub(super) struct Live {
     next_id: u64,
     /// Acceptor threads still running.
     pub(super) acceptors: usize,
-    /// Acceptors inside `accept` (the shutdown wakes those that block).
-    /// (indexed by listener role: JSON RPC, RESP, metrics).
-    pub(super) in_accept: [usize; 3],
+    /// Acceptors inside `accept`, by listener (in the server's listener
+    /// order): the shutdown wakes those that block.
+    pub(super) in_accept: [usize; Endpoint::ALL.len()],
     /// Most connections at once since memory was last handed back.
     peak_since_trim: usize,
     /// Open connections per address (`--max-conns-per-ip`).

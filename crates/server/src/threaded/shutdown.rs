@@ -40,7 +40,10 @@ impl Threaded {
         self.shared.hooks.shutdown();
         for listening in &self.listeners {
             if let Err(e) = listening.socket.set_nonblocking(true) {
-                warn!("cannot drain the {} accept backlog: {e}", listening.role);
+                warn!(
+                    "cannot drain the {} accept backlog: {e}",
+                    listening.endpoint
+                );
             }
         }
         self.shared.shutdown_conns(Shutdown::Read);
@@ -63,9 +66,9 @@ impl Threaded {
             // non-blocking returns only with a connection: make one per such
             // acceptor (checked again, in case another took it).
             let blocked = self.shared.lock().in_accept;
-            for listening in &self.listeners {
+            for (index, listening) in self.listeners.iter().enumerate() {
                 let wake = wake_addr(listening.addr);
-                for _ in 0..blocked[listening.role as usize] {
+                for _ in 0..blocked.get(index).copied().unwrap_or(0) {
                     if let Err(e) = TcpStream::connect_timeout(&wake, WAKE_RETRY) {
                         debug!("cannot wake an acceptor through {wake}: {e}");
                     }

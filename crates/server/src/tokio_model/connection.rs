@@ -33,17 +33,26 @@
 //!   that read the total just before it passed the bound).
 //! * Refused connections (`--max-conns`, `--max-conns-per-ip`) get their
 //!   `overloaded` frame and a lingering close from [`refuse`].
+//!
+//! On a TLS port the socket is wrapped by tokio-rustls ([`Stream::Tls`]); the
+//! handshake ([`handshake`]) runs in the connection's task, within
+//! `--frame-timeout`, before anything else.
 
 use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use log::{debug, error};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use reactor_rpc_tls::server::BUFFER_LIMIT;
+use reactor_rpc_tls::TlsSource;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -63,6 +72,88 @@ const WRITE_SLICE: usize = 16 * 1024;
 /// While shutting down, bytes taken from the socket before answering them.
 const DRAIN_BATCH: usize = 16 * READ_CHUNK;
 
+/// A connection's byte stream: the socket, or TLS over it.
+pub(super) enum Stream {
+    /// Plaintext.
+    Plain(TcpStream),
+    /// TLS (boxed: the rustls state is a few KiB).
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The socket under it.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The TLS handshake of a connection accepted on a TLS port, within
+/// `--frame-timeout`; its buffers are limited as in the other models.
+pub(super) async fn handshake(
+    stream: TcpStream,
+    source: &TlsSource,
+    shared: &Shared,
+) -> Result<TlsStream<TcpStream>, CloseReason> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(source.current());
+    let accept = acceptor.accept_with(stream, |conn| conn.set_buffer_limit(Some(BUFFER_LIMIT)));
+    match tokio::time::timeout(shared.frame_timeout, accept).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(e)) if e.kind() == ErrorKind::InvalidData => {
+            debug!("TLS handshake failed: {e}");
+            Err(CloseReason::TlsError)
+        }
+        Ok(Err(e)) if e.kind() == ErrorKind::UnexpectedEof => Err(CloseReason::Bye),
+        Ok(Err(e)) => {
+            debug!("TLS handshake failed: {e}");
+            Err(CloseReason::IoError)
+        }
+        Err(_) => Err(CloseReason::FrameTimeout),
+    }
+}
+
 /// Where the connection's input stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Input {
@@ -78,7 +169,7 @@ enum Input {
 }
 
 pub(super) struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     /// The protocol it speaks, with its state between reads.
     session: Session,
@@ -99,7 +190,7 @@ pub(super) struct Connection {
 
 impl Connection {
     pub(super) fn new(
-        stream: TcpStream,
+        stream: Stream,
         peer: SocketAddr,
         session: Session,
         shared: Arc<Shared>,
@@ -145,7 +236,7 @@ impl Connection {
             match progress.stop {
                 // Half a request: don't let a delayed ACK hold its rest. A
                 // read that ended on a request boundary costs no syscall.
-                Stop::NeedMore { .. } if !self.input.is_empty() => net::quickack(&self.stream),
+                Stop::NeedMore { .. } if !self.input.is_empty() => net::quickack(self.stream.tcp()),
                 Stop::NeedMore { .. } => {}
                 // Written (the client read it): answer the frames still
                 // buffered; what is left of them counts from the next batch.
@@ -223,7 +314,9 @@ impl Connection {
             // `readable()`: tokio takes a new socket for readable until a read
             // says otherwise, so every silent client would get a buffer.
             if input.capacity() == 0 {
-                stream.peek(&mut [0u8; 1]).await?;
+                if let Stream::Plain(stream) = stream {
+                    stream.peek(&mut [0u8; 1]).await?;
+                }
             }
             input.reserve(READ_CHUNK);
             stream.read_buf(input).await
@@ -239,6 +332,8 @@ impl Connection {
             Some(Some(Ok(0))) => Ok(Input::Ended),
             Some(Some(Ok(_))) => Ok(Input::Open),
             Some(Some(Err(e))) if e.kind() == ErrorKind::Interrupted => Ok(Input::Open),
+            // A TLS peer that closes without `close_notify`.
+            Some(Some(Err(e))) if e.kind() == ErrorKind::UnexpectedEof => Ok(Input::Ended),
             Some(Some(Err(e))) => Err(self.failed("read", &e)),
         }
     }
@@ -248,7 +343,12 @@ impl Connection {
     /// know of bytes that arrived just before the shutdown, and those requests
     /// must be answered.
     fn drain(&mut self) -> Result<Input, CloseReason> {
-        let socket = socket2::SockRef::from(&self.stream);
+        let stream = match &mut self.stream {
+            Stream::Plain(stream) => stream,
+            // Through TLS: only what rustls already decrypted, taken now.
+            Stream::Tls(tls) => return Ok(drain_tls(tls, &mut self.input)),
+        };
+        let socket = socket2::SockRef::from(&*stream);
         let mut reader: &socket2::Socket = &socket;
         let start = self.input.len();
         while self.input.len() - start < DRAIN_BATCH {
@@ -286,7 +386,12 @@ impl Connection {
             let mut written = 0;
             if pending.is_none() {
                 let first = &chunk[..chunk.len().min(WRITE_SLICE)];
-                written = match self.stream.try_write(first) {
+                let tried = match &self.stream {
+                    Stream::Plain(stream) => stream.try_write(first),
+                    // Through TLS every write is an await below.
+                    Stream::Tls(_) => Err(ErrorKind::WouldBlock.into()),
+                };
+                written = match tried {
                     Ok(n) => n,
                     Err(e)
                         if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) =>
@@ -382,13 +487,36 @@ impl Connection {
 
     fn failed(&self, what: &str, e: &io::Error) -> CloseReason {
         debug!("{} {what} failed: {e}", self.peer);
-        CloseReason::IoError
+        match (&self.stream, e.kind()) {
+            (Stream::Tls(_), ErrorKind::InvalidData) => CloseReason::TlsError,
+            _ => CloseReason::IoError,
+        }
+    }
+}
+
+/// Shutting down a TLS connection: the plaintext rustls already holds
+/// decrypted, appended to `input`. Bytes still on the socket are not read
+/// (they would need decrypting, a read the shutdown does not wait for).
+fn drain_tls(tls: &mut TlsStream<TcpStream>, input: &mut BytesMut) -> Input {
+    let (_, conn) = tls.get_mut();
+    let mut chunk = [0u8; READ_CHUNK];
+    loop {
+        match conn.reader().read(&mut chunk) {
+            Ok(0) => return Input::Ended,
+            Ok(n) => input.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Input::Ended,
+            Err(_) => return Input::Drained, // WouldBlock: nothing more decrypted
+        }
     }
 }
 
 /// FIN after what was written, then discard input (into `sink`) until the
 /// peer closes or [`LINGER`] passes.
-async fn linger(stream: &mut TcpStream, sink: &mut BytesMut, peer: &SocketAddr) {
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    sink: &mut BytesMut,
+    peer: &SocketAddr,
+) {
     if let Err(e) = stream.shutdown().await {
         debug!("{peer} shutdown failed: {e}");
         return;

@@ -66,10 +66,11 @@ use crate::config::{cpus, Config, Hooks, Model};
 use crate::net::{self, CloseReason, PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF};
 use crate::server::Core;
 use crate::shutdown::ShutdownHandle;
-use connection::Connection;
+use connection::{Connection, Stream};
 use reactor_rpc_core::service::HOUSEKEEPING_INTERVAL;
 use reactor_rpc_core::session;
-use reactor_rpc_core::session::{Role, Session};
+use reactor_rpc_core::session::{Endpoint, Session};
+use reactor_rpc_tls::TlsSource;
 
 /// Heavy requests that may wait for a blocking thread, per worker: the
 /// reactor's job queue bound (`reactor::workers::QUEUE_PER_WORKER`). Beyond
@@ -83,7 +84,7 @@ const FORCED_CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// A bound `tokio` or `tokio-mt` server.
 pub struct TokioServer {
     rt: Runtime,
-    /// Every listener (JSON RPC first) with the role of what it accepts.
+    /// Every listener (JSON RPC first) with its endpoint.
     listeners: Vec<Listening>,
     grace: Duration,
     hooks: Hooks,
@@ -95,9 +96,9 @@ pub struct TokioServer {
     signals: Option<Signals>,
 }
 
-/// A listening socket and the role of the connections it accepts.
+/// A listening socket and the endpoint it is.
 struct Listening {
-    role: Role,
+    endpoint: Endpoint,
     socket: TcpListener,
     addr: SocketAddr,
 }
@@ -131,6 +132,8 @@ struct Shared {
     /// Heavy requests running on blocking threads (`workers` permits), so that
     /// heavy requests never take every blocking thread tokio has.
     job_running: Semaphore,
+    /// The certificates of the TLS endpoints.
+    tls: Option<Arc<TlsSource>>,
 }
 
 impl Shared {
@@ -213,11 +216,15 @@ impl TokioServer {
         // Registering sockets and signals needs the runtime's context.
         let context = rt.enter();
         let mut listeners = Vec::new();
-        for (role, socket) in sockets.into_vec() {
+        for (endpoint, socket) in sockets.into_vec() {
             socket.set_nonblocking(true)?;
             let socket = TcpListener::from_std(socket)?;
             let addr = socket.local_addr()?;
-            listeners.push(Listening { role, socket, addr });
+            listeners.push(Listening {
+                endpoint,
+                socket,
+                addr,
+            });
         }
         let signals = if config.signals {
             Some(Signals {
@@ -254,6 +261,7 @@ impl TokioServer {
             },
             job_queue: Semaphore::new(workers * QUEUE_PER_WORKER),
             job_running: Semaphore::new(workers),
+            tls: config.security.tls.clone(),
         });
         drop(context);
         Ok(TokioServer {
@@ -351,7 +359,12 @@ async fn accept_loop(
     tracker: TaskTracker,
     stopping: CancellationToken,
 ) {
-    let Listening { role, socket, addr } = listening;
+    let Listening {
+        endpoint,
+        socket,
+        addr,
+    } = listening;
+    let role = endpoint.role;
     let mut refused_log = RateLimitedLog::new(Duration::from_secs(1));
     let mut accept_log = RateLimitedLog::new(Duration::from_secs(1));
     loop {
@@ -364,12 +377,32 @@ async fn accept_loop(
             Ok((stream, peer)) => match shared.admit(peer.ip()) {
                 Ok(permit) => {
                     let session = Session::new(role, addr.port());
-                    admit(stream, peer, session, permit, &shared, &tracker, &stopping);
+                    let tls = match (endpoint.tls, &shared.tls) {
+                        (false, _) => None,
+                        (true, Some(source)) => Some(source.clone()),
+                        // Server::bind refuses a TLS endpoint without certificates.
+                        (true, None) => continue,
+                    };
+                    let accepted = Accepted {
+                        stream,
+                        peer,
+                        session,
+                        tls,
+                        permit,
+                    };
+                    admit(accepted, &shared, &tracker, &stopping);
                 }
+                // A TLS client cannot read a plaintext refusal (and a
+                // handshake for a refused client is work an attacker would
+                // enjoy): it gets a plain close.
                 Err(why) => refuse(
                     stream,
                     peer,
-                    why.response(role),
+                    if endpoint.tls {
+                        Vec::new()
+                    } else {
+                        why.response(role)
+                    },
                     why,
                     &shared,
                     &mut refused_log,
@@ -396,17 +429,33 @@ async fn accept_loop(
     }
 }
 
-/// Starts the task that serves one connection, speaking `session`'s protocol;
-/// `permit` is its `max_conns` slot, and its address is counted already.
-fn admit(
+/// A connection just accepted and admitted: its socket, the session its
+/// listener's protocol starts, the certificates if it is a TLS port, and its
+/// `max_conns` slot (its address is counted already).
+struct Accepted {
     stream: TcpStream,
     peer: SocketAddr,
     session: Session,
+    tls: Option<Arc<TlsSource>>,
     permit: OwnedSemaphorePermit,
+}
+
+/// Starts the task that serves one connection, speaking its session's
+/// protocol; on a TLS port the task does the handshake first, within
+/// `--frame-timeout`, so the accept loop never waits for it.
+fn admit(
+    accepted: Accepted,
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
     stopping: &CancellationToken,
 ) {
+    let Accepted {
+        stream,
+        peer,
+        session,
+        tls,
+        permit,
+    } = accepted;
     if let Err(e) = stream.set_nodelay(true) {
         debug!("{peer}: cannot set TCP_NODELAY: {e}");
     }
@@ -418,9 +467,20 @@ fn admit(
         why: CloseReason::Shutdown,
         _permit: permit,
     };
-    let mut conn = Connection::new(stream, peer, session, shared.clone(), stopping.clone());
+    let (shared, stopping) = (shared.clone(), stopping.clone());
     tracker.spawn(async move {
         let mut served = served; // the whole guard, not only the field written below
+        let stream = match tls {
+            None => Stream::Plain(stream),
+            Some(source) => match connection::handshake(stream, &source, &shared).await {
+                Ok(tls) => Stream::Tls(Box::new(tls)),
+                Err(why) => {
+                    served.why = why;
+                    return;
+                }
+            },
+        };
+        let mut conn = Connection::new(stream, peer, session, shared, stopping);
         served.why = conn.serve().await;
         drop(conn); // the socket closes before the `bye` line
         drop(served);
