@@ -3,7 +3,7 @@
 //! of these on their own when they connect (redis-py 8 opens with `HELLO 3`
 //! and `CLIENT SETINFO`), so they must answer exactly as Redis does.
 
-use super::{command, docs::help, integer_arg, wrong_arity, Command, Cx, ERR_SYNTAX};
+use super::{command, docs::help, wrong_arity, Command, Cx, ERR_SYNTAX};
 use crate::protocol::resp::{parse_i64, Version};
 use crate::service::Access;
 
@@ -347,13 +347,10 @@ fn client_kill(cx: &mut Cx<'_>, args: &[&[u8]]) {
             let more = args.len() > i + 1;
             let opt = args[i];
             if opt.eq_ignore_ascii_case(b"id") && more {
-                let Some(n) = integer_arg(&mut cx.reply, args[i + 1]) else {
-                    return;
-                };
-                if n < 1 {
-                    return cx.reply.error(b"ERR client-id should be greater than 0");
+                match crate::protocol::resp::parse_i64(args[i + 1]) {
+                    Some(n) if n >= 1 => id = Some(n.unsigned_abs()),
+                    _ => return cx.reply.error(b"ERR client-id should be greater than 0"),
                 }
-                id = Some(n.unsigned_abs());
             } else if opt.eq_ignore_ascii_case(b"type") && more {
                 let t = args[i + 1].to_ascii_lowercase();
                 if !matches!(t.as_slice(), b"normal" | b"master" | b"replica" | b"slave" | b"pubsub") {

@@ -156,7 +156,7 @@ pub(crate) fn help(cx: &mut Cx<'_>, command: &[u8], lines: &[&str]) {
         cx.reply.simple(line.as_bytes());
     }
     cx.reply.simple(b"HELP");
-    cx.reply.simple(b"    Print this help.");
+    cx.reply.simple(b"    Prints this help.");
 }
 
 const COMMAND_HELP: &[&str] = &[
