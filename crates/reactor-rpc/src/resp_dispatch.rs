@@ -73,6 +73,15 @@ impl Connection {
             parser: Parser::new(),
         }
     }
+
+    /// A new connection from `peer`, accepted at `local` (both reported by
+    /// `CLIENT LIST`).
+    pub fn with_addrs(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Connection {
+        Connection {
+            session: Session::with_addrs(peer, local),
+            parser: Parser::new(),
+        }
+    }
 }
 
 /// Commands with at most this many arguments pass them on the stack.

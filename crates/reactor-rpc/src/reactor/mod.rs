@@ -349,9 +349,9 @@ impl Reactor {
             let Some(listener) = self.listeners.get(i) else {
                 return; // shutting down
             };
-            let (role, port) = (listener.role, listener.addr.port());
+            let (role, local) = (listener.role, listener.addr);
             match listener.socket.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, Wire::new(role, port)),
+                Ok((stream, peer)) => self.admit(stream, peer, Wire::accepted(role, local, peer)),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if transient_accept_error(&e) => continue,
                 Err(e) => {

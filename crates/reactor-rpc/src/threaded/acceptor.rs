@@ -30,6 +30,9 @@ impl Shared {
         port: u16,
         inline: bool,
     ) {
+        let local = listener
+            .local_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], port)));
         loop {
             self.lock().in_accept[role as usize] += 1;
             let accepted = listener.accept();
@@ -57,7 +60,7 @@ impl Shared {
                 continue;
             }
             if let Some(conn) = self.admit(stream, peer, role) {
-                self.start_serving(conn, Wire::new(role, port), inline);
+                self.start_serving(conn, Wire::accepted(role, local, peer), inline);
             }
         }
     }

@@ -371,7 +371,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => match shared.admit(peer.ip()) {
                 Ok(permit) => {
-                    let wire = Wire::new(role, addr.port());
+                    let wire = Wire::accepted(role, addr, peer);
                     admit(stream, peer, wire, permit, &shared, &tracker, &stopping);
                 }
                 Err(why) => refuse(
