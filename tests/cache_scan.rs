@@ -7,8 +7,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use reactor_rpc::service::cache::{Cache, CacheConfig, EvictionPolicy, ExpireIf, SetOptions, SCAN_MAX_WORK};
 use reactor_rpc::service::cache::ValueRef;
+use reactor_rpc::service::cache::{
+    Cache, CacheConfig, EvictionPolicy, ExpireIf, SetOptions, SCAN_MAX_WORK,
+};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -37,7 +39,11 @@ fn key(n: usize) -> Vec<u8> {
 
 fn set(cache: &Cache, k: &[u8]) {
     // Evictions make room; with allkeys-random any key may go.
-    let _ = cache.set_ref(k, ValueRef::Raw(b"value-value-value"), SetOptions::default());
+    let _ = cache.set_ref(
+        k,
+        ValueRef::Raw(b"value-value-value"),
+        SetOptions::default(),
+    );
 }
 
 proptest! {
@@ -105,7 +111,10 @@ proptest! {
 
 #[test]
 fn a_scan_call_does_bounded_work_and_a_full_walk_returns_each_key() {
-    let cache = Cache::new(CacheConfig { maxmemory: 0, policy: EvictionPolicy::AllKeysLru });
+    let cache = Cache::new(CacheConfig {
+        maxmemory: 0,
+        policy: EvictionPolicy::AllKeysLru,
+    });
     for n in 0..100_000 {
         set(&cache, &key(n));
     }
@@ -161,7 +170,10 @@ fn keys_randomkey_and_flushes() {
 /// the housekeeping frees the keys in steps of about a millisecond.
 #[test]
 fn an_async_flush_of_a_million_keys_is_quick_and_freed_in_steps() {
-    let cache = Cache::new(CacheConfig { maxmemory: 0, policy: EvictionPolicy::AllKeysLru });
+    let cache = Cache::new(CacheConfig {
+        maxmemory: 0,
+        policy: EvictionPolicy::AllKeysLru,
+    });
     for n in 0..1_000_000 {
         set(&cache, &key(n));
     }

@@ -584,7 +584,9 @@ fn run_script(redis: &Redis, ours: std::net::SocketAddr, resp3: bool) -> Vec<Str
                 if a != b {
                     failures.push(format!(
                         "SCAN {:?}: redis {:?}, ours {:?}",
-                        opts.iter().map(|o| String::from_utf8_lossy(o)).collect::<Vec<_>>(),
+                        opts.iter()
+                            .map(|o| String::from_utf8_lossy(o))
+                            .collect::<Vec<_>>(),
                         a,
                         b
                     ));

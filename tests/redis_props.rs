@@ -9,8 +9,8 @@
 #[macro_use]
 mod support;
 
-use support::redis::{compare, start_ours, Conn, Mode, Redis};
 use proptest::prelude::*;
+use support::redis::{compare, start_ours, Conn, Mode, Redis};
 use support::Model;
 
 const KEYS: [&str; 4] = ["a", "b", "c", "{a}x"];
@@ -29,7 +29,11 @@ fn command() -> impl Strategy<Value = (Vec<String>, Mode)> {
     let exact = |v: Vec<String>| (v, Mode::Exact);
     prop_oneof![
         (key(), value()).prop_map(move |(k, v)| exact(vec!["SET".into(), k, v])),
-        (key(), value(), proptest::sample::select(&["NX", "XX", "GET", "KEEPTTL", "EX 1000", "PX 900000"][..]))
+        (
+            key(),
+            value(),
+            proptest::sample::select(&["NX", "XX", "GET", "KEEPTTL", "EX 1000", "PX 900000"][..])
+        )
             .prop_map(move |(k, v, o)| {
                 let mut c = vec!["SET".into(), k, v];
                 c.extend(o.split(' ').map(str::to_owned));
@@ -37,20 +41,46 @@ fn command() -> impl Strategy<Value = (Vec<String>, Mode)> {
             }),
         key().prop_map(move |k| exact(vec!["GET".into(), k])),
         (key(), key()).prop_map(move |(a, b)| exact(vec!["MGET".into(), a, b])),
-        (key(), value(), key(), value()).prop_map(move |(a, x, b, y)| exact(vec!["MSET".into(), a, x, b, y])),
-        (key(), value(), key(), value()).prop_map(move |(a, x, b, y)| exact(vec!["MSETNX".into(), a, x, b, y])),
+        (key(), value(), key(), value()).prop_map(move |(a, x, b, y)| exact(vec![
+            "MSET".into(),
+            a,
+            x,
+            b,
+            y
+        ])),
+        (key(), value(), key(), value()).prop_map(move |(a, x, b, y)| exact(vec![
+            "MSETNX".into(),
+            a,
+            x,
+            b,
+            y
+        ])),
         (key(), value()).prop_map(move |(k, v)| exact(vec!["SETNX".into(), k, v])),
         (key(), value()).prop_map(move |(k, v)| exact(vec!["GETSET".into(), k, v])),
         key().prop_map(move |k| exact(vec!["GETDEL".into(), k])),
-        (key(), proptest::sample::select(&["", "PERSIST", "EX 500", "PX 700000"][..])).prop_map(move |(k, o)| {
-            let mut c = vec!["GETEX".into(), k];
-            c.extend(o.split(' ').filter(|w| !w.is_empty()).map(str::to_owned));
-            exact(c)
-        }),
+        (
+            key(),
+            proptest::sample::select(&["", "PERSIST", "EX 500", "PX 700000"][..])
+        )
+            .prop_map(move |(k, o)| {
+                let mut c = vec!["GETEX".into(), k];
+                c.extend(o.split(' ').filter(|w| !w.is_empty()).map(str::to_owned));
+                exact(c)
+            }),
         (key(), value()).prop_map(move |(k, v)| exact(vec!["APPEND".into(), k, v])),
         key().prop_map(move |k| exact(vec!["STRLEN".into(), k])),
-        (key(), -5i64..5, -5i64..5).prop_map(move |(k, a, b)| exact(vec!["GETRANGE".into(), k, a.to_string(), b.to_string()])),
-        (key(), 0i64..6, value()).prop_map(move |(k, o, v)| exact(vec!["SETRANGE".into(), k, o.to_string(), v])),
+        (key(), -5i64..5, -5i64..5).prop_map(move |(k, a, b)| exact(vec![
+            "GETRANGE".into(),
+            k,
+            a.to_string(),
+            b.to_string()
+        ])),
+        (key(), 0i64..6, value()).prop_map(move |(k, o, v)| exact(vec![
+            "SETRANGE".into(),
+            k,
+            o.to_string(),
+            v
+        ])),
         key().prop_map(move |k| exact(vec!["INCR".into(), k])),
         (key(), -3i64..3).prop_map(move |(k, n)| exact(vec!["INCRBY".into(), k, n.to_string()])),
         (key(), value()).prop_map(move |(k, v)| exact(vec!["INCRBYFLOAT".into(), k, v])),
@@ -61,7 +91,11 @@ fn command() -> impl Strategy<Value = (Vec<String>, Mode)> {
         (key(), key()).prop_map(move |(a, b)| exact(vec!["RENAMENX".into(), a, b])),
         // Absolute times fixed for the whole run, so that GT / LT never
         // compare two times a few milliseconds apart.
-        (key(), proptest::sample::select(&[1500u64, 2500][..]), proptest::sample::select(&["", "NX", "XX", "GT", "LT"][..]))
+        (
+            key(),
+            proptest::sample::select(&[1500u64, 2500][..]),
+            proptest::sample::select(&["", "NX", "XX", "GT", "LT"][..])
+        )
             .prop_map(move |(k, offset, o)| {
                 let at = (base_seconds() + offset).to_string();
                 let mut c = vec!["EXPIREAT".into(), k, at];

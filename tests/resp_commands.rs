@@ -673,10 +673,7 @@ fn client_subcommands() {
         c.run("CLIENT"),
         err("ERR wrong number of arguments for 'client' command")
     );
-    assert_eq!(
-        c.run("CLIENT KILL x"),
-        err("ERR No such client")
-    );
+    assert_eq!(c.run("CLIENT KILL x"), err("ERR No such client"));
     let mut c3 = Client::resp3(&s);
     assert_eq!(c3.run("CLIENT GETNAME"), R::Null);
 }

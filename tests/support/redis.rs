@@ -27,7 +27,12 @@ impl Redis {
             .arg(&socket)
             .args(["--save", "", "--appendonly", "no", "--databases", "1"])
             // Our defaults, so that CONFIG GET agrees.
-            .args(["--maxmemory", "1073741824", "--maxmemory-policy", "allkeys-lru"])
+            .args([
+                "--maxmemory",
+                "1073741824",
+                "--maxmemory-policy",
+                "allkeys-lru",
+            ])
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -217,7 +222,6 @@ pub fn compare(args: &[&[u8]], mode: Mode, theirs: &[u8], ours: &[u8]) -> Result
         ))
     }
 }
-
 
 /// The set of keys a full SCAN iteration returns.
 pub fn scan_all(conn: &mut Conn, opts: &[Vec<u8>]) -> std::collections::BTreeSet<Vec<u8>> {

@@ -95,7 +95,11 @@ impl Wire {
 
     /// The protocol of a connection from `peer` accepted on `role`'s
     /// listener at `local`: RESP sessions learn both addresses (`CLIENT LIST`).
-    pub(crate) fn accepted(role: Role, local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Wire {
+    pub(crate) fn accepted(
+        role: Role,
+        local: std::net::SocketAddr,
+        peer: std::net::SocketAddr,
+    ) -> Wire {
         match role {
             Role::Resp => Wire::Resp(Box::new(resp_dispatch::Connection::with_addrs(peer, local))),
             _ => Wire::new(role, local.port()),

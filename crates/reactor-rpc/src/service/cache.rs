@@ -42,9 +42,9 @@ use bytes::Bytes;
 use foldhash::fast::RandomState;
 
 pub use evict::{EvictionPolicy, UnknownPolicy};
+pub use methods::register;
 pub use ops::{ExpireIf, KeyInfo, Rename};
 pub use scan::SCAN_MAX_WORK;
-pub use methods::register;
 pub use store::{malloc_size, SHARED_MIN};
 pub use value::{Value, ValueRef};
 
@@ -389,7 +389,7 @@ impl Cache {
     ) -> Result<(bool, Option<Value>), CacheError> {
         check_key(key)?;
         let deadline = match (opt.at_unix_ms, opt.ttl) {
-            (Some(at), _) => Some(self.clock.from_unix_ms(at)),
+            (Some(at), _) => Some(self.clock.deadline_at_unix_ms(at)),
             (None, Some(ttl)) if ttl.is_zero() => return Err(CacheError::InvalidExpireTime),
             (None, Some(ttl)) => Some(self.clock.deadline_after(ttl)),
             (None, None) => None,
@@ -519,7 +519,6 @@ impl Cache {
             Some(at) => Ttl::Remaining(Duration::from_millis(at - now)),
         }
     }
-
 
     /// Keys stored, including expired ones not yet removed.
     pub fn len(&self) -> usize {

@@ -50,13 +50,13 @@ impl Clock {
     }
 
     /// A deadline as Unix time in milliseconds.
-    pub fn to_unix_ms(&self, deadline: u64) -> u64 {
+    pub fn deadline_to_unix_ms(&self, deadline: u64) -> u64 {
         self.epoch_unix_ms.saturating_add(deadline)
     }
 
     /// The deadline at Unix time `at_ms` (0, long past, for a time before
     /// the clock started).
-    pub fn from_unix_ms(&self, at_ms: u64) -> u64 {
+    pub fn deadline_at_unix_ms(&self, at_ms: u64) -> u64 {
         at_ms.saturating_sub(self.epoch_unix_ms)
     }
 

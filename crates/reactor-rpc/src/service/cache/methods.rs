@@ -56,7 +56,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an object of keys and values")
             }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Pairs<'a>, M::Error> {
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Pairs<'a>, M::Error> {
                 // Grows with the members present, never with a count announced.
                 let mut pairs = Vec::new();
                 while let Some(entry) = map.next_entry::<Cow<'a, str>, &'a RawValue>()? {
@@ -178,7 +181,8 @@ impl Method for Scan {
         } else {
             params(raw)?
         };
-        let bad_cursor = || RpcError::bad_params("cursor must be a string of digits from a previous scan, or 0");
+        let bad_cursor =
+            || RpcError::bad_params("cursor must be a string of digits from a previous scan, or 0");
         let cursor = match &p.cursor {
             None => 0,
             Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(bad_cursor)?,

@@ -117,18 +117,16 @@ impl Cache {
         shard.touch(i);
         let value = shard.item(i).to_value();
         match change {
-            None => {}
-            Some(None) => {
-                if shard.deadline(i).is_some() {
-                    shard.set_deadline(i, None);
-                    self.totals.write();
-                }
+            Some(None) if shard.deadline(i).is_some() => {
+                shard.set_deadline(i, None);
+                self.totals.write();
             }
+            None | Some(None) => {}
             Some(Some(at)) => {
                 if delete_if_past && at <= self.clock.unix_now_ms() {
                     shard.remove(i);
                 } else {
-                    shard.set_deadline(i, Some(self.clock.from_unix_ms(at)));
+                    shard.set_deadline(i, Some(self.clock.deadline_at_unix_ms(at)));
                 }
                 self.totals.write();
             }
@@ -194,7 +192,9 @@ impl Cache {
     /// and [`CacheError::Oom`] are answered before anything is allocated.
     pub fn append(&self, key: &[u8], tail: &[u8]) -> Result<usize, CacheError> {
         let current = self.strlen_peek(key);
-        let new_len = current.checked_add(tail.len()).ok_or(CacheError::TooLarge)?;
+        let new_len = current
+            .checked_add(tail.len())
+            .ok_or(CacheError::TooLarge)?;
         if new_len > MAX_STRING {
             return Err(CacheError::TooLarge);
         }
@@ -217,7 +217,9 @@ impl Cache {
         if bytes.is_empty() {
             return Ok(current);
         }
-        let end = offset.checked_add(bytes.len()).ok_or(CacheError::TooLarge)?;
+        let end = offset
+            .checked_add(bytes.len())
+            .ok_or(CacheError::TooLarge)?;
         if end > MAX_STRING {
             return Err(CacheError::TooLarge);
         }
@@ -321,7 +323,7 @@ impl Cache {
         };
         let current = shard
             .deadline(i)
-            .map(|d| i64::try_from(self.clock.to_unix_ms(d)).unwrap_or(i64::MAX));
+            .map(|d| i64::try_from(self.clock.deadline_to_unix_ms(d)).unwrap_or(i64::MAX));
         let refused = match current {
             None => cond.xx || cond.gt,
             Some(cur) => cond.nx || (cond.gt && at_ms <= cur) || (cond.lt && at_ms >= cur),
@@ -333,7 +335,7 @@ impl Cache {
         if at_ms <= now {
             shard.remove(i);
         } else {
-            let at = self.clock.from_unix_ms(at_ms.unsigned_abs());
+            let at = self.clock.deadline_at_unix_ms(at_ms.unsigned_abs());
             shard.set_deadline(i, Some(at));
         }
         self.totals.write();
@@ -346,13 +348,18 @@ impl Cache {
         let (hash, s) = self.locate(key);
         let mut shard = self.lock(s);
         let i = shard.live(hash, key)?;
-        Some(shard.deadline(i).map(|d| self.clock.to_unix_ms(d)))
+        Some(shard.deadline(i).map(|d| self.clock.deadline_to_unix_ms(d)))
     }
 
     /// Renames `from` to `to`, keeping the value and its TTL and replacing
     /// any value `to` had (unless `only_if_absent`: `RENAMENX`). Both shards
     /// are locked, in index order, for the move.
-    pub fn rename(&self, from: &[u8], to: &[u8], only_if_absent: bool) -> Result<Rename, CacheError> {
+    pub fn rename(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        only_if_absent: bool,
+    ) -> Result<Rename, CacheError> {
         check_key(to)?;
         let (hash_from, s_from) = self.locate(from);
         let (hash_to, s_to) = self.locate(to);

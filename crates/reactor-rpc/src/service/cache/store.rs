@@ -164,8 +164,6 @@ pub(super) enum Kind {
     RawInPlace = 4,
 }
 
-
-
 /// A value on its way into the store, in the form it will be kept.
 pub(super) enum Payload<'a> {
     Int(i64),

@@ -45,7 +45,10 @@ impl Watched {
     pub fn add(&mut self, key: &[u8], flag: &Arc<Flag>) {
         let watchers = self.keys.entry(key.into()).or_default();
         watchers.retain(|w| w.strong_count() > 0);
-        if !watchers.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(flag))) {
+        if !watchers
+            .iter()
+            .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(flag)))
+        {
             watchers.push(Arc::downgrade(flag));
         }
     }
@@ -53,7 +56,8 @@ impl Watched {
     /// `flag` no longer watches `key`.
     pub fn remove(&mut self, key: &[u8], flag: &Arc<Flag>) {
         if let Some(watchers) = self.keys.get_mut(key) {
-            watchers.retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(flag)));
+            watchers
+                .retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(flag)));
             if watchers.is_empty() {
                 self.keys.remove(key);
             }

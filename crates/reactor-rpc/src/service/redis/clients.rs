@@ -125,7 +125,8 @@ impl ClientEntry {
     /// Redis has and we do not track (buffers, pub/sub) are 0.
     pub(crate) fn line(&self, now_s: u64, dirty_cas: bool) -> Vec<u8> {
         let names = lock(&self.names).clone();
-        let show = |v: &Option<Vec<u8>>| String::from_utf8_lossy(v.as_deref().unwrap_or(b"")).into_owned();
+        let show =
+            |v: &Option<Vec<u8>>| String::from_utf8_lossy(v.as_deref().unwrap_or(b"")).into_owned();
         let multi = self.multi.load(Relaxed);
         let mut flags = String::new();
         if multi >= 0 {

@@ -245,7 +245,9 @@ const CLIENT_SUBCOMMANDS: &[Command] = &[
     }),
     command("client|list", Access::Admin, -2, client_list),
     command("client|kill", Access::Admin, -3, client_kill),
-    command("client|help", Access::Read, 2, |cx, args| help(cx, args[0], CLIENT_HELP)),
+    command("client|help", Access::Read, 2, |cx, args| {
+        help(cx, args[0], CLIENT_HELP)
+    }),
 ];
 
 const CLIENT_HELP: &[&str] = &[
@@ -291,7 +293,10 @@ fn client_list(cx: &mut Cx<'_>, args: &[&[u8]]) {
         let more = args.len() - j - 1;
         if args[j].eq_ignore_ascii_case(b"type") && more >= 1 {
             let t = args[j + 1].to_ascii_lowercase();
-            if !matches!(t.as_slice(), b"normal" | b"master" | b"replica" | b"slave" | b"pubsub") {
+            if !matches!(
+                t.as_slice(),
+                b"normal" | b"master" | b"replica" | b"slave" | b"pubsub"
+            ) {
                 let mut m = b"ERR Unknown client type '".to_vec();
                 m.extend_from_slice(args[j + 1]);
                 m.push(b'\'');
@@ -353,7 +358,10 @@ fn client_kill(cx: &mut Cx<'_>, args: &[&[u8]]) {
                 }
             } else if opt.eq_ignore_ascii_case(b"type") && more {
                 let t = args[i + 1].to_ascii_lowercase();
-                if !matches!(t.as_slice(), b"normal" | b"master" | b"replica" | b"slave" | b"pubsub") {
+                if !matches!(
+                    t.as_slice(),
+                    b"normal" | b"master" | b"replica" | b"slave" | b"pubsub"
+                ) {
                     let mut m = b"ERR Unknown client type '".to_vec();
                     m.extend_from_slice(args[i + 1]);
                     m.push(b'\'');

@@ -199,7 +199,9 @@ const COMMAND_SUBCOMMANDS: &[Command] = &[
     sub("command|docs", -2, command_docs),
     sub("command|info", -2, command_info),
     sub("command|list", -2, command_list),
-    sub("command|help", 2, |cx, args| help(cx, args[0], COMMAND_HELP)),
+    sub("command|help", 2, |cx, args| {
+        help(cx, args[0], COMMAND_HELP)
+    }),
 ];
 
 /// Every command and subcommand of [`COMMANDS`], with its arity, as
@@ -235,12 +237,23 @@ mod tests {
             assert_eq!(arity_of(e.info[0]), *arity, "{name}");
         }
         for e in super::super::table::TABLE {
-            assert!(ours.iter().any(|(n, _)| *n == e.name), "{} is not implemented", e.name);
+            assert!(
+                ours.iter().any(|(n, _)| *n == e.name),
+                "{} is not implemented",
+                e.name
+            );
             for s in e.subcommands {
-                assert!(ours.iter().any(|(n, _)| *n == s.name), "{} is not implemented", s.name);
+                assert!(
+                    ours.iter().any(|(n, _)| *n == s.name),
+                    "{} is not implemented",
+                    s.name
+                );
             }
         }
-        assert_eq!(super::super::COMMANDS.len(), super::super::table::TABLE.len());
+        assert_eq!(
+            super::super::COMMANDS.len(),
+            super::super::table::TABLE.len()
+        );
     }
 
     #[test]

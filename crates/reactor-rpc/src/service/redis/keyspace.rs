@@ -49,9 +49,13 @@ pub(crate) const TYPE: Command = command("type", Access::Read, 2, |cx, args| {
     }
 });
 
-pub(crate) const RENAME: Command = command("rename", Access::Write, 3, |cx, args| rename(cx, args, false));
+pub(crate) const RENAME: Command = command("rename", Access::Write, 3, |cx, args| {
+    rename(cx, args, false)
+});
 
-pub(crate) const RENAMENX: Command = command("renamenx", Access::Write, 3, |cx, args| rename(cx, args, true));
+pub(crate) const RENAMENX: Command = command("renamenx", Access::Write, 3, |cx, args| {
+    rename(cx, args, true)
+});
 
 fn rename(cx: &mut Cx<'_>, args: &[&[u8]], nx: bool) {
     match cx.service.cache().rename(args[1], args[2], nx) {
@@ -181,7 +185,9 @@ pub(crate) const TTL: Command = command("ttl", Access::Read, 2, |cx, args| {
     ttl(cx, args[1], |ms| (ms + 500) / 1000)
 });
 
-pub(crate) const PTTL: Command = command("pttl", Access::Read, 2, |cx, args| ttl(cx, args[1], |ms| ms));
+pub(crate) const PTTL: Command = command("pttl", Access::Read, 2, |cx, args| {
+    ttl(cx, args[1], |ms| ms)
+});
 
 fn ttl(cx: &mut Cx<'_>, key: &[u8], scale: fn(i64) -> i64) {
     let n = match cx.service.cache().ttl(key) {
@@ -279,7 +285,9 @@ pub(crate) const SCAN: Command = command("scan", Access::Read, -2, |cx, args| {
     }
     // Every value is a string: another type matches nothing.
     let any_type = type_name.is_none_or(|t| t.eq_ignore_ascii_case(b"string"));
-    let budget = usize::try_from(count).unwrap_or(usize::MAX).min(SCAN_MAX_WORK);
+    let budget = usize::try_from(count)
+        .unwrap_or(usize::MAX)
+        .min(SCAN_MAX_WORK);
     let mut keys: Vec<Vec<u8>> = Vec::new();
     let next = cx.service.cache().scan(cursor, budget, |key| {
         if any_type && pattern.is_none_or(|p| glob::matches(p, key, false)) {

@@ -177,7 +177,12 @@ pub(crate) const WAIT: Command = command("wait", Access::Read, 3, |cx, args| {
     }
 });
 
-const fn sub(name: &'static str, access: Access, arity: i32, run: fn(&mut Cx<'_>, &[&[u8]])) -> Command {
+const fn sub(
+    name: &'static str,
+    access: Access,
+    arity: i32,
+    run: fn(&mut Cx<'_>, &[&[u8]]),
+) -> Command {
     command(name, access, arity, run)
 }
 
@@ -192,7 +197,9 @@ pub(crate) const CONFIG: Command = Command {
 const CONFIG_SUBCOMMANDS: &[Command] = &[
     sub("config|get", Access::Read, -3, config_get),
     sub("config|set", Access::Admin, -4, config_set),
-    sub("config|help", Access::Read, 2, |cx, args| help(cx, args[0], CONFIG_HELP)),
+    sub("config|help", Access::Read, 2, |cx, args| {
+        help(cx, args[0], CONFIG_HELP)
+    }),
 ];
 
 const CONFIG_HELP: &[&str] = &[
@@ -252,7 +259,9 @@ fn config_get(cx: &mut Cx<'_>, args: &[&[u8]]) {
     let params = config_params(cx);
     let mut matched: Vec<(Vec<u8>, &str)> = Vec::new();
     let seen = |matched: &Vec<(Vec<u8>, &str)>, name: &str| {
-        matched.iter().any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        matched
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
     };
     for p in &args[2..] {
         let is_pattern = p.iter().any(|b| matches!(b, b'[' | b'*' | b'?'));
@@ -263,7 +272,11 @@ fn config_get(cx: &mut Cx<'_>, args: &[&[u8]]) {
                 p.eq_ignore_ascii_case(name.as_bytes())
             };
             if hit && !seen(&matched, name) {
-                let shown = if is_pattern { name.as_bytes().to_vec() } else { p.to_vec() };
+                let shown = if is_pattern {
+                    name.as_bytes().to_vec()
+                } else {
+                    p.to_vec()
+                };
                 matched.push((shown, value));
             }
         }
@@ -364,7 +377,9 @@ pub(crate) const MEMORY: Command = Command {
 
 const MEMORY_SUBCOMMANDS: &[Command] = &[
     sub("memory|usage", Access::Read, -3, memory_usage),
-    sub("memory|help", Access::Read, 2, |cx, args| help(cx, args[0], MEMORY_HELP)),
+    sub("memory|help", Access::Read, 2, |cx, args| {
+        help(cx, args[0], MEMORY_HELP)
+    }),
 ];
 
 const MEMORY_HELP: &[&str] = &[
@@ -392,7 +407,9 @@ fn memory_usage(cx: &mut Cx<'_>, args: &[&[u8]]) {
         }
     }
     match cx.service.cache().key_info(args[2]) {
-        Some(info) => cx.reply.integer(i64::try_from(info.memory).unwrap_or(i64::MAX)),
+        Some(info) => cx
+            .reply
+            .integer(i64::try_from(info.memory).unwrap_or(i64::MAX)),
         None => cx.reply.null(),
     }
 }
@@ -431,7 +448,9 @@ const OBJECT_SUBCOMMANDS: &[Command] = &[
               will take some time to adjust.",
         );
     }),
-    sub("object|help", Access::Read, 2, |cx, args| help(cx, args[0], OBJECT_HELP)),
+    sub("object|help", Access::Read, 2, |cx, args| {
+        help(cx, args[0], OBJECT_HELP)
+    }),
 ];
 
 const OBJECT_HELP: &[&str] = &[

@@ -12,7 +12,9 @@
 
 use std::time::Duration;
 
-use super::{cache_error, command, integer_arg, keyspace::expire_overflows, Command, Cx, ERR_SYNTAX};
+use super::{
+    cache_error, command, integer_arg, keyspace::expire_overflows, Command, Cx, ERR_SYNTAX,
+};
 use crate::output::SHARE_MIN;
 use crate::service::cache::{SetCond, SetOptions, Shown, Value, ValueRef};
 use crate::service::Access;
@@ -152,6 +154,12 @@ fn expire_when(cx: &mut Cx<'_>, name: &str, arg: &[u8], e: Expire) -> Option<Whe
     })
 }
 
+/// A reply writer: what SET's relatives answer when they write or not.
+type ReplyFn = fn(&mut Cx<'_>);
+
+/// The replies when NX/XX says no, and when the write happened.
+type Replies = (ReplyFn, ReplyFn);
+
 /// The write at the heart of SET and its relatives. `abort` is the reply
 /// when NX/XX says no (null for SET, `:0` for SETNX), `done` the reply when
 /// it wrote (`+OK`, `:1`).
@@ -162,7 +170,7 @@ fn set_generic(
     key: &[u8],
     value: &[u8],
     expire: Option<&[u8]>,
-    replies: (fn(&mut Cx<'_>), fn(&mut Cx<'_>)),
+    replies: Replies,
 ) {
     let when = match (f.expire, expire) {
         (Some(e), Some(arg)) => match expire_when(cx, name, arg, e) {
@@ -211,7 +219,15 @@ pub(crate) const SET: Command = command("set", Access::Write, -3, |cx, args| {
     let Some((f, expire)) = parse_flags(args, 3, true) else {
         return cx.reply.error(ERR_SYNTAX);
     };
-    set_generic(cx, "set", f, args[1], args[2], expire, (reply_null, reply_ok));
+    set_generic(
+        cx,
+        "set",
+        f,
+        args[1],
+        args[2],
+        expire,
+        (reply_null, reply_ok),
+    );
 });
 
 pub(crate) const SETNX: Command = command("setnx", Access::Write, 3, |cx, args| {
@@ -219,7 +235,15 @@ pub(crate) const SETNX: Command = command("setnx", Access::Write, 3, |cx, args| 
         nx: true,
         ..Flags::default()
     };
-    set_generic(cx, "setnx", f, args[1], args[2], None, (reply_zero, reply_one));
+    set_generic(
+        cx,
+        "setnx",
+        f,
+        args[1],
+        args[2],
+        None,
+        (reply_zero, reply_one),
+    );
 });
 
 pub(crate) const SETEX: Command = command("setex", Access::Write, 4, |cx, args| {
@@ -227,7 +251,15 @@ pub(crate) const SETEX: Command = command("setex", Access::Write, 4, |cx, args| 
         expire: Some(Expire::Ex),
         ..Flags::default()
     };
-    set_generic(cx, "setex", f, args[1], args[3], Some(args[2]), (reply_null, reply_ok));
+    set_generic(
+        cx,
+        "setex",
+        f,
+        args[1],
+        args[3],
+        Some(args[2]),
+        (reply_null, reply_ok),
+    );
 });
 
 pub(crate) const PSETEX: Command = command("psetex", Access::Write, 4, |cx, args| {
@@ -235,7 +267,15 @@ pub(crate) const PSETEX: Command = command("psetex", Access::Write, 4, |cx, args
         expire: Some(Expire::Px),
         ..Flags::default()
     };
-    set_generic(cx, "psetex", f, args[1], args[3], Some(args[2]), (reply_null, reply_ok));
+    set_generic(
+        cx,
+        "psetex",
+        f,
+        args[1],
+        args[3],
+        Some(args[2]),
+        (reply_null, reply_ok),
+    );
 });
 
 pub(crate) const GETSET: Command = command("getset", Access::Write, 3, |cx, args| {
@@ -243,7 +283,15 @@ pub(crate) const GETSET: Command = command("getset", Access::Write, 3, |cx, args
         get: true,
         ..Flags::default()
     };
-    set_generic(cx, "getset", f, args[1], args[2], None, (reply_null, reply_ok));
+    set_generic(
+        cx,
+        "getset",
+        f,
+        args[1],
+        args[2],
+        None,
+        (reply_null, reply_ok),
+    );
 });
 
 pub(crate) const GETDEL: Command = command("getdel", Access::Write, 2, |cx, args| {
@@ -318,9 +366,12 @@ pub(crate) const MSETNX: Command = command("msetnx", Access::Write, -3, |cx, arg
     cx.reply.integer(1);
 });
 
-pub(crate) const INCR: Command = command("incr", Access::Write, 2, |cx, args| incr_by(cx, args[1], 1));
+pub(crate) const INCR: Command =
+    command("incr", Access::Write, 2, |cx, args| incr_by(cx, args[1], 1));
 
-pub(crate) const DECR: Command = command("decr", Access::Write, 2, |cx, args| incr_by(cx, args[1], -1));
+pub(crate) const DECR: Command = command("decr", Access::Write, 2, |cx, args| {
+    incr_by(cx, args[1], -1)
+});
 
 pub(crate) const INCRBY: Command = command("incrby", Access::Write, 3, |cx, args| {
     if let Some(by) = integer_arg(&mut cx.reply, args[2]) {
