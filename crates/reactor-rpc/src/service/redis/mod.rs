@@ -131,20 +131,17 @@ impl Session {
     /// Registers the session on its first command.
     #[inline]
     fn registered(&mut self, service: &Service) -> &clients::ClientEntry {
-        if self.registration.is_none() {
+        let (id, peer, local) = (self.id, self.peer, self.local);
+        let kill_hook = &mut self.kill_hook;
+        let r = self.registration.get_or_insert_with(|| {
             let now = service.cache().coarse_seconds();
-            let r = service
-                .clients()
-                .register(self.id, self.peer, self.local, now);
-            if let Some(hook) = self.kill_hook.take() {
+            let r = service.clients().register(id, peer, local, now);
+            if let Some(hook) = kill_hook.take() {
                 r.entry().set_kill_hook(hook);
             }
-            self.registration = Some(r);
-        }
-        match &self.registration {
-            Some(r) => r.entry(),
-            None => unreachable!("registered above"),
-        }
+            r
+        });
+        r.entry()
     }
 
     /// Publishes the name and library attributes to the registry.
