@@ -175,3 +175,69 @@ model_tests! {
     every_model: [same_replies_for_random_sequences],
     not_pool: [],
 }
+
+/// KEYS with random patterns made of glob's special characters, over keys
+/// made of the same bytes: our matcher must agree with Redis's
+/// `stringmatchlen` on every edge case (unclosed sets, escapes at the end,
+/// reversed ranges, `*` runs).
+fn glob_patterns_match_as_redis(model: Model) {
+    let redis = Redis::start();
+    let server = start_ours(model);
+    let conns = std::cell::RefCell::new((redis.connect(), Conn::tcp(server.resp_addr())));
+    let alphabet =
+        proptest::sample::select(&["a", "b", "*", "?", "[", "]", "^", "-", "\\", "\u{ff}"][..]);
+    let keys: Vec<String> = [
+        "",
+        "a",
+        "b",
+        "ab",
+        "ba",
+        "aab",
+        "a*b",
+        "a?b",
+        "[a]",
+        "a-b",
+        "^a",
+        "\\a",
+        "a\\",
+        "]",
+        "-",
+        "\u{ff}",
+        "a\u{ff}b",
+        "bbbbbbbbbba",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    {
+        let (theirs, ours) = &mut *conns.borrow_mut();
+        for conn in [&mut *theirs, &mut *ours] {
+            conn.call(&[b"FLUSHALL"]);
+            for k in &keys {
+                conn.call(&[b"SET", k.as_bytes(), b"1"]);
+            }
+        }
+    }
+    let config = ProptestConfig {
+        cases: 400,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    runner
+        .run(&proptest::collection::vec(alphabet, 0..8), |parts| {
+            let pattern = parts.concat();
+            let (theirs, ours) = &mut *conns.borrow_mut();
+            let args: [&[u8]; 2] = [b"KEYS", pattern.as_bytes()];
+            let (a, b) = (theirs.call(&args), ours.call(&args));
+            compare(&args, Mode::Unordered, &a, &b).map_err(TestCaseError::fail)
+        })
+        .unwrap_or_else(|e| panic!("{model}: {e}"));
+}
+
+mod globs {
+    #[test]
+    fn reactor() {
+        super::glob_patterns_match_as_redis(reactor_rpc::Model::Reactor);
+    }
+}
