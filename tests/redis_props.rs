@@ -241,3 +241,65 @@ mod globs {
         super::glob_patterns_match_as_redis(reactor_rpc::Model::Reactor);
     }
 }
+
+/// A decimal number as people and libraries write them: sign, digits, a
+/// fraction, an exponent.
+fn number() -> impl Strategy<Value = String> {
+    (
+        proptest::bool::ANY,
+        "[0-9]{0,12}",
+        proptest::option::of("[0-9]{1,22}"),
+        proptest::option::of(-40i32..40),
+    )
+        .prop_map(|(neg, int, frac, exp)| {
+            let mut s = String::new();
+            if neg {
+                s.push('-');
+            }
+            s.push_str(if int.is_empty() && frac.is_none() { "0" } else { &int });
+            if let Some(f) = frac {
+                s.push('.');
+                s.push_str(&f);
+            }
+            if let Some(e) = exp {
+                s.push_str(&format!("e{e}"));
+            }
+            s
+        })
+}
+
+/// INCRBYFLOAT of random numbers: the same text as Redis's x87 `long
+/// double` sum printed with `%.17Lf`, digit for digit.
+fn incrbyfloat_matches_redis_digit_for_digit(model: Model) {
+    let redis = Redis::start();
+    let server = start_ours(model);
+    let conns = std::cell::RefCell::new((redis.connect(), Conn::tcp(server.resp_addr())));
+    let config = ProptestConfig {
+        cases: 500,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    runner
+        .run(&(number(), number(), number()), |(a, b, c)| {
+            let (theirs, ours) = &mut *conns.borrow_mut();
+            for args in [
+                vec![&b"SET"[..], b"f", a.as_bytes()],
+                vec![&b"INCRBYFLOAT"[..], b"f", b.as_bytes()],
+                vec![&b"INCRBYFLOAT"[..], b"f", c.as_bytes()],
+                vec![&b"GET"[..], b"f"],
+            ] {
+                let (x, y) = (theirs.call(&args), ours.call(&args));
+                compare(&args, Mode::Exact, &x, &y).map_err(TestCaseError::fail)?;
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{model}: {e}"));
+}
+
+mod floats {
+    #[test]
+    fn reactor() {
+        super::incrbyfloat_matches_redis_digit_for_digit(reactor_rpc::Model::Reactor);
+    }
+}
