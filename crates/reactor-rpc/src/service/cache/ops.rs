@@ -188,7 +188,7 @@ impl Cache {
     }
 
     /// Appends `tail` to the value of `key` (made from nothing if missing);
-    /// answers the new length. [`CacheError::TooLarge`] past [`MAX_STRING`]
+    /// answers the new length. [`CacheError::TooLarge`] past `MAX_STRING`
     /// and [`CacheError::Oom`] are answered before anything is allocated.
     pub fn append(&self, key: &[u8], tail: &[u8]) -> Result<usize, CacheError> {
         let current = self.strlen_peek(key);

@@ -11,7 +11,7 @@
 //!
 //! A session holds its [`Flag`] in an `Arc`; the table keeps `Weak`s, so a
 //! connection that goes away without `UNWATCH` leaves only dead entries,
-//! which [`Watched::prune`] (run by the housekeeping, a shard per tick)
+//! which `Watched::prune` (run by the housekeeping, a shard per tick)
 //! clears. `UNWATCH`, `EXEC` and `DISCARD` remove a session's entries at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};

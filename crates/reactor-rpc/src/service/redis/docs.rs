@@ -6,7 +6,7 @@
 //! and document by (redis-cli's `help SET`, a cluster client's key
 //! positions), so it must be Redis's own answer, for exactly the commands
 //! that exist here. A unit test checks that the table and the command table
-//! in [`super::COMMANDS`] name the same commands with the same arity.
+//! in the command table (`COMMANDS`) name the same commands with the same arity.
 
 use super::{Command, Cx};
 use crate::protocol::resp::Version;

@@ -3,7 +3,7 @@
 //! INCR family and INCRBYFLOAT, and APPEND STRLEN GETRANGE SETRANGE.
 //!
 //! A RESP `SET` stores the bytes as given
-//! ([`Value::Raw`](crate::service::cache::Value::Raw)); every command reads
+//! ([`Value::Raw`]); every command reads
 //! any stored value in its RESP form (see the cache's value conversions), so
 //! keys set over JSON work too, and integers are shared with the JSON `incr`.
 //! Options are parsed, and errors chosen, in the order Redis 7.0's

@@ -6,7 +6,7 @@
 //! commits, so both must behave exactly as Redis does:
 //!
 //! * After `MULTI`, a command that passes the checks every command passes
-//!   (known, known subcommand, right arity; see [`super::resolve`]) is
+//!   (known, known subcommand, right arity; see `resolve`) is
 //!   answered `+QUEUED` and kept, except `EXEC`, `DISCARD`, `MULTI`,
 //!   `WATCH` and `QUIT`, which run at once (a nested `MULTI` and a `WATCH`
 //!   are errors that do not abort the transaction).
