@@ -256,7 +256,11 @@ fn number() -> impl Strategy<Value = String> {
             if neg {
                 s.push('-');
             }
-            s.push_str(if int.is_empty() && frac.is_none() { "0" } else { &int });
+            s.push_str(if int.is_empty() && frac.is_none() {
+                "0"
+            } else {
+                &int
+            });
             if let Some(f) = frac {
                 s.push('.');
                 s.push_str(&f);
