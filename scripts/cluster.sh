@@ -135,7 +135,12 @@ print(pool[sys.argv[2]][sys.argv[3]] if len(sys.argv) > 3 else pool[sys.argv[2]]
 [ "$(rcli -p "$PROXY" set greeting hello)" = OK ] || fail "SET through the proxy"
 [ "$(rcli -p "$PROXY" get greeting)" = hello ] || fail "GET through the proxy"
 [ "$(rcli -p "$PROXY" incrby counter 5)" = 5 ] || fail "INCRBY through the proxy"
-echo "redis-cli through the proxy: SET/GET/INCRBY ok"
+# MSET and MGET are split by key across the instances and joined again.
+[ "$(rcli -p "$PROXY" mset m:1 one m:2 two m:3 three m:4 four)" = OK ] || fail "MSET through the proxy"
+[ "$(rcli -p "$PROXY" mget m:1 m:2 m:3 m:4 m:none | tr '\n' ' ')" = "one two three four  " ] \
+    || fail "MGET through the proxy: $(rcli -p "$PROXY" mget m:1 m:2 m:3 m:4 m:none | tr '\n' ' ')"
+[ "$(rcli -p "$PROXY" del m:1 m:2 m:3 m:4)" = 4 ] || fail "DEL of many keys through the proxy"
+echo "redis-cli through the proxy: SET/GET/INCRBY/MSET/MGET ok"
 timeout 60 redis-benchmark -h 127.0.0.1 -p "$PROXY" -t set,get,incr -n 30000 -c 20 -P 4 -r 100000 \
     -q > "$TMP/bench.out" 2> "$TMP/bench.err" || fail "redis-benchmark through the proxy: $(cat "$TMP/bench.err")"
 if grep -qi 'error' "$TMP/bench.out" "$TMP/bench.err"; then

@@ -66,7 +66,7 @@ fn decode(b: &[u8]) -> Option<(R, usize)> {
                 R::Bulk(body)
             }
         }
-        b'*' | b'%' => {
+        b'*' | b'%' | b'~' => {
             let n: usize = line.parse().ok()?;
             let mut items = Vec::new();
             for _ in 0..n * if b[0] == b'%' { 2 } else { 1 } {
@@ -247,8 +247,8 @@ fn set_options() {
         "SET k v KEEPTTL PX 1",
         "SET k v EX",
         "SET k v FOO",
-        "SET k v GET",
-        "SET k v EXAT 1",
+        "SET k v KEEPTTL EXAT 1",
+        "SET k v PXAT 1 EX 1",
     ] {
         assert_eq!(c.run(bad), err("ERR syntax error"), "{bad}");
     }
@@ -558,23 +558,44 @@ fn command_introspection() {
     match c.run("COMMAND") {
         R::Array(entries) => {
             assert_eq!(entries.len() as i64, count);
-            assert!(entries.contains(&R::Array(vec![
-                bulk("get"),
-                R::Int(2),
-                R::Array(vec![R::Simple("readonly".into()), R::Simple("fast".into())]),
-                R::Int(1),
-                R::Int(1),
-                R::Int(1),
-                R::Array(vec![]),
-                R::Array(vec![]),
-                R::Array(vec![]),
-                R::Array(vec![]),
-            ])));
+            // Redis's own description: name, arity, flags, first/last key,
+            // step, ACL categories, tips, key specs, subcommands.
+            let get = entries
+                .iter()
+                .find_map(|e| match e {
+                    R::Array(v) if v[0] == bulk("get") => Some(v.clone()),
+                    _ => None,
+                })
+                .expect("GET is described");
+            assert_eq!(get.len(), 10);
+            assert_eq!(get[1], R::Int(2));
+            assert_eq!(
+                get[2],
+                R::Array(vec![R::Simple("readonly".into()), R::Simple("fast".into())])
+            );
+            assert_eq!(&get[3..6], &[R::Int(1), R::Int(1), R::Int(1)]);
+            assert_eq!(
+                get[6],
+                R::Array(vec![
+                    R::Simple("@read".into()),
+                    R::Simple("@string".into()),
+                    R::Simple("@fast".into())
+                ])
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(c.run("COMMAND DOCS"), R::Array(vec![]));
-    assert_eq!(c.run("COMMAND DOCS get"), R::Array(vec![]));
+    match c.run("COMMAND DOCS") {
+        R::Array(v) => assert_eq!(v.len() as i64, 2 * count),
+        other => panic!("{other:?}"),
+    }
+    match c.run("COMMAND DOCS get") {
+        R::Array(v) => {
+            assert_eq!(v[0], bulk("get"));
+            assert!(matches!(&v[1], R::Array(d) if d[0] == bulk("summary")));
+        }
+        other => panic!("{other:?}"),
+    }
     match c.run("COMMAND INFO get nosuch") {
         R::Array(v) => {
             assert_eq!(v.len(), 2);
@@ -591,7 +612,7 @@ fn command_introspection() {
         err("ERR wrong number of arguments for 'command|count' command")
     );
     let mut c3 = Client::resp3(&s);
-    assert_eq!(c3.run("COMMAND DOCS"), R::Map(vec![]));
+    assert!(matches!(c3.run("COMMAND DOCS"), R::Map(m) if m.len() as i64 == count));
 }
 
 #[test]
@@ -610,11 +631,12 @@ fn config_get_for_tools() {
     let mut c3 = Client::resp3(&s);
     assert_eq!(
         c3.run("CONFIG GET SAVE"),
-        R::Map(vec![(bulk("save"), bulk(""))])
+        // The name as asked, as Redis answers an exact (non-pattern) name.
+        R::Map(vec![(bulk("SAVE"), bulk(""))])
     );
     assert_eq!(
         c.run("CONFIG SET save x"),
-        err("ERR unknown subcommand 'SET'. Try CONFIG HELP.")
+        err("ERR Unknown option or number of arguments for CONFIG SET - 'save'")
     );
     assert_eq!(
         c.run("CONFIG GET"),
@@ -653,10 +675,7 @@ fn client_subcommands() {
         c.run("CLIENT"),
         err("ERR wrong number of arguments for 'client' command")
     );
-    assert_eq!(
-        c.run("CLIENT KILL x"),
-        err("ERR unknown subcommand 'KILL'. Try CLIENT HELP.")
-    );
+    assert_eq!(c.run("CLIENT KILL x"), err("ERR No such client"));
     let mut c3 = Client::resp3(&s);
     assert_eq!(c3.run("CLIENT GETNAME"), R::Null);
 }
@@ -915,7 +934,7 @@ fn pipelined_input_is_answered_in_order() {
     assert_eq!(replies[5], R::Int(1));
     assert_eq!(replies[7], R::Null);
     assert_eq!(replies[8], R::Null);
-    assert_eq!(replies[9], R::Map(vec![]));
+    assert!(matches!(&replies[9], R::Map(m) if !m.is_empty()));
     assert_eq!(
         replies[10],
         err("ERR unknown command 'NOPE', with args beginning with: 'x' ")

@@ -26,6 +26,8 @@ use serde_json::{json, Value};
 
 pub use reactor_rpc::{Client, Config, Model, Server, Service, ShutdownHandle};
 
+pub mod redis;
+
 /// How long any single read, write or wait in a test may block before the
 /// test fails. Generous: the box is shared and CI may be slow.
 pub const TIMEOUT: Duration = Duration::from_secs(10);

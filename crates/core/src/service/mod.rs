@@ -60,6 +60,8 @@ pub struct Service {
     metrics: Metrics,
     /// The metrics row of each Redis command, by its index in the command table.
     resp_rows: Box<[MethodId]>,
+    /// The RESP clients connected now (`CLIENT LIST`).
+    clients: redis::clients::Clients,
 }
 
 impl Service {
@@ -86,6 +88,7 @@ impl Service {
             persistence: Persistence::new(),
             resp_rows: redis::metric_rows(&metrics),
             metrics,
+            clients: redis::clients::Clients::default(),
         }
     }
 
@@ -133,6 +136,11 @@ impl Service {
     pub fn readings(&self) -> stats::Readings {
         self.stats
             .readings(&self.cache.info(), self.persistence_status())
+    }
+
+    /// The RESP clients connected now (`CLIENT LIST`, `CLIENT KILL`).
+    pub fn clients(&self) -> &redis::clients::Clients {
+        &self.clients
     }
 
     /// The counters every model updates and `stats` reports.
@@ -243,11 +251,16 @@ impl Service {
     }
 
     /// Periodic upkeep with bounded work: an active expiry cycle of at most
-    /// [`cache::EXPIRE_BUDGET`] removes expired keys nobody touches. Server
+    /// [`cache::EXPIRE_BUDGET`] removes expired keys nobody touches; a step
+    /// of freeing what `FLUSHALL ASYNC` left; the coarse clock `OBJECT
+    /// IDLETIME` and `CLIENT LIST` read moves on; dead `WATCH` entries of
+    /// one shard are pruned. Server
     /// models call it every [`HOUSEKEEPING_INTERVAL`]; the cycle times itself,
     /// so `_now` (the caller's tick time) is not needed.
     pub fn housekeeping(&self, _now: Instant) {
+        self.cache.tick_clock();
         self.cache.active_expire_cycle(cache::EXPIRE_BUDGET);
+        self.cache.tidy();
     }
 }
 

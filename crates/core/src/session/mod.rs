@@ -294,6 +294,16 @@ impl Session {
         }
     }
 
+    /// The session of a connection from `peer`, accepted on `role`'s
+    /// listener at `local`: a RESP session learns both addresses (`CLIENT
+    /// LIST`, `INFO`'s port).
+    pub fn accepted(role: Role, local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Session {
+        match role {
+            Role::Resp => Session::Resp(Box::new(RespSession::with_addrs(peer, local))),
+            _ => Session::new(role, local.port()),
+        }
+    }
+
     /// The role of the listener this connection came from.
     pub fn role(&self) -> Role {
         match self {

@@ -36,6 +36,15 @@ impl RespSession {
             parser: Parser::new(),
         }
     }
+
+    /// A new connection from `peer`, accepted at `local` (both reported by
+    /// `CLIENT LIST`).
+    pub fn with_addrs(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> RespSession {
+        RespSession {
+            session: Session::with_addrs(peer, local),
+            parser: Parser::new(),
+        }
+    }
 }
 
 /// Commands with at most this many arguments pass them on the stack.

@@ -349,9 +349,9 @@ impl Reactor {
             let Some(listener) = self.listeners.get(i) else {
                 return; // shutting down
             };
-            let (endpoint, port) = (listener.endpoint, listener.addr.port());
+            let (endpoint, local) = (listener.endpoint, listener.addr);
             match listener.socket.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, endpoint, port),
+                Ok((stream, peer)) => self.admit(stream, peer, endpoint, local),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if transient_accept_error(&e) => continue,
                 Err(e) => {
@@ -373,7 +373,7 @@ impl Reactor {
         }
     }
 
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, endpoint: Endpoint, port: u16) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, endpoint: Endpoint, local: SocketAddr) {
         if self.conns.len() - self.refusals >= self.config.limits.max_conns {
             let why = Refusal::MaxConns(self.config.limits.max_conns);
             self.refuse(stream, peer, endpoint, why);
@@ -393,7 +393,7 @@ impl Reactor {
                 return;
             }
         };
-        let session = Session::new(endpoint.role, port);
+        let session = Session::accepted(endpoint.role, local, peer);
         let handshake = tls.is_some();
         let (key, id) = match self.insert(stream, peer, session, tls) {
             Ok(slot) => slot,

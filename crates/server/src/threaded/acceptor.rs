@@ -28,7 +28,7 @@ impl Shared {
         let Accepting {
             index,
             endpoint,
-            port,
+            local,
             inline,
         } = at;
         loop {
@@ -62,7 +62,8 @@ impl Shared {
                     Ok(tls) => tls,
                     Err(()) => continue, // dropping the connection closes it
                 };
-                self.start_serving(conn, Session::new(endpoint.role, port), tls, inline);
+                let session = Session::accepted(endpoint.role, local, peer);
+                self.start_serving(conn, session, tls, inline);
             }
         }
     }

@@ -168,7 +168,7 @@ impl Threaded {
                 let accepting = Accepting {
                     index,
                     endpoint: listening.endpoint,
-                    port: listening.addr.port(),
+                    local: listening.addr,
                     inline,
                 };
                 let alive = AcceptorAlive::new(shared);
@@ -221,7 +221,7 @@ struct Shared {
 struct Accepting {
     index: usize,
     endpoint: Endpoint,
-    port: u16,
+    local: SocketAddr,
     inline: bool,
 }
 

@@ -376,7 +376,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => match shared.admit(peer.ip()) {
                 Ok(permit) => {
-                    let session = Session::new(role, addr.port());
+                    let session = Session::accepted(role, addr, peer);
                     let tls = match (endpoint.tls, &shared.tls) {
                         (false, _) => None,
                         (true, Some(source)) => Some(source.clone()),

@@ -235,13 +235,14 @@ impl Cache {
     /// Evicts keys until `incoming` more bytes fit under `maxmemory`, starting
     /// with shard `home`; [`CacheError::Oom`] when they cannot.
     pub(super) fn make_room(&self, home: usize, incoming: usize) -> Result<(), CacheError> {
-        let max = self.config.maxmemory;
+        let config = self.config();
+        let max = config.maxmemory;
         let fits = || self.totals.used().saturating_add(incoming) <= max;
         if max == 0 || fits() {
             return Ok(());
         }
         let oom = Err(CacheError::Oom { maxmemory: max });
-        let policy = self.config.policy;
+        let policy = config.policy;
         if incoming > max || policy == EvictionPolicy::NoEviction {
             return oom;
         }

@@ -30,13 +30,34 @@ use crate::service::cache::store::Shard;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Clock {
     epoch: Instant,
+    /// Unix time in milliseconds when `epoch` was taken: absolute times
+    /// (`EXPIREAT`, `PEXPIRETIME`) map onto deadlines through this one
+    /// offset, so that a time set is the time read back, to the millisecond.
+    epoch_unix_ms: u64,
 }
 
 impl Clock {
     pub fn new() -> Clock {
         Clock {
             epoch: Instant::now(),
+            epoch_unix_ms: super::unix_ms(),
         }
+    }
+
+    /// Unix time in milliseconds, as this clock runs.
+    pub fn unix_now_ms(&self) -> u64 {
+        self.epoch_unix_ms.saturating_add(self.now_ms())
+    }
+
+    /// A deadline as Unix time in milliseconds.
+    pub fn deadline_to_unix_ms(&self, deadline: u64) -> u64 {
+        self.epoch_unix_ms.saturating_add(deadline)
+    }
+
+    /// The deadline at Unix time `at_ms` (0, long past, for a time before
+    /// the clock started).
+    pub fn deadline_at_unix_ms(&self, at_ms: u64) -> u64 {
+        at_ms.saturating_sub(self.epoch_unix_ms)
     }
 
     pub fn now_ms(&self) -> u64 {

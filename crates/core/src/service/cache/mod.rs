@@ -27,8 +27,11 @@
 mod evict;
 mod expire;
 pub mod methods;
+mod ops;
+mod scan;
 mod store;
 pub mod value;
+pub mod watch;
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,6 +43,8 @@ use foldhash::fast::RandomState;
 
 pub use evict::{EvictionPolicy, UnknownPolicy};
 pub use methods::register;
+pub use ops::{ExpireIf, KeyInfo, Rename};
+pub use scan::SCAN_MAX_WORK;
 pub use store::{malloc_size, SHARED_MIN};
 pub use value::{Value, ValueRef};
 
@@ -106,6 +111,10 @@ pub struct SetOptions {
     pub cond: SetCond,
     /// With `ttl: None`, keep the TTL the key has (Redis `KEEPTTL`).
     pub keep_ttl: bool,
+    /// An absolute expiry, as Unix time in milliseconds (Redis `EXAT` /
+    /// `PXAT`), instead of `ttl`; a time already past stores the key
+    /// expired (it is never returned).
+    pub at_unix_ms: Option<u64>,
 }
 
 impl SetOptions {
@@ -151,6 +160,8 @@ pub enum CacheError {
     InvalidExpireTime,
     /// A key of 4 GiB or more (the store keeps key lengths in 32 bits).
     KeyTooLong,
+    /// A string would grow past 512 MiB (Redis's `proto-max-bulk-len`).
+    TooLarge,
 }
 
 impl fmt::Display for CacheError {
@@ -169,6 +180,9 @@ impl fmt::Display for CacheError {
             ),
             CacheError::InvalidExpireTime => f.write_str("invalid expire time"),
             CacheError::KeyTooLong => f.write_str("key is 4 GiB or longer"),
+            CacheError::TooLarge => {
+                f.write_str("string exceeds maximum allowed size (proto-max-bulk-len)")
+            }
         }
     }
 }
@@ -224,11 +238,20 @@ pub struct CacheInfo {
 pub struct Cache {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
-    config: CacheConfig,
+    /// `maxmemory`, changeable at run time (`CONFIG SET`): read by every
+    /// write that must make room, so a change applies to the next write.
+    maxmemory: AtomicUsize,
+    /// The eviction policy's index in [`EvictionPolicy::ALL`], likewise.
+    policy: AtomicUsize,
     totals: Arc<Totals>,
     clock: Clock,
     /// The shard the next active expiry cycle starts with.
     expire_cursor: AtomicUsize,
+    /// Shards' contents detached by `FLUSHALL ASYNC`, freed by the
+    /// housekeeping in bounded steps ([`Cache::free_garbage`]).
+    garbage: Mutex<Vec<Vec<Item>>>,
+    /// The shard whose dead watchers the next housekeeping tick prunes.
+    prune_cursor: AtomicUsize,
 }
 
 impl Default for Cache {
@@ -248,16 +271,36 @@ impl Cache {
                 .map(|_| Mutex::new(Shard::new(hasher.clone(), totals.clone(), clock)))
                 .collect(),
             hasher,
-            config,
+            maxmemory: AtomicUsize::new(config.maxmemory),
+            policy: AtomicUsize::new(policy_index(config.policy)),
             totals,
             clock,
             expire_cursor: AtomicUsize::new(0),
+            garbage: Mutex::new(Vec::new()),
+            prune_cursor: AtomicUsize::new(0),
         }
     }
 
-    /// The bound and policy the cache was made with.
+    /// The bound and policy in force.
     pub fn config(&self) -> CacheConfig {
-        self.config
+        CacheConfig {
+            maxmemory: self.maxmemory.load(Ordering::Relaxed),
+            policy: EvictionPolicy::ALL
+                .get(self.policy.load(Ordering::Relaxed))
+                .copied()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Changes `maxmemory` at run time (`CONFIG SET maxmemory`); the next
+    /// write that needs room evicts down to it. 0 means unlimited.
+    pub fn set_maxmemory(&self, bytes: usize) {
+        self.maxmemory.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Changes the eviction policy at run time (`CONFIG SET maxmemory-policy`).
+    pub fn set_policy(&self, policy: EvictionPolicy) {
+        self.policy.store(policy_index(policy), Ordering::Relaxed);
     }
 
     /// The value of `key`. Counts a keyspace hit or miss and records the
@@ -330,11 +373,26 @@ impl Cache {
         opt: SetOptions,
         enforce_maxmemory: bool,
     ) -> Result<bool, CacheError> {
+        self.store_get(key, payload, opt, enforce_maxmemory, false)
+            .map(|(stored, _)| stored)
+    }
+
+    /// [`Cache::store`], also answering the value the key held before (when
+    /// `old` is asked for: `SET ... GET`, `GETSET`).
+    fn store_get(
+        &self,
+        key: &[u8],
+        payload: Payload<'_>,
+        opt: SetOptions,
+        enforce_maxmemory: bool,
+        old: bool,
+    ) -> Result<(bool, Option<Value>), CacheError> {
         check_key(key)?;
-        let deadline = match opt.ttl {
-            Some(ttl) if ttl.is_zero() => return Err(CacheError::InvalidExpireTime),
-            Some(ttl) => Some(self.clock.deadline_after(ttl)),
-            None => None,
+        let deadline = match (opt.at_unix_ms, opt.ttl) {
+            (Some(at), _) => Some(self.clock.deadline_at_unix_ms(at)),
+            (None, Some(ttl)) if ttl.is_zero() => return Err(CacheError::InvalidExpireTime),
+            (None, Some(ttl)) => Some(self.clock.deadline_after(ttl)),
+            (None, None) => None,
         };
         let (hash, s) = self.locate(key);
         if enforce_maxmemory {
@@ -347,8 +405,14 @@ impl Cache {
         }
         let mut shard = self.lock(s);
         let found = shard.live(hash, key);
+        let previous = match (old, found) {
+            (true, Some(i)) => Some(shard.item(i).to_value()),
+            _ => None,
+        };
         match (opt.cond, found) {
-            (SetCond::IfAbsent, Some(_)) | (SetCond::IfPresent, None) => return Ok(false),
+            (SetCond::IfAbsent, Some(_)) | (SetCond::IfPresent, None) => {
+                return Ok((false, previous))
+            }
             _ => {}
         }
         let lru = self.totals.write();
@@ -362,7 +426,7 @@ impl Cache {
         if deadline.is_some() || !opt.keep_ttl {
             shard.set_deadline(i, deadline);
         }
-        Ok(true)
+        Ok((true, previous))
     }
 
     /// Removes `key`; whether it was there.
@@ -456,14 +520,6 @@ impl Cache {
         }
     }
 
-    /// Removes every key.
-    pub fn flush_all(&self) {
-        for shard in self.shards.iter() {
-            lock(shard).clear();
-        }
-        self.totals.write();
-    }
-
     /// Keys stored, including expired ones not yet removed.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).items().len()).sum()
@@ -487,12 +543,13 @@ impl Cache {
 
     /// Counters and sizes, for `stats`, `INFO` and the metrics.
     pub fn info(&self) -> CacheInfo {
+        let config = self.config();
         let mut info = CacheInfo {
             keys: 0,
             expires: 0,
             used_memory: 0,
-            maxmemory: self.config.maxmemory,
-            policy: self.config.policy,
+            maxmemory: config.maxmemory,
+            policy: config.policy,
             evicted_keys: 0,
             expired_keys: 0,
             keyspace_hits: 0,
@@ -592,6 +649,13 @@ impl Cache {
     fn next_expire_shard(&self) -> usize {
         self.expire_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS
     }
+}
+
+fn policy_index(policy: EvictionPolicy) -> usize {
+    EvictionPolicy::ALL
+        .iter()
+        .position(|&p| p == policy)
+        .unwrap_or(0)
 }
 
 fn check_key(key: &[u8]) -> Result<(), CacheError> {

@@ -31,6 +31,7 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
 use super::evict::Pool;
+
 use super::expire::Clock;
 use super::value::{Value, ValueRef};
 
@@ -90,15 +91,23 @@ fn table_hash(tag: u32) -> u64 {
     u64::from(tag) << 32 | u64::from(tag)
 }
 
+/// Bits of the LRU stamp that count writes; the seconds sit above them.
+pub(super) const LRU_WRITE_BITS: u32 = 28;
+
 /// Counters the whole cache shares, updated by every shard.
 #[derive(Default)]
 pub(super) struct Totals {
     /// Estimated bytes held by all shards: what `maxmemory` bounds.
     used: AtomicUsize,
-    /// Writes so far. It doubles as the LRU clock: idleness is counted in
-    /// writes, which orders keys as wall time would (ties aside), and eviction
-    /// only ever happens on a write.
+    /// Writes so far. Its low bits are the LRU clock's: idleness is counted
+    /// in writes, which orders keys as wall time would (ties aside), and
+    /// eviction only ever happens on a write.
     dirty: AtomicU64,
+    /// Whole seconds on the cache's clock, as last set by the housekeeping
+    /// ([`Totals::set_seconds`]): the LRU clock's high bits, so that a key's
+    /// stamp also says, to the second, when it was last used (`OBJECT
+    /// IDLETIME`) without a clock read per access or a byte more per key.
+    seconds: AtomicU64,
 }
 
 impl Totals {
@@ -110,19 +119,49 @@ impl Totals {
         self.dirty.load(Relaxed)
     }
 
+    /// The LRU clock for `dirty` writes: the coarse seconds above, the
+    /// writes (modulo 2^28, a wrap a second at most) below, so it orders
+    /// accesses by second, then by write.
+    fn stamp_at(&self, dirty: u64) -> u64 {
+        let seconds = self.seconds.load(Relaxed).min((1 << 28) - 1);
+        seconds << LRU_WRITE_BITS | (dirty & ((1 << LRU_WRITE_BITS) - 1))
+    }
+
+    /// The LRU clock now (what a read stamps).
+    pub fn lru_clock(&self) -> u64 {
+        self.stamp_at(self.dirty())
+    }
+
     /// Counts a write; returns the LRU clock after it.
     pub fn write(&self) -> u64 {
-        self.dirty.fetch_add(1, Relaxed) + 1
+        self.stamp_at(self.dirty.fetch_add(1, Relaxed) + 1)
+    }
+
+    /// The coarse seconds the LRU clock carries.
+    pub fn seconds(&self) -> u64 {
+        self.seconds.load(Relaxed)
+    }
+
+    /// Moves the coarse seconds on (the housekeeping calls it every tick).
+    pub fn set_seconds(&self, seconds: u64) {
+        self.seconds.fetch_max(seconds, Relaxed);
     }
 }
 
-/// How a value is stored.
+/// How a value is stored. The raw kinds differ only in what `OBJECT
+/// ENCODING` reports, which depends in Redis on how the string was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(super) enum Kind {
     Int = 0,
+    /// Bytes as `SET` stores them: Redis tries the `int` encoding, then
+    /// `embstr` up to 44 bytes.
     Raw = 1,
     Json = 2,
+    /// Bytes made by `INCRBYFLOAT`: `embstr` up to 44 bytes, never `int`.
+    RawNoTry = 3,
+    /// Bytes changed in place (`APPEND`, `SETRANGE`): always `raw`.
+    RawInPlace = 4,
 }
 
 /// A value on its way into the store, in the form it will be kept.
@@ -164,6 +203,16 @@ impl<'a> Payload<'a> {
             Payload::Shared(kind, b.clone())
         } else {
             Payload::Inline(kind, b)
+        }
+    }
+
+    /// The same bytes, stored as `kind` (a raw kind: what `OBJECT
+    /// ENCODING` will say); an integer stays an integer.
+    pub fn with_kind(self, kind: Kind) -> Payload<'a> {
+        match self {
+            Payload::Int(n) => Payload::Int(n),
+            Payload::Inline(_, b) => Payload::Inline(kind, b),
+            Payload::Shared(_, b) => Payload::Shared(kind, b),
         }
     }
 
@@ -273,12 +322,20 @@ impl Item {
         self.stamp = lru << 8 | (self.stamp & 0xff);
     }
 
-    fn kind(&self) -> Kind {
+    pub fn kind(&self) -> Kind {
         match self.stamp & 0xff {
             0 => Kind::Int,
             1 => Kind::Raw,
+            3 => Kind::RawNoTry,
+            4 => Kind::RawInPlace,
             _ => Kind::Json,
         }
+    }
+
+    /// Estimated bytes of this item with its index slot and value (what
+    /// `MEMORY USAGE` reports, with a deadline's share).
+    pub fn memory(&self) -> usize {
+        self.bytes()
     }
 
     pub fn value_ref(&self) -> ValueRef<'_> {
@@ -291,7 +348,7 @@ impl Item {
                 let n = <[u8; 8]>::try_from(bytes).map_or(0, i64::from_le_bytes);
                 ValueRef::Int(n)
             }
-            Kind::Raw => ValueRef::Raw(bytes),
+            Kind::Raw | Kind::RawNoTry | Kind::RawInPlace => ValueRef::Raw(bytes),
             Kind::Json => ValueRef::Json(bytes),
         }
     }
@@ -304,8 +361,8 @@ impl Item {
     /// The value, owned: a shared value is a new handle on the same bytes.
     pub fn to_value(&self) -> Value {
         match (&self.shared, self.kind()) {
-            (Some(shared), Kind::Raw) => Value::Raw((**shared).clone()),
-            (Some(shared), _) => Value::Json((**shared).clone()),
+            (Some(shared), Kind::Json) => Value::Json((**shared).clone()),
+            (Some(shared), _) => Value::Raw((**shared).clone()),
             (None, _) => self.value_ref().to_owned(),
         }
     }
@@ -354,6 +411,9 @@ pub(super) struct Shard {
     /// Where the next active expiry round starts in `deadlines`.
     pub expire_cursor: usize,
     pub stats: ShardStats,
+    /// The keys of this shard some session `WATCH`es; `None` (and free)
+    /// while there are none.
+    watched: Option<Box<super::watch::Watched>>,
 }
 
 impl Shard {
@@ -370,6 +430,7 @@ impl Shard {
             pool: Pool::default(),
             expire_cursor: 0,
             stats: ShardStats::default(),
+            watched: None,
         }
     }
 
@@ -457,8 +518,102 @@ impl Shard {
 
     /// Records an access on the LRU clock.
     pub fn touch(&mut self, i: usize) {
-        let now = self.totals.dirty();
+        let now = self.totals.lru_clock();
         self.items[i].touch(now);
+    }
+
+    /// Seconds since the item at `i` was last used, to the coarse second
+    /// the LRU clock carries (`OBJECT IDLETIME`).
+    pub fn idle_seconds(&self, i: usize) -> u64 {
+        let used = self.items[i].lru() >> LRU_WRITE_BITS;
+        self.totals.seconds().saturating_sub(used)
+    }
+
+    /// Marks the watchers of `key` (`WATCH`): it was written, deleted,
+    /// expired or evicted. Costs a branch while nothing in the shard is watched.
+    #[inline]
+    fn modified(&mut self, i: usize) {
+        if let Some(watched) = &self.watched {
+            watched.fire(self.items[i].key());
+        }
+    }
+
+    /// Watches `key` for the session whose flag is `dirty`: any change to
+    /// the key sets it.
+    pub fn watch(&mut self, key: &[u8], dirty: &Arc<super::watch::Flag>) {
+        self.watched
+            .get_or_insert_with(Default::default)
+            .add(key, dirty);
+    }
+
+    /// The session whose flag is `dirty` no longer watches `key`.
+    pub fn unwatch(&mut self, key: &[u8], dirty: &Arc<super::watch::Flag>) {
+        if let Some(watched) = &mut self.watched {
+            watched.remove(key, dirty);
+            if watched.is_empty() {
+                self.watched = None;
+            }
+        }
+    }
+
+    /// Drops watchers whose session has gone, up to `budget` keys; returns
+    /// how many keys were looked at.
+    pub fn prune_watches(&mut self, budget: usize) -> usize {
+        let Some(watched) = &mut self.watched else {
+            return 0;
+        };
+        let looked = watched.prune(budget);
+        if watched.is_empty() {
+            self.watched = None;
+        }
+        looked
+    }
+
+    /// Visits positions from `from` (exclusive, clamped to the length) down
+    /// to 0, at most `budget` of them, calling `f` with each live item;
+    /// expired items met on the way are removed. Returns where to resume (0:
+    /// the shard is done).
+    ///
+    /// Why downwards: a removal moves the *last* item into the hole
+    /// (`swap_remove`), and an insertion appends. So an item below the
+    /// cursor (not yet visited) only ever moves further down, never above
+    /// it, and every item present for the whole walk is visited at least
+    /// once, whatever happens between two calls; an item moved from above
+    /// (already visited) to below is visited again, which `SCAN` allows.
+    pub fn scan_down(&mut self, from: usize, budget: usize, mut f: impl FnMut(&Item)) -> usize {
+        let now = self.now_ms();
+        let mut at = from.min(self.items.len());
+        let mut spent = 0;
+        while at > 0 && spent < budget {
+            at -= 1;
+            spent += 1;
+            if self.deadline(at).is_some_and(|d| d <= now) {
+                // The item moved here came from the top: already visited.
+                self.expire(at);
+                continue;
+            }
+            f(&self.items[at]);
+        }
+        at
+    }
+
+    /// Takes every item out in O(1), leaving the shard empty; the memory is
+    /// refunded at once, and the items are the caller's to drop (in bounded
+    /// steps for `FLUSHALL ASYNC`, outside the lock for a sync flush).
+    pub fn detach(&mut self) -> Vec<Item> {
+        if let Some(watched) = &self.watched {
+            // Redis touches the watched keys that existed.
+            for item in &self.items {
+                watched.fire(item.key());
+            }
+        }
+        let items = std::mem::take(&mut self.items);
+        self.index = HashTable::new();
+        self.deadlines = Vec::new();
+        self.pool.clear();
+        self.expire_cursor = 0;
+        self.refund(self.used);
+        items
     }
 
     /// Adds a key that is not there (no deadline); returns its position.
@@ -477,11 +632,13 @@ impl Shard {
         self.index
             .insert_unique(table_hash(tag), slot, |s| table_hash(s.tag));
         self.charge(bytes);
+        self.modified(i);
         i
     }
 
     /// Replaces the value at `i`; the deadline stays.
     pub fn replace(&mut self, i: usize, payload: Payload<'_>, lru: u64) {
+        self.modified(i);
         let before = self.items[i].bytes();
         self.items[i].set_value(payload, lru);
         let after = self.items[i].bytes();
@@ -495,6 +652,9 @@ impl Shard {
 
     /// Sets or clears the deadline of the item at `i`.
     pub fn set_deadline(&mut self, i: usize, at: Option<u64>) {
+        if !(self.items[i].deadline == NO_DEADLINE && at.is_none()) {
+            self.modified(i);
+        }
         match (self.items[i].deadline, at) {
             (NO_DEADLINE, None) => {}
             (NO_DEADLINE, Some(at)) => {
@@ -518,6 +678,7 @@ impl Shard {
 
     /// Removes the item at `i`. The last item takes its position.
     pub fn remove(&mut self, i: usize) -> Item {
+        self.modified(i);
         let tag = tag_of(self.hash_at(i));
         match self
             .index
@@ -552,13 +713,15 @@ impl Shard {
         self.totals.write();
     }
 
-    /// Removes everything.
-    pub fn clear(&mut self) {
-        self.items = Vec::new();
-        self.index = HashTable::new();
-        self.deadlines = Vec::new();
-        self.pool.clear();
-        self.refund(self.used);
+    /// Replaces the value at `i` with `bytes` made from the current ones
+    /// (`APPEND`, `SETRANGE`), stored as `Kind::RawInPlace`; the deadline stays.
+    pub fn rewrite(&mut self, i: usize, bytes: &[u8], lru: u64) {
+        let payload = if bytes.len() >= SHARED_MIN {
+            Payload::Shared(Kind::RawInPlace, Bytes::copy_from_slice(bytes))
+        } else {
+            Payload::Inline(Kind::RawInPlace, bytes)
+        };
+        self.replace(i, payload, lru);
     }
 
     fn charge(&mut self, bytes: usize) {

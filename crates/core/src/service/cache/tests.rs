@@ -24,6 +24,7 @@ const ALWAYS: SetOptions = SetOptions {
     ttl: None,
     cond: SetCond::Always,
     keep_ttl: false,
+    at_unix_ms: None,
 };
 
 /// Waits until the cache's millisecond clock has moved `ms` past now (an

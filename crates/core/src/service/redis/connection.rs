@@ -3,16 +3,14 @@
 //! of these on their own when they connect (redis-py 8 opens with `HELLO 3`
 //! and `CLIENT SETINFO`), so they must answer exactly as Redis does.
 
-use super::{run_subcommand, wrong_arity, Command, Cx, ERR_SYNTAX};
-use crate::service::Access;
+use super::{command, docs::help, wrong_arity, Command, Cx, ERR_SYNTAX};
 use reactor_rpc_protocol::resp::{parse_i64, Version};
+use crate::service::Access;
 
 pub(crate) const PING: Command = Command {
     name: "ping",
     access: Access::Open,
     arity: -1,
-    flags: &["fast", "stale"],
-    keys: (0, 0, 0),
     subcommands: &[],
     run: ping,
 };
@@ -29,8 +27,6 @@ pub(crate) const ECHO: Command = Command {
     name: "echo",
     access: Access::Read,
     arity: 2,
-    flags: &["fast"],
-    keys: (0, 0, 0),
     subcommands: &[],
     run: |cx, args| cx.reply.bulk(args[1]),
 };
@@ -39,8 +35,6 @@ pub(crate) const SELECT: Command = Command {
     name: "select",
     access: Access::Read,
     arity: 2,
-    flags: &["loading", "stale", "fast"],
-    keys: (0, 0, 0),
     subcommands: &[],
     run: select,
 };
@@ -61,8 +55,6 @@ pub(crate) const QUIT: Command = Command {
     name: "quit",
     access: Access::Open,
     arity: -1,
-    flags: &["allow_busy", "fast", "no_auth"],
-    keys: (0, 0, 0),
     subcommands: &[],
     run: |cx, _| {
         cx.reply.ok();
@@ -74,8 +66,6 @@ pub(crate) const AUTH: Command = Command {
     name: "auth",
     access: Access::Open,
     arity: -2,
-    flags: &["noscript", "loading", "stale", "fast", "no_auth"],
-    keys: (0, 0, 0),
     subcommands: &[],
     run: auth,
 };
@@ -113,10 +103,6 @@ pub(crate) const HELLO: Command = Command {
     name: "hello",
     access: Access::Open,
     arity: -1,
-    flags: &[
-        "noscript", "loading", "stale", "fast", "no_auth", "sentinel",
-    ],
-    keys: (0, 0, 0),
     subcommands: &[],
     run: hello,
 };
@@ -168,9 +154,13 @@ fn hello(cx: &mut Cx<'_>, args: &[&[u8]]) {
             return cx.reply.error(ERR_BAD_NAME);
         }
         cx.session.name = (!name.is_empty()).then(|| name.to_vec());
+        cx.session.names_changed();
     }
     if let Some(v) = version {
         cx.session.protocol = v;
+        if let Some(e) = cx.session.entry() {
+            e.set_resp(v.number());
+        }
         // The reply is in the protocol just chosen.
         cx.reply.set_version(v);
     }
@@ -205,10 +195,8 @@ pub(crate) const CLIENT: Command = Command {
     name: "client",
     access: Access::Read,
     arity: -2,
-    flags: &["sentinel"],
-    keys: (0, 0, 0),
     subcommands: CLIENT_SUBCOMMANDS,
-    run: |cx, args| run_subcommand(cx, "client", CLIENT_SUBCOMMANDS, args),
+    run: |cx, _| wrong_arity(&mut cx.reply, "client"),
 };
 
 const CLIENT_SUBCOMMANDS: &[Command] = &[
@@ -216,8 +204,6 @@ const CLIENT_SUBCOMMANDS: &[Command] = &[
         name: "client|setname",
         access: Access::Read,
         arity: 3,
-        flags: &["noscript", "loading", "stale"],
-        keys: (0, 0, 0),
         subcommands: &[],
         run: client_setname,
     },
@@ -225,8 +211,6 @@ const CLIENT_SUBCOMMANDS: &[Command] = &[
         name: "client|getname",
         access: Access::Read,
         arity: 2,
-        flags: &["noscript", "loading", "stale"],
-        keys: (0, 0, 0),
         subcommands: &[],
         run: |cx, _| match cx.session.name.clone() {
             Some(name) => cx.reply.bulk(&name),
@@ -237,8 +221,6 @@ const CLIENT_SUBCOMMANDS: &[Command] = &[
         name: "client|id",
         access: Access::Read,
         arity: 2,
-        flags: &["noscript", "loading", "stale"],
-        keys: (0, 0, 0),
         subcommands: &[],
         run: |cx, _| {
             let id = i64::try_from(cx.session.id).unwrap_or(i64::MAX);
@@ -249,12 +231,194 @@ const CLIENT_SUBCOMMANDS: &[Command] = &[
         name: "client|setinfo",
         access: Access::Read,
         arity: 4,
-        flags: &["noscript", "loading", "stale"],
-        keys: (0, 0, 0),
         subcommands: &[],
         run: client_setinfo,
     },
+    command("client|info", Access::Read, 2, |cx, _| {
+        let now = cx.service.cache().coarse_seconds();
+        let mut line = match cx.session.entry() {
+            Some(e) => e.line(now, dirty_cas(cx)),
+            None => Vec::new(),
+        };
+        line.push(b'\n');
+        cx.reply.verbatim(&line);
+    }),
+    command("client|list", Access::Admin, -2, client_list),
+    command("client|kill", Access::Admin, -3, client_kill),
+    command("client|help", Access::Read, 2, |cx, args| {
+        help(cx, args[0], CLIENT_HELP)
+    }),
 ];
+
+const CLIENT_HELP: &[&str] = &[
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * ID <client-id>",
+    "      Kill connections by client id.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * ID id [id ...]",
+    "      Return information about client connections with the specified IDs.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "SETINFO <LIB-NAME|LIB-VER> <value>",
+    "    Set client library name or version.",
+];
+
+/// Whether this session's watched keys changed (`d` in the flags).
+fn dirty_cas(cx: &Cx<'_>) -> bool {
+    cx.session.watch.as_ref().is_some_and(|w| w.is_dirty())
+}
+
+/// `CLIENT LIST [TYPE normal] [ID id ...]`: one line per client, as a
+/// bulk string (verbatim in RESP3).
+fn client_list(cx: &mut Cx<'_>, args: &[&[u8]]) {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut j = 2;
+    while j < args.len() {
+        let more = args.len() - j - 1;
+        if args[j].eq_ignore_ascii_case(b"type") && more >= 1 {
+            let t = args[j + 1].to_ascii_lowercase();
+            if !matches!(
+                t.as_slice(),
+                b"normal" | b"master" | b"replica" | b"slave" | b"pubsub"
+            ) {
+                let mut m = b"ERR Unknown client type '".to_vec();
+                m.extend_from_slice(args[j + 1]);
+                m.push(b'\'');
+                return cx.reply.error(&m);
+            }
+            if t != b"normal" {
+                ids = Some(Vec::new());
+            }
+            j += 2;
+        } else if args[j].eq_ignore_ascii_case(b"id") && more >= 1 {
+            let mut list = ids.take().unwrap_or_default();
+            for a in &args[j + 1..] {
+                match reactor_rpc_protocol::resp::parse_i64(a) {
+                    Some(n) if n > 0 => list.push(n.unsigned_abs()),
+                    _ => return cx.reply.error(b"ERR Invalid client ID"),
+                }
+            }
+            ids = Some(list);
+            j = args.len();
+        } else {
+            return cx.reply.error(ERR_SYNTAX);
+        }
+    }
+    let now = cx.service.cache().coarse_seconds();
+    let own = cx.session.id;
+    let own_dirty = dirty_cas(cx);
+    let mut text = Vec::new();
+    for e in cx.service.clients().all() {
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&e.id)) {
+            continue;
+        }
+        text.extend_from_slice(&e.line(now, e.id == own && own_dirty));
+        text.push(b'\n');
+    }
+    cx.reply.verbatim(&text);
+}
+
+/// `CLIENT KILL addr` (old form: `+OK` or `No such client`) and `CLIENT
+/// KILL [ID id] [ADDR addr] [LADDR addr] [SKIPME yes|no]` (the number
+/// killed), as Redis 7.0: the own connection is skipped unless `SKIPME no`
+/// (or the old form), and then closes after the reply.
+fn client_kill(cx: &mut Cx<'_>, args: &[&[u8]]) {
+    let mut addr: Option<&[u8]> = None;
+    let mut laddr: Option<&[u8]> = None;
+    let mut id: Option<u64> = None;
+    let mut skipme = true;
+    if args.len() == 3 {
+        addr = Some(args[2]);
+        skipme = false;
+    } else {
+        let mut i = 2;
+        while i < args.len() {
+            let more = args.len() > i + 1;
+            let opt = args[i];
+            if opt.eq_ignore_ascii_case(b"id") && more {
+                match reactor_rpc_protocol::resp::parse_i64(args[i + 1]) {
+                    Some(n) if n >= 1 => id = Some(n.unsigned_abs()),
+                    _ => return cx.reply.error(b"ERR client-id should be greater than 0"),
+                }
+            } else if opt.eq_ignore_ascii_case(b"type") && more {
+                let t = args[i + 1].to_ascii_lowercase();
+                if !matches!(
+                    t.as_slice(),
+                    b"normal" | b"master" | b"replica" | b"slave" | b"pubsub"
+                ) {
+                    let mut m = b"ERR Unknown client type '".to_vec();
+                    m.extend_from_slice(args[i + 1]);
+                    m.push(b'\'');
+                    return cx.reply.error(&m);
+                }
+                if t != b"normal" {
+                    id = Some(0); // matches nobody
+                }
+            } else if opt.eq_ignore_ascii_case(b"addr") && more {
+                addr = Some(args[i + 1]);
+            } else if opt.eq_ignore_ascii_case(b"laddr") && more {
+                laddr = Some(args[i + 1]);
+            } else if opt.eq_ignore_ascii_case(b"skipme") && more {
+                if args[i + 1].eq_ignore_ascii_case(b"yes") {
+                    skipme = true;
+                } else if args[i + 1].eq_ignore_ascii_case(b"no") {
+                    skipme = false;
+                } else {
+                    return cx.reply.error(ERR_SYNTAX);
+                }
+            } else {
+                return cx.reply.error(ERR_SYNTAX);
+            }
+            i += 2;
+        }
+    }
+    let own = cx.session.id;
+    let mut killed = 0;
+    let mut close_self = false;
+    for e in cx.service.clients().all() {
+        if addr.is_some_and(|a| a != e.addr.to_string().as_bytes())
+            || laddr.is_some_and(|a| a != e.laddr.to_string().as_bytes())
+            || id.is_some_and(|id| id != e.id)
+            || (e.id == own && skipme)
+        {
+            continue;
+        }
+        if e.id == own {
+            close_self = true;
+        } else {
+            e.kill();
+        }
+        killed += 1;
+    }
+    if args.len() == 3 {
+        if killed == 0 {
+            cx.reply.error(b"ERR No such client");
+        } else {
+            cx.reply.ok();
+        }
+    } else {
+        cx.reply.integer(killed);
+    }
+    if close_self {
+        cx.close = true;
+    }
+}
 
 fn client_setname(cx: &mut Cx<'_>, args: &[&[u8]]) {
     let name = args[2];
@@ -262,6 +426,7 @@ fn client_setname(cx: &mut Cx<'_>, args: &[&[u8]]) {
         return cx.reply.error(ERR_BAD_NAME);
     }
     cx.session.name = (!name.is_empty()).then(|| name.to_vec());
+    cx.session.names_changed();
     cx.reply.ok();
 }
 
@@ -287,5 +452,6 @@ fn client_setinfo(cx: &mut Cx<'_>, args: &[&[u8]]) {
     } else {
         cx.session.lib_ver = value;
     }
+    cx.session.names_changed();
     cx.reply.ok();
 }

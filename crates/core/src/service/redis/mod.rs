@@ -2,30 +2,43 @@
 //!
 //! The JSON methods and these commands share one [`Service`]: one keyspace,
 //! one set of counters. This layer exists so that Redis clients
-//! (redis-cli, redis-py, redis-benchmark, twemproxy) get the replies they
-//! expect, with Redis 7's reply types and error texts, while the parsing stays
-//! in [`protocol::resp`](reactor_rpc_protocol::resp) and the connection loop in
-//! [`session::resp`](crate::session::resp).
+//! (redis-cli, redis-py, redis-benchmark, twemproxy, cache backends) get the
+//! replies they expect, with Redis 7.0's reply types and error texts, while
+//! the parsing stays in [`protocol::resp`](reactor_rpc_protocol::resp) and the
+//! connection loop in [`session::resp`](crate::session::resp).
 //!
 //! [`execute`] runs one command for one connection's [`Session`] and appends
 //! its reply. Commands are looked up case-insensitively in one table with
-//! their arity, as Redis's `processCommand` does, so arity errors and unknown
-//! commands are answered in one place, worded as Redis words them.
+//! their arity, a container's subcommand in its own table, as Redis's
+//! `processCommand` does, so unknown commands and subcommands and arity
+//! errors are answered in one place, worded as Redis words them, before a
+//! transaction decides whether to queue the command.
 //!
 //! * [`connection`]: PING ECHO SELECT HELLO AUTH CLIENT QUIT
-//! * [`strings`]: GET SET INCR DECR INCRBY DECRBY
-//! * [`keyspace`]: DEL EXISTS EXPIRE PEXPIRE TTL PTTL PERSIST DBSIZE FLUSHALL
-//! * [`server`]: INFO COMMAND CONFIG
-//! * [`transaction`]: MULTI EXEC DISCARD
+//! * [`strings`]: GET SET and its relatives, the INCR family, MGET MSET, ranges
+//! * [`keyspace`]: DEL EXISTS TYPE RENAME expiry KEYS SCAN DBSIZE FLUSH*
+//! * [`server`]: INFO CONFIG TIME MEMORY OBJECT WAIT
+//! * [`docs`]: COMMAND and its subcommands (from `table`, copied from Redis)
+//! * [`transaction`]: MULTI EXEC DISCARD WATCH UNWATCH
 //! * [`persistence`]: SAVE BGSAVE LASTSAVE, and `-MISCONF` after a failed save
+//! * [`glob`]: Redis's glob patterns; [`longdouble`]: INCRBYFLOAT's arithmetic
+//! * [`heavy`]: which calls are heavy enough to run off the event loop
 
+pub mod clients;
 pub mod connection;
+pub mod docs;
+pub mod glob;
+pub mod heavy;
 pub mod keyspace;
+pub mod longdouble;
 pub mod persistence;
 pub mod server;
 pub mod strings;
+mod table;
 pub mod transaction;
 
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Service;
@@ -34,8 +47,11 @@ use crate::output::{Output, Splicer};
 use reactor_rpc_protocol::resp::{Reply, Version};
 use reactor_rpc_protocol::ErrorCode;
 
+pub use clients::KillHook;
+pub use docs::{categories, categories_of};
+pub use heavy::is_heavy;
+
 /// One connection's state, as far as commands are concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// RESP2 until `HELLO 3`.
     pub protocol: Version,
@@ -49,24 +65,99 @@ pub struct Session {
     pub lib_ver: Option<Vec<u8>>,
     /// The port the connection came in on, for `INFO` (`tcp_port`).
     pub tcp_port: u16,
+    /// The client's address (`CLIENT LIST`'s `addr`).
+    pub peer: SocketAddr,
+    /// The address the connection came in on (`laddr`).
+    pub local: SocketAddr,
     /// The commands queued since `MULTI`, if a transaction is open.
     pub(crate) multi: Option<Box<transaction::Multi>>,
+    /// The keys `WATCH`ed, and the flag a change to any of them sets.
+    pub(crate) watch: Option<transaction::Watch>,
+    /// The session's entry in the client registry, from its first command.
+    registration: Option<clients::Registration>,
+    /// Closes this connection (`CLIENT KILL` from another client), until
+    /// registration moves it into the registry entry.
+    kill_hook: Option<KillHook>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("protocol", &self.protocol)
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("multi", &self.multi.as_ref().map(|m| m.len()))
+            .finish_non_exhaustive()
+    }
 }
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Session {
-    /// A new connection's session, with a fresh client id.
+    /// A new connection's session, with a fresh client id, for a connection
+    /// whose addresses are not known (tests): the local port is `tcp_port`.
     pub fn new(tcp_port: u16) -> Session {
+        Session::with_addrs(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, tcp_port)),
+        )
+    }
+
+    /// A new connection's session: the client at `peer` came in on `local`.
+    pub fn with_addrs(peer: SocketAddr, local: SocketAddr) -> Session {
         Session {
             protocol: Version::Resp2,
             id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
             name: None,
             lib_name: None,
             lib_ver: None,
-            tcp_port,
+            tcp_port: local.port(),
+            peer,
+            local,
             multi: None,
+            watch: None,
+            registration: None,
+            kill_hook: None,
         }
+    }
+
+    /// Sets what closes this connection when another client sends `CLIENT
+    /// KILL` for it. Without one, `CLIENT KILL` of another connection
+    /// counts it but cannot close it.
+    pub fn set_kill_hook(&mut self, hook: KillHook) {
+        match &self.registration {
+            Some(r) => r.entry().set_kill_hook(hook),
+            None => self.kill_hook = Some(hook),
+        }
+    }
+
+    /// Registers the session on its first command.
+    #[inline]
+    fn registered(&mut self, service: &Service) -> &clients::ClientEntry {
+        let (id, peer, local) = (self.id, self.peer, self.local);
+        let kill_hook = &mut self.kill_hook;
+        let r = self.registration.get_or_insert_with(|| {
+            let now = service.cache().coarse_seconds();
+            let r = service.clients().register(id, peer, local, now);
+            if let Some(hook) = kill_hook.take() {
+                r.entry().set_kill_hook(hook);
+            }
+            r
+        });
+        r.entry()
+    }
+
+    /// Publishes the name and library attributes to the registry.
+    pub(crate) fn names_changed(&self) {
+        if let Some(r) = &self.registration {
+            r.entry()
+                .set_names(&self.name, &self.lib_name, &self.lib_ver);
+        }
+    }
+
+    /// The registry entry, once registered.
+    pub(crate) fn entry(&self) -> Option<&clients::ClientEntry> {
+        self.registration.as_ref().map(|r| &**r.entry())
     }
 }
 
@@ -100,6 +191,59 @@ pub fn execute(
     flow
 }
 
+/// A command found in the table, with its subcommand for a container.
+#[derive(Clone, Copy)]
+pub(crate) struct Resolved {
+    /// Its index in [`COMMANDS`].
+    pub top: usize,
+    /// The subcommand's index in its container's table.
+    pub sub: Option<usize>,
+}
+
+impl Resolved {
+    /// The command that runs: the subcommand, or the command itself.
+    pub fn command(self) -> &'static Command {
+        let top = &COMMANDS[self.top];
+        match self.sub {
+            Some(s) => &top.subcommands[s],
+            None => top,
+        }
+    }
+}
+
+/// Looks `args` up as Redis's `lookupCommand`, `commandCheckExistence` and
+/// `commandCheckArity` do: the command, then (for a container given more
+/// than its name) the subcommand, then the arity. `Err` is the error text
+/// (after `-`), and the index of the top-level command if it was known.
+pub(crate) fn resolve(args: &[&[u8]]) -> Result<Resolved, (Vec<u8>, Option<usize>)> {
+    let Some(top) = position(COMMANDS, args[0]) else {
+        return Err((unknown_command_text(args), None));
+    };
+    let cmd = &COMMANDS[top];
+    if !cmd.subcommands.is_empty() && args.len() >= 2 {
+        let Some(sub) = position(cmd.subcommands, args[1]) else {
+            let mut m = b"ERR unknown subcommand '".to_vec();
+            m.extend_from_slice(c_str(args[1], 128));
+            m.extend_from_slice(b"'. Try ");
+            m.extend_from_slice(&args[0].to_ascii_uppercase());
+            m.extend_from_slice(b" HELP.");
+            return Err((m, Some(top)));
+        };
+        let sc = &cmd.subcommands[sub];
+        if !arity_ok(sc.arity, args.len()) {
+            return Err((wrong_arity_text(sc.name), Some(top)));
+        }
+        return Ok(Resolved {
+            top,
+            sub: Some(sub),
+        });
+    }
+    if !arity_ok(cmd.arity, args.len()) {
+        return Err((wrong_arity_text(cmd.name), Some(top)));
+    }
+    Ok(Resolved { top, sub: None })
+}
+
 /// [`execute`] without the metrics: returns what to count. A command is
 /// counted under the JSON method of the same name (`get`, `set`, `ping`, …)
 /// or `other`; its code is `ok`, or the error class its reply starts with.
@@ -109,11 +253,18 @@ pub(crate) fn execute_labelled(
     args: &[&[u8]],
     out: &mut Output,
 ) -> (Flow, Option<crate::service::Label>) {
-    let Some(name) = args.first() else {
+    if args.is_empty() {
         return (Flow::Continue, None);
-    };
+    }
     let start = out.len();
     service.stats().count_request();
+    let metrics = service.metrics();
+    let resolved = resolve(args);
+    let now_s = service.cache().coarse_seconds();
+    let entry = session.registered(service);
+    if let Ok(r) = &resolved {
+        entry.saw(r.top, r.sub, now_s);
+    }
     let (buf, splicer) = out.split_mut();
     let mut cx = Cx {
         service,
@@ -122,30 +273,20 @@ pub(crate) fn execute_labelled(
         session,
         close: false,
     };
-    let metrics = service.metrics();
-    let found = position(COMMANDS, name);
-    // After a failed save (--stop-writes-on-save-error): one relaxed load
-    // while all is well.
-    let method = if (service.persistence().writes_refused()
-        && persistence::refuse_write(&mut cx, found, args))
-        || transaction::intercept(&mut cx, found, args).is_some()
-    {
-        found.map_or_else(|| metrics.other_method(), |i| service.resp_metric_row(i))
-    } else {
-        match found {
-            None => {
-                unknown_command(&mut cx.reply, args);
-                metrics.other_method()
+    let method = match resolved {
+        Err((message, top)) => {
+            transaction::rejected(&mut cx, top, &message);
+            top.map_or_else(|| metrics.other_method(), |i| service.resp_metric_row(i))
+        }
+        Ok(r) => {
+            // After a failed save (--stop-writes-on-save-error): one relaxed
+            // load while all is well.
+            let refused =
+                service.persistence().writes_refused() && persistence::refuse_write(&mut cx, r);
+            if !refused && !transaction::queued(&mut cx, r, args) {
+                (r.command().run)(&mut cx, args);
             }
-            Some(i) => {
-                let cmd = &COMMANDS[i];
-                if arity_ok(cmd.arity, args.len()) {
-                    (cmd.run)(&mut cx, args);
-                } else {
-                    wrong_arity(&mut cx.reply, cmd.name);
-                }
-                service.resp_metric_row(i)
-            }
+            service.resp_metric_row(r.top)
         }
     };
     let flow = if cx.close {
@@ -204,45 +345,92 @@ pub(crate) struct Command {
     /// Redis's convention: N means exactly N arguments (the name included),
     /// -N means at least N.
     pub arity: i32,
-    pub flags: &'static [&'static str],
-    /// First key, last key, step: where the keys are, for `COMMAND`.
-    pub keys: (i64, i64, i64),
     /// A container's subcommands (`CLIENT`, `COMMAND`, `CONFIG`), named
     /// `container|sub`; empty for a plain command.
     pub subcommands: &'static [Command],
     pub run: fn(&mut Cx<'_>, &[&[u8]]),
 }
 
-/// Every top-level command.
+/// A table entry (the access class decides who may run it).
+pub(crate) const fn command(
+    name: &'static str,
+    access: crate::service::Access,
+    arity: i32,
+    run: fn(&mut Cx<'_>, &[&[u8]]),
+) -> Command {
+    Command {
+        name,
+        access,
+        arity,
+        subcommands: &[],
+        run,
+    }
+}
+
+/// Every top-level command. The order is `COMMAND`'s (the generated table
+/// follows it) and the metrics rows'.
 pub(crate) const COMMANDS: &[Command] = &[
     connection::PING,
     connection::ECHO,
     connection::SELECT,
     connection::HELLO,
     connection::AUTH,
-    connection::CLIENT,
     connection::QUIT,
+    connection::CLIENT,
     strings::GET,
     strings::SET,
     strings::INCR,
     strings::DECR,
     strings::INCRBY,
     strings::DECRBY,
+    strings::INCRBYFLOAT,
+    strings::MGET,
+    strings::MSET,
+    strings::MSETNX,
+    strings::SETNX,
+    strings::SETEX,
+    strings::PSETEX,
+    strings::GETSET,
+    strings::GETDEL,
+    strings::GETEX,
+    strings::APPEND,
+    strings::STRLEN,
+    strings::GETRANGE,
+    strings::SETRANGE,
     keyspace::DEL,
+    keyspace::UNLINK,
     keyspace::EXISTS,
+    keyspace::TOUCH,
+    keyspace::TYPE,
+    keyspace::RENAME,
+    keyspace::RENAMENX,
+    keyspace::RANDOMKEY,
     keyspace::EXPIRE,
     keyspace::PEXPIRE,
+    keyspace::EXPIREAT,
+    keyspace::PEXPIREAT,
+    keyspace::EXPIRETIME,
+    keyspace::PEXPIRETIME,
     keyspace::TTL,
     keyspace::PTTL,
     keyspace::PERSIST,
+    keyspace::KEYS,
+    keyspace::SCAN,
     keyspace::DBSIZE,
     keyspace::FLUSHALL,
+    keyspace::FLUSHDB,
     server::INFO,
-    server::COMMAND,
+    server::TIME,
+    server::WAIT,
+    docs::COMMAND,
     server::CONFIG,
+    server::MEMORY,
+    server::OBJECT,
     transaction::MULTI,
     transaction::EXEC,
     transaction::DISCARD,
+    transaction::WATCH,
+    transaction::UNWATCH,
     persistence::SAVE,
     persistence::BGSAVE,
     persistence::LASTSAVE,
@@ -298,31 +486,10 @@ fn arity_ok(arity: i32, argc: usize) -> bool {
     }
 }
 
-/// Runs the subcommand `args[1]` of a container command (`CLIENT`,
-/// `COMMAND`, `CONFIG`) from its table, answering unknown subcommands and
-/// wrong arities as Redis 7 does.
-pub(crate) fn run_subcommand(cx: &mut Cx<'_>, container: &str, table: &[Command], args: &[&[u8]]) {
-    let Some(sub) = args.get(1) else {
-        return wrong_arity(&mut cx.reply, container);
-    };
-    match lookup(table, sub) {
-        None => {
-            let mut m = b"ERR unknown subcommand '".to_vec();
-            m.extend_from_slice(c_str(sub, 128));
-            m.extend_from_slice(b"'. Try ");
-            m.extend_from_slice(container.to_ascii_uppercase().as_bytes());
-            m.extend_from_slice(b" HELP.");
-            cx.reply.error(&m);
-        }
-        Some(cmd) if !arity_ok(cmd.arity, args.len()) => wrong_arity(&mut cx.reply, cmd.name),
-        Some(cmd) => (cmd.run)(cx, args),
-    }
-}
-
-/// `-ERR unknown command 'x', with args beginning with: 'a' 'b' `, byte for
+/// `ERR unknown command 'x', with args beginning with: 'a' 'b' `, byte for
 /// byte as Redis 7 formats it (`%.128s` for the name, arguments quoted while
 /// the list is under 128 bytes, each cut to what is left of those 128).
-fn unknown_command(reply: &mut Reply<'_>, args: &[&[u8]]) {
+fn unknown_command_text(args: &[&[u8]]) -> Vec<u8> {
     let mut m = b"ERR unknown command '".to_vec();
     m.extend_from_slice(c_str(args[0], 128));
     m.extend_from_slice(b"', with args beginning with: ");
@@ -336,18 +503,22 @@ fn unknown_command(reply: &mut Reply<'_>, args: &[&[u8]]) {
         list.extend_from_slice(b"' ");
     }
     m.extend_from_slice(&list);
-    reply.error(&m);
+    m
 }
 
 /// What C's `%.Ns` prints of `bytes`: up to the first NUL, at most `max` bytes.
-fn c_str(bytes: &[u8], max: usize) -> &[u8] {
+pub(crate) fn c_str(bytes: &[u8], max: usize) -> &[u8] {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     &bytes[..end.min(max)]
 }
 
 /// `-ERR wrong number of arguments for 'get' command`.
 pub(crate) fn wrong_arity(reply: &mut Reply<'_>, name: &str) {
-    reply.error(format!("ERR wrong number of arguments for '{name}' command").as_bytes());
+    reply.error(&wrong_arity_text(name));
+}
+
+fn wrong_arity_text(name: &str) -> Vec<u8> {
+    format!("ERR wrong number of arguments for '{name}' command").into_bytes()
 }
 
 pub(crate) const ERR_SYNTAX: &[u8] = b"ERR syntax error";
@@ -370,6 +541,9 @@ pub(crate) fn cache_error(reply: &mut Reply<'_>, name: &str, err: super::cache::
         }
         // Cannot come from RESP (bulks are far shorter); worded for a person.
         CacheError::KeyTooLong => reply.error(format!("ERR {err}").as_bytes()),
+        CacheError::TooLarge => {
+            reply.error(b"ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! every RESP command today: a large cache stalls the event loop for the
 //! save's duration (Redis's `SAVE` blocks its server too). `BGSAVE` does not.
 
-use super::{arity_ok, Command, Cx, COMMANDS};
+use super::{command, Command, Cx, Resolved};
 use crate::service::{Access, PersistenceStatus, SaveFailure};
 
 /// Redis 7.0's reply to a write while the last save failed and
@@ -37,14 +37,8 @@ const ERR_IN_PROGRESS: &[u8] = b"ERR Background save already in progress";
 /// `MULTI` makes `EXEC` fail, and `EXEC` of a transaction holding a write is
 /// refused whole (`-EXECABORT Transaction discarded because of: MISCONF ...`).
 /// Unknown commands and wrong arities are left to the usual errors.
-pub(super) fn refuse_write(cx: &mut Cx<'_>, found: Option<usize>, args: &[&[u8]]) -> bool {
-    let Some(index) = found else {
-        return false;
-    };
-    let cmd = &COMMANDS[index];
-    if !arity_ok(cmd.arity, args.len()) {
-        return false;
-    }
+pub(super) fn refuse_write(cx: &mut Cx<'_>, resolved: Resolved) -> bool {
+    let cmd = resolved.command();
     if cmd.name == "exec" {
         if !cx.session.multi.as_ref().is_some_and(|m| m.writes()) {
             return false;
@@ -55,7 +49,7 @@ pub(super) fn refuse_write(cx: &mut Cx<'_>, found: Option<usize>, args: &[&[u8]]
         cx.reply.error(&m);
         return true;
     }
-    if super::access(args) != Some(Access::Write) {
+    if cmd.access != Access::Write {
         return false;
     }
     if let Some(multi) = cx.session.multi.as_mut() {
@@ -65,15 +59,7 @@ pub(super) fn refuse_write(cx: &mut Cx<'_>, found: Option<usize>, args: &[&[u8]]
     true
 }
 
-pub(crate) const SAVE: Command = Command {
-    name: "save",
-    access: Access::Admin,
-    arity: 1,
-    flags: &["admin", "noscript", "no_async_loading", "no_multi"],
-    keys: (0, 0, 0),
-    subcommands: &[],
-    run: save,
-};
+pub(crate) const SAVE: Command = command("save", Access::Admin, 1, save);
 
 /// `SAVE`: saves now and answers `+OK`; Redis's bare `-ERR` when the save
 /// fails (the log and `INFO persistence` say why).
@@ -87,15 +73,7 @@ fn save(cx: &mut Cx<'_>, _: &[&[u8]]) {
     }
 }
 
-pub(crate) const BGSAVE: Command = Command {
-    name: "bgsave",
-    access: Access::Admin,
-    arity: -1,
-    flags: &["admin", "noscript", "no_async_loading"],
-    keys: (0, 0, 0),
-    subcommands: &[],
-    run: bgsave,
-};
+pub(crate) const BGSAVE: Command = command("bgsave", Access::Admin, -1, bgsave);
 
 /// `BGSAVE [SCHEDULE]`: starts a save on the background thread and answers
 /// `+Background saving started` at once (`SCHEDULE` changes nothing: no
@@ -114,18 +92,10 @@ fn bgsave(cx: &mut Cx<'_>, args: &[&[u8]]) {
     }
 }
 
-pub(crate) const LASTSAVE: Command = Command {
-    name: "lastsave",
-    access: Access::Admin,
-    arity: 1,
-    flags: &["loading", "stale", "fast"],
-    keys: (0, 0, 0),
-    subcommands: &[],
-    run: |cx, _| {
-        let at = cx.service.persistence().last_save_time();
-        cx.reply.integer(i64::try_from(at).unwrap_or(i64::MAX));
-    },
-};
+pub(crate) const LASTSAVE: Command = command("lastsave", Access::Admin, 1, |cx, _| {
+    let at = cx.service.persistence().last_save_time();
+    cx.reply.integer(i64::try_from(at).unwrap_or(i64::MAX));
+});
 
 /// The fields of `INFO persistence`: Redis's names where Redis has the
 /// figure (the RDB ones stand for our snapshot; AOF is never on), then ours.
@@ -146,6 +116,7 @@ pub(super) fn info_fields(
     field("rdb_last_load_keys_expired", &p.expired_on_load);
     field("rdb_last_load_keys_loaded", &p.loaded_keys);
     field("aof_enabled", &0);
+    field("aof_rewrite_in_progress", &0);
     field("snapshot_enabled", &u8::from(p.enabled));
     field(
         "stop_writes_on_save_error",

@@ -1,48 +1,76 @@
-//! Transactions: MULTI, EXEC and DISCARD.
+//! Transactions: MULTI, EXEC, DISCARD, and WATCH / UNWATCH, as Redis 7.0
+//! runs them.
 //!
-//! redis-py's `pipeline()` is a transaction unless told otherwise
-//! (`transaction=False`), so without these a plain `r.pipeline()...execute()`
-//! fails. After `MULTI` every command is checked (known, right arity),
-//! answered `+QUEUED` and kept; `EXEC` runs them back to back and answers an
-//! array of their replies; `DISCARD` drops them. A command refused while
-//! queuing makes `EXEC` answer `-EXECABORT`, as in Redis.
+//! redis-py's `pipeline()` is a transaction unless told otherwise, and its
+//! `transaction()` helper is `WATCH` + `MULTI` + `EXEC` retried until it
+//! commits, so both must behave exactly as Redis does:
+//!
+//! * After `MULTI`, a command that passes the checks every command passes
+//!   (known, known subcommand, right arity; see `resolve`) is
+//!   answered `+QUEUED` and kept, except `EXEC`, `DISCARD`, `MULTI`,
+//!   `WATCH` and `QUIT`, which run at once (a nested `MULTI` and a `WATCH`
+//!   are errors that do not abort the transaction).
+//! * A command refused by those checks (or by a bound, below) is answered
+//!   with its error and marks the transaction: `EXEC` then answers
+//!   `-EXECABORT Transaction discarded because of previous errors.` An
+//!   `EXEC` refused itself (`EXEC x`) aborts at once with
+//!   `-EXECABORT Transaction discarded because of: <its error>`, even
+//!   outside a transaction, as Redis's `rejectCommand` does; a refused
+//!   `DISCARD x` only marks the transaction.
+//! * `EXEC` runs the queue back to back and answers an array of the
+//!   replies (a command that fails at run time is one error in it). If a
+//!   watched key changed since `WATCH` (a write from either protocol, a
+//!   delete, an expiry, an eviction, a flush, a rename; see
+//!   `cache::watch`), it answers a null array instead and runs nothing.
+//!   `EXEC` and `DISCARD` forget the watched keys, as `UNWATCH` does.
 //!
 //! Isolation: the commands of one `EXEC` run one after the other inside a
 //! single call. In the reactor and the tokio current_thread model no other
 //! client's command runs in between (one thread serves them all); in the
 //! threaded, pool and tokio-mt models other connections' commands may
-//! interleave with them. `WATCH` is not offered.
+//! interleave with them (and a write that lands between the `WATCH` check
+//! and the queue's own writes is not detected there).
 //!
-//! Bounds, since a queue is memory a client commits: at most
-//! [`MAX_QUEUED`] commands and [`MAX_QUEUED_BYTES`] of arguments per
-//! transaction, and [`MAX_QUEUED_TOTAL`] over all connections together.
-//! Past any of them the command is refused (`-ERR`) and the transaction is
-//! aborted, so `EXEC` answers `-EXECABORT`. The count bound also bounds what
-//! one `EXEC` can write in one go: its reply is written whole, like any one
-//! reply, so it may take a connection past `--max-output` once, by at most
-//! 1 024 replies (a `GET` copies under 16 KiB; larger values go by
-//! reference), before the connection stops decoding.
+//! Bounds, since a queue is memory a client commits. Per transaction: at
+//! most [`MAX_QUEUED`] commands and [`MAX_QUEUED_BYTES`] of arguments. In
+//! total, [`MAX_QUEUED_TOTAL`] (T) is shared fairly: a command is admitted
+//! if the total stays within T, *or* if its transaction stays within T / n,
+//! n being the number of transactions open. So a client within its share,
+//! min(1 MiB, T / n), is never refused because of what others hold, and the
+//! total never passes 2T. Past a bound the command is refused (`-ERR`) and
+//! the transaction marked, so `EXEC` answers `-EXECABORT`. A transaction
+//! already marked (or whose watched keys changed) keeps nothing more: its
+//! commands are answered `+QUEUED` and dropped, as in Redis. The count bound
+//! also bounds what one `EXEC` writes in one go: its reply is written whole,
+//! like any one reply, so it may take a connection past `--max-output` once,
+//! by at most 1 024 replies (a `GET` copies under 16 KiB; larger values go
+//! by reference), before the connection stops decoding.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use super::{Command, Cx};
+use super::{resolve, Command, Cx, Resolved, COMMANDS};
+use crate::service::cache::watch::Flag;
 use crate::service::Access;
 
 /// Commands one transaction may queue.
 pub const MAX_QUEUED: usize = 1024;
 /// Bytes of arguments one transaction may queue.
 pub const MAX_QUEUED_BYTES: usize = 1 << 20;
-/// Bytes of arguments queued by all connections together.
+/// Bytes of arguments queued by all connections together (T; see the
+/// module docs for how it is shared).
 pub const MAX_QUEUED_TOTAL: usize = 64 << 20;
 
 /// Bytes held by every open transaction in the process.
 static QUEUED_TOTAL: AtomicUsize = AtomicUsize::new(0);
+/// Transactions open in the process.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// A transaction being queued, between `MULTI` and `EXEC` or `DISCARD`.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Multi {
-    /// Each command's index in [`COMMANDS`](super::COMMANDS) and its arguments.
-    queued: Vec<(usize, Vec<Vec<u8>>)>,
+    /// Each command's arguments.
+    queued: Vec<Vec<Vec<u8>>>,
     /// Bytes of arguments queued, counted in [`QUEUED_TOTAL`] too.
     bytes: usize,
     /// A command was refused while queuing: `EXEC` aborts.
@@ -50,9 +78,34 @@ pub struct Multi {
 }
 
 impl Multi {
-    /// Keeps `args` (a known command with a valid arity) for `EXEC`, or says
-    /// which bound it would cross.
-    fn queue(&mut self, index: usize, args: &[&[u8]]) -> Result<(), &'static [u8]> {
+    fn new() -> Multi {
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        Multi {
+            queued: Vec::new(),
+            bytes: 0,
+            failed: false,
+        }
+    }
+
+    /// Commands queued.
+    pub fn len(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queued.is_empty()
+    }
+
+    /// The queued commands' arguments.
+    pub(crate) fn commands(&self) -> impl Iterator<Item = Vec<&[u8]>> {
+        self.queued
+            .iter()
+            .map(|args| args.iter().map(Vec::as_slice).collect())
+    }
+
+    /// Keeps `args` for `EXEC`, or says which bound it would cross.
+    fn queue(&mut self, args: &[&[u8]]) -> Result<(), &'static [u8]> {
         if self.queued.len() >= MAX_QUEUED {
             return Err(b"ERR transaction too long: at most 1024 queued commands");
         }
@@ -60,14 +113,14 @@ impl Multi {
         if self.bytes + size > MAX_QUEUED_BYTES {
             return Err(b"ERR transaction too large: at most 1 MiB of queued arguments");
         }
-        let reserved = QUEUED_TOTAL.fetch_add(size, Ordering::Relaxed) + size;
-        if reserved > MAX_QUEUED_TOTAL {
+        let total = QUEUED_TOTAL.fetch_add(size, Ordering::Relaxed) + size;
+        let share = MAX_QUEUED_TOTAL / OPEN.load(Ordering::Relaxed).max(1);
+        if total > MAX_QUEUED_TOTAL && self.bytes + size > share {
             QUEUED_TOTAL.fetch_sub(size, Ordering::Relaxed);
             return Err(b"ERR too many queued transaction commands in the server, try again later");
         }
         self.bytes += size;
-        self.queued
-            .push((index, args.iter().map(|a| a.to_vec()).collect()));
+        self.queued.push(args.iter().map(|a| a.to_vec()).collect());
         Ok(())
     }
 }
@@ -82,26 +135,17 @@ impl Multi {
     /// Whether a queued command changes keys (the command table's
     /// `Access::Write`), which makes `EXEC` refused after a failed save.
     pub(super) fn writes(&self) -> bool {
-        self.queued
-            .iter()
-            .any(|(index, _)| super::COMMANDS[*index].access == Access::Write)
-    }
-}
-
-impl Clone for Multi {
-    fn clone(&self) -> Multi {
-        QUEUED_TOTAL.fetch_add(self.bytes, Ordering::Relaxed);
-        Multi {
-            queued: self.queued.clone(),
-            bytes: self.bytes,
-            failed: self.failed,
-        }
+        self.queued.iter().any(|args| {
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            super::resolve(&args).is_ok_and(|r| r.command().access == Access::Write)
+        })
     }
 }
 
 impl Drop for Multi {
     fn drop(&mut self) {
         QUEUED_TOTAL.fetch_sub(self.bytes, Ordering::Relaxed);
+        OPEN.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -110,90 +154,187 @@ pub fn queued_total() -> usize {
     QUEUED_TOTAL.load(Ordering::Relaxed)
 }
 
-/// What [`super::execute`] does with a command while a transaction is open:
-/// `None` if it runs now (`EXEC`, `DISCARD`, `MULTI`, `QUIT`), else it was
-/// answered here: queued, or refused (and the transaction marked failed).
-pub(super) fn intercept(cx: &mut Cx<'_>, found: Option<usize>, args: &[&[u8]]) -> Option<()> {
-    let multi = cx.session.multi.as_mut()?;
-    let Some(index) = found else {
-        multi.failed = true;
-        super::unknown_command(&mut cx.reply, args);
-        return Some(());
+/// The keys a session watches, and the flag a change to any sets.
+#[derive(Debug, Default)]
+pub struct Watch {
+    flag: Arc<Flag>,
+    keys: Vec<Vec<u8>>,
+}
+
+impl Watch {
+    /// Whether a watched key changed.
+    pub fn is_dirty(&self) -> bool {
+        self.flag.is_set()
+    }
+}
+
+/// Forgets the session's watched keys (`UNWATCH`, and after `EXEC` or `DISCARD`).
+fn unwatch_all(cx: &mut Cx<'_>) {
+    if let Some(watch) = cx.session.watch.take() {
+        for key in &watch.keys {
+            cx.service.cache().unwatch(key, &watch.flag);
+        }
+    }
+}
+
+/// Whether a watched key changed (expired ones are removed first, so that
+/// their expiry counts as a change, as Redis 7.0 counts it).
+fn watched_changed(cx: &Cx<'_>) -> bool {
+    let Some(watch) = &cx.session.watch else {
+        return false;
     };
-    let cmd = &super::COMMANDS[index];
-    if matches!(cmd.name, "exec" | "discard" | "multi" | "quit") {
-        return None;
+    for key in &watch.keys {
+        cx.service.cache().expire_if_due(key);
     }
-    if !super::arity_ok(cmd.arity, args.len()) {
+    watch.flag.is_set()
+}
+
+/// Ends the transaction: the queue and the watched keys are dropped.
+fn discard(cx: &mut Cx<'_>) {
+    cx.session.multi = None;
+    if let Some(e) = cx.session.entry() {
+        e.set_multi(-1);
+    }
+    unwatch_all(cx);
+}
+
+/// A command refused before it ran (unknown, unknown subcommand, wrong
+/// arity): marks an open transaction, and answers the error; a refused
+/// `EXEC` aborts the transaction, as Redis's `rejectCommand` does.
+pub(super) fn rejected(cx: &mut Cx<'_>, top: Option<usize>, message: &[u8]) {
+    if let Some(multi) = cx.session.multi.as_mut() {
         multi.failed = true;
-        super::wrong_arity(&mut cx.reply, cmd.name);
-        return Some(());
     }
-    match multi.queue(index, args) {
-        Ok(()) => cx.reply.simple(b"QUEUED"),
+    if top.is_some_and(|i| COMMANDS[i].name == "exec") {
+        discard(cx);
+        let reason = message.strip_prefix(b"ERR ").unwrap_or(message);
+        let mut m = b"EXECABORT Transaction discarded because of: ".to_vec();
+        m.extend_from_slice(reason);
+        return cx.reply.error(&m);
+    }
+    cx.reply.error(message);
+}
+
+/// Queues the command if a transaction is open and it is one that queues;
+/// `false` if it must run now.
+pub(super) fn queued(cx: &mut Cx<'_>, r: Resolved, args: &[&[u8]]) -> bool {
+    if cx.session.multi.is_none() {
+        return false;
+    }
+    if matches!(
+        COMMANDS[r.top].name,
+        "exec" | "discard" | "multi" | "watch" | "quit"
+    ) {
+        return false;
+    }
+    let dirty = cx.session.watch.as_ref().is_some_and(|w| w.flag.is_set());
+    let Some(multi) = cx.session.multi.as_mut() else {
+        return false;
+    };
+    if multi.failed || dirty {
+        // Nothing will run: keep nothing.
+        cx.reply.simple(b"QUEUED");
+        return true;
+    }
+    match multi.queue(args) {
+        Ok(()) => {
+            let n = multi.len() as i64;
+            cx.reply.simple(b"QUEUED");
+            if let Some(e) = cx.session.entry() {
+                e.set_multi(n);
+            }
+        }
         Err(message) => {
             multi.failed = true;
             cx.reply.error(message);
         }
     }
-    Some(())
+    true
 }
 
-pub(crate) const MULTI: Command = Command {
-    name: "multi",
-    access: Access::Read,
-    arity: 1,
-    flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
-    keys: (0, 0, 0),
-    subcommands: &[],
-    run: |cx, _| {
-        if cx.session.multi.is_some() {
-            cx.reply.error(b"ERR MULTI calls can not be nested");
-        } else {
-            cx.session.multi = Some(Box::default());
-            cx.reply.ok();
-        }
-    },
-};
+const fn tx(name: &'static str, arity: i32, run: fn(&mut Cx<'_>, &[&[u8]])) -> Command {
+    Command {
+        name,
+        access: Access::Read,
+        arity,
+        subcommands: &[],
+        run,
+    }
+}
 
-pub(crate) const EXEC: Command = Command {
-    name: "exec",
-    access: Access::Read,
-    arity: 1,
-    flags: &["noscript", "loading", "stale", "skip_slowlog"],
-    keys: (0, 0, 0),
-    subcommands: &[],
-    run: exec,
-};
+pub(crate) const MULTI: Command = tx("multi", 1, |cx, _| {
+    if cx.session.multi.is_some() {
+        return cx.reply.error(b"ERR MULTI calls can not be nested");
+    }
+    cx.session.multi = Some(Box::new(Multi::new()));
+    if let Some(e) = cx.session.entry() {
+        e.set_multi(0);
+    }
+    cx.reply.ok();
+});
+
+pub(crate) const EXEC: Command = tx("exec", 1, exec);
 
 fn exec(cx: &mut Cx<'_>, _: &[&[u8]]) {
-    let Some(multi) = cx.session.multi.take() else {
+    if cx.session.multi.is_none() {
         return cx.reply.error(b"ERR EXEC without MULTI");
+    }
+    let changed = watched_changed(cx);
+    let multi = cx.session.multi.take();
+    discard(cx);
+    let Some(multi) = multi else {
+        return;
     };
     if multi.failed {
         return cx
             .reply
             .error(b"EXECABORT Transaction discarded because of previous errors.");
     }
-    cx.reply.array(multi.queued.len());
-    for (index, args) in &multi.queued {
-        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        (super::COMMANDS[*index].run)(cx, &args);
+    if changed {
+        // A null array: `*-1` in RESP2, `_` in RESP3.
+        let null: &[u8] = match cx.reply.version() {
+            reactor_rpc_protocol::resp::Version::Resp2 => b"*-1\r\n",
+            reactor_rpc_protocol::resp::Version::Resp3 => b"_\r\n",
+        };
+        return cx.reply.out().extend_from_slice(null);
+    }
+    cx.reply.array(multi.len());
+    for args in multi.commands() {
+        match resolve(&args) {
+            Ok(r) => (r.command().run)(cx, &args),
+            // Checked when queued; cannot happen.
+            Err((message, _)) => cx.reply.error(&message),
+        }
     }
 }
 
-pub(crate) const DISCARD: Command = Command {
-    name: "discard",
-    access: Access::Read,
-    arity: 1,
-    flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
-    keys: (0, 0, 0),
-    subcommands: &[],
-    run: |cx, _| {
-        if cx.session.multi.take().is_some() {
-            cx.reply.ok();
-        } else {
-            cx.reply.error(b"ERR DISCARD without MULTI");
+pub(crate) const DISCARD: Command = tx("discard", 1, |cx, _| {
+    if cx.session.multi.is_none() {
+        return cx.reply.error(b"ERR DISCARD without MULTI");
+    }
+    discard(cx);
+    cx.reply.ok();
+});
+
+pub(crate) const WATCH: Command = tx("watch", -2, |cx, args| {
+    if cx.session.multi.is_some() {
+        return cx.reply.error(b"ERR WATCH inside MULTI is not allowed");
+    }
+    let watch = cx.session.watch.get_or_insert_with(Watch::default);
+    if watch.flag.is_set() {
+        // No point in watching more: the next EXEC fails anyway.
+        return cx.reply.ok();
+    }
+    for key in &args[1..] {
+        if !watch.keys.iter().any(|k| k == key) {
+            cx.service.cache().watch(key, &watch.flag);
+            watch.keys.push(key.to_vec());
         }
-    },
-};
+    }
+    cx.reply.ok();
+});
+
+pub(crate) const UNWATCH: Command = tx("unwatch", 1, |cx, _| {
+    unwatch_all(cx);
+    cx.reply.ok();
+});

@@ -1,0 +1,50 @@
+//! Which calls are heavy: enough work that a server with workers should run
+//! them off its event loop, so that other connections' pings stay fast.
+//!
+//! Pure: it looks at the arguments and at sizes the service can tell at
+//! once (the key count, the queued transaction), and never runs anything.
+//! The lead's offloading asks [`is_heavy`] before running a command on the
+//! loop; everything below the thresholds costs well under a millisecond.
+
+use super::{Session, COMMANDS};
+use crate::service::Service;
+
+/// Keys at which a multi-key command (`MGET`, `MSET`, `DEL`, `UNLINK`,
+/// `EXISTS`, `TOUCH`, `MSETNX`) counts as heavy.
+pub const MANY_KEYS: usize = 256;
+
+/// Keys at which `KEYS` (which walks them all) counts as heavy.
+pub const KEYS_HEAVY: usize = 4096;
+
+/// Keys at which a synchronous `FLUSHALL`/`FLUSHDB` counts as heavy (an
+/// async one only detaches, but is marked too once the keyspace is large,
+/// since detaching still visits every shard).
+pub const FLUSH_HEAVY: usize = 65_536;
+
+/// `SCAN ... COUNT n` at which a call counts as heavy.
+pub const SCAN_HEAVY: i64 = 4096;
+
+/// Whether running `args` for `session` is heavy (see the module docs). An
+/// unknown command is not heavy (it is answered with an error).
+pub fn is_heavy(service: &Service, session: &Session, args: &[&[u8]]) -> bool {
+    let Some(name) = args.first() else {
+        return false;
+    };
+    let Some(i) = super::position(COMMANDS, name) else {
+        return false;
+    };
+    match COMMANDS[i].name {
+        "keys" => service.cache().len() >= KEYS_HEAVY,
+        "flushall" | "flushdb" => service.cache().len() >= FLUSH_HEAVY,
+        "mget" | "del" | "unlink" | "exists" | "touch" => args.len() > MANY_KEYS,
+        "mset" | "msetnx" => args.len() > 2 * MANY_KEYS,
+        "scan" => args.windows(2).any(|w| {
+            w[0].eq_ignore_ascii_case(b"count")
+                && reactor_rpc_protocol::resp::parse_i64(w[1]).is_some_and(|n| n >= SCAN_HEAVY)
+        }),
+        "exec" => session.multi.as_ref().is_some_and(|m| {
+            m.len() > MANY_KEYS || m.commands().any(|c| is_heavy(service, session, &c))
+        }),
+        _ => false,
+    }
+}
