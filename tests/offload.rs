@@ -34,6 +34,7 @@ offload_tests![
     a_full_job_queue_holds_requests_back_without_dropping_them,
     shutdown_delivers_jobs_in_flight,
     no_offload_runs_everything_inline,
+    heavy_resp_commands_go_to_a_worker_with_their_connections_state,
 ];
 
 /// These tests keep workers busy with heavy jobs on purpose and watch the
@@ -219,4 +220,67 @@ fn no_offload_runs_everything_inline(model: Model) {
     let s = stats(&mut c);
     assert_eq!(s["workers"], 0);
     assert_eq!(s["jobs"]["completed"], 0);
+}
+
+/// A heavy RESP command (KEYS over many keys, an EXEC that runs one) goes to
+/// a worker with its connection's state, and comes back with it: replies stay
+/// in order, the transaction EXEC ended is over, the name set before is kept.
+fn heavy_resp_commands_go_to_a_worker_with_their_connections_state(model: Model) {
+    use crate::support::redis::Conn;
+    let server = TestServer::with(model, |c| {
+        c.workers = 2;
+        c.offload = true;
+        c.resp_addr = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let mut r = Conn::tcp(server.resp_addr());
+    // Enough keys that KEYS is heavy (KEYS_HEAVY), in MSETs that are not.
+    let keys: Vec<String> = (0..5000).map(|i| format!("key:{i}")).collect();
+    for chunk in keys.chunks(100) {
+        let mut mset: Vec<&[u8]> = vec![b"MSET"];
+        for k in chunk {
+            mset.extend([k.as_bytes(), b"v".as_slice()]);
+        }
+        assert_eq!(r.call(&mset), b"+OK\r\n");
+    }
+    let mut c = server.client();
+    let before = jobs(&mut c)["completed"].as_u64().unwrap();
+
+    let pipeline: &[&[&[u8]]] = &[
+        &[b"CLIENT", b"SETNAME", b"worker-bound"],
+        &[b"SET", b"after", b"1"],
+        &[b"KEYS", b"key:4999*"],
+        &[b"MULTI"],
+        &[b"KEYS", b"key:1234"],
+        &[b"INCR", b"after"],
+        &[b"EXEC"],
+        &[b"EXEC"],
+        &[b"CLIENT", b"GETNAME"],
+        &[b"GET", b"after"],
+    ];
+    r.send(pipeline);
+    let replies: Vec<Vec<u8>> = pipeline.iter().map(|_| r.reply()).collect();
+    let text: Vec<String> = replies
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(text[0], "+OK\r\n");
+    assert_eq!(text[1], "+OK\r\n");
+    assert_eq!(text[2], "*1\r\n$8\r\nkey:4999\r\n", "KEYS on a worker");
+    assert_eq!(text[3], "+OK\r\n");
+    assert_eq!(text[4], "+QUEUED\r\n", "queued, not run, inside MULTI");
+    assert_eq!(text[5], "+QUEUED\r\n");
+    assert_eq!(
+        text[6], "*2\r\n*1\r\n$8\r\nkey:1234\r\n:2\r\n",
+        "EXEC runs the transaction on a worker"
+    );
+    assert_eq!(
+        text[7], "-ERR EXEC without MULTI\r\n",
+        "the transaction ended with the worker's EXEC"
+    );
+    assert_eq!(text[8], "$12\r\nworker-bound\r\n", "the name came back");
+    assert_eq!(text[9], "$1\r\n2\r\n");
+    // KEYS and the EXEC around the heavy KEYS went through the pool.
+    wait_until("two RESP jobs completed", TIMEOUT, || {
+        jobs(&mut c)["completed"].as_u64() == Some(before + 2)
+    });
 }

@@ -13,7 +13,6 @@
 //! fails, never skips, without it. Redis listens on a Unix socket only
 //! (`--port 0`), so no TCP port can race.
 
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::redis::{compare, scan_all, start_ours, Conn, Mode, Redis};

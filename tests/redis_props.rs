@@ -6,10 +6,9 @@
 //!
 //! Fails, never skips, without `redis-server`.
 
-
-use proptest::prelude::*;
 use crate::support::redis::{compare, start_ours, Conn, Mode, Redis};
 use crate::support::Model;
+use proptest::prelude::*;
 
 const KEYS: [&str; 4] = ["a", "b", "c", "{a}x"];
 const VALUES: [&str; 7] = ["1", "-7", "0.5", "abc", "", "10e2", "9223372036854775807"];

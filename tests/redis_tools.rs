@@ -5,7 +5,6 @@
 //! `--bigkeys`, `--memkeys` and `--stat`. Fails, never skips, when a tool
 //! is missing (`.ci/run` installs them).
 
-
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 

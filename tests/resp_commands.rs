@@ -129,7 +129,7 @@ impl<'s> Client<'s> {
     /// A client whose id is fixed, so its output can be compared with another's.
     fn with_id(service: &'s Service, id: u64) -> Client<'s> {
         let mut c = Client::new(service);
-        c.conn.session.id = id;
+        c.conn.session_mut().expect("no job holds it").id = id;
         c
     }
 

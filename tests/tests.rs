@@ -17,6 +17,7 @@ mod cache_expiry;
 mod cache_json;
 mod cache_scan;
 mod cli;
+mod client_kill;
 mod cluster;
 mod codec_props;
 mod conformance;

@@ -98,16 +98,39 @@ impl Conn {
 
     /// Sends one command, returns its raw reply.
     pub fn call(&mut self, args: &[&[u8]]) -> Vec<u8> {
-        let mut b = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            b.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            b.extend_from_slice(a);
-            b.extend_from_slice(b"\r\n");
+        self.send(&[args]);
+        self.reply()
+    }
+
+    /// Sends several commands in one write (a pipeline), reading nothing.
+    pub fn send(&mut self, commands: &[&[&[u8]]]) {
+        let mut b = Vec::new();
+        for args in commands {
+            b.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for a in *args {
+                b.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                b.extend_from_slice(a);
+                b.extend_from_slice(b"\r\n");
+            }
         }
         self.reader.get_mut().write_all(&b).expect("send");
+    }
+
+    /// The next whole reply, raw.
+    pub fn reply(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         self.read_reply(&mut out);
         out
+    }
+
+    /// Whether the server closed the connection: a read finds its end (or
+    /// a reset) within the read timeout, with nothing left to read.
+    pub fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => rest.is_empty(),
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
     }
 
     fn read_reply(&mut self, out: &mut Vec<u8>) {

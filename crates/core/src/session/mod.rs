@@ -38,6 +38,7 @@ pub use refusal::Refusal;
 pub use resp::RespSession;
 
 use crate::output::Output;
+use crate::service::redis::KillHook;
 use crate::service::Service;
 
 /// The kind of port a connection came in on, which decides its protocol.
@@ -163,6 +164,8 @@ pub enum CloseReason {
     Shutdown,
     /// A read or write failed (a reset, say); the error is logged at debug.
     IoError,
+    /// Another client closed it (RESP `CLIENT KILL`).
+    Killed,
     /// The TLS layer failed: a handshake that went wrong (plaintext or
     /// garbage instead of a ClientHello, no acceptable client certificate),
     /// or a record that does not decrypt. An alert is sent, then a close.
@@ -183,6 +186,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "i/o error",
             CloseReason::TlsError => "tls error",
+            CloseReason::Killed => "killed",
         }
     }
 }
@@ -297,7 +301,11 @@ impl Session {
     /// The session of a connection from `peer`, accepted on `role`'s
     /// listener at `local`: a RESP session learns both addresses (`CLIENT
     /// LIST`, `INFO`'s port).
-    pub fn accepted(role: Role, local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Session {
+    pub fn accepted(
+        role: Role,
+        local: std::net::SocketAddr,
+        peer: std::net::SocketAddr,
+    ) -> Session {
         match role {
             Role::Resp => Session::Resp(Box::new(RespSession::with_addrs(peer, local))),
             _ => Session::new(role, local.port()),
@@ -341,31 +349,110 @@ impl Session {
         }
     }
 
+    /// Gives a RESP session what closes its connection when another client
+    /// sends `CLIENT KILL` for it: `make` is called only for a RESP session
+    /// (the other protocols cannot be killed), and its hook at most once,
+    /// from whichever thread runs the `CLIENT KILL`.
+    pub fn on_kill(&mut self, make: impl FnOnce() -> KillHook) {
+        if let Session::Resp(resp) = self {
+            resp.set_kill_hook(make());
+        }
+    }
+
     /// The heavy request `request` (the first `len` bytes of the input after
     /// a [`Stop::Offload`]), ready for a worker. `B` is whatever holds the
     /// bytes (a `Vec<u8>`, a `bytes::Bytes`), so a model that can hand them
     /// over without copying does.
-    pub fn job<B: AsRef<[u8]>>(&self, request: B) -> Job<B> {
-        Job { request }
+    ///
+    /// A RESP command acts on its connection's state (an `EXEC` ends the
+    /// transaction), so the job carries that state away with it: until
+    /// [`Session::finish`] brings it back (or [`Session::restore`], for a job
+    /// never run), the session must not process input. Every model already
+    /// waits for the job before decoding more, to keep responses in order.
+    pub fn job<B: AsRef<[u8]>>(&mut self, request: B) -> Job<B> {
+        let state = match self {
+            Session::Resp(resp) => JobState::Resp(resp.lend()),
+            Session::Json(_) | Session::Metrics(_) => JobState::Json,
+        };
+        Job { request, state }
     }
+
+    /// Takes back the state of a job that was not run (the model's queue
+    /// was full); the request stays in the input, to be offered again.
+    pub fn restore<B>(&mut self, job: Job<B>) {
+        self.take_back(job.state);
+    }
+
+    /// Takes back the state of a finished job, and returns its response for
+    /// the model to queue, in order.
+    pub fn finish(&mut self, finished: Finished) -> Output {
+        self.take_back(finished.state);
+        finished.output
+    }
+
+    fn take_back(&mut self, state: JobState) {
+        if let (Session::Resp(resp), JobState::Resp(lent)) = (self, state) {
+            resp.take_back(lent);
+        }
+    }
+}
+
+/// What a [`Job`] carries besides its request: nothing for a JSON frame (the
+/// protocol is stateless), the connection's command state for RESP.
+#[derive(Debug)]
+enum JobState {
+    Json,
+    Resp(Box<crate::service::redis::Session>),
 }
 
 /// A heavy request taken out of a session's input, to run off the event
 /// loop: [`Job::run`] answers it on whatever thread the model chooses, and
-/// the model appends the response in order.
+/// the model hands the [`Finished`] job back to [`Session::finish`], which
+/// returns the response to queue in order.
 #[derive(Debug)]
 pub struct Job<B> {
-    /// The whole request: a JSON frame, length prefix included.
+    /// The whole request: a JSON frame, length prefix included, or one RESP command.
     request: B,
+    state: JobState,
+}
+
+/// A job that has run: its response, and the state it took away.
+#[derive(Debug)]
+pub struct Finished {
+    output: Output,
+    state: JobState,
+}
+
+impl Finished {
+    /// The response's length in bytes (values it shares counted in full).
+    pub fn len(&self) -> usize {
+        self.output.total_len()
+    }
+
+    /// Whether the response is empty (it never is: every request is answered).
+    pub fn is_empty(&self) -> bool {
+        self.output.is_empty()
+    }
 }
 
 impl<B: AsRef<[u8]>> Job<B> {
     /// Answers the request; `peer` labels the debug log line.
-    pub fn run(&self, service: &Service, peer: &dyn fmt::Display) -> Vec<u8> {
-        let body = self.request.as_ref().get(HEADER_LEN..).unwrap_or_default();
-        let mut response = Vec::new();
-        service.handle(peer, body, &mut response, false);
-        response
+    pub fn run(self, service: &Service, peer: &dyn fmt::Display) -> Finished {
+        let mut output = Output::new();
+        let state = match self.state {
+            JobState::Json => {
+                let body = self.request.as_ref().get(HEADER_LEN..).unwrap_or_default();
+                service.handle(peer, body, &mut output, false);
+                JobState::Json
+            }
+            JobState::Resp(session) => JobState::Resp(resp::run_job(
+                service,
+                session,
+                self.request.as_ref(),
+                &mut output,
+            )),
+        };
+        Finished { output, state }
     }
 }
 
@@ -474,7 +561,9 @@ mod tests {
         let session = Session::new(Role::Rpc, 1);
         let mut frame = Vec::new();
         encode(&mut frame, br#"{"in":"fib","params":10}"#);
-        let response = session.job(frame).run(&service, &"t");
+        let mut session = session;
+        let finished = session.job(frame).run(&service, &"t");
+        let response = session.finish(finished).into_vec();
         assert!(response.ends_with(br#"{"out":"fib","result":55}"#));
     }
 }

@@ -22,8 +22,9 @@ use crate::service::Service;
 #[derive(Debug)]
 pub struct RespSession {
     /// What the commands see of the client: protocol version, name, an
-    /// open transaction.
-    pub session: Session,
+    /// open transaction. `None` only while a heavy command runs on a worker
+    /// with it ([`RespSession::lend`]).
+    session: Option<Session>,
     parser: Parser,
 }
 
@@ -32,7 +33,7 @@ impl RespSession {
     /// by `INFO`).
     pub fn new(tcp_port: u16) -> RespSession {
         RespSession {
-            session: Session::new(tcp_port),
+            session: Some(Session::new(tcp_port)),
             parser: Parser::new(),
         }
     }
@@ -41,10 +42,69 @@ impl RespSession {
     /// `CLIENT LIST`).
     pub fn with_addrs(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> RespSession {
         RespSession {
-            session: Session::with_addrs(peer, local),
+            session: Some(Session::with_addrs(peer, local)),
             parser: Parser::new(),
         }
     }
+}
+
+impl RespSession {
+    /// The command state, unless a job has it.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// The command state to change, unless a job has it.
+    pub fn session_mut(&mut self) -> Option<&mut Session> {
+        self.session.as_mut()
+    }
+
+    /// Sets what closes the connection on `CLIENT KILL` (see
+    /// [`super::Session::on_kill`]).
+    pub(super) fn set_kill_hook(&mut self, hook: redis::KillHook) {
+        if let Some(session) = self.session.as_mut() {
+            session.set_kill_hook(hook);
+        }
+    }
+
+    /// Gives the command state to a job (see [`super::Session::job`]).
+    pub(super) fn lend(&mut self) -> Box<Session> {
+        match self.session.take() {
+            Some(session) => Box::new(session),
+            // A second job before the first came back: the model broke the
+            // one-job-at-a-time rule. The job gets a fresh state; the
+            // original comes back with the first job.
+            None => Box::new(Session::new(0)),
+        }
+    }
+
+    /// Takes the command state back from a job.
+    pub(super) fn take_back(&mut self, session: Box<Session>) {
+        self.session = Some(*session);
+    }
+}
+
+/// Runs the one command in `request` (a heavy one, parsed once already on
+/// the loop) with the connection's command state, on a worker; returns the
+/// state.
+pub(super) fn run_job(
+    service: &Service,
+    session: Box<Session>,
+    request: &[u8],
+    out: &mut Output,
+) -> Box<Session> {
+    let mut conn = RespSession {
+        session: Some(*session),
+        parser: Parser::new(),
+    };
+    let opt = Options {
+        // Checked against --max-frame when the loop parsed it.
+        max_frame: u32::MAX,
+        offload: false,
+        max_output: usize::MAX,
+    };
+    process_output(service, &mut conn, request, out, opt);
+    Box::new(conn.session.unwrap_or_else(|| Session::new(0)))
 }
 
 /// Commands with at most this many arguments pass them on the stack.
@@ -78,6 +138,17 @@ pub fn process_output(
     out: &mut Output,
     opt: Options,
 ) -> Progress {
+    let RespSession { session, parser } = conn;
+    let Some(session) = session.as_mut() else {
+        // A job has the state (see `RespSession::lend`): a model must not
+        // decode until it returns. Closing is the safe answer to that bug.
+        debug_assert!(false, "RESP input processed while a job holds the session");
+        return Progress {
+            consumed: 0,
+            answered: 0,
+            stop: Stop::Close(CloseReason::IoError),
+        };
+    };
     let mut consumed = 0;
     let mut answered = 0;
     let mut batch = crate::service::Batch::new(service);
@@ -87,33 +158,39 @@ pub fn process_output(
             break Stop::OutputFull;
         }
         let rest = &input[consumed..];
-        match conn.parser.parse(rest, opt.max_frame as usize) {
+        match parser.parse(rest, opt.max_frame as usize) {
             Parsed::Incomplete { needed } => break Stop::NeedMore { needed },
             Parsed::Error(e) => {
                 let mut message = b"ERR ".to_vec();
                 message.extend_from_slice(&e.message());
-                Reply::new(out, conn.session.protocol).error(&message);
+                Reply::new(out, session.protocol).error(&message);
                 answered += 1;
                 break Stop::Close(CloseReason::ProtocolError);
             }
             Parsed::Command { consumed: len } => {
-                consumed += len;
-                let args = conn.parser.args(rest);
+                let args = parser.args(rest);
                 if args.len() == 0 {
+                    consumed += len;
                     continue; // a blank line or `*0`: no reply, as in Redis
                 }
-                let (flow, label) = if args.len() <= STACK_ARGS {
-                    let mut argv: [&[u8]; STACK_ARGS] = [&[]; STACK_ARGS];
+                let mut stack: [&[u8]; STACK_ARGS] = [&[]; STACK_ARGS];
+                let heap: Vec<&[u8]>;
+                let argv: &[&[u8]] = if args.len() <= STACK_ARGS {
                     let n = args.len();
-                    for (slot, arg) in argv.iter_mut().zip(args) {
+                    for (slot, arg) in stack.iter_mut().zip(args) {
                         *slot = arg;
                     }
-                    redis::execute_labelled(service, &mut conn.session, &argv[..n], out)
+                    &stack[..n]
                 } else {
                     // Grows with the arguments present (already parsed).
-                    let argv: Vec<&[u8]> = args.collect();
-                    redis::execute_labelled(service, &mut conn.session, &argv, out)
+                    heap = args.collect();
+                    &heap
                 };
+                if opt.offload && redis::is_heavy(service, session, argv) {
+                    break Stop::Offload { len };
+                }
+                let (flow, label) = redis::execute_labelled(service, session, argv, out);
+                consumed += len;
                 if let Some(label) = label {
                     batch.push(label);
                 }

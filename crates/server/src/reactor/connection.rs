@@ -22,7 +22,7 @@ use mio::event::Event;
 use mio::net::TcpStream;
 
 use reactor_rpc_core::output::{OutputQueue, SharedLedger};
-use reactor_rpc_core::session::{self, Session, Stop};
+use reactor_rpc_core::session::{self, Finished, Session, Stop};
 use reactor_rpc_protocol::buffer::{ReadBuffer, READ_CHUNK};
 
 use rustls::ServerConnection;
@@ -442,22 +442,24 @@ impl Connection {
                 self.flow = Flow::Offloaded;
             }
             Err(task) if turn.workers.is_some() => {
-                drop(task);
+                // The queue is full: the request stays in the input.
+                self.session.restore(task.job);
                 self.flow = Flow::Stalled;
             }
             Err(task) => {
                 // No pool to run it on (cannot happen: offload is only on with
                 // workers), so run it here rather than lose it.
-                let response = task.job.run(turn.env.service, &self.peer);
-                self.output.output_mut().extend_from_slice(&response);
+                let finished = task.job.run(turn.env.service, &self.peer);
+                self.job_done(finished);
                 self.input.consume(len);
             }
         }
     }
 
     /// A worker's response arrived: queue it and let decoding resume.
-    pub fn job_done(&mut self, response: &[u8]) {
-        self.output.output_mut().extend_from_slice(response);
+    pub fn job_done(&mut self, finished: Finished) {
+        let response = self.session.finish(finished);
+        self.output.output_mut().append(response);
         self.flow = Flow::Decoding;
     }
 

@@ -3,26 +3,28 @@
 //! ```text
 //!  poll.poll(events, timeout of the nearest deadline)
 //!    LISTENER ─► accept until WouldBlock ─► slab.insert(Connection), register once (R|W)
-//!                (one listener per role: JSON RPC, RESP, metrics; see wire.rs)
+//!                (one listener per endpoint: JSON, RESP, metrics, each plain or TLS)
 //!    SIGNALS  ─► SIGINT/SIGTERM: begin a graceful shutdown; SIGHUP: the hangup hook
-//!    WAKER    ─► worker results (and shutdown requests) ─► the waiting connections
-//!    conn     ─► Connection::drive: read ─► dispatch::process ─► one write per batch
+//!    WAKER    ─► worker results, CLIENT KILLs, shutdown requests
+//!    conn     ─► Connection::drive: read ─► Session::process ─► one write per batch
 //!  yielded: connections that used up their turn with input left get another one
-//!  timers: accept back-off; idle deadlines and the housekeeping tick (housekeeping.rs)
+//!  timers: accept back-off; idle and frame deadlines; the housekeeping tick
 //! ```
 //!
 //! This file is the event loop itself: poll, dispatch events by token, accept,
-//! close, shut down. A connection's cycle and states are in `connection.rs`,
-//! idle expiry and periodic chores in `housekeeping.rs`, the deadline heap in
-//! `timers.rs`, the offload pool in `workers.rs`.
+//! close, shut down. A connection's cycle and states are in `connection.rs`
+//! (its TLS layer in `tls.rs`), periodic chores in `housekeeping.rs`, the
+//! deadline heap in `deadlines.rs`, the offload pool in `workers.rs`, and
+//! `CLIENT KILL` in `kills.rs`.
 //!
 //! This module is the only one that touches mio. It knows nothing of what a
-//! method means: requests go to [`Session::process`] (JSON frames to
-//! `dispatch::process`, RESP to `resp_dispatch::process`), like in every model.
+//! request means: bytes go to [`Session::process`], whatever the protocol,
+//! as in every model.
 
 mod connection;
 mod deadlines;
 mod housekeeping;
+mod kills;
 mod tls;
 mod workers;
 
@@ -52,6 +54,7 @@ use crate::shutdown::ShutdownHandle;
 use connection::{Connection, Framing, Next, Readiness, Turn};
 use deadlines::Deadlines;
 use housekeeping::Housekeeping;
+use kills::Kills;
 use workers::WorkerPool;
 
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -149,6 +152,8 @@ pub struct Reactor {
     refusals: usize,
     /// Pending output of every connection together.
     output: OutputTotal,
+    /// Connections another client closed with `CLIENT KILL`.
+    kills: Arc<Kills>,
     refused_log: RateLimitedLog,
     accept_log: RateLimitedLog,
 }
@@ -188,6 +193,7 @@ impl Reactor {
                 }
             })
         };
+        let kills = Kills::new(waker.clone());
         let workers = if config.offload {
             Some(WorkerPool::start(
                 config.workers.max(1),
@@ -226,6 +232,7 @@ impl Reactor {
             per_ip,
             refusals: 0,
             output: OutputTotal::default(),
+            kills,
             refused_log: RateLimitedLog::new(Duration::from_secs(1)),
             accept_log: RateLimitedLog::new(Duration::from_secs(1)),
         })
@@ -373,7 +380,13 @@ impl Reactor {
         }
     }
 
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, endpoint: Endpoint, local: SocketAddr) {
+    fn admit(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        endpoint: Endpoint,
+        local: SocketAddr,
+    ) {
         if self.conns.len() - self.refusals >= self.config.limits.max_conns {
             let why = Refusal::MaxConns(self.config.limits.max_conns);
             self.refuse(stream, peer, endpoint, why);
@@ -462,7 +475,7 @@ impl Reactor {
         &mut self,
         mut stream: TcpStream,
         peer: SocketAddr,
-        session: Session,
+        mut session: Session,
         tls: Option<ServerConnection>,
     ) -> io::Result<(usize, u64)> {
         let entry = self.conns.vacant_entry();
@@ -473,6 +486,7 @@ impl Reactor {
             .register(&mut stream, Token(key), interest)?;
         let id = self.next_conn_id;
         self.next_conn_id += 1;
+        session.on_kill(|| self.kills.hook(key, id));
         entry.insert(Connection::new(
             stream, peer, key, id, self.now, session, tls,
         ));
@@ -545,10 +559,16 @@ impl Reactor {
         }
     }
 
-    /// Worker results, or a shutdown request from a [`ShutdownHandle`].
+    /// Worker results, `CLIENT KILL`s, or a shutdown request from a
+    /// [`ShutdownHandle`].
     fn on_wake(&mut self) {
         if self.shutdown.is_requested() && self.shutdown_deadline.is_none() {
             self.begin_shutdown();
+        }
+        for (key, id) in self.kills.take() {
+            if self.conns.get(key).is_some_and(|conn| conn.id == id) {
+                self.close(key, CloseReason::Killed);
+            }
         }
         let mut finished = 0;
         while let Some(done) = self.workers.as_ref().and_then(WorkerPool::try_done) {
@@ -556,7 +576,7 @@ impl Reactor {
             // The connection may have gone, or its key been reused: match the id.
             match self.conns.get_mut(done.key) {
                 Some(conn) if conn.id == done.conn_id => {
-                    conn.job_done(&done.response);
+                    conn.job_done(done.finished);
                     self.drive(done.key);
                 }
                 _ => debug!("dropping a result for a closed connection"),

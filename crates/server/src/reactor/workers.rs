@@ -1,7 +1,7 @@
 //! The worker pool: CPU-heavy requests leave the event loop (half-sync/half-async).
 //!
 //! The loop hands a heavy request's body to a bounded job queue; a worker runs
-//! it through the same request path ([`Job::run`]) and sends the response bytes back on
+//! it through the same request path ([`Job::run`]) and sends the response back on
 //! a channel, then wakes the loop with the `mio::Waker`. The queue is bounded:
 //! when it is full, [`WorkerPool::submit`] gives the job back and the loop stops
 //! decoding that connection until a worker frees a slot (backpressure).
@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use log::{debug, warn};
 use mio::Waker;
 
-use reactor_rpc_core::session::Job;
+use reactor_rpc_core::session::{Finished, Job};
 use reactor_rpc_core::Service;
 
 /// Jobs that may wait in the queue, per worker.
@@ -29,11 +29,11 @@ pub struct Task {
     pub job: Job<Vec<u8>>,
 }
 
-/// A worker's answer: one whole response frame.
+/// A worker's answer: the response, and the session state the job took.
 pub struct Done {
     pub key: usize,
     pub conn_id: u64,
-    pub response: Vec<u8>,
+    pub finished: Finished,
 }
 
 pub struct WorkerPool {
@@ -139,12 +139,18 @@ fn work(
         let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(job) = job else { return }; // the loop hung up: shutting down
         service.stats().job_started();
-        let response = job.job.run(service, &job.peer);
+        let Task {
+            key,
+            conn_id,
+            peer,
+            job,
+        } = job;
+        let finished = job.run(service, &peer);
         service.stats().job_finished();
         let finished = Done {
-            key: job.key,
-            conn_id: job.conn_id,
-            response,
+            key,
+            conn_id,
+            finished,
         };
         if done.send(finished).is_err() {
             return;

@@ -29,7 +29,8 @@ use crate::net::{quickack, CloseReason, LINGER};
 impl Conn {
     /// Serves the connection on this thread until it ends, then drops it
     /// (which unregisters it and logs why it ended).
-    pub(super) fn serve(mut self, session: Session, tls: Option<ServerConnection>) {
+    pub(super) fn serve(mut self, mut session: Session, tls: Option<ServerConnection>) {
+        session.on_kill(|| self.shared.kill_hook(self.id));
         let limits = &self.shared.limits;
         let timeouts = self
             .stream

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 
+use reactor_rpc_core::service::redis::KillHook;
 use reactor_rpc_core::Endpoint;
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ pub(super) struct Live {
     /// thread. Not a `try_clone`: that would cost each connection a second
     /// descriptor and halve how many fit under `ulimit -n`. An entry is removed
     /// (under the lock) before its socket closes, see [`Conn`]'s `Drop`.
-    pub(super) conns: HashMap<u64, RawFd>,
+    pub(super) conns: HashMap<u64, Registered>,
     next_id: u64,
     /// Acceptor threads still running.
     pub(super) acceptors: usize,
@@ -41,6 +42,13 @@ pub(super) struct Live {
     peak_since_trim: usize,
     /// Open connections per address (`--max-conns-per-ip`).
     pub(super) per_ip: crate::net::PerIp,
+}
+
+/// A live connection, as the registry knows it.
+pub(super) struct Registered {
+    fd: RawFd,
+    /// Closed by another client's `CLIENT KILL` (its `bye` says so).
+    killed: bool,
 }
 
 impl Live {
@@ -100,7 +108,7 @@ impl Shared {
             let fd = stream.as_raw_fd();
             live.next_id += 1;
             let id = live.next_id;
-            live.conns.insert(id, fd);
+            live.conns.insert(id, Registered { fd, killed: false });
             live.peak_since_trim = live.peak_since_trim.max(live.conns.len());
             if live.stopping {
                 live.shutdown(fd, Shutdown::Read);
@@ -125,9 +133,29 @@ impl Shared {
     /// Shuts down one direction of every live connection's socket.
     pub(super) fn shutdown_conns(&self, how: Shutdown) {
         let live = self.lock();
-        for &fd in live.conns.values() {
-            live.shutdown(fd, how);
+        for r in live.conns.values() {
+            live.shutdown(r.fd, how);
         }
+    }
+
+    /// What closes connection `id` on `CLIENT KILL`: both directions of its
+    /// socket shut down (its thread, blocked or not, then sees the end), if
+    /// it is still registered. Holds the server weakly: the hook lives in
+    /// the service's client registry, which the server owns.
+    pub(super) fn kill_hook(self: &Arc<Self>, id: u64) -> KillHook {
+        let shared = Arc::downgrade(self);
+        Box::new(move || {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let mut live = shared.lock();
+            let Some(r) = live.conns.get_mut(&id) else {
+                return;
+            };
+            r.killed = true;
+            let fd = r.fd;
+            live.shutdown(fd, Shutdown::Both);
+        })
     }
 }
 
@@ -148,6 +176,7 @@ pub(super) struct Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         let mut live = self.shared.lock();
+        let killed = live.conns.get(&self.id).is_some_and(|r| r.killed);
         let trim = live.unregister(self.id);
         live.per_ip.release(self.peer.ip());
         let stopping = live.stopping;
@@ -163,6 +192,7 @@ impl Drop for Conn {
         }
         self.shared.core.service.stats().connection_closed();
         let why = match self.why {
+            _ if killed => CloseReason::Killed,
             // EOF or a failed write after the shutdown shut the socket down.
             CloseReason::Bye | CloseReason::IoError if stopping => CloseReason::Shutdown,
             why => why,

@@ -465,8 +465,9 @@ impl Connection {
         stats.job_finished();
         drop(running);
         match done {
-            Ok(response) => {
-                self.output.extend_from_slice(&response);
+            Ok(finished) => {
+                let response = self.session.finish(finished);
+                self.output.append(response);
                 Ok(())
             }
             Err(e) => {

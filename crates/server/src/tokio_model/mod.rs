@@ -35,7 +35,7 @@
 //!  connection task: read ─► Session::process ─► one write per batch ─► read ...
 //!                   each read waits until min(idle deadline, frame deadline)
 //!                   half a request buffered ─► TCP_QUICKACK before reading on
-//!                   Stop::Offload (JSON only) ─► spawn_blocking (≤ workers) ─► await, in order
+//!                   Stop::Offload ─► spawn_blocking (≤ workers) ─► await, in order
 //!                   Stop::Close(why) ─► flush, FIN, discard input up to LINGER, close
 //!  signal task: SIGINT/SIGTERM ─► ShutdownHandle::shutdown (a second one: close now)
 //!               SIGHUP ─► the hangup hook (the binary reopens its log); never a stop
@@ -480,8 +480,20 @@ fn admit(
                 }
             },
         };
+        // CLIENT KILL from another connection: the serving future is
+        // dropped wherever it waits (a read, a write, a job), and the socket
+        // with it.
+        let killed = CancellationToken::new();
+        let mut session = session;
+        session.on_kill(|| {
+            let killed = killed.clone();
+            Box::new(move || killed.cancel())
+        });
         let mut conn = Connection::new(stream, peer, session, shared, stopping);
-        served.why = conn.serve().await;
+        served.why = tokio::select! {
+            why = conn.serve() => why,
+            () = killed.cancelled() => CloseReason::Killed,
+        };
         drop(conn); // the socket closes before the `bye` line
         drop(served);
     });

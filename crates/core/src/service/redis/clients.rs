@@ -42,6 +42,9 @@ pub struct ClientEntry {
     multi: AtomicI64,
     names: Mutex<Names>,
     kill: Mutex<Option<KillHook>>,
+    /// Set by the first `CLIENT KILL`: the hook runs once per connection,
+    /// however many kills a pipeline sends before the connection is gone.
+    killed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default, Clone)]
@@ -100,8 +103,12 @@ impl ClientEntry {
         *lock(&self.kill) = Some(hook);
     }
 
-    /// Closes the connection, if the server model gave a hook.
+    /// Closes the connection, if the server model gave a hook; only the
+    /// first call runs it.
     pub fn kill(&self) {
+        if self.killed.swap(true, Relaxed) {
+            return;
+        }
         if let Some(hook) = &*lock(&self.kill) {
             hook();
         }
@@ -214,6 +221,7 @@ impl Clients {
             multi: AtomicI64::new(-1),
             names: Mutex::new(Names::default()),
             kill: Mutex::new(None),
+            killed: std::sync::atomic::AtomicBool::new(false),
         });
         lock(&self.map).insert(id, entry.clone());
         Registration {

@@ -4,8 +4,8 @@
 //! and `CLIENT SETINFO`), so they must answer exactly as Redis does.
 
 use super::{command, docs::help, wrong_arity, Command, Cx, ERR_SYNTAX};
-use reactor_rpc_protocol::resp::{parse_i64, Version};
 use crate::service::Access;
+use reactor_rpc_protocol::resp::{parse_i64, Version};
 
 pub(crate) const PING: Command = Command {
     name: "ping",

@@ -9,8 +9,8 @@
 //! in the command table (`COMMANDS`) name the same commands with the same arity.
 
 use super::{Command, Cx};
-use reactor_rpc_protocol::resp::Version;
 use crate::service::Access;
+use reactor_rpc_protocol::resp::Version;
 
 /// What Redis says about one command (or subcommand), in both protocols.
 pub(crate) struct Entry {

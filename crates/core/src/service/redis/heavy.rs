@@ -25,15 +25,35 @@ pub const FLUSH_HEAVY: usize = 65_536;
 pub const SCAN_HEAVY: i64 = 4096;
 
 /// Whether running `args` for `session` is heavy (see the module docs). An
-/// unknown command is not heavy (it is answered with an error).
+/// unknown command is not heavy (it is answered with an error), nor is one
+/// queued inside `MULTI` (only its `EXEC` runs it). `SAVE` always is: it
+/// writes the whole cache to disk before answering.
 pub fn is_heavy(service: &Service, session: &Session, args: &[&[u8]]) -> bool {
-    let Some(name) = args.first() else {
+    let Some(name) = command_name(args) else {
         return false;
     };
-    let Some(i) = super::position(COMMANDS, name) else {
-        return false;
-    };
-    match COMMANDS[i].name {
+    match (&session.multi, name) {
+        (Some(multi), "exec") => {
+            multi.len() > MANY_KEYS
+                || multi.commands().any(|c| {
+                    command_name(&c).is_some_and(|name| heavy_on_its_own(service, name, &c))
+                })
+        }
+        (Some(_), _) => false, // queued, not run
+        (None, name) => heavy_on_its_own(service, name, args),
+    }
+}
+
+/// The command table's name for `args`'s command, if it has one.
+fn command_name(args: &[&[u8]]) -> Option<&'static str> {
+    let name = args.first()?;
+    super::position(COMMANDS, name).map(|i| COMMANDS[i].name)
+}
+
+/// Whether the command `name` with `args` is heavy when it runs.
+fn heavy_on_its_own(service: &Service, name: &str, args: &[&[u8]]) -> bool {
+    match name {
+        "save" => true,
         "keys" => service.cache().len() >= KEYS_HEAVY,
         "flushall" | "flushdb" => service.cache().len() >= FLUSH_HEAVY,
         "mget" | "del" | "unlink" | "exists" | "touch" => args.len() > MANY_KEYS,
@@ -41,9 +61,6 @@ pub fn is_heavy(service: &Service, session: &Session, args: &[&[u8]]) -> bool {
         "scan" => args.windows(2).any(|w| {
             w[0].eq_ignore_ascii_case(b"count")
                 && reactor_rpc_protocol::resp::parse_i64(w[1]).is_some_and(|n| n >= SCAN_HEAVY)
-        }),
-        "exec" => session.multi.as_ref().is_some_and(|m| {
-            m.len() > MANY_KEYS || m.commands().any(|c| is_heavy(service, session, &c))
         }),
         _ => false,
     }

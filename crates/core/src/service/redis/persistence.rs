@@ -8,9 +8,10 @@
 //! (which reaches the file through the `Saver` that `ops::persist` installs),
 //! so this file knows nothing of files either.
 //!
-//! `SAVE` runs on the thread that serves the connection, as the reactor runs
-//! every RESP command today: a large cache stalls the event loop for the
-//! save's duration (Redis's `SAVE` blocks its server too). `BGSAVE` does not.
+//! `SAVE` is heavy ([`is_heavy`](super::is_heavy)): a model with workers
+//! runs it on one, so a large cache does not stall the event loop for the
+//! save's duration, as Redis's `SAVE` stalls its server. `BGSAVE` returns at
+//! once wherever it runs.
 
 use super::{command, Command, Cx, Resolved};
 use crate::service::{Access, PersistenceStatus, SaveFailure};
