@@ -14,7 +14,7 @@ use std::io::{self, ErrorKind, Read, Write};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use reactor_rpc::session::json::process;
+use reactor_rpc::session::json::{process, JsonSession};
 use reactor_rpc::session::{CloseReason, Options, Stop};
 use reactor_rpc::Service;
 use slab::Slab;
@@ -22,10 +22,11 @@ use slab::Slab;
 /// The listener's token; connections use their slab key as token.
 const LISTENER: Token = Token(usize::MAX);
 
-/// One client: its socket, the bytes it sent that are not yet answered, and
-/// the answers it has not yet taken.
+/// One client: its socket, its session (who it logged in as), the bytes it
+/// sent that are not yet answered, and the answers it has not yet taken.
 struct Conn {
     stream: TcpStream,
+    session: JsonSession,
     input: Vec<u8>,
     output: Vec<u8>,
 }
@@ -84,6 +85,7 @@ fn accept(poll: &Poll, listener: &TcpListener, conns: &mut Slab<Conn>) -> io::Re
             .register(&mut stream, Token(entry.key()), interest)?;
         entry.insert(Conn {
             stream,
+            session: JsonSession::default(),
             input: Vec::new(),
             output: Vec::new(),
         });
@@ -110,7 +112,14 @@ fn serve(conn: &mut Conn, service: &Service, opts: Options) -> bool {
     }
     // Decode every complete frame and append every response: the pure request
     // path that every server model shares.
-    let progress = process(service, &"client", &conn.input, &mut conn.output, opts);
+    let progress = process(
+        service,
+        &mut conn.session,
+        &"client",
+        &conn.input,
+        &mut conn.output,
+        opts,
+    );
     conn.input.drain(..progress.consumed);
     if progress.stop == Stop::Close(CloseReason::FrameTooLarge) {
         open = false; // frame_too_large was answered; close once it is written

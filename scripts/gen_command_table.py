@@ -22,6 +22,7 @@ import sys
 # Top-level commands, and the subcommands kept for containers.
 COMMANDS = {
     "ping": None, "echo": None, "select": None, "hello": None, "auth": None, "quit": None,
+    "acl": ["help", "whoami"],
     "client": ["help", "id", "info", "list", "kill", "getname", "setname"],
     "get": None, "set": None, "incr": None, "decr": None, "incrby": None, "decrby": None,
     "incrbyfloat": None, "mget": None, "mset": None, "msetnx": None, "setnx": None,

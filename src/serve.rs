@@ -181,17 +181,10 @@ fn yes_no(s: &str) -> Result<bool, String> {
 /// The environment variable holding the requirepass password itself.
 const REQUIREPASS_ENV: &str = "REACTOR_RPC_REQUIREPASS";
 
-/// Takes the requirepass password out of the environment: read, then
-/// removed, so that no thread or child process started later sees it. (The
-/// kernel's copy of the initial environment, `/proc/PID/environ`, readable
-/// by the same user and root, still holds it: `--requirepass-file` is the
-/// safer way.) Call before any thread starts.
+/// Takes the requirepass password out of the environment (see
+/// [`secrets::take_env_secret`]). Call before any thread starts.
 pub fn take_env_requirepass() -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStringExt;
-    let value = std::env::var_os(REQUIREPASS_ENV)?;
-    // No other thread runs yet: `serve` calls this first.
-    std::env::remove_var(REQUIREPASS_ENV);
-    Some(value.into_vec())
+    secrets::take_env_secret(REQUIREPASS_ENV)
 }
 
 /// The flags of issue 18 that must come together, checked before any file
@@ -283,21 +276,6 @@ fn load_security(
     security.metrics_tls = args.metrics_tls;
     security.plaintext_rpc = args.addr != "none";
     Ok(security)
-}
-
-/// What of `security` the server cannot serve yet: authentication and TLS
-/// are being wired into the sessions and the models (issue 18). Starting
-/// without what the operator asked for (a password, TLS) would expose the
-/// server while it looks protected, so `serve` refuses instead. The lead
-/// removes this check as the pieces are wired.
-fn unwired(security: &Security) -> Option<&'static str> {
-    if security.auth.is_enabled() {
-        Some("authentication (--users-file, --requirepass-file, REACTOR_RPC_REQUIREPASS)")
-    } else if security.metrics_token.is_some() {
-        Some("--metrics-token-file")
-    } else {
-        None
-    }
 }
 
 fn max_frame(s: &str) -> Result<u32, String> {
@@ -419,15 +397,6 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Ok(security) => security,
         Err(e) => return refuse(log_file.is_some(), &e),
     };
-    if let Some(what) = unwired(&config.security) {
-        return refuse(
-            log_file.is_some(),
-            &format!(
-                "{what} is checked but not served yet (issue 18: being wired into the \
-                 sessions and listeners); refusing to start without it"
-            ),
-        );
-    }
     let inherited = match inherited_listeners() {
         Ok(inherited) => inherited,
         Err(e) => return refuse(log_file.is_some(), &e),

@@ -83,7 +83,14 @@ fn allocs_per_request(service: &Service, body: &str, n: usize) -> f64 {
     let mut out = Vec::new();
     let run = |out: &mut Vec<u8>| {
         out.clear();
-        let p = process(service, &"alloc-test", &input, out, OPT);
+        let p = process(
+            service,
+            &mut Default::default(),
+            &"alloc-test",
+            &input,
+            out,
+            OPT,
+        );
         assert_eq!(p.stop, Stop::NeedMore { needed: 4 });
         assert_eq!(p.answered, n);
     };

@@ -68,7 +68,14 @@ fn serve(mut stream: TcpStream, service: &Service, fault: Fault) {
             let frame = &input[consumed..consumed + HEADER_LEN + body_len];
             consumed += frame.len();
             let mut resp = Vec::new();
-            process(service, &"fake", frame, &mut resp, opt);
+            process(
+                service,
+                &mut Default::default(),
+                &"fake",
+                frame,
+                &mut resp,
+                opt,
+            );
             answered += 1;
             match fault {
                 Fault::CloseAfter(k) if answered > k => {

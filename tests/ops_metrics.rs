@@ -41,6 +41,12 @@ fn builtin() -> Metrics {
 /// the other, then returns.
 fn serve(listener: TcpListener, metrics: Arc<Metrics>, conns: usize) {
     let page = Page(metrics);
+    let auth = reactor_rpc::service::auth::Auth::default();
+    let guard = http::Guard {
+        token: None,
+        auth: &auth,
+    };
+    let session = http::MetricsSession::default();
     for _ in 0..conns {
         let Ok((mut conn, _)) = listener.accept() else {
             return;
@@ -51,7 +57,14 @@ fn serve(listener: TcpListener, metrics: Arc<Metrics>, conns: usize) {
             // Answer every whole request buffered, one at a time, then read more.
             loop {
                 let mut out = Output::new();
-                let p = http::process(&page, &input, &mut out, Options::new(1 << 20));
+                let p = http::process(
+                    &page,
+                    guard,
+                    &session,
+                    &input,
+                    &mut out,
+                    Options::new(1 << 20),
+                );
                 input.drain(..p.consumed);
                 for chunk in out.chunks() {
                     if conn.write_all(chunk).is_err() {

@@ -1,30 +1,23 @@
-//! The pieces of issue 18 as an operator and a client meet them, before they
-//! are wired into the server: `serve`'s checks of the security flags and
-//! files (one line, exit 2), `hash-password`, and the clients (`Client`,
-//! `call`, `bench`, `seed_client.py`) over TLS and with `auth`.
-//!
-//! Until the server models serve TLS and `auth`, the clients talk to a
-//! stand-in: a thread per connection that runs rustls over a real loopback
-//! socket (the server side from `reactor_rpc::tls`) and answers frames with
-//! the real `Service`, whose registry has an `auth` method checking the real
-//! `service::auth::Auth`. When the lead wires the models, these client tests
-//! can point at a real server instead.
+//! Issue 18 as an operator and a client meet it: `serve`'s checks of the
+//! security flags and files (one line, exit 2), a server started with users
+//! that then serves them, the password kept out of the environment,
+//! `hash-password`, and the clients (`Client`, `call`, `bench`,
+//! `seed_client.py`) over TLS and with `auth`, against the real server. The
+//! rules themselves, in every model, are in `tests/auth.rs`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reactor_rpc::client::{Client, TlsConnector};
-use reactor_rpc::protocol::frame::{decode, Decoded, HEADER_LEN};
-use reactor_rpc::protocol::{ErrorCode, RpcError};
-use reactor_rpc::service::auth::{hash_password, Auth, AuthError, Users};
-use reactor_rpc::service::{method_fn, Registry, Service};
+use reactor_rpc::protocol::ErrorCode;
+use reactor_rpc::service::auth::{hash_password, Auth, Users};
 use reactor_rpc::tls::{TlsFiles, TlsSource};
-use serde::Deserialize;
+use reactor_rpc::Model;
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -58,17 +51,12 @@ fn write(path: &Path, text: &[u8], mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-use crate::support::Pki;
+use crate::support::{Pki, ServerProcess, TestServer};
 
-#[derive(Deserialize)]
-struct AuthParams {
-    user: Option<String>,
-    password: String,
-}
-
-/// The stand-in server: JSON frames answered by a `Service` with an `auth`
-/// method, over TLS when `tls` is given. Serves until the test ends.
-fn stand_in(tls: Option<TlsFiles>) -> SocketAddr {
+/// A reactor server with the users `default` (admin, from a requirepass)
+/// and `alice` (write), both with [`PASSWORD`], and with `tls` on its JSON
+/// TLS port only (the plaintext port off); returns it and the JSON address.
+fn stand_in(tls: Option<TlsFiles>) -> (TestServer, SocketAddr) {
     let users = Users::parse(&format!(
         "alice {} write\n",
         hash_password(PASSWORD.as_bytes())
@@ -76,68 +64,16 @@ fn stand_in(tls: Option<TlsFiles>) -> SocketAddr {
     .unwrap()
     .with_requirepass(PASSWORD.as_bytes())
     .unwrap();
-    let auth = Arc::new(Auth::new(users));
-    let mut registry = Registry::builtin();
-    registry.insert(
-        "auth",
-        method_fn(move |_cx, p: AuthParams| {
-            let user = p.user.as_deref().unwrap_or("default");
-            match auth.authenticate(None, user, p.password.as_bytes(), Instant::now()) {
-                Ok(_) => Ok(true),
-                Err(AuthError::WrongPassword) => Err(RpcError::new(
-                    ErrorCode::WrongPassword,
-                    "invalid username-password pair",
-                )),
-                Err(e) => Err(RpcError::new(ErrorCode::TooManyAttempts, e.to_string())),
-            }
-        }),
-    );
-    let service = Arc::new(Service::with_registry(registry));
-    let source = tls.map(|files| Arc::new(TlsSource::load(files).unwrap()));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for sock in listener.incoming().flatten() {
-            let (service, source) = (service.clone(), source.clone());
-            std::thread::spawn(move || {
-                let _ = sock.set_nodelay(true);
-                let _ = sock.set_read_timeout(Some(TIMEOUT));
-                match source {
-                    Some(source) => match source.accept() {
-                        Ok(conn) => serve(rustls::StreamOwned::new(conn, sock), &service),
-                        Err(_) => Ok(()),
-                    },
-                    None => serve(sock, &service),
-                }
-            });
+    let server = TestServer::with(Model::Reactor, |c| {
+        c.security.auth = Arc::new(Auth::new(users));
+        if let Some(files) = tls {
+            c.security.tls = Some(Arc::new(TlsSource::load(files).unwrap()));
+            c.security.tls_addr = Some("127.0.0.1:0".parse().unwrap());
+            c.security.plaintext_rpc = false;
         }
     });
-    addr
-}
-
-fn serve(mut stream: impl Read + Write, service: &Service) -> std::io::Result<()> {
-    let mut input = Vec::new();
-    let mut buf = vec![0u8; 16 << 10];
-    let mut out = Vec::new();
-    loop {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        input.extend_from_slice(&buf[..n]);
-        while let Decoded::Frame { body_len } = decode(&input, 1 << 20) {
-            service.handle(
-                &"stand-in",
-                &input[HEADER_LEN..HEADER_LEN + body_len],
-                &mut out,
-                false,
-            );
-            input.drain(..HEADER_LEN + body_len);
-        }
-        stream.write_all(&out)?;
-        stream.flush()?;
-        out.clear();
-    }
+    let addr = server.addr();
+    (server, addr)
 }
 
 // ---- serve: the flags and files are checked at start ----
@@ -278,74 +214,73 @@ fn bad_security_configuration_is_one_line_and_exit_2() {
 }
 
 #[test]
-fn good_security_configuration_passes_the_checks_and_is_refused_as_not_wired() {
-    // Every file loads; then serve refuses rather than run without what was
-    // asked for (the lead removes that refusal as the pieces are wired; TLS
-    // is served now, see tests/tls.rs).
+fn a_server_started_with_users_serves_them() {
+    // Each way of configuring a password starts the server, which then
+    // wants it: `ping` is answered, `get` is `unauthenticated` until `auth`.
     let pki = Pki::new();
     let users = pki.path("users");
     write(
         &users,
-        format!("alice {} admin\n", hash_password(b"x")).as_bytes(),
+        format!("alice {} admin\n", hash_password(PASSWORD.as_bytes())).as_bytes(),
         0o600,
     );
-    let token = pki.path("token");
-    write(&token, b"scrape-me-0123456789\n", 0o600);
-    let cases: Vec<Case<&str>> = vec![
+    let password = pki.path("pw");
+    write(&password, format!("{PASSWORD}\n").as_bytes(), 0o600);
+    let users_arg = users.display().to_string();
+    let password_arg = password.display().to_string();
+    let cases: Vec<Case<Option<&str>>> = vec![
         (
-            vec!["--users-file".into(), users.display().to_string()],
+            vec!["--users-file".into(), users_arg],
             vec![],
-            "authentication",
+            Some("alice"),
         ),
         (
-            vec!["--requirepass-file".into(), pki.s("password")],
+            vec!["--requirepass-file".into(), password_arg],
             vec![],
-            "authentication",
+            None,
         ),
-        (
-            vec![],
-            vec![("REACTOR_RPC_REQUIREPASS", "pw")],
-            "authentication",
-        ),
-        (
-            vec![
-                "--metrics-addr".into(),
-                "127.0.0.1:0".into(),
-                "--metrics-token-file".into(),
-                token.display().to_string(),
-            ],
-            vec![],
-            "--metrics-token-file",
-        ),
+        (vec![], vec![("REACTOR_RPC_REQUIREPASS", PASSWORD)], None),
     ];
-    for (flags, env, what) in cases {
-        let mut args = vec!["serve".to_string(), "--addr".into(), "127.0.0.1:0".into()];
-        args.extend(flags.iter().cloned());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = run(&args, &env);
-        let lines = stderr_lines(&out);
-        assert_eq!(out.status.code(), Some(2), "{flags:?}: {lines:?}");
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(
-            lines[0].starts_with(&format!("reactor-rpc: {what}")),
-            "{lines:?}"
+    for (flags, env, user) in cases {
+        let mut args = vec!["--addr", "127.0.0.1:0"];
+        args.extend(flags.iter().map(String::as_str));
+        let p = ServerProcess::spawn_with_env(&args, &env);
+        let mut client = p.client();
+        assert_eq!(client.call("ping", &1).unwrap(), 1, "{flags:?}");
+        let err = client
+            .call("get", &serde_json::json!({"key": "k"}))
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Unauthenticated), "{flags:?}");
+        client.auth(user, PASSWORD).unwrap();
+        assert_eq!(
+            client
+                .call("get", &serde_json::json!({"key": "k"}))
+                .unwrap(),
+            Value::Null
         );
-        assert!(lines[0].contains("not served yet"), "{lines:?}");
     }
 }
 
 #[test]
 fn the_requirepass_variable_leaves_the_environment() {
-    // `serve` removes it before anything else; a child spawned by the
-    // process would not inherit it. Seen from outside: the refusal names
-    // authentication (it was read) and never the password itself.
-    let out = run(
-        &["serve", "--addr", "127.0.0.1:0"],
+    // `serve` scrubs and removes it before anything else: the running
+    // server's environment (as /proc shows it, and so as any child it
+    // spawned would inherit it) no longer holds the password, nothing it
+    // logs shows it, and the password works.
+    let mut p = ServerProcess::spawn_with_env(
+        &["--addr", "127.0.0.1:0"],
         &[("REACTOR_RPC_REQUIREPASS", "s3cr3t-in-env")],
     );
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("authentication"), "{text}");
-    assert!(!text.contains("s3cr3t-in-env"), "{text}");
+    let environ = std::fs::read(format!("/proc/{}/environ", p.pid())).unwrap();
+    assert!(
+        !environ.windows(13).any(|w| w == b"s3cr3t-in-env"),
+        "the password is still in the server's environment"
+    );
+    let mut client = p.client();
+    client.auth(None, "s3cr3t-in-env").unwrap();
+    p.terminate();
+    let log = p.log.join("\n");
+    assert!(!log.contains("s3cr3t-in-env"), "{log}");
 }
 
 #[test]
@@ -380,7 +315,7 @@ fn hash_password_prints_the_users_file_form() {
 #[test]
 fn the_client_speaks_tls_and_logs_in() {
     let pki = Pki::new();
-    let addr = stand_in(Some(pki.server_files(false)));
+    let (_server, addr) = stand_in(Some(pki.server_files(false)));
     let tls = TlsConnector::from_files(&pki.path("ca.crt"), None).unwrap();
     let mut client = Client::connect_tls_timeout(addr, "127.0.0.1", &tls, TIMEOUT).unwrap();
     assert!(client.is_tls());
@@ -406,7 +341,7 @@ fn the_client_speaks_tls_and_logs_in() {
 #[test]
 fn the_client_presents_its_certificate_for_mutual_tls() {
     let pki = Pki::new();
-    let addr = stand_in(Some(pki.server_files(true)));
+    let (_server, addr) = stand_in(Some(pki.server_files(true)));
     let identity = (pki.path("client.crt"), pki.path("client.key"));
     let tls = TlsConnector::from_files(
         &pki.path("ca.crt"),
@@ -426,7 +361,8 @@ fn the_client_presents_its_certificate_for_mutual_tls() {
 #[test]
 fn call_over_tls_with_a_password_file() {
     let pki = Pki::new();
-    let addr = stand_in(Some(pki.server_files(true))).to_string();
+    let (_server, addr) = stand_in(Some(pki.server_files(true)));
+    let addr = addr.to_string();
     let base = [
         "call",
         "--addr",
@@ -503,7 +439,8 @@ fn bench_over_tls_logs_each_connection_in_before_the_timed_requests() {
     let pki = Pki::new();
     let (ca, password) = (pki.s("ca.crt"), pki.s("password"));
     for mutual in [false, true] {
-        let addr = stand_in(Some(pki.server_files(mutual))).to_string();
+        let (_server, addr) = stand_in(Some(pki.server_files(mutual)));
+        let addr = addr.to_string();
         let mut args = vec![
             "bench",
             "--addr",
@@ -539,7 +476,8 @@ fn bench_over_tls_logs_each_connection_in_before_the_timed_requests() {
 #[test]
 fn bench_counts_a_refused_login_as_a_failed_connection() {
     let pki = Pki::new();
-    let addr = stand_in(None).to_string();
+    let (_server, addr) = stand_in(None);
+    let addr = addr.to_string();
     let out = run(
         &[
             "bench",
@@ -606,7 +544,8 @@ fn python(args: &[&str], env: &[(&str, &str)]) -> Output {
 #[test]
 fn the_python_client_speaks_tls_and_logs_in() {
     let pki = Pki::new();
-    let addr = stand_in(Some(pki.server_files(false))).to_string();
+    let (_server, addr) = stand_in(Some(pki.server_files(false)));
+    let addr = addr.to_string();
     let ca = pki.s("ca.crt");
     let out = python(
         &[
@@ -649,13 +588,14 @@ fn the_python_client_speaks_tls_and_logs_in() {
 fn the_python_client_prints_one_line_when_it_cannot_connect() {
     let pki = Pki::new();
     // A port nobody listens on: bind one, learn it, close it.
-    let port = TcpListener::bind("127.0.0.1:0")
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let closed = format!("127.0.0.1:{port}");
-    let tls_addr = stand_in(Some(pki.server_files(false))).to_string();
+    let (_server, tls_addr) = stand_in(Some(pki.server_files(false)));
+    let tls_addr = tls_addr.to_string();
     let other = Pki::new();
     for args in [
         vec![closed.as_str()],
@@ -675,11 +615,11 @@ fn the_python_client_prints_one_line_when_it_cannot_connect() {
 }
 
 #[test]
-fn plaintext_sent_to_the_tls_stand_in_is_closed_cleanly() {
-    // The server side of `reactor_rpc::tls` meets a JSON frame instead of a
-    // ClientHello: an alert at most, then the close, and it keeps serving.
+fn plaintext_sent_to_the_tls_port_is_closed_cleanly() {
+    // The server's TLS layer meets a JSON frame instead of a ClientHello:
+    // an alert at most, then the close, and it keeps serving.
     let pki = Pki::new();
-    let addr = stand_in(Some(pki.server_files(false)));
+    let (_server, addr) = stand_in(Some(pki.server_files(false)));
     let mut sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(TIMEOUT)).unwrap();
     sock.write_all(b"\x0e\x00\x00\x00{\"in\":\"ping\"}")

@@ -120,19 +120,40 @@ fn spliced_responses_are_byte_identical_in_process() {
     let service = Service::new();
     let (sets, spliced, gets, expect) = json_case();
     let mut out = Vec::new();
-    let p = json::process(&service, &"t", &sets, &mut out, OPTS);
+    let p = json::process(
+        &service,
+        &mut Default::default(),
+        &"t",
+        &sets,
+        &mut out,
+        OPTS,
+    );
     assert_eq!(p.consumed, sets.len());
 
     // Copied into a vector, as before.
     let mut flat = Vec::new();
-    json::process(&service, &"t", &gets, &mut flat, OPTS);
+    json::process(
+        &service,
+        &mut Default::default(),
+        &"t",
+        &gets,
+        &mut flat,
+        OPTS,
+    );
     assert!(
         flat == expect,
         "JSON responses differ from the expected bytes"
     );
     // Queued by reference: the same bytes once flattened.
     let mut output = Output::new();
-    let p = json::process_output(&service, &"t", &gets, &mut output, OPTS);
+    let p = json::process_output(
+        &service,
+        &mut Default::default(),
+        &"t",
+        &gets,
+        &mut output,
+        OPTS,
+    );
     assert_eq!(p.consumed, gets.len());
     assert_eq!(output.splices(), spliced);
     assert_eq!(output.total_len(), expect.len());
@@ -173,7 +194,14 @@ fn the_per_connection_stop_counts_spliced_bytes_in_full() {
     let value = json_string(1 << 20, 'v');
     let mut out = Vec::new();
     let set = request("set", json!({"key": "big", "value": value}));
-    json::process(&service, &"t", &set, &mut out, OPTS);
+    json::process(
+        &service,
+        &mut Default::default(),
+        &"t",
+        &set,
+        &mut out,
+        OPTS,
+    );
     let mut gets = Vec::new();
     for i in 0..100 {
         gets.extend(request_with_id("get", json!({"key": "big"}), json!(i)));
@@ -183,7 +211,14 @@ fn the_per_connection_stop_counts_spliced_bytes_in_full() {
         ..OPTS
     };
     let mut output = Output::new();
-    let p = json::process_output(&service, &"t", &gets, &mut output, opt);
+    let p = json::process_output(
+        &service,
+        &mut Default::default(),
+        &"t",
+        &gets,
+        &mut output,
+        opt,
+    );
     assert_eq!(p.stop, Stop::OutputFull);
     assert_eq!((p.answered, output.splices()), (4, 4));
     assert!(output.total_len() >= 4 << 20);

@@ -11,6 +11,7 @@
 
 #[macro_use]
 mod support;
+mod auth;
 mod bench_harness;
 mod cache_eviction;
 mod cache_expiry;

@@ -516,6 +516,15 @@ impl ServerProcess {
     /// e.g. with `prefix = "ulimit -n 64;"`. The shell execs, so the child's pid
     /// is the server's.
     pub fn spawn_with_shell_prefix(prefix: &str, args: &[&str]) -> ServerProcess {
+        ServerProcess::spawn_full(prefix, args, &[])
+    }
+
+    /// As [`ServerProcess::spawn`], with `env` added to the environment.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::spawn_full("", args, env)
+    }
+
+    fn spawn_full(prefix: &str, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         raise_fd_limit();
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
@@ -531,6 +540,9 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut child = cmd.spawn().expect("spawn the server binary");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();

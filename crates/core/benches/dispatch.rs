@@ -15,7 +15,7 @@ mod serde_envelope;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 use reactor_rpc_core::service::Service;
-use reactor_rpc_core::session::json::process;
+use reactor_rpc_core::session::json::{process, JsonSession};
 use reactor_rpc_core::session::Options;
 use reactor_rpc_protocol::frame::encode;
 use reactor_rpc_protocol::json::MAX_DEPTH;
@@ -38,7 +38,14 @@ fn one_request(c: &mut Criterion, name: &str, service: &Service, body: &str) {
     group.bench_function(name, |b| {
         b.iter(|| {
             out.clear();
-            let p = process(service, &"bench", black_box(&input), &mut out, OPT);
+            let p = process(
+                service,
+                &mut JsonSession::default(),
+                &"bench",
+                black_box(&input),
+                &mut out,
+                OPT,
+            );
             debug_assert_eq!(p.answered, 1);
             black_box(out.len())
         })
@@ -59,7 +66,14 @@ fn batch_of(c: &mut Criterion, name: &str, service: &Service, body: &str, n: u64
     group.bench_function(name, |b| {
         b.iter(|| {
             out.clear();
-            let p = process(service, &"bench", black_box(&input), &mut out, OPT);
+            let p = process(
+                service,
+                &mut JsonSession::default(),
+                &"bench",
+                black_box(&input),
+                &mut out,
+                OPT,
+            );
             debug_assert_eq!(p.answered as u64, n);
             black_box(out.len())
         })

@@ -51,11 +51,19 @@ pub fn serve(service: &Service, chunks: &[&[u8]], opt: Options) -> Served {
     let mut input = ReadBuffer::new();
     let mut pending = WriteBuffer::new();
     let mut written = Vec::new();
+    let mut session = json::JsonSession::default();
     for chunk in chunks {
         input.extend_from_slice(chunk);
         loop {
             let before = pending.len();
-            let p = json::process(service, &"client", input.readable(), pending.vec_mut(), opt);
+            let p = json::process(
+                service,
+                &mut session,
+                &"client",
+                input.readable(),
+                pending.vec_mut(),
+                opt,
+            );
             assert_eq!(
                 count_frames(&pending.pending()[before..]),
                 p.answered,

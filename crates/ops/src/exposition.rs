@@ -183,6 +183,18 @@ pub fn render(metrics: &Metrics, r: &Readings, process: &ProcessStats, out: &mut
         "counter",
         r.tls_reload_failures,
     );
+    w.single(
+        "reactor_rpc_auth_failures_total",
+        "Failed authentications: a wrong user or password (JSON auth, RESP AUTH and HELLO AUTH) or metrics token.",
+        "counter",
+        r.auth_failures,
+    );
+    w.single(
+        "reactor_rpc_auth_refused_total",
+        "Authentication attempts refused unchecked: their address was locked out after repeated failures.",
+        "counter",
+        r.auth_refused,
+    );
     if let Some(p) = &r.persistence {
         render_persistence(&mut w, p);
     }
@@ -473,6 +485,8 @@ mod tests {
             evicted_keys_total: 5,
             expired_keys_total: 6,
             tls_reload_failures: 0,
+            auth_failures: 4,
+            auth_refused: 0,
             persistence: None,
         }
     }

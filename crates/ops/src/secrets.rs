@@ -85,6 +85,35 @@ pub fn load_users(
     }
 }
 
+/// Takes a secret out of the environment variable `name`: read, its bytes
+/// overwritten with NULs where they lie, then the variable removed. No
+/// thread or child process started later sees it, and `/proc/PID/environ`
+/// (which reads the process's initial environment from its memory) shows
+/// zeros in its place. `None` if the variable is not set.
+///
+/// Must be called before the process starts any other thread: the
+/// environment is not synchronised.
+pub fn take_env_secret(name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStringExt;
+    let value = std::env::var_os(name)?;
+    if let Ok(c_name) = std::ffi::CString::new(name) {
+        // SAFETY: no other thread runs yet (this function's contract), so
+        // nothing reads or changes the environment meanwhile. getenv returns
+        // a pointer to the value's NUL-terminated bytes in the environment
+        // block, which this process owns and may write; strlen stays within
+        // them, and so does writing that many bytes from the pointer.
+        unsafe {
+            let value = libc::getenv(c_name.as_ptr());
+            if !value.is_null() {
+                let len = libc::strlen(value);
+                std::ptr::write_bytes(value, 0, len);
+            }
+        }
+    }
+    std::env::remove_var(name);
+    Some(value.into_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

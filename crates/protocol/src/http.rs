@@ -41,6 +41,10 @@ pub enum Outcome {
         path_ok: bool,
         /// The client wants the connection kept open after the response.
         keep_alive: bool,
+        /// Where the `Authorization` header's value is in the buffer
+        /// (start, end), if the request has one: the metrics token's check
+        /// reads it there.
+        authorization: Option<(usize, usize)>,
     },
     /// Not a request this server accepts: answer with
     /// [`write_malformed`] and close.
@@ -83,6 +87,12 @@ pub enum Status {
     HeaderFieldsTooLarge,
     /// 503: the connection was refused (`--max-conns`, `--max-conns-per-ip`).
     ServiceUnavailable,
+    /// 401: `--metrics-token-file` is set and the request lacks the token.
+    Unauthorized,
+    /// 403: refused by protected mode.
+    Forbidden,
+    /// 429: too many failed token checks from this address.
+    TooManyRequests,
 }
 
 impl Status {
@@ -94,6 +104,9 @@ impl Status {
             Status::NotFound => 404,
             Status::HeaderFieldsTooLarge => 431,
             Status::ServiceUnavailable => 503,
+            Status::Unauthorized => 401,
+            Status::Forbidden => 403,
+            Status::TooManyRequests => 429,
         }
     }
 
@@ -105,6 +118,9 @@ impl Status {
             Status::NotFound => "Not Found",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::ServiceUnavailable => "Service Unavailable",
+            Status::Unauthorized => "Unauthorized",
+            Status::Forbidden => "Forbidden",
+            Status::TooManyRequests => "Too Many Requests",
         }
     }
 }
@@ -135,8 +151,15 @@ pub fn feed(buffer: &[u8]) -> Outcome {
     let mut body_len: Option<usize> = None;
     let mut close = false;
     let mut keep_alive = false;
+    let mut authorization = None;
     for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
+        if h.name.eq_ignore_ascii_case("authorization") {
+            // The value borrows from `buffer`: its place there.
+            let start = (h.value.as_ptr() as usize).checked_sub(buffer.as_ptr() as usize);
+            authorization = start
+                .map(|start| (start, start + h.value.len()))
+                .filter(|&(_, end)| end <= buffer.len());
+        } else if h.name.eq_ignore_ascii_case("content-length") {
             let Some(n) = parse_content_length(h.value) else {
                 return Outcome::Malformed(Malformed::BadBody);
             };
@@ -177,6 +200,7 @@ pub fn feed(buffer: &[u8]) -> Outcome {
         consumed,
         path_ok,
         keep_alive,
+        authorization,
     }
 }
 
@@ -240,6 +264,22 @@ pub fn write_not_found(out: &mut Vec<u8>, close: bool) {
     );
 }
 
+/// The 401 for a scrape without the metrics token, with the challenge
+/// (RFC 6750) that tells a scraper to send `Authorization: Bearer TOKEN`.
+pub fn write_unauthorized(out: &mut Vec<u8>, close: bool) {
+    let body: &[u8] = b"unauthorized: send Authorization: Bearer TOKEN\n";
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"metrics\"\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}\r\n",
+        body.len(),
+        if close { "Connection: close\r\n" } else { "" },
+    );
+    out.extend_from_slice(body);
+}
+
 /// The error response for a refused request; always `Connection: close`.
 pub fn write_malformed(out: &mut Vec<u8>, why: Malformed) {
     let body: &[u8] = match why {
@@ -279,8 +319,22 @@ mod tests {
                 consumed: SCRAPE.len(),
                 path_ok: true,
                 keep_alive: true,
+                authorization: None,
             }
         );
+    }
+
+    #[test]
+    fn the_authorization_header_is_found_in_place() {
+        let req = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n";
+        let Outcome::Request {
+            authorization: Some((start, end)),
+            ..
+        } = feed(req)
+        else {
+            panic!("no authorization found");
+        };
+        assert_eq!(&req[start..end], b"Bearer s3cret");
     }
 
     #[test]
@@ -334,6 +388,7 @@ mod tests {
             consumed,
             path_ok: true,
             keep_alive: true,
+            ..
         } = feed(&buf)
         else {
             panic!("the scrape is read first")
@@ -366,7 +421,8 @@ mod tests {
             Outcome::Request {
                 consumed: req.len(),
                 path_ok: true,
-                keep_alive: true
+                keep_alive: true,
+                authorization: None,
             }
         );
     }

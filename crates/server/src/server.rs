@@ -127,11 +127,20 @@ impl Server {
         inherited: Inherited,
     ) -> io::Result<Server> {
         service.stats().set_server_info(config.server_info());
+        let security = &config.security;
+        if !service.install_auth(security.auth.clone(), security.metrics_token.clone()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this service already serves other users or another metrics token",
+            ));
+        }
         let mut config = config;
         tls_reload_on_hangup(&mut config, &service)?;
         let listeners = Listeners::open(&config, inherited)?;
         let addrs = listeners.addrs()?;
         crate::net::log_listening(&addrs, config.model.name());
+        crate::net::ProtectedMode(config.security.protected_mode)
+            .warn_open_listeners(&service, &addrs);
         let exposition: Arc<dyn Exposition> = Arc::new(Scrapes::new(service.clone()));
         let core = Core {
             service,

@@ -50,6 +50,11 @@ use subtle::ConstantTimeEq;
 
 use super::Access;
 
+/// The JSON method that logs a connection in. Answered by the service
+/// itself, before the registry (a registered method of that name is never
+/// reached).
+pub const METHOD: &str = "auth";
+
 /// The user a requirepass password sets, and the one `AUTH password` (no
 /// user name) and the JSON `auth` without `user` log in as.
 pub const DEFAULT_USER: &str = "default";
@@ -778,7 +783,26 @@ pub struct Auth {
     failures: AtomicU64,
     refused: AtomicU64,
     lockouts: AtomicU64,
+    /// When the lockout table was last purged ([`Auth::tidy`]).
+    purged: Mutex<Option<Instant>>,
+    /// At most one failure line a second (see [`Auth::login`]).
+    log_gate: Mutex<LogGate>,
 }
+
+/// The failure log's rate limit: when the last line was written, and the
+/// failures held back since.
+#[derive(Debug, Default)]
+struct LogGate {
+    last: Option<Instant>,
+    held: u64,
+}
+
+/// Failure lines written at most this often; the ones between are counted
+/// in the next line.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// The lockout table is purged of expired entries at most this often.
+const PURGE_EVERY: Duration = Duration::from_secs(1);
 
 impl Default for Auth {
     /// No users: authentication off.
@@ -802,6 +826,8 @@ impl Auth {
             failures: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             lockouts: AtomicU64::new(0),
+            purged: Mutex::new(None),
+            log_gate: Mutex::new(LogGate::default()),
         }
     }
 
@@ -859,6 +885,100 @@ impl Auth {
         }
     }
 
+    /// Logs `login` in as `user` with `password` ([`Auth::authenticate`],
+    /// on behalf of the login's address); a failure is logged at warn
+    /// level, at most one line a second (the lines held back are counted in
+    /// the next one), naming the user and the address, never the password.
+    pub fn login(
+        &self,
+        login: &mut Login,
+        user: &str,
+        password: &[u8],
+        now: Instant,
+    ) -> Result<(), AuthError> {
+        let peer = login.peer;
+        match self.authenticate(peer, user, password, now) {
+            Ok(found) => {
+                login.set(found);
+                Ok(())
+            }
+            Err(e) => {
+                self.log_failure(peer, user, e, now);
+                Err(e)
+            }
+        }
+    }
+
+    fn log_failure(&self, peer: Option<IpAddr>, user: &str, e: AuthError, now: Instant) {
+        let held = {
+            let mut gate = self.log_gate.lock().unwrap_or_else(PoisonError::into_inner);
+            if gate
+                .last
+                .is_some_and(|t| now.saturating_duration_since(t) < LOG_EVERY)
+            {
+                gate.held += 1;
+                return;
+            }
+            gate.last = Some(now);
+            std::mem::take(&mut gate.held)
+        };
+        let from = peer.map_or_else(|| "a local socket".to_owned(), |ip| ip.to_string());
+        // A user name is not secret, but it is the client's text: shown
+        // escaped and cut, so it cannot forge or flood log lines.
+        let name: String = user.escape_debug().take(64).collect();
+        log::warn!(
+            "authentication failed for user \"{name}\" from {from}: {e} ({held} more failures since last report)"
+        );
+    }
+
+    /// Checks a metrics scrape's `Authorization` header value against
+    /// `token`, on behalf of a client at `peer`, under the same brute-force
+    /// bound as passwords: a locked-out source is refused before any check,
+    /// and a failure is counted, logged (rate-limited) and may lock the
+    /// source out.
+    pub fn check_token(
+        &self,
+        token: &BearerToken,
+        peer: Option<IpAddr>,
+        header: Option<&[u8]>,
+        now: Instant,
+    ) -> Result<(), AuthError> {
+        if let Some(ip) = peer {
+            if let Err(retry_after) = self.lockout.check(ip, now) {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(AuthError::TooManyAttempts { retry_after });
+            }
+        }
+        if header.is_some_and(|h| token.matches_header(h)) {
+            self.successes.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if let Some(ip) = peer {
+            if self.lockout.record_failure(ip, now) {
+                self.lockouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.log_failure(peer, "(metrics token)", AuthError::WrongPassword, now);
+        Err(AuthError::WrongPassword)
+    }
+
+    /// Periodic upkeep (the service's housekeeping calls it on every tick):
+    /// at most once a second, forgets the sources whose failures and
+    /// lockouts have all expired.
+    pub fn tidy(&self, now: Instant) {
+        {
+            let mut purged = self.purged.lock().unwrap_or_else(PoisonError::into_inner);
+            if purged.is_some_and(|t| now.saturating_duration_since(t) < PURGE_EVERY) {
+                return;
+            }
+            *purged = Some(now);
+        }
+        if self.lockout.tracked() > 0 {
+            self.lockout.purge(now);
+        }
+    }
+
     /// The counters so far.
     pub fn counts(&self) -> AuthCounts {
         AuthCounts {
@@ -867,6 +987,84 @@ impl Auth {
             refused: self.refused.load(Ordering::Relaxed),
             lockouts: self.lockouts.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// What one connection may do: nobody until it logs in when authentication
+/// is on, and after that the user it logged in as.
+///
+/// Every connection keeps one (the JSON session, and RESP's command state);
+/// a request asks [`Login::check`], which for a logged-in connection is one
+/// comparison of its permission with the request's [`Access`] class: once a
+/// connection is authenticated, authentication costs nothing more per
+/// request.
+#[derive(Debug, Clone, Default)]
+pub struct Login {
+    /// The user, once logged in.
+    user: Option<User>,
+    /// The client's address, which the brute-force bound counts failures
+    /// by; `None` for a client that has none (a Unix socket, a test).
+    peer: Option<IpAddr>,
+}
+
+/// Why [`Login::check`] refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// Authentication is on and the connection has not logged in.
+    Unauthenticated,
+    /// The user's permission does not allow the request's class.
+    Forbidden,
+}
+
+impl Login {
+    /// Nobody yet, for a client at `peer`.
+    pub const fn new(peer: Option<IpAddr>) -> Login {
+        Login { user: None, peer }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
+
+    /// Whether a request of class `access` may run, with `auth` the
+    /// server's users. With authentication off, everything may.
+    #[inline]
+    pub fn check(&self, auth: &Auth, access: Access) -> Result<(), Denied> {
+        match &self.user {
+            Some(user) if user.allows(access) => Ok(()),
+            Some(_) => Err(Denied::Forbidden),
+            None if access == Access::Open || !auth.is_enabled() => Ok(()),
+            None => Err(Denied::Unauthenticated),
+        }
+    }
+
+    /// Logs in as `user` (after [`Auth::authenticate`]).
+    pub fn set(&mut self, user: &User) {
+        self.user = Some(user.clone());
+    }
+
+    /// The user's name: `default` before any login (Redis's `ACL WHOAMI`
+    /// answers it for a connection that never authenticated).
+    pub fn name(&self) -> &str {
+        self.user.as_ref().map_or(DEFAULT_USER, User::name)
+    }
+}
+
+/// The JSON error for a request [`Login::check`] refused: `unauthenticated`
+/// or `forbidden`, naming the method (and the user, for `forbidden`).
+pub fn denied_error(denied: Denied, method: &str, login: &Login) -> reactor_rpc_protocol::RpcError {
+    use reactor_rpc_protocol::{ErrorCode, RpcError};
+    let method: String = method.escape_debug().take(64).collect();
+    match denied {
+        Denied::Unauthenticated => RpcError::new(
+            ErrorCode::Unauthenticated,
+            format!("call auth first: {method} needs an authenticated connection"),
+        ),
+        Denied::Forbidden => RpcError::new(
+            ErrorCode::Forbidden,
+            format!("user {} may not call {method}", login.name().escape_debug()),
+        ),
     }
 }
 

@@ -22,6 +22,7 @@ mod response;
 pub mod stats;
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use log::{debug, log_enabled, Level};
@@ -62,7 +63,16 @@ pub struct Service {
     resp_rows: Box<[MethodId]>,
     /// The RESP clients connected now (`CLIENT LIST`).
     clients: redis::clients::Clients,
+    /// Users and the brute-force bound, installed by the server at bind
+    /// ([`Service::install_auth`]); none: authentication off.
+    auth: OnceLock<Arc<auth::Auth>>,
+    /// The bearer token `GET /metrics` needs, if any.
+    metrics_token: OnceLock<auth::BearerToken>,
 }
+
+/// Authentication off: what [`Service::auth`] answers until a server
+/// installs its users.
+static NO_AUTH: std::sync::LazyLock<auth::Auth> = std::sync::LazyLock::new(auth::Auth::default);
 
 impl Service {
     /// A service with the built-in methods.
@@ -79,7 +89,11 @@ impl Service {
     pub fn with_cache_config(mut registry: Registry, cache: CacheConfig) -> Service {
         // The label table is this registry's names: a fixed set, whatever
         // names clients send (those count as `other`).
-        let metrics = Metrics::new(&registry.names());
+        let mut names = registry.names();
+        if !names.contains(&auth::METHOD) {
+            names.push(auth::METHOD);
+        }
+        let metrics = Metrics::new(&names);
         registry.label(&metrics);
         Service {
             registry,
@@ -89,7 +103,39 @@ impl Service {
             resp_rows: redis::metric_rows(&metrics),
             metrics,
             clients: redis::clients::Clients::default(),
+            auth: OnceLock::new(),
+            metrics_token: OnceLock::new(),
         }
+    }
+
+    /// Installs the users every connection authenticates against, and the
+    /// metrics port's token: what a server does at bind, from its
+    /// configuration. Only the first call counts (a service shared by two
+    /// servers has one set of users); a later one with other users is
+    /// refused, and returns `false`.
+    pub fn install_auth(
+        &self,
+        auth: Arc<auth::Auth>,
+        metrics_token: Option<auth::BearerToken>,
+    ) -> bool {
+        let same = Arc::ptr_eq(self.auth.get_or_init(|| auth.clone()), &auth);
+        let token_same = match metrics_token {
+            Some(token) => self.metrics_token.get_or_init(|| token.clone()) == &token,
+            None => self.metrics_token.get().is_none(),
+        };
+        same && token_same
+    }
+
+    /// The users and the brute-force bound (authentication off until a
+    /// server installs them).
+    #[inline]
+    pub fn auth(&self) -> &auth::Auth {
+        self.auth.get().map_or(&NO_AUTH, |a| a)
+    }
+
+    /// The bearer token `GET /metrics` needs, if one is configured.
+    pub fn metrics_token(&self) -> Option<&auth::BearerToken> {
+        self.metrics_token.get()
     }
 
     /// The metrics row of the Redis command at `index` in its table.
@@ -134,8 +180,11 @@ impl Service {
     /// The gauges and counters kept outside [`Metrics`] (connections, keys,
     /// memory, jobs, persistence), read now, for the metrics exposition.
     pub fn readings(&self) -> stats::Readings {
-        self.stats
-            .readings(&self.cache.info(), self.persistence_status())
+        self.stats.readings(
+            &self.cache.info(),
+            self.persistence_status(),
+            self.auth().counts(),
+        )
     }
 
     /// The RESP clients connected now (`CLIENT LIST`, `CLIENT KILL`).
@@ -152,9 +201,14 @@ impl Service {
     /// unless `offload` is allowed and the call is heavy ([`Handled::Offload`]).
     /// `peer` only labels the debug log line.
     ///
+    /// Runs with every permission: authentication belongs to a connection,
+    /// and a server's sessions go through [`Service::handle_as`] with theirs.
+    /// This is the entry point for an embedding program, and for a worker
+    /// running a request its connection was already allowed to make.
+    ///
     /// The request is counted in the metrics, timed from this call to its
-    /// response being appended (`dispatch::process` times each batch as a
-    /// whole instead).
+    /// response being appended (`session::json::process` times each batch as
+    /// a whole instead).
     pub fn handle(
         &self,
         peer: &dyn fmt::Display,
@@ -177,19 +231,46 @@ impl Service {
         out: &mut Output,
         offload: bool,
     ) -> Handled {
+        self.handle_timed(None, peer, body, out, offload)
+    }
+
+    /// [`Service::handle_output`] for a connection that has logged in as
+    /// `login` (or not): a method its permission does not allow is answered
+    /// `unauthenticated` or `forbidden`, and `auth` logs it in.
+    pub fn handle_as(
+        &self,
+        login: &mut auth::Login,
+        peer: &dyn fmt::Display,
+        body: &[u8],
+        out: &mut Output,
+        offload: bool,
+    ) -> Handled {
+        self.handle_timed(Some(login), peer, body, out, offload)
+    }
+
+    fn handle_timed(
+        &self,
+        login: Option<&mut auth::Login>,
+        peer: &dyn fmt::Display,
+        body: &[u8],
+        out: &mut Output,
+        offload: bool,
+    ) -> Handled {
         let started = Instant::now();
-        let (handled, label) = self.handle_labelled(peer, body, out, offload);
+        let (handled, label) = self.handle_labelled(login, peer, body, out, offload);
         if let Some((method, code)) = label {
             self.metrics.observe(method, code, started.elapsed());
         }
         handled
     }
 
-    /// [`Service::handle`] without the metrics: returns what to count (no
+    /// [`Service::handle_as`] without the metrics: returns what to count (no
     /// label for a request left to a worker, which counts it when it runs).
+    /// `login` is `None` for a request allowed already (see [`Service::handle`]).
     #[inline]
     pub(crate) fn handle_labelled(
         &self,
+        login: Option<&mut auth::Login>,
         peer: &dyn fmt::Display,
         body: &[u8],
         out: &mut Output,
@@ -205,6 +286,21 @@ impl Service {
                 return (Handled::Done, Some((self.metrics.other_method(), code)));
             }
         };
+        if request.method == auth::METHOD {
+            self.stats.count_request();
+            let mut anonymous = auth::Login::new(None);
+            let login = login.unwrap_or(&mut anonymous);
+            let code = match ResponseWriter::begin(out, auth::METHOD)
+                .result(request.id, |o| self.auth_method(login, request.params(), o))
+            {
+                Ok(()) => CodeId::OK,
+                Err(err) => self.metrics.code_id(err.code),
+            };
+            return (
+                Handled::Done,
+                Some((self.metrics.method_id(auth::METHOD), code)),
+            );
+        }
         let Some((name, method, metric)) = self.registry.get_labelled(&request.method) else {
             debug!("{peer} called unknown method {:?}", request.method);
             self.stats.count_request();
@@ -216,6 +312,17 @@ impl Service {
             let code = self.metrics.code_id(err.code);
             return (Handled::Done, Some((self.metrics.other_method(), code)));
         };
+        // One comparison for a connection that has logged in; a check of
+        // whether authentication is on for one that has not.
+        if let Some(login) = login {
+            if let Err(denied) = login.check(self.auth(), method.access()) {
+                self.stats.count_request();
+                let err = auth::denied_error(denied, &request.method, login);
+                let code = self.metrics.code_id(err.code);
+                write_error_frame(out, &err, request.id);
+                return (Handled::Done, Some((metric, code)));
+            }
+        }
         // After a failed save (--stop-writes-on-save-error): one relaxed
         // load while all is well; the method's class is asked only then.
         if self.persistence.writes_refused() && method.access() == Access::Write {
@@ -240,6 +347,7 @@ impl Service {
             cache: &self.cache,
             stats: &self.stats,
             persistence: &self.persistence,
+            auth: self.auth(),
         };
         let code = match ResponseWriter::begin(out, name)
             .result(request.id, |o| method.call_output(&cx, params, o))
@@ -250,14 +358,67 @@ impl Service {
         (Handled::Done, Some((metric, code)))
     }
 
+    /// The JSON `auth` method: `{"user"?: string, "password": string}` logs
+    /// `login` in and answers `true`. With authentication off, the user
+    /// `default` (Redis's `nopass` default user) is accepted whatever the
+    /// password, and any other name is `wrong_password`, as RESP's `AUTH`.
+    fn auth_method(
+        &self,
+        login: &mut auth::Login,
+        params: reactor_rpc_protocol::Json<'_>,
+        out: &mut Output,
+    ) -> Result<(), reactor_rpc_protocol::RpcError> {
+        use reactor_rpc_protocol::{ErrorCode, RpcError};
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Params<'a> {
+            #[serde(borrow, default)]
+            user: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            password: std::borrow::Cow<'a, str>,
+        }
+        let p: Params<'_> = serde_json::from_str(params.get()).map_err(|_| {
+            RpcError::new(
+                ErrorCode::BadParams,
+                "auth takes {\"user\"?: string, \"password\": string}",
+            )
+        })?;
+        let user = p.user.as_deref().unwrap_or(auth::DEFAULT_USER);
+        let auth = self.auth();
+        if !auth.is_enabled() {
+            return if user == auth::DEFAULT_USER {
+                out.extend_from_slice(b"true");
+                Ok(())
+            } else {
+                Err(RpcError::new(
+                    ErrorCode::WrongPassword,
+                    auth::WrongPassword.to_string(),
+                ))
+            };
+        }
+        match auth.login(login, user, p.password.as_bytes(), Instant::now()) {
+            Ok(()) => {
+                out.extend_from_slice(b"true");
+                Ok(())
+            }
+            Err(e @ auth::AuthError::WrongPassword) => {
+                Err(RpcError::new(ErrorCode::WrongPassword, e.to_string()))
+            }
+            Err(e @ auth::AuthError::TooManyAttempts { .. }) => {
+                Err(RpcError::new(ErrorCode::TooManyAttempts, e.to_string()))
+            }
+        }
+    }
+
     /// Periodic upkeep with bounded work: an active expiry cycle of at most
     /// [`cache::EXPIRE_BUDGET`] removes expired keys nobody touches; a step
     /// of freeing what `FLUSHALL ASYNC` left; the coarse clock `OBJECT
     /// IDLETIME` and `CLIENT LIST` read moves on; dead `WATCH` entries of
-    /// one shard are pruned. Server
-    /// models call it every [`HOUSEKEEPING_INTERVAL`]; the cycle times itself,
-    /// so `_now` (the caller's tick time) is not needed.
-    pub fn housekeeping(&self, _now: Instant) {
+    /// one shard are pruned; expired brute-force entries are forgotten (at
+    /// most once a second). Server models call it every
+    /// [`HOUSEKEEPING_INTERVAL`]; the expiry cycle times itself.
+    pub fn housekeeping(&self, now: Instant) {
+        self.auth().tidy(now);
         self.cache.tick_clock();
         self.cache.active_expire_cycle(cache::EXPIRE_BUDGET);
         self.cache.tidy();

@@ -21,6 +21,7 @@ pub struct Context<'a> {
     pub(crate) cache: &'a Cache,
     pub(crate) stats: &'a Stats,
     pub(crate) persistence: &'a Persistence,
+    pub(crate) auth: &'a super::auth::Auth,
 }
 
 impl<'a> Context<'a> {

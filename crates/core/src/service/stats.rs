@@ -96,6 +96,10 @@ pub struct Readings {
     pub expired_keys_total: u64,
     /// Failed reloads of the TLS files (`reactor_rpc_tls_reload_failures_total`).
     pub tls_reload_failures: u64,
+    /// Failed password and metrics-token checks (`reactor_rpc_auth_failures_total`).
+    pub auth_failures: u64,
+    /// Attempts refused, their address locked out (`reactor_rpc_auth_refused_total`).
+    pub auth_refused: u64,
     /// The persistence figures (`reactor_rpc_last_save_*` and the like);
     /// `None` without a snapshot file, and they are left out.
     pub persistence: Option<PersistenceStatus>,
@@ -149,7 +153,12 @@ impl Stats {
     }
 
     /// The figures the metrics render that live here and in the cache.
-    pub(crate) fn readings(&self, cache: &CacheInfo, persistence: PersistenceStatus) -> Readings {
+    pub(crate) fn readings(
+        &self,
+        cache: &CacheInfo,
+        persistence: PersistenceStatus,
+        auth: super::auth::AuthCounts,
+    ) -> Readings {
         Readings {
             persistence: persistence.enabled.then_some(persistence),
             model: self.model.get().copied().unwrap_or(""),
@@ -164,6 +173,8 @@ impl Stats {
             evicted_keys_total: cache.evicted_keys,
             expired_keys_total: cache.expired_keys,
             tls_reload_failures: self.tls_reload_failures(),
+            auth_failures: auth.failures,
+            auth_refused: auth.refused,
         }
     }
 
@@ -274,7 +285,17 @@ pub(crate) struct StatsMethod;
 impl Method for StatsMethod {
     fn call(&self, cx: &Context<'_>, _params: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         let persistence = cx.persistence.status(cx.cache.dirty(), unix_ms_now());
-        write_json(out, &cx.stats.snapshot(&cx.cache.info(), &persistence))
+        let mut v = cx.stats.snapshot(&cx.cache.info(), &persistence);
+        let auth = cx.auth.counts();
+        v["auth"] = json!({
+            "enabled": cx.auth.is_enabled(),
+            "successes": auth.successes,
+            "failures": auth.failures,
+            "refused": auth.refused,
+            "lockouts": auth.lockouts,
+        });
+        v["auth_failures"] = json!(auth.failures);
+        write_json(out, &v)
     }
 
     fn access(&self) -> Access {

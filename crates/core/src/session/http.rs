@@ -10,11 +10,13 @@
 
 use bytes::Bytes;
 use reactor_rpc_protocol::http::{
-    feed, write_head, write_malformed, write_not_found, Outcome, Status, CONTENT_TYPE,
+    feed, write_head, write_malformed, write_not_found, write_response, write_unauthorized,
+    Outcome, Status, CONTENT_TYPE,
 };
 
 use super::{CloseReason, Options, Progress, Stop};
 use crate::output::Output;
+use crate::service::auth::{Auth, AuthError, BearerToken};
 
 /// Renders the metrics page, for the metrics port. A server provides one;
 /// it decides how fresh the page is (the ops crate's renders at most once a
@@ -24,14 +26,38 @@ pub trait Exposition: Send + Sync {
     fn page(&self) -> Bytes;
 }
 
-/// A metrics connection's session: stateless between requests.
+/// A metrics connection's session: the client's address, which the token
+/// check's brute-force bound counts failures by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MetricsSession;
+pub struct MetricsSession {
+    peer: Option<std::net::IpAddr>,
+}
+
+impl MetricsSession {
+    /// A new connection from `peer` (`None`: no address).
+    pub fn new(peer: Option<std::net::IpAddr>) -> MetricsSession {
+        MetricsSession { peer }
+    }
+}
+
+/// What guards the page: the bearer token (`--metrics-token-file`) and the
+/// users' brute-force bound it shares.
+#[derive(Clone, Copy)]
+pub struct Guard<'a> {
+    /// The token a scrape must carry, if one is configured.
+    pub token: Option<&'a BearerToken>,
+    /// The brute-force bound and the failure counters.
+    pub auth: &'a Auth,
+}
 
 /// Answers the first HTTP request at the front of `input`, then stops: the
 /// next one is read only once this reply is taken (see the module docs).
+/// With a token in `guard`, `GET /metrics` without it is answered 401 (429
+/// while the client's address is locked out).
 pub fn process(
     exposition: &dyn Exposition,
+    guard: Guard<'_>,
+    session: &MetricsSession,
     input: &[u8],
     out: &mut Output,
     _opts: Options,
@@ -55,9 +81,29 @@ pub fn process(
             consumed,
             path_ok,
             keep_alive,
+            authorization,
         } => {
             let close = !keep_alive;
-            if path_ok {
+            let allowed = match (path_ok, guard.token) {
+                (true, Some(token)) => {
+                    let header = authorization.and_then(|(a, b)| input.get(a..b));
+                    let now = std::time::Instant::now();
+                    guard.auth.check_token(token, session.peer, header, now)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = allowed {
+                match e {
+                    AuthError::WrongPassword => write_unauthorized(out, close),
+                    AuthError::TooManyAttempts { .. } => write_response(
+                        out,
+                        Status::TooManyRequests,
+                        "text/plain; charset=utf-8",
+                        format!("{e}\n").as_bytes(),
+                        close,
+                    ),
+                }
+            } else if path_ok {
                 let page = exposition.page();
                 write_head(out, Status::Ok, CONTENT_TYPE, page.len(), close);
                 out.share(&page);

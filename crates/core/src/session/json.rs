@@ -8,7 +8,8 @@
 //! the high-water mark ([`Stop::OutputFull`]). It is pure, so the fuzzer and
 //! the property tests drive exactly what the servers run.
 //!
-//! The session keeps no state between frames: a [`JsonSession`] is a unit.
+//! Between frames a [`JsonSession`] keeps only who the connection logged in
+//! as (the `auth` method), which decides the methods it may call.
 
 use std::fmt;
 
@@ -17,17 +18,36 @@ use reactor_rpc_protocol::{decode, Decoded, ErrorCode, RpcError, HEADER_LEN};
 
 use super::{CloseReason, Options, Progress, Stop};
 use crate::output::Output;
+use crate::service::auth::Login;
 use crate::service::{Handled, Service};
 
-/// A JSON connection's session: stateless between frames.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct JsonSession;
+/// A JSON connection's session: who it logged in as.
+#[derive(Debug, Clone, Default)]
+pub struct JsonSession {
+    login: Login,
+}
+
+impl JsonSession {
+    /// A new connection from `peer` (`None`: no address, as for a Unix
+    /// socket or a test), not logged in.
+    pub fn new(peer: Option<std::net::IpAddr>) -> JsonSession {
+        JsonSession {
+            login: Login::new(peer),
+        }
+    }
+
+    /// Who the connection logged in as.
+    pub fn login(&self) -> &Login {
+        &self.login
+    }
+}
 
 /// Answers every complete frame at the front of `input`; see the module docs.
 /// A large cached value is copied into `out`; [`process_output`] queues it by
 /// reference instead.
 pub fn process(
     service: &Service,
+    session: &mut JsonSession,
     peer: &dyn fmt::Display,
     input: &[u8],
     out: &mut Vec<u8>,
@@ -35,7 +55,7 @@ pub fn process(
 ) -> Progress {
     // A move in and out: nothing is copied unless a value was spliced.
     let mut output = Output::from_vec(std::mem::take(out));
-    let p = process_output(service, peer, input, &mut output, opt);
+    let p = process_output(service, session, peer, input, &mut output, opt);
     *out = output.into_vec();
     p
 }
@@ -46,6 +66,7 @@ pub fn process(
 /// `max_output` bytes of responses, however they are held.
 pub fn process_output(
     service: &Service,
+    session: &mut JsonSession,
     peer: &dyn fmt::Display,
     input: &[u8],
     out: &mut Output,
@@ -80,7 +101,8 @@ pub fn process_output(
             }
             Decoded::Frame { body_len } => {
                 let body = &input[consumed + HEADER_LEN..consumed + HEADER_LEN + body_len];
-                let (handled, label) = service.handle_labelled(peer, body, out, opt.offload);
+                let (handled, label) =
+                    service.handle_labelled(Some(&mut session.login), peer, body, out, opt.offload);
                 if handled == Handled::Offload {
                     break Stop::Offload {
                         len: HEADER_LEN + body_len,

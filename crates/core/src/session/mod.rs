@@ -9,8 +9,8 @@
 //!
 //! | role | session | what it keeps between reads |
 //! |---|---|---|
-//! | [`Role::Rpc`] | [`JsonSession`] ([`json`]) | nothing |
-//! | [`Role::Resp`] | [`RespSession`] ([`resp`]) | protocol version, name, transaction, parser position |
+//! | [`Role::Rpc`] | [`JsonSession`] ([`json`]) | who it logged in as |
+//! | [`Role::Resp`] | [`RespSession`] ([`resp`]) | who it logged in as, protocol version, name, transaction, parser position |
 //! | [`Role::Metrics`] | [`MetricsSession`] ([`http`]) | nothing |
 //!
 //! Every session answers the same two types: [`Session::process`] consumes
@@ -292,9 +292,9 @@ impl Session {
     /// port is `local_port` (RESP's `INFO` reports it).
     pub fn new(role: Role, local_port: u16) -> Session {
         match role {
-            Role::Rpc => Session::Json(JsonSession),
+            Role::Rpc => Session::Json(JsonSession::default()),
             Role::Resp => Session::Resp(Box::new(RespSession::new(local_port))),
-            Role::Metrics => Session::Metrics(MetricsSession),
+            Role::Metrics => Session::Metrics(MetricsSession::default()),
         }
     }
 
@@ -307,8 +307,9 @@ impl Session {
         peer: std::net::SocketAddr,
     ) -> Session {
         match role {
+            Role::Rpc => Session::Json(JsonSession::new(Some(peer.ip()))),
             Role::Resp => Session::Resp(Box::new(RespSession::with_addrs(peer, local))),
-            _ => Session::new(role, local.port()),
+            Role::Metrics => Session::Metrics(MetricsSession::new(Some(peer.ip()))),
         }
     }
 
@@ -341,11 +342,19 @@ impl Session {
         out: &mut Output,
     ) -> Progress {
         match self {
-            Session::Json(_) => json::process_output(env.service, peer, input, out, env.opts),
+            Session::Json(json) => {
+                json::process_output(env.service, json, peer, input, out, env.opts)
+            }
             Session::Resp(session) => {
                 resp::process_output(env.service, session, input, out, env.opts)
             }
-            Session::Metrics(_) => http::process(env.exposition, input, out, env.opts),
+            Session::Metrics(metrics) => {
+                let guard = http::Guard {
+                    token: env.service.metrics_token(),
+                    auth: env.service.auth(),
+                };
+                http::process(env.exposition, guard, metrics, input, out, env.opts)
+            }
         }
     }
 

@@ -7,8 +7,11 @@
 use std::fmt;
 
 use reactor_rpc_protocol::http::{write_response, Status};
-use reactor_rpc_protocol::message::write_overloaded_frame;
+use reactor_rpc_protocol::message::{write_error_frame, write_overloaded_frame};
 use reactor_rpc_protocol::resp::{Reply, Version};
+use reactor_rpc_protocol::{ErrorCode, RpcError};
+
+use crate::service::auth::PROTECTED_MODE_TEXT;
 
 use super::Role;
 
@@ -19,32 +22,52 @@ pub enum Refusal {
     MaxConns(usize),
     /// Its address holds `--max-conns-per-ip` connections.
     PerIp(usize),
+    /// Protected mode: no user and no password is configured, and the peer
+    /// is not on loopback.
+    ProtectedMode,
 }
 
 impl Refusal {
     /// What the client is told, in the protocol of the listener it reached:
     /// the JSON `overloaded` frame, a RESP error worded as Redis words it
-    /// (`-ERR max number of clients reached`), or an HTTP 503.
+    /// (`-ERR max number of clients reached`), or an HTTP 503. Protected
+    /// mode's refusal is the JSON `forbidden` error, RESP's `-DENIED` (as
+    /// Redis's protected mode answers), or an HTTP 403, each with
+    /// [`PROTECTED_MODE_TEXT`], which names the three ways out.
     pub fn response(self, role: Role) -> Vec<u8> {
         let mut out = Vec::new();
-        match role {
-            Role::Rpc => {
-                let message = match self {
-                    Refusal::MaxConns(n) => format!("server is at its limit of {n} connections"),
-                    Refusal::PerIp(n) => {
-                        format!("too many connections from this address (limit {n})")
-                    }
-                };
-                write_overloaded_frame(&mut out, message);
+        match (self, role) {
+            (Refusal::ProtectedMode, Role::Rpc) => write_error_frame(
+                &mut out,
+                &RpcError::new(ErrorCode::Forbidden, PROTECTED_MODE_TEXT),
+                None,
+            ),
+            (Refusal::ProtectedMode, Role::Resp) => {
+                let mut message = b"DENIED ".to_vec();
+                message.extend_from_slice(PROTECTED_MODE_TEXT.as_bytes());
+                Reply::new(&mut out, Version::Resp2).error(&message);
             }
-            Role::Resp => {
-                let message: &[u8] = match self {
-                    Refusal::MaxConns(_) => b"ERR max number of clients reached",
-                    Refusal::PerIp(_) => b"ERR max number of clients per address reached",
-                };
-                Reply::new(&mut out, Version::Resp2).error(message);
+            (Refusal::ProtectedMode, Role::Metrics) => write_response(
+                &mut out,
+                Status::Forbidden,
+                "text/plain; charset=utf-8",
+                format!("{PROTECTED_MODE_TEXT}\n").as_bytes(),
+                true,
+            ),
+            (Refusal::MaxConns(n), Role::Rpc) => write_overloaded_frame(
+                &mut out,
+                format!("server is at its limit of {n} connections"),
+            ),
+            (Refusal::PerIp(n), Role::Rpc) => write_overloaded_frame(
+                &mut out,
+                format!("too many connections from this address (limit {n})"),
+            ),
+            (Refusal::MaxConns(_), Role::Resp) => {
+                Reply::new(&mut out, Version::Resp2).error(b"ERR max number of clients reached")
             }
-            Role::Metrics => write_response(
+            (Refusal::PerIp(_), Role::Resp) => Reply::new(&mut out, Version::Resp2)
+                .error(b"ERR max number of clients per address reached"),
+            (Refusal::MaxConns(_) | Refusal::PerIp(_), Role::Metrics) => write_response(
                 &mut out,
                 Status::ServiceUnavailable,
                 "text/plain; charset=utf-8",
@@ -61,6 +84,9 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::MaxConns(n) => write!(f, "at max-conns {n}"),
             Refusal::PerIp(n) => write!(f, "its address at max-conns-per-ip {n}"),
+            Refusal::ProtectedMode => {
+                f.write_str("protected mode (no user or password configured)")
+            }
         }
     }
 }
@@ -79,5 +105,21 @@ mod tests {
         );
         let http = Refusal::MaxConns(3).response(Role::Metrics);
         assert!(http.starts_with(b"HTTP/1.1 503 "));
+    }
+
+    #[test]
+    fn protected_mode_names_the_ways_out_in_every_protocol() {
+        for role in Role::ALL {
+            let text = String::from_utf8(Refusal::ProtectedMode.response(role)).expect("text");
+            for way_out in ["--requirepass-file", "--users-file", "--protected-mode no"] {
+                assert!(text.contains(way_out), "{role}: {text}");
+            }
+        }
+        let resp = Refusal::ProtectedMode.response(Role::Resp);
+        assert!(resp.starts_with(b"-DENIED reactor-rpc is running in protected mode"));
+        let json = String::from_utf8(Refusal::ProtectedMode.response(Role::Rpc)).expect("text");
+        assert!(json.contains(r#""code":"forbidden""#), "{json}");
+        let http = Refusal::ProtectedMode.response(Role::Metrics);
+        assert!(http.starts_with(b"HTTP/1.1 403 "));
     }
 }

@@ -11,11 +11,13 @@
 //!   the lingering close, memory back to the OS.
 //! * `log`: the `comes`/`bye` lines under one per-second budget, and
 //!   rate-limited warnings.
+//! * `protected`: protected mode, decided at accept.
 
 mod accept;
 mod limits;
 pub mod listen;
 mod log;
+mod protected;
 
 pub use reactor_rpc_core::session::{CloseReason, Refusal, Role};
 
@@ -26,3 +28,4 @@ pub(crate) use limits::{output_high_water, return_free_memory, PerIp, LINGER, LI
 pub(crate) use listen::log_listening;
 pub use listen::{bind_listener, Listeners, BACKLOG};
 pub(crate) use log::{flush_conn_lines, log_bye, log_comes, RateLimitedLog};
+pub(crate) use protected::ProtectedMode;

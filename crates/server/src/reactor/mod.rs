@@ -47,7 +47,7 @@ use rustls::ServerConnection;
 use crate::config::Config;
 use crate::net::{
     log_bye, log_comes, out_of_descriptors, transient_accept_error, turn_away, CloseReason,
-    Listeners, PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF, LINGERING_REFUSALS,
+    Listeners, PerIp, ProtectedMode, RateLimitedLog, Refusal, ACCEPT_BACKOFF, LINGERING_REFUSALS,
 };
 use crate::server::Core;
 use crate::shutdown::ShutdownHandle;
@@ -387,6 +387,11 @@ impl Reactor {
         endpoint: Endpoint,
         local: SocketAddr,
     ) {
+        let protected = ProtectedMode(self.config.security.protected_mode);
+        if let Err(why) = protected.admit(&self.core.service, peer) {
+            self.refuse(stream, peer, endpoint, why);
+            return;
+        }
         if self.conns.len() - self.refusals >= self.config.limits.max_conns {
             let why = Refusal::MaxConns(self.config.limits.max_conns);
             self.refuse(stream, peer, endpoint, why);

@@ -134,6 +134,10 @@ impl Shared {
         peer: SocketAddr,
         endpoint: Endpoint,
     ) -> Option<Conn> {
+        if let Err(why) = self.protected.admit(&self.core.service, peer) {
+            self.refuse(stream, peer, why, endpoint);
+            return None;
+        }
         match self.register(stream, peer) {
             Ok(conn) => Some(conn),
             Err((stream, why)) => {

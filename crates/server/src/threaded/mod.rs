@@ -92,6 +92,7 @@ impl Threaded {
             refusals: Arc::default(),
             hooks: config.hooks.clone(),
             tls: config.security.tls.clone(),
+            protected: crate::net::ProtectedMode(config.security.protected_mode),
         });
         let signals = if config.signals {
             Some(Signals::new([SIGINT, SIGTERM, SIGHUP])?)
@@ -211,6 +212,8 @@ struct Shared {
     refusals: Arc<std::sync::atomic::AtomicUsize>,
     /// The certificates of the TLS endpoints.
     tls: Option<Arc<reactor_rpc_tls::TlsSource>>,
+    /// Refuses non-loopback peers while no user or password is configured.
+    protected: crate::net::ProtectedMode,
 }
 
 /// What an acceptor thread accepts for: its listener's place (the
@@ -282,7 +285,15 @@ mod tests {
                     max_output: usize::MAX,
                 };
                 let mut out = Vec::new();
-                process(&service, &"test", &input, &mut out, opt).answered
+                process(
+                    &service,
+                    &mut Default::default(),
+                    &"test",
+                    &input,
+                    &mut out,
+                    opt,
+                )
+                .answered
             })
             .unwrap()
             .join()

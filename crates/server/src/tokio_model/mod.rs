@@ -48,7 +48,7 @@
 mod connection;
 
 use std::io;
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -134,6 +134,8 @@ struct Shared {
     job_running: Semaphore,
     /// The certificates of the TLS endpoints.
     tls: Option<Arc<TlsSource>>,
+    /// Refuses non-loopback peers while no user or password is configured.
+    protected: net::ProtectedMode,
 }
 
 impl Shared {
@@ -144,7 +146,9 @@ impl Shared {
 
     /// Takes a `max_conns` slot and counts the address, or says which limit
     /// the connection from `ip` runs into.
-    fn admit(&self, ip: IpAddr) -> Result<OwnedSemaphorePermit, Refusal> {
+    fn admit(&self, peer: SocketAddr) -> Result<OwnedSemaphorePermit, Refusal> {
+        self.protected.admit(&self.core.service, peer)?;
+        let ip = peer.ip();
         let permit = self
             .slots
             .clone()
@@ -262,6 +266,7 @@ impl TokioServer {
             job_queue: Semaphore::new(workers * QUEUE_PER_WORKER),
             job_running: Semaphore::new(workers),
             tls: config.security.tls.clone(),
+            protected: net::ProtectedMode(config.security.protected_mode),
         });
         drop(context);
         Ok(TokioServer {
@@ -374,7 +379,7 @@ async fn accept_loop(
             accepted = socket.accept() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => match shared.admit(peer.ip()) {
+            Ok((stream, peer)) => match shared.admit(peer) {
                 Ok(permit) => {
                     let session = Session::accepted(role, addr, peer);
                     let tls = match (endpoint.tls, &shared.tls) {

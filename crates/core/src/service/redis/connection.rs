@@ -1,9 +1,12 @@
 //! Commands about the connection itself rather than the data: PING, ECHO,
-//! SELECT, HELLO (the RESP3 switch), AUTH, CLIENT and QUIT. Clients send most
+//! SELECT, HELLO (the RESP3 switch), AUTH, ACL WHOAMI, CLIENT and QUIT. Clients send most
 //! of these on their own when they connect (redis-py 8 opens with `HELLO 3`
 //! and `CLIENT SETINFO`), so they must answer exactly as Redis does.
 
+use std::time::Instant;
+
 use super::{command, docs::help, wrong_arity, Command, Cx, ERR_SYNTAX};
+use crate::service::auth::{AuthError, DEFAULT_USER};
 use crate::service::Access;
 use reactor_rpc_protocol::resp::{parse_i64, Version};
 
@@ -70,32 +73,54 @@ pub(crate) const AUTH: Command = Command {
     run: auth,
 };
 
-/// There are no passwords: the `default` user (Redis's, with `nopass`)
-/// accepts any, as a Redis without `requirepass` does.
+/// `AUTH password` (the user `default`) or `AUTH user password`.
 fn auth(cx: &mut Cx<'_>, args: &[&[u8]]) {
-    match args {
-        [_, _] => cx.reply.error(
-            b"ERR AUTH <password> called without any password configured for the default user. \
-              Are you sure your configuration is correct?",
-        ),
-        [_, user, _] => auth_user(cx, user),
-        _ => cx.reply.error(ERR_SYNTAX),
-    }
-}
-
-/// Whether `user` may log in; replies with the error if not.
-fn check_user(cx: &mut Cx<'_>, user: &[u8]) -> bool {
-    if user == b"default" {
-        return true;
-    }
-    cx.reply
-        .error(b"WRONGPASS invalid username-password pair or user is disabled.");
-    false
-}
-
-fn auth_user(cx: &mut Cx<'_>, user: &[u8]) {
-    if check_user(cx, user) {
+    let logged_in = match args {
+        [_, password] => log_in(cx, DEFAULT_USER.as_bytes(), password, true),
+        [_, user, password] => log_in(cx, user, password, false),
+        _ => return cx.reply.error(ERR_SYNTAX),
+    };
+    if logged_in {
         cx.reply.ok();
+    }
+}
+
+/// Redis's reply to a wrong user or password (one answer for both).
+pub(crate) const WRONGPASS: &[u8] =
+    b"WRONGPASS invalid username-password pair or user is disabled.";
+
+/// Logs the connection in as `user`, or answers why not (`AUTH`, `HELLO
+/// ... AUTH`); returns whether it did. With authentication off, as a Redis
+/// without `requirepass`: the user `default` is accepted whatever the
+/// password, except in the one-argument form, which Redis refuses.
+fn log_in(cx: &mut Cx<'_>, user: &[u8], password: &[u8], password_only: bool) -> bool {
+    let auth = cx.service.auth();
+    if !auth.is_enabled() {
+        if password_only {
+            cx.reply.error(
+                b"ERR AUTH <password> called without any password configured for the default \
+                  user. Are you sure your configuration is correct?",
+            );
+            return false;
+        }
+        if user == DEFAULT_USER.as_bytes() {
+            return true;
+        }
+        cx.reply.error(WRONGPASS);
+        return false;
+    }
+    // A name that is not UTF-8 matches nobody, and fails like any other.
+    let user = String::from_utf8_lossy(user);
+    match auth.login(&mut cx.session.login, &user, password, Instant::now()) {
+        Ok(()) => true,
+        Err(AuthError::WrongPassword) => {
+            cx.reply.error(WRONGPASS);
+            false
+        }
+        Err(AuthError::TooManyAttempts { .. }) => {
+            cx.reply.error(b"ERR too many failed AUTH attempts");
+            false
+        }
     }
 }
 
@@ -132,7 +157,7 @@ fn hello(cx: &mut Cx<'_>, args: &[&[u8]]) {
         let more = args.len() - 1 - j;
         let opt = args[j];
         if opt.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
-            user = Some(args[j + 1]);
+            user = Some((args[j + 1], args[j + 2]));
             j += 3;
         } else if opt.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
             name = Some(args[j + 1]);
@@ -144,10 +169,22 @@ fn hello(cx: &mut Cx<'_>, args: &[&[u8]]) {
             return cx.reply.error(&m);
         }
     }
-    if let Some(user) = user {
-        if !check_user(cx, user) {
+    if let Some((user, password)) = user {
+        if !log_in(cx, user, password, false) {
             return;
         }
+    }
+    if cx
+        .session
+        .login
+        .check(cx.service.auth(), Access::Read)
+        .is_err()
+    {
+        return cx.reply.error(
+            b"NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+              HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+              select the RESP protocol version at the same time",
+        );
     }
     if let Some(name) = name {
         if !valid_name(name) {
@@ -455,3 +492,25 @@ fn client_setinfo(cx: &mut Cx<'_>, args: &[&[u8]]) {
     cx.session.names_changed();
     cx.reply.ok();
 }
+
+pub(crate) const ACL: Command = Command {
+    name: "acl",
+    access: Access::Read,
+    arity: -2,
+    subcommands: ACL_SUBCOMMANDS,
+    run: |cx, _| wrong_arity(&mut cx.reply, "acl"),
+};
+
+/// Only `WHOAMI` (and `HELP`): users come from the users file, not from
+/// `ACL SETUSER`, and there are no per-key rules to list.
+const ACL_SUBCOMMANDS: &[Command] = &[
+    command("acl|whoami", Access::Read, 2, |cx, _| {
+        let name = cx.session.login.name().to_owned();
+        cx.reply.bulk(name.as_bytes());
+    }),
+    command("acl|help", Access::Read, 2, |cx, args| {
+        help(cx, args[0], ACL_HELP)
+    }),
+];
+
+const ACL_HELP: &[&str] = &["WHOAMI", "    Return the current connection username."];

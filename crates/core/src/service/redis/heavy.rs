@@ -26,12 +26,18 @@ pub const SCAN_HEAVY: i64 = 4096;
 
 /// Whether running `args` for `session` is heavy (see the module docs). An
 /// unknown command is not heavy (it is answered with an error), nor is one
-/// queued inside `MULTI` (only its `EXEC` runs it). `SAVE` always is: it
+/// the connection may not run (refused at once), nor one queued inside `MULTI` (only its `EXEC` runs it). `SAVE` always is: it
 /// writes the whole cache to disk before answering.
 pub fn is_heavy(service: &Service, session: &Session, args: &[&[u8]]) -> bool {
     let Some(name) = command_name(args) else {
         return false;
     };
+    // A command the connection may not run is refused at once, on the loop.
+    let allowed = super::access(args)
+        .is_some_and(|access| session.login.check(service.auth(), access).is_ok());
+    if !allowed {
+        return false;
+    }
     match (&session.multi, name) {
         (Some(multi), "exec") => {
             multi.len() > MANY_KEYS

@@ -41,6 +41,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::auth::{Denied, Login};
 use super::Service;
 use crate::metrics::MethodId;
 use crate::output::{Output, Splicer};
@@ -73,6 +74,8 @@ pub struct Session {
     pub(crate) multi: Option<Box<transaction::Multi>>,
     /// The keys `WATCH`ed, and the flag a change to any of them sets.
     pub(crate) watch: Option<transaction::Watch>,
+    /// Who the connection logged in as (`AUTH`, `HELLO ... AUTH`).
+    pub(crate) login: Login,
     /// The session's entry in the client registry, from its first command.
     registration: Option<clients::Registration>,
     /// Closes this connection (`CLIENT KILL` from another client), until
@@ -116,6 +119,7 @@ impl Session {
             local,
             multi: None,
             watch: None,
+            login: Login::new(Some(peer.ip())),
             registration: None,
             kill_hook: None,
         }
@@ -279,10 +283,19 @@ pub(crate) fn execute_labelled(
             top.map_or_else(|| metrics.other_method(), |i| service.resp_metric_row(i))
         }
         Ok(r) => {
+            // Once logged in, one comparison (see `Login::check`).
+            let denied = match cx.session.login.check(service.auth(), r.command().access) {
+                Ok(()) => false,
+                Err(denied) => {
+                    let message = denied_text(denied, &cx.session.login, r.command().name);
+                    transaction::rejected(&mut cx, Some(r.top), &message);
+                    true
+                }
+            };
             // After a failed save (--stop-writes-on-save-error): one relaxed
             // load while all is well.
-            let refused =
-                service.persistence().writes_refused() && persistence::refuse_write(&mut cx, r);
+            let refused = denied
+                || service.persistence().writes_refused() && persistence::refuse_write(&mut cx, r);
             if !refused && !transaction::queued(&mut cx, r, args) {
                 (r.command().run)(&mut cx, args);
             }
@@ -299,6 +312,19 @@ pub(crate) fn execute_labelled(
         _ => crate::metrics::CodeId::OK,
     };
     (flow, Some((method, code)))
+}
+
+/// Redis 7's `-NOAUTH`, and 7.2's `-NOPERM` wording, for a command the
+/// connection may not run.
+fn denied_text(denied: Denied, login: &Login, command: &str) -> Vec<u8> {
+    match denied {
+        Denied::Unauthenticated => b"NOAUTH Authentication required.".to_vec(),
+        Denied::Forbidden => format!(
+            "NOPERM User {} has no permissions to run the '{command}' command",
+            login.name()
+        )
+        .into_bytes(),
+    }
 }
 
 /// The JSON error code closest to a RESP error reply (after its `-`).
@@ -318,6 +344,14 @@ fn reply_error_code(reply: &[u8]) -> ErrorCode {
         ErrorCode::Busy
     } else if text.starts_with(b"ERR unknown command") {
         ErrorCode::UnknownMethod
+    } else if text.starts_with(b"NOAUTH") {
+        ErrorCode::Unauthenticated
+    } else if text.starts_with(b"NOPERM") {
+        ErrorCode::Forbidden
+    } else if text.starts_with(b"WRONGPASS") {
+        ErrorCode::WrongPassword
+    } else if text.starts_with(b"ERR too many failed AUTH") {
+        ErrorCode::TooManyAttempts
     } else {
         ErrorCode::BadRequest
     }
@@ -376,6 +410,7 @@ pub(crate) const COMMANDS: &[Command] = &[
     connection::HELLO,
     connection::AUTH,
     connection::QUIT,
+    connection::ACL,
     connection::CLIENT,
     strings::GET,
     strings::SET,
