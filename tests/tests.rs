@@ -22,6 +22,7 @@ mod conformance;
 mod daemon;
 mod dispatch_props;
 mod hostile;
+mod http_props;
 mod json_scan;
 mod memory_bounds;
 mod metrics_scrape;
