@@ -830,7 +830,12 @@ mod tests {
             Parser::new().parse(&frame[..1], MAX),
             Parsed::Incomplete { .. }
         ));
-        for bad in [&b"set a b\0c d\n"[..], b"get \"a\0\"\n", b"\0", b"PING\r\0\n"] {
+        for bad in [
+            &b"set a b\0c d\n"[..],
+            b"get \"a\0\"\n",
+            b"\0",
+            b"PING\r\0\n",
+        ] {
             assert_eq!(error_of(bad), ProtocolError::NulInInline, "{bad:?}");
         }
         // The commands before it are answered; a NUL inside a bulk is data.

@@ -228,7 +228,12 @@ pub fn check_session(stream: &[u8], sizes: &[usize]) -> Vec<Response> {
             unreachable!("requests() keeps only requests")
         };
         want.push((
-            if path_ok { Status::Ok } else { Status::NotFound }.code(),
+            if path_ok {
+                Status::Ok
+            } else {
+                Status::NotFound
+            }
+            .code(),
             !keep_alive,
         ));
         if !keep_alive {
