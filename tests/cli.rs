@@ -1,6 +1,7 @@
 //! The command line as an operator meets it: flag validation (one line, exit
 //! status 2, nothing bound), flags from the environment, host names, versions,
-//! a busy port, and the client's timeout.
+//! a busy port (exit 2, like every refusal to start), the client's timeout,
+//! and the benchmark script's flag checks.
 
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
@@ -119,15 +120,36 @@ fn serve_takes_host_names_and_has_a_version() {
     server.terminate();
 }
 
+/// A port it cannot bind is a refusal to start like any other: one line,
+/// exit status 2 (README, "Serving").
 #[test]
-fn a_busy_port_is_one_line() {
+fn a_busy_port_is_one_line_and_exit_2() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = run(&["serve", "--addr", &addr], &[]);
     let lines = stderr_lines(&out);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(2), "{lines:?}");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("cannot listen on"), "{lines:?}");
+}
+
+/// `scripts/tokio_reference.py --skip` names steps; a misspelt one would
+/// run the step meant to be skipped, so it is refused before anything runs.
+#[test]
+fn tokio_reference_refuses_an_unknown_step() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tokio_reference.py");
+    let out = Command::new("python3")
+        .args([script, "--skip", "cpu,latncy", "--bin", "/nonexistent"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3");
+    let lines = stderr_lines(&out);
+    assert_eq!(out.status.code(), Some(2), "{lines:?}");
+    assert_eq!(
+        lines,
+        ["tokio_reference.py: --skip: unknown step latncy; the steps are cpu, latency, idle"]
+    );
+    assert!(out.stdout.is_empty(), "nothing ran");
 }
 
 #[test]
