@@ -5,9 +5,11 @@
 //!
 //! A `pool` server with fewer threads than connections cannot serve them all:
 //! the cell is capped by `--duration`/`--timeout`, reports what was served,
-//! and counts the connections never served. Those unanswered requests do not
-//! fail the sweep; any other failure does, and so does a connection that
-//! could not be made at all.
+//! and counts the connections never served; at the largest counts its listen
+//! backlog fills too, and the rest never connect. Those unanswered requests
+//! and unmade connections do not fail the sweep; any other failure does, and
+//! so does a connection that could not be made in a cell where every
+//! connection made was served.
 //!
 //! Every file records the [`Machine`] the sweep ran on: the JSON as
 //! `{"machine": {...}, "cells": [...]}`, the CSV as columns at the end of
@@ -34,6 +36,17 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// Why the cell's figures do not describe its load: connections that could
+    /// not be made, unless the server left some made ones unserved too (a
+    /// saturated `pool`, whose full backlog is why the rest never connected).
+    fn connection_failure(&self) -> Option<String> {
+        let r = self.report.as_ref()?;
+        if r.connections.unserved > 0 {
+            return None;
+        }
+        r.connection_failure()
+    }
+
     /// Failures other than requests left unanswered on connections never served.
     fn real_failures(&self) -> u64 {
         let Some(r) = &self.report else { return 0 };
@@ -93,10 +106,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
             match run_one(&a, Target::Spawn(model)) {
                 Ok(r) => {
                     eprintln!("sweep [{n}/{total}] {}", line(&r, model, conns));
-                    if let Some(why) = r.connection_failure() {
+                    cell.report = Some(r);
+                    if let Some(why) = cell.connection_failure() {
                         eprintln!("sweep [{n}/{total}] {model:>8} {conns:>6} conns: {why}");
                     }
-                    cell.report = Some(r);
                 }
                 Err(e) => {
                     eprintln!("sweep [{n}/{total}] {model:>8} {conns:>6} conns: failed: {e}");
@@ -135,11 +148,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     let broken = cells.iter().filter(|c| c.skipped.is_some()).count();
     let short = cells
         .iter()
-        .filter(|c| {
-            c.report
-                .as_ref()
-                .is_some_and(|r| r.connection_failure().is_some())
-        })
+        .filter(|c| c.connection_failure().is_some())
         .count();
     match (failed, broken, short) {
         (0, 0, 0) => Ok(()),
@@ -539,6 +548,87 @@ mod tests {
         assert_eq!(si(2_000_000.0), "2M");
         assert_eq!(si(10.0), "10");
         assert!((scale(100.0, 1.0, 10_000.0, true) - 0.5).abs() < 1e-12);
+    }
+
+    /// A report of `conns` connections, `connected` of them made and
+    /// `unserved` of those never served.
+    fn report(conns: usize, connected: usize, unserved: usize) -> Report {
+        use crate::load::{ConnCounts, Counts};
+        use crate::workload::Kind;
+        use crate::{ConfigInfo, GeneratorFigures, TargetInfo};
+        Report {
+            machine: None,
+            target: TargetInfo {
+                addr: "127.0.0.1:1".into(),
+                spawned_model: Some("pool"),
+                serve_args: Vec::new(),
+            },
+            config: ConfigInfo {
+                workload: Kind::Ping,
+                conns,
+                pipeline: 1,
+                threads: 1,
+                loop_kind: "closed",
+                rate: None,
+                requests: None,
+                duration_s: Some(1.0),
+                warmup_s: 0.0,
+                ping_param: None,
+                fib_n: None,
+                keys: None,
+                value_size: None,
+                read_ratio: None,
+            },
+            connections: ConnCounts {
+                requested: conns,
+                connected,
+                connect_failed: conns - connected,
+                closed_by_server: 0,
+                unserved,
+            },
+            measured: Counts::default(),
+            warmup: Counts::default(),
+            unsolicited: 0,
+            failed: 0,
+            elapsed_s: 1.0,
+            throughput_rps: 0.0,
+            latency_us: None,
+            cache: None,
+            server: None,
+            generator: GeneratorFigures {
+                threads: 1,
+                cpu_s: 0.0,
+                cpu_us_per_request: None,
+                cpu_cores: 0.0,
+            },
+            notes: Vec::new(),
+            error_samples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn unmade_connections_fail_a_cell_unless_the_server_was_saturated() {
+        let cell = |conns, connected, unserved| Cell {
+            model: "pool",
+            conns,
+            skipped: None,
+            report: Some(report(conns, connected, unserved)),
+        };
+        assert_eq!(cell(10, 10, 0).connection_failure(), None);
+        assert_eq!(cell(10, 10, 2).connection_failure(), None);
+        let some = cell(10, 7, 0).connection_failure().expect("3 failed");
+        assert!(
+            some.starts_with("3 of 10 connections to 127.0.0.1:1 failed"),
+            "{some}"
+        );
+        let none = cell(10, 0, 0).connection_failure().expect("none made");
+        assert!(
+            none.starts_with("no connection to 127.0.0.1:1 succeeded"),
+            "{none}"
+        );
+        // A saturated pool: its backlog full, the rest never connected.
+        assert_eq!(cell(10_000, 4_104, 4_096).connection_failure(), None);
+        assert!(report(10_000, 4_104, 4_096).connection_failure().is_some());
     }
 
     #[test]
