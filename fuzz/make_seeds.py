@@ -78,6 +78,9 @@ resp("bad-headers", 0, [6], b"*1\r\n:1\r\n")
 resp("bad-count", 0, [], b"*01\r\n")
 resp("json-frame", 0, [1], frame('{"in":"ping","id":1}'))
 resp("json-frame-42", 0, [], frame('{"in":"ping","params":"0123456789abcdefg"}'))
+# One byte past the 64 KiB line limit (INLINE_MAX): random bytes almost never make a line that long
+# without a newline or a NUL, so the fuzzer starts from one (a `*` in front makes it a count line).
+resp("line-too-long", 0, [255], b"a" * (64 * 1024 + 1) + b"\r\n")
 
 
 # http
