@@ -38,6 +38,8 @@ import tempfile
 import time
 
 CONNS = 50
+# The steps --skip can leave out.
+STEPS = ("cpu", "latency", "idle")
 
 
 def bench(binary, args, tmp):
@@ -197,7 +199,7 @@ def main():
     ap.add_argument("--rate-runs", type=int, default=3)
     ap.add_argument("--idle-conns", type=int, default=10_000)
     ap.add_argument("--idle-runs", type=int, default=2)
-    ap.add_argument("--skip", default="")
+    ap.add_argument("--skip", default="", help="comma-separated steps to leave out: " + ",".join(STEPS))
     ap.add_argument("--strace", action="store_true")
     ap.add_argument("--strace-requests", type=int, default=200_000)
     ap.add_argument("--bin", default=None)
@@ -206,6 +208,12 @@ def main():
     binary = a.bin or os.path.join(root, "target", "release", "reactor-rpc")
     models = a.models.split(",")
     skip = set(filter(None, a.skip.split(",")))
+    unknown = sorted(skip - set(STEPS))
+    if unknown:
+        # A misspelt step would otherwise run the step it meant to skip.
+        print(f"tokio_reference.py: --skip: unknown step {', '.join(unknown)}; "
+              f"the steps are {', '.join(STEPS)}", file=sys.stderr)
+        sys.exit(2)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
     print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()}, open files {hard}")

@@ -1,8 +1,10 @@
 //! The benchmark harness itself, at small scale: a few connections for about
 //! a second, against a spawned server or a tiny in-test server that can
 //! misbehave on purpose. Checks that counts add up, that every kind of wrong
-//! answer is caught and fails the command, that `--json` has every figure and
-//! that a sweep writes its CSV, JSON and SVG. Nothing here asserts on speed.
+//! answer is caught and fails the command, that connections that cannot be
+//! made fail it too, that `--json` has every figure and the machine it ran
+//! on, and that a sweep writes its CSV, JSON and SVG, each naming the
+//! machine. Nothing here asserts on speed.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -28,6 +30,9 @@ enum Fault {
     CloseAfter(usize),
     /// Answers with `"out":"pang"` instead of `"pong"`.
     WrongOut,
+    /// Closes every second connection as soon as it is accepted; on the
+    /// others, accepts any `auth` login.
+    LoginEveryOther,
 }
 
 /// A thread-per-connection server running the real request path
@@ -37,8 +42,11 @@ fn fake_server(fault: Fault) -> String {
     let addr = listener.local_addr().unwrap().to_string();
     let service = Arc::new(Service::new());
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
+        for (i, stream) in listener.incoming().enumerate() {
             let Ok(stream) = stream else { continue };
+            if matches!(fault, Fault::LoginEveryOther) && i % 2 == 1 {
+                continue; // dropped: closed before the login is answered
+            }
             let service = service.clone();
             std::thread::spawn(move || serve(stream, &service, fault));
         }
@@ -77,7 +85,13 @@ fn serve(mut stream: TcpStream, service: &Service, fault: Fault) {
                 opt,
             );
             answered += 1;
+            let is_login = frame.windows(11).any(|w| w == b"\"in\":\"auth\"");
             match fault {
+                Fault::LoginEveryOther if is_login => {
+                    let ok = br#"{"out":"auth","result":true}"#;
+                    resp = (ok.len() as u32).to_le_bytes().to_vec();
+                    resp.extend_from_slice(ok);
+                }
                 Fault::CloseAfter(k) if answered > k => {
                     let _ = stream.write_all(&out);
                     return;
@@ -201,10 +215,116 @@ fn counts_add_up_and_json_has_every_figure() {
     assert!(v["generator"]["cpu_us_per_request"].as_f64().is_some());
     assert_eq!(v["config"]["loop"], "closed");
     assert!(v["server"].is_null(), "no pid was given");
+    assert_machine(&v["machine"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("throughput") && stdout.contains("p99.9"),
         "{stdout}"
+    );
+}
+
+/// A `machine` object with every field filled; the tests run inside the
+/// repository, so the commit is known.
+fn assert_machine(m: &Value) {
+    for key in ["host", "cpu_model", "kernel", "commit", "date"] {
+        let text = m[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no machine.{key} in {m:#}"));
+        assert!(!text.is_empty(), "machine.{key} is empty");
+    }
+    assert!(m["cpus"].as_u64().is_some_and(|n| n >= 1), "{m:#}");
+    assert_ne!(m["commit"], "unknown", "{m:#}");
+    assert!(m["kernel"] != "unknown" && m["host"] != "unknown", "{m:#}");
+    let date = m["date"].as_str().unwrap();
+    assert!(
+        date.len() == 20 && date.ends_with('Z') && date.as_bytes()[10] == b'T',
+        "{date}"
+    );
+}
+
+/// The one line `bench` ends with on stderr when it fails.
+fn last_error_line(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("bench: "))
+        .unwrap_or_else(|| panic!("no `bench:` line in {stderr}"))
+        .to_string()
+}
+
+#[test]
+fn no_connection_fails_the_run() {
+    // A port that was just free: nothing listens there.
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let (out, v) = bench(
+        "refused",
+        &[
+            "--addr",
+            &addr,
+            "--conns",
+            "3",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(n(&v, "/connections/connected"), 0);
+    assert_eq!(n(&v, "/connections/connect_failed"), 3);
+    assert_eq!(n(&v, "/measured/sent"), 0);
+    assert_machine(&v["machine"]);
+    assert_eq!(
+        last_error_line(&out),
+        format!("bench: no connection to {addr} succeeded (3 tried): nothing was measured")
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Connection refused"), "{stdout}");
+}
+
+#[test]
+fn some_connections_failing_fails_the_run() {
+    let addr = fake_server(Fault::LoginEveryOther);
+    let password = scratch("login-password").join("password");
+    std::fs::write(&password, "secret\n").unwrap();
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let (out, v) = bench(
+        "login",
+        &[
+            "--addr",
+            &addr,
+            "--conns",
+            "4",
+            "--requests",
+            "200",
+            "--warmup",
+            "0",
+            "--password-file",
+            password.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert_counts_add_up(&v);
+    assert_eq!(n(&v, "/connections/connected"), 2, "{v:#}");
+    assert_eq!(n(&v, "/connections/connect_failed"), 2, "{v:#}");
+    // Every request sent was answered: only the connections fail the run.
+    assert_eq!(n(&v, "/measured/ok"), 200, "{v:#}");
+    assert_eq!(n(&v, "/failed"), 0, "{v:#}");
+    assert_eq!(
+        last_error_line(&out),
+        format!(
+            "bench: 2 of 4 connections to {addr} failed to connect: the figures do not \
+             describe the load asked for"
+        )
     );
 }
 
@@ -483,16 +603,38 @@ fn a_tiny_sweep_writes_csv_json_and_svg() {
         2,
         "a line per cell: {stderr}"
     );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
+    let cells = json["cells"].as_array().expect("{machine, cells}");
+    assert_eq!(cells.len(), 2);
+    assert!(cells[1]["report"]["throughput_rps"].as_f64().unwrap() > 0.0);
+    assert!(
+        cells[1]["report"].get("machine").is_none(),
+        "recorded once, not per cell"
+    );
+    let m = &json["machine"];
+    assert_machine(m);
+
     let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(lines[0].starts_with("model,conns,"));
+    assert!(lines[0].ends_with(",host,cpus,cpu_model,kernel,commit,date"));
     assert!(lines[1].starts_with("reactor,1,") && lines[2].starts_with("reactor,4,"));
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
-    assert_eq!(json.as_array().unwrap().len(), 2);
-    assert!(json[1]["report"]["throughput_rps"].as_f64().unwrap() > 0.0);
+    let columns = lines[0].split(',').count();
+    for row in &lines[1..] {
+        let fields: Vec<&str> = row.split(',').collect();
+        assert_eq!(fields.len(), columns, "{row}");
+        assert_eq!(fields[columns - 2], m["commit"].as_str().unwrap());
+        assert_eq!(fields[columns - 1], m["date"].as_str().unwrap());
+        assert_eq!(fields[columns - 6], m["host"].as_str().unwrap());
+    }
+
     let svg = std::fs::read_to_string(dir.join("sweep.svg")).unwrap();
+    assert!(
+        svg.contains(&format!("commit {}", m["commit"].as_str().unwrap())),
+        "no machine subtitle in the SVG"
+    );
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     for text in [
         "Throughput",

@@ -1,6 +1,7 @@
 //! The command line as an operator meets it: flag validation (one line, exit
 //! status 2, nothing bound), flags from the environment, host names, versions,
-//! a busy port, and the client's timeout.
+//! a busy port (exit 2, like every refusal to start), the client's timeout
+//! and its words for a wrong port, and the benchmark script's flag checks.
 
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
@@ -119,15 +120,82 @@ fn serve_takes_host_names_and_has_a_version() {
     server.terminate();
 }
 
+/// A port it cannot bind is a refusal to start like any other: one line,
+/// exit status 2 (README, "Serving").
 #[test]
-fn a_busy_port_is_one_line() {
+fn a_busy_port_is_one_line_and_exit_2() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = run(&["serve", "--addr", &addr], &[]);
     let lines = stderr_lines(&out);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(2), "{lines:?}");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("cannot listen on"), "{lines:?}");
+}
+
+/// `call --addr` given the RESP or the metrics port fails at once, well
+/// within its timeout, and says which port it reached: the RESP port refuses
+/// the frame's NUL bytes at once, the metrics port answers 400, and the
+/// client reads either reply as what it is rather than as a length prefix.
+#[test]
+fn call_at_the_wrong_port_fails_at_once_naming_it() {
+    let mut server = ServerProcess::spawn(&[
+        "--resp-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    let resp = server.listener_addr("resp").to_string();
+    let metrics = server.listener_addr("metrics").to_string();
+    let cases = [
+        (&resp, "\"hi\"", "the server answered in the Redis protocol (RESP): --addr is a RESP port, not the JSON port", "NUL byte"),
+        // A body of 42 bytes: its length prefix starts with `*`, as a RESP count would.
+        (&resp, "\"0123456789abcdefg\"", "--addr is a RESP port, not the JSON port", "invalid multibulk length"),
+        (&metrics, "\"hi\"", "the server answered in HTTP: --addr is an HTTP port (the metrics port?), not the JSON port", "400 Bad Request"),
+    ];
+    for (addr, params, cause, said) in cases {
+        let started = std::time::Instant::now();
+        let out = run(
+            &["call", "--addr", addr, "--timeout", "30", "ping", params],
+            &[],
+        );
+        let took = started.elapsed();
+        let lines = stderr_lines(&out);
+        assert_eq!(out.status.code(), Some(2), "{lines:?}");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains(cause), "{lines:?}");
+        assert!(lines[0].contains(said), "{lines:?}");
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "took {took:?}: waited for the timeout"
+        );
+    }
+    // The right port still answers.
+    let out = run(
+        &["call", "--addr", &server.addr.to_string(), "ping", "\"hi\""],
+        &[],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"hi\"");
+    server.terminate();
+}
+
+/// `scripts/tokio_reference.py --skip` names steps; a misspelt one would
+/// run the step meant to be skipped, so it is refused before anything runs.
+#[test]
+fn tokio_reference_refuses_an_unknown_step() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tokio_reference.py");
+    let out = Command::new("python3")
+        .args([script, "--skip", "cpu,latncy", "--bin", "/nonexistent"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3");
+    let lines = stderr_lines(&out);
+    assert_eq!(out.status.code(), Some(2), "{lines:?}");
+    assert_eq!(
+        lines,
+        ["tokio_reference.py: --skip: unknown step latncy; the steps are cpu, latency, idle"]
+    );
+    assert!(out.stdout.is_empty(), "nothing ran");
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //! before a too-large prefix gets exactly one response, in order, and after a
 //! too-large prefix exactly one `frame_too_large` is the last thing written.
 //!
-//! The driver and the checks are in `support/stream.rs`, shared with the
-//! cargo-fuzz target in `fuzz/`. Regression inputs found by the fuzzer go at
+//! The driver and the checks are in the library's `testing` module
+//! (`reactor_rpc::testing`), shared with the cargo-fuzz target in `fuzz/`. Regression inputs found by the fuzzer go at
 //! the bottom of this file as plain tests.
 
 use proptest::prelude::*;

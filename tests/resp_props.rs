@@ -5,20 +5,21 @@
 //! limit is refused by the very read that completes its `$len` line, before
 //! any of its body.
 //!
-//! Commands are parsed the way a server does: bytes appended to a
-//! [`ReadBuffer`] one read at a time, every whole command at the front parsed
-//! and consumed after each read.
+//! Commands are parsed the way a server does: bytes appended to a read
+//! buffer one read at a time, every whole command at the front parsed and
+//! consumed after each read. The reader and the cut-versus-whole check are
+//! `reactor_rpc::testing::resp`, shared with the cargo-fuzz target
+//! `fuzz/fuzz_targets/resp.rs`; regression inputs the fuzzer finds go at the
+//! bottom as plain tests.
 
 use proptest::prelude::*;
-use reactor_rpc::protocol::buffer::ReadBuffer;
-use reactor_rpc::protocol::resp::{Parsed, Parser, ProtocolError};
+use reactor_rpc::protocol::resp::ProtocolError;
 
 use reactor_rpc::testing as stream;
+use reactor_rpc::testing::resp::{Command, Reader};
 
 /// The bulk limit used here; small so bulks at and near it stay cheap.
 const MAX_BULK: usize = 2048;
-
-type Command = Vec<Vec<u8>>;
 
 /// One argument: empty, short binary, RESP-looking, or up to the limit.
 fn arg() -> impl Strategy<Value = Vec<u8>> {
@@ -108,68 +109,6 @@ fn cuts() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(prop_oneof![1..8usize, 1..300usize, 1..5000usize], 0..12)
 }
 
-/// What one connection's reads parse to.
-struct Reader {
-    input: ReadBuffer,
-    parser: Parser,
-    fed: usize,
-    commands: Vec<Command>,
-    /// The error, and the bytes fed when it was reported.
-    error: Option<(ProtocolError, usize)>,
-}
-
-impl Reader {
-    fn new() -> Reader {
-        Reader {
-            input: ReadBuffer::new(),
-            parser: Parser::new(),
-            fed: 0,
-            commands: Vec::new(),
-            error: None,
-        }
-    }
-
-    /// One read: append, then parse and consume every whole command at the front.
-    fn read(&mut self, chunk: &[u8]) {
-        assert!(self.error.is_none(), "read after a protocol error");
-        self.input.extend_from_slice(chunk);
-        self.fed += chunk.len();
-        loop {
-            match self.parser.parse(self.input.readable(), MAX_BULK) {
-                Parsed::Command { consumed } => {
-                    assert!(consumed > 0 && consumed <= self.input.readable().len());
-                    let args = self.parser.args(self.input.readable());
-                    assert_eq!(args.len(), self.parser.arg_count());
-                    self.commands.push(args.map(<[u8]>::to_vec).collect());
-                    self.input.consume(consumed);
-                }
-                Parsed::Incomplete { needed } => {
-                    assert!(
-                        needed > self.input.readable().len(),
-                        "Incomplete with enough bytes"
-                    );
-                    return;
-                }
-                Parsed::Error(e) => {
-                    self.error = Some((e, self.fed));
-                    return;
-                }
-            }
-        }
-    }
-
-    fn feed(stream: &[u8], sizes: &[usize]) -> Reader {
-        let mut r = Reader::new();
-        for chunk in stream::chunks(stream, sizes) {
-            r.read(chunk);
-            if r.error.is_some() {
-                break; // the server stops reading here
-            }
-        }
-        r
-    }
-}
-
 /// Bytes that are mostly RESP-shaped, so the parser's deeper states are reached.
 fn garbage() -> impl Strategy<Value = Vec<u8>> {
     let token = prop_oneof![
@@ -214,7 +153,7 @@ proptest! {
         sizes in cuts(),
     ) {
         let stream = encode_all(&commands);
-        let r = Reader::feed(&stream, &sizes);
+        let r = Reader::feed(&stream, &sizes, MAX_BULK);
         prop_assert_eq!(r.error, None);
         prop_assert!(r.input.is_empty(), "bytes left over after the last command");
         let want: Vec<Command> = commands.into_iter().map(|(args, _)| args).collect();
@@ -226,9 +165,9 @@ proptest! {
         commands in prop::collection::vec(small_command(), 1..6),
     ) {
         let stream = encode_all(&commands);
-        let whole = Reader::feed(&stream, &[]);
+        let whole = Reader::feed(&stream, &[], MAX_BULK);
         for at in 0..=stream.len() {
-            let mut r = Reader::new();
+            let mut r = Reader::new(MAX_BULK);
             r.read(&stream[..at]);
             r.read(&stream[at..]);
             prop_assert_eq!(&r.commands, &whole.commands, "cut at {}", at);
@@ -240,14 +179,8 @@ proptest! {
         bytes in garbage(),
         sizes in cuts(),
     ) {
-        let whole = Reader::feed(&bytes, &[]);
-        let cut = Reader::feed(&bytes, &sizes);
-        prop_assert_eq!(&cut.commands, &whole.commands);
-        prop_assert_eq!(cut.error.map(|e| e.0), whole.error.map(|e| e.0));
-        if whole.error.is_none() {
-            // Whatever is left is the start of a command still incomplete.
-            prop_assert_eq!(cut.input.readable(), whole.input.readable());
-        }
+        // Same commands, same error, same incomplete tail; hints bounded.
+        stream::resp::check(&bytes, &sizes, MAX_BULK);
     }
 
     #[test]
@@ -263,7 +196,7 @@ proptest! {
         let header_end = stream.len();
         stream.extend_from_slice(&after);
 
-        let r = Reader::feed(&stream, &sizes);
+        let r = Reader::feed(&stream, &sizes, MAX_BULK);
         let first_read_with_header = stream::chunks(&stream, &sizes)
             .iter()
             .scan(0, |fed, c| { *fed += c.len(); Some(*fed) })
@@ -277,7 +210,7 @@ proptest! {
 #[test]
 fn oversized_bulk_dribbled_one_byte_at_a_time() {
     let stream = b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$2049\r\n";
-    let mut r = Reader::new();
+    let mut r = Reader::new(MAX_BULK);
     for (i, b) in stream.iter().enumerate() {
         r.read(std::slice::from_ref(b));
         let header_in = i + 1 == stream.len();

@@ -497,7 +497,7 @@ fn bench_counts_a_refused_login_as_a_failed_connection() {
         &[],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    // (Its exit status is issue 16's: bench exits 0 when nothing connected.)
+    assert_eq!(out.status.code(), Some(1), "nothing was measured: {text}");
     assert!(
         text.contains("0 connected of 2, 2 failed to connect"),
         "{text}"

@@ -25,6 +25,7 @@ mod conformance;
 mod daemon;
 mod dispatch_props;
 mod hostile;
+mod http_props;
 mod json_redis_methods;
 mod json_scan;
 mod memory_bounds;

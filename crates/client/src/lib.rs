@@ -372,9 +372,11 @@ impl Client {
                     return Ok(body);
                 }
                 Decoded::TooLarge { body_len } => {
-                    return Err(Error::Protocol(format!(
-                        "response of {body_len} bytes is too large"
-                    )));
+                    let readable = self.input.readable();
+                    return Err(Error::Protocol(match wrong_port(readable) {
+                        Some(why) => why,
+                        None => format!("response of {body_len} bytes is too large"),
+                    }));
                 }
                 Decoded::Incomplete { needed } => {
                     let missing = needed.saturating_sub(self.input.readable().len());
@@ -504,9 +506,78 @@ pub fn host_of(addr: &str) -> &str {
         .unwrap_or(host)
 }
 
+/// Names the protocol a reply speaks when its length prefix cannot be a
+/// JSON frame's and its first bytes are another protocol's: a RESP reply
+/// (`+OK`, `-ERR ...`, `$5`, `*2`, `:1`, RESP3's `_ % | > ~`) or an HTTP
+/// status line. The usual cause is `--addr` (or [`Client::connect`]) given
+/// the server's RESP or metrics port; the words say so, with the reply's
+/// first line.
+fn wrong_port(reply: &[u8]) -> Option<String> {
+    const HTTP: &[u8] = b"HTTP/";
+    let head = &reply[..reply.len().min(HTTP.len())];
+    let protocol = if head.len() >= HEADER_LEN && HTTP.starts_with(head) {
+        "HTTP: --addr is an HTTP port (the metrics port?)"
+    } else if matches!(
+        reply.first(),
+        Some(b'+' | b'-' | b'$' | b'*' | b':' | b'_' | b'%' | b'|' | b'>' | b'~')
+    ) {
+        "the Redis protocol (RESP): --addr is a RESP port"
+    } else {
+        return None;
+    };
+    let line = reply
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let line = String::from_utf8_lossy(&line[..line.len().min(200)]);
+    Some(format!(
+        "the server answered in {protocol}, not the JSON port (it said {:?})",
+        line
+    ))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::{host_of, wrong_port};
+
+    #[test]
+    fn replies_of_other_protocols_name_the_port() {
+        let resp = wrong_port(b"-ERR Protocol error: NUL byte in an inline request\r\n").unwrap();
+        assert!(
+            resp.starts_with(
+                "the server answered in the Redis protocol (RESP): --addr is a RESP port, \
+                 not the JSON port"
+            ),
+            "{resp}"
+        );
+        assert!(resp.ends_with("(it said \"-ERR Protocol error: NUL byte in an inline request\")"));
+        for reply in [
+            &b"+OK\r\n"[..],
+            b"$5\r\nhello\r\n",
+            b"*2\r\n",
+            b":1\r\n",
+            b"%1\r\n",
+        ] {
+            assert!(
+                wrong_port(reply).is_some_and(|m| m.contains("RESP")),
+                "{reply:?}"
+            );
+        }
+        let http = wrong_port(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain").unwrap();
+        assert!(
+            http.contains("HTTP: --addr is an HTTP port (the metrics port?)"),
+            "{http}"
+        );
+        assert!(
+            http.ends_with("(it said \"HTTP/1.1 400 Bad Request\")"),
+            "{http}"
+        );
+        assert!(wrong_port(b"HTTP").is_some_and(|m| m.contains("HTTP")));
+        // A JSON frame's prefix, or anything else, is not diagnosed.
+        assert_eq!(wrong_port(b"\x00\x00\x00\x10{"), None);
+        assert_eq!(wrong_port(b"HTTX/1.1"), None);
+        assert_eq!(wrong_port(b""), None);
+    }
 
     #[test]
     fn the_host_of_an_address_is_its_name_or_ip() {

@@ -29,8 +29,8 @@
 //!   with `writev`.
 //! * [`metrics`]: the counters behind `GET /metrics`, cheap enough for the
 //!   hot path, with a label set fixed at start.
-//! * `testing` (feature `testing`): the stream driver and oracle that the
-//!   property tests and the fuzzer share.
+//! * `testing` (feature `testing`): the stream drivers and oracles that the
+//!   property tests and the fuzz targets share, one per protocol.
 //!
 //! The wire formats themselves are in the `reactor-rpc-protocol` crate; the
 //! I/O models in `reactor-rpc-server`; the exposition, snapshots and the

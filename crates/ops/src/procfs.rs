@@ -145,6 +145,46 @@ pub fn max_fds() -> Option<u64> {
     (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
 
+/// The CPU model in `/proc/cpuinfo`: its first `model name` line (x86 and
+/// most others), else its `Hardware` or `Processor` line (older ARM kernels).
+pub fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
+    ["model name", "Hardware", "Processor"]
+        .iter()
+        .find_map(|key| {
+            cpuinfo.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                (name.trim() == *key).then(|| value.trim().to_string())
+            })
+        })
+        .filter(|v| !v.is_empty())
+}
+
+/// The machine's CPU model, from `/proc/cpuinfo` (see [`parse_cpu_model`]).
+pub fn cpu_model() -> io::Result<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo")?;
+    parse_cpu_model(&text).ok_or_else(|| bad_data("no CPU model in /proc/cpuinfo"))
+}
+
+/// One line of a `/proc/sys` file, trimmed; an error if it is empty.
+fn sys_line(path: &str) -> io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    let line = text.trim();
+    if line.is_empty() {
+        return Err(bad_data("empty /proc/sys file"));
+    }
+    Ok(line.to_string())
+}
+
+/// The kernel release, as `uname -r` prints it (`/proc/sys/kernel/osrelease`).
+pub fn kernel_release() -> io::Result<String> {
+    sys_line("/proc/sys/kernel/osrelease")
+}
+
+/// The host name, as `hostname` prints it (`/proc/sys/kernel/hostname`).
+pub fn hostname() -> io::Result<String> {
+    sys_line("/proc/sys/kernel/hostname")
+}
+
 /// This process's figures for the `process_*` metrics (Linux); each is
 /// `None` when it cannot be read, so a scrape leaves it out rather than
 /// reporting 0.
@@ -216,6 +256,34 @@ mod tests {
             })
         );
         assert_eq!(parse_status_memory("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn parses_the_cpu_model() {
+        let x86 = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel\t\t: 85\n\
+                   model name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\nflags\t\t: fpu\n\n\
+                   processor\t: 1\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n";
+        assert_eq!(
+            parse_cpu_model(x86).as_deref(),
+            Some("Intel(R) Xeon(R) CPU @ 2.20GHz")
+        );
+        let arm = "Processor\t: ARMv7 Processor rev 4 (v7l)\nprocessor\t: 0\nHardware\t: BCM2835\n";
+        assert_eq!(parse_cpu_model(arm).as_deref(), Some("BCM2835"));
+        assert_eq!(parse_cpu_model("processor\t: 0\nmodel name\t:\n"), None);
+        assert_eq!(parse_cpu_model(""), None);
+    }
+
+    #[test]
+    fn reads_the_machine() {
+        // Every Linux has these two; /proc/cpuinfo's wording varies by
+        // architecture, so only its reading is checked.
+        let release = kernel_release().expect("the kernel release");
+        assert!(
+            release.chars().next().is_some_and(|c| c.is_ascii_digit()),
+            "{release}"
+        );
+        assert!(!hostname().expect("the host name").contains('\n'));
+        assert!(std::fs::read_to_string("/proc/cpuinfo").is_ok());
     }
 
     #[test]

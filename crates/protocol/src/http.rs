@@ -130,10 +130,15 @@ impl Status {
 pub fn feed(buffer: &[u8]) -> Outcome {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buffer) {
+    // Only the bytes a request may take are parsed: what lies beyond the
+    // limit must not change the verdict (a bad byte there would otherwise
+    // make a 400 of a 431 when the bytes arrive at once, but not when they
+    // trickle in).
+    let window = &buffer[..buffer.len().min(MAX_REQUEST_BYTES)];
+    let head_len = match req.parse(window) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            return if buffer.len() >= MAX_REQUEST_BYTES {
+            return if window.len() >= MAX_REQUEST_BYTES {
                 Outcome::Malformed(Malformed::TooLarge)
             } else {
                 Outcome::Incomplete
@@ -144,10 +149,6 @@ pub fn feed(buffer: &[u8]) -> Outcome {
         }
         Err(_) => return Outcome::Malformed(Malformed::Syntax),
     };
-    if head_len > MAX_REQUEST_BYTES {
-        return Outcome::Malformed(Malformed::TooLarge);
-    }
-
     let mut body_len: Option<usize> = None;
     let mut close = false;
     let mut keep_alive = false;

@@ -47,6 +47,11 @@ pub enum ProtocolError {
     TooBigMbulkCountString,
     /// A `$len` line of more than [`INLINE_MAX`] bytes.
     TooBigBulkCountString,
+    /// A NUL byte in an inline request: refused as soon as it arrives, since
+    /// no one types NUL into `telnet` and binary data is not a RESP request
+    /// (a JSON frame's length prefix sent to this port holds NULs). Redis
+    /// would wait for a newline that may never come.
+    NulInInline,
 }
 
 impl ProtocolError {
@@ -72,6 +77,10 @@ impl ProtocolError {
             ProtocolError::TooBigBulkCountString => {
                 m.extend_from_slice(b"too big bulk count string")
             }
+            ProtocolError::NulInInline => m.extend_from_slice(
+                b"NUL byte in an inline request: this port speaks the Redis protocol \
+                  (RESP); binary data such as a JSON frame belongs on the JSON port",
+            ),
         }
         m
     }
@@ -199,7 +208,11 @@ impl Parser {
                     };
                 }
                 State::Inline { scanned } => {
-                    let nl = match self.find(input, 0, scanned, b'\n') {
+                    // A NUL stops the search too, and is refused at once.
+                    let nl = match self.find(input, 0, scanned, |b| b == b'\n' || b == 0) {
+                        Find::Found(at) if input[at] == 0 => {
+                            return self.fail(ProtocolError::NulInInline)
+                        }
                         Find::Found(nl) => nl,
                         Find::Pending(scanned) => {
                             self.state = State::Inline { scanned };
@@ -215,7 +228,12 @@ impl Parser {
                     return self.done(nl + 1);
                 }
                 State::Count { scanned } => {
-                    let cr = match self.find(input, 0, scanned, b'\r') {
+                    // A NUL cannot be in a count: refused at once, so that a
+                    // JSON frame of 42 bytes (its prefix starts with `*`) is too.
+                    let cr = match self.find(input, 0, scanned, |b| b == b'\r' || b == 0) {
+                        Find::Found(at) if input[at] == 0 => {
+                            return self.fail(ProtocolError::InvalidMultibulkLength)
+                        }
                         Find::Found(cr) => cr,
                         Find::Pending(scanned) => {
                             self.state = State::Count { scanned };
@@ -242,7 +260,7 @@ impl Parser {
                     };
                 }
                 State::BulkHeader { pos, left, scanned } => {
-                    let cr = match self.find(input, pos, scanned, b'\r') {
+                    let cr = match self.find(input, pos, scanned, |b| b == b'\r') {
                         Find::Found(cr) => cr,
                         Find::Pending(scanned) => {
                             self.state = State::BulkHeader { pos, left, scanned };
@@ -334,12 +352,18 @@ impl Parser {
         self.scratch.clear();
     }
 
-    /// Finds `byte` in the line that starts at `start`, resuming after the
+    /// Finds the first byte that is a `stop` in the line that starts at `start`, resuming after the
     /// `scanned` bytes already searched; a line may hold at most
     /// [`INLINE_MAX`] bytes before its terminator. Only the window that can
     /// hold a valid line is searched, so the outcome does not depend on how
     /// the input was cut into reads.
-    fn find(&mut self, input: &[u8], start: usize, scanned: usize, byte: u8) -> Find {
+    fn find(
+        &mut self,
+        input: &[u8],
+        start: usize,
+        scanned: usize,
+        stop: impl Fn(u8) -> bool,
+    ) -> Find {
         let window_end = start.saturating_add(INLINE_MAX + 1).min(input.len());
         let from = start + scanned;
         if from < window_end {
@@ -347,7 +371,7 @@ impl Parser {
             {
                 self.work += window_end - from;
             }
-            if let Some(i) = input[from..window_end].iter().position(|&b| b == byte) {
+            if let Some(i) = input[from..window_end].iter().position(|&b| stop(b)) {
                 return Find::Found(from + i);
             }
         }
@@ -414,10 +438,10 @@ fn hex_value(b: u8) -> Option<u8> {
 /// Splits an inline request into arguments like Redis's `sdssplitargs`:
 /// words separated by blanks; `"..."` with `\n \r \t \b \a \xHH` and `\c`
 /// escapes; `'...'` with only `\'`; a closing quote must be followed by a
-/// blank or the end. A NUL byte ends the line, as for Redis's C string
-/// (Redis itself would not even find the newline past a NUL and would wait
-/// for more input; we answer what precedes it). The argument bytes are
-/// appended to `scratch`, their places to `args`.
+/// blank or the end. The parser refuses a line holding a NUL byte before it
+/// gets here ([`ProtocolError::NulInInline`]); a NUL would end the line, as
+/// for Redis's C string. The argument bytes are appended to `scratch`, their
+/// places to `args`.
 fn split_inline(line: &[u8], scratch: &mut Vec<u8>, args: &mut Vec<Span>) -> Result<(), ()> {
     let line = line.split(|&b| b == 0).next().unwrap_or_default();
     let at = |i: usize| line.get(i).copied().unwrap_or(0);
@@ -773,9 +797,6 @@ mod tests {
         // Single quotes keep backslashes; "\x4" is not a hex escape.
         let (cmds, _) = parse_all(b"'a\\nb' \"\\x4\"\n");
         assert_eq!(cmds, [vec![b"a\\nb".to_vec(), b"x4".to_vec()]]);
-        // A NUL ends the line, as in C.
-        let (cmds, _) = parse_all(b"set a b\0c d\n");
-        assert_eq!(cmds, [words(&["set", "a", "b"])]);
         // Empty quotes are an empty argument.
         let (cmds, _) = parse_all(b"set a \"\"\n");
         assert_eq!(cmds, [vec![b"set".to_vec(), b"a".to_vec(), vec![]]]);
@@ -789,10 +810,46 @@ mod tests {
             b"get \"a\"b\n",
             b"get 'a'b\n",
             b"get \"a\\\"\n",
-            b"get \"a\0\"\n",
         ] {
             assert_eq!(error_of(bad), ProtocolError::UnbalancedQuotes, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_nul_in_an_inline_request_is_refused_at_once() {
+        // A JSON frame's length prefix: refused before any newline arrives.
+        let frame = b"\x0e\0\0\0{\"in\":\"ping\"}";
+        for n in 2..=frame.len() {
+            assert_eq!(
+                Parser::new().parse(&frame[..n], MAX),
+                Parsed::Error(ProtocolError::NulInInline),
+                "{n} bytes"
+            );
+        }
+        assert!(matches!(
+            Parser::new().parse(&frame[..1], MAX),
+            Parsed::Incomplete { .. }
+        ));
+        for bad in [
+            &b"set a b\0c d\n"[..],
+            b"get \"a\0\"\n",
+            b"\0",
+            b"PING\r\0\n",
+        ] {
+            assert_eq!(error_of(bad), ProtocolError::NulInInline, "{bad:?}");
+        }
+        // The commands before it are answered; a NUL inside a bulk is data.
+        let (cmds, end) = parse_all(b"PING\r\n*1\r\n$2\r\n\0\0\r\nGET \0");
+        assert_eq!(cmds, [words(&["PING"]), vec![b"\0\0".to_vec()]]);
+        assert_eq!(end, Parsed::Error(ProtocolError::NulInInline));
+        // A JSON frame of 42 bytes starts with `*`: its count is refused at once.
+        assert_eq!(
+            Parser::new().parse(b"*\0\0\0", MAX),
+            Parsed::Error(ProtocolError::InvalidMultibulkLength)
+        );
+        assert!(ProtocolError::NulInInline
+            .to_string()
+            .starts_with("Protocol error: NUL byte in an inline request"));
     }
 
     #[test]

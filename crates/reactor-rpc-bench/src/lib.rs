@@ -8,9 +8,13 @@
 //! reader can see it is not the bottleneck. `--sweep` repeats that over
 //! models × connection counts and draws the result ([`sweep`]).
 //!
-//! Every response is checked; any failed request makes the command exit non-zero.
+//! Every response is checked; any failed request makes the command exit
+//! non-zero, and so does a connection that could not be made (the figures
+//! would not describe the load asked for). Every report carries the
+//! [`machine`] it was measured on.
 
 pub mod load;
+pub mod machine;
 pub mod procfs;
 pub mod spawn;
 pub mod sweep;
@@ -25,6 +29,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use load::{ConnCounts, Counts, LoadConfig, Setup, Until, Window};
+use machine::Machine;
 use reactor_rpc::client::{host_of, TlsConnector};
 use reactor_rpc::ops::procfs::{self as proc, Pid};
 use reactor_rpc::protocol::frame::{begin_frame, end_frame};
@@ -212,11 +217,16 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         )
         .into());
     }
-    let report = run_one(&args, target)?;
+    let machine = Machine::here();
+    let mut report = run_one(&args, target)?;
+    report.machine = Some(machine);
     print!("{}", report.summary());
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(why) = report.connection_failure() {
+        return Err(why.into());
     }
     match report.failed {
         0 => Ok(()),
@@ -331,6 +341,7 @@ pub fn run_one(args: &BenchArgs, target: Target) -> Result<Report, Box<dyn Error
     });
     let elapsed = result.elapsed.as_secs_f64();
     Ok(Report {
+        machine: None,
         target: TargetInfo {
             addr: addr.to_string(),
             spawned_model: match target {
@@ -427,6 +438,10 @@ impl Window for Sampler {
 /// Every figure of one run; this is what `--json` writes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Where it ran: set by `bench` for `--json`; a sweep records it once for
+    /// all its cells instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
     pub target: TargetInfo,
     pub config: ConfigInfo,
     pub connections: ConnCounts,
@@ -520,6 +535,29 @@ pub struct GeneratorFigures {
 }
 
 impl Report {
+    /// Why the figures do not describe the load asked for, if some
+    /// connections could not be made: one line, for the exit status.
+    /// (Connections made but never served, as by a `pool` with fewer threads
+    /// than connections, are counted as `unserved` instead.)
+    pub fn connection_failure(&self) -> Option<String> {
+        let k = &self.connections;
+        if k.connect_failed == 0 && k.connected > 0 {
+            return None;
+        }
+        Some(if k.connected == 0 {
+            format!(
+                "no connection to {} succeeded ({} tried): nothing was measured",
+                self.target.addr, k.requested
+            )
+        } else {
+            format!(
+                "{} of {} connections to {} failed to connect: the figures do not describe \
+                 the load asked for",
+                k.connect_failed, k.requested, self.target.addr
+            )
+        })
+    }
+
     /// The human summary.
     pub fn summary(&self) -> String {
         use std::fmt::Write as _;
@@ -545,6 +583,9 @@ impl Report {
             _ => String::new(),
         };
         let _ = writeln!(s, "  target      {}{who}", self.target.addr);
+        if let Some(m) = &self.machine {
+            let _ = writeln!(s, "  machine     {}", m.describe());
+        }
         let k = &self.connections;
         let _ = writeln!(
             s,

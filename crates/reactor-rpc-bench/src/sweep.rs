@@ -5,8 +5,15 @@
 //!
 //! A `pool` server with fewer threads than connections cannot serve them all:
 //! the cell is capped by `--duration`/`--timeout`, reports what was served,
-//! and counts the connections never served. Those unanswered requests do not
-//! fail the sweep; any other failure does.
+//! and counts the connections never served; at the largest counts its listen
+//! backlog fills too, and the rest never connect. Those unanswered requests
+//! and unmade connections do not fail the sweep; any other failure does, and
+//! so does a connection that could not be made in a cell where every
+//! connection made was served.
+//!
+//! Every file records the [`Machine`] the sweep ran on: the JSON as
+//! `{"machine": {...}, "cells": [...]}`, the CSV as columns at the end of
+//! every row, the chart as a subtitle.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -14,6 +21,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::machine::Machine;
 use super::{procfs, run_one, BenchArgs, Report, Target};
 use reactor_rpc::Model;
 
@@ -28,6 +36,17 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// Why the cell's figures do not describe its load: connections that could
+    /// not be made, unless the server left some made ones unserved too (a
+    /// saturated `pool`, whose full backlog is why the rest never connected).
+    fn connection_failure(&self) -> Option<String> {
+        let r = self.report.as_ref()?;
+        if r.connections.unserved > 0 {
+            return None;
+        }
+        r.connection_failure()
+    }
+
     /// Failures other than requests left unanswered on connections never served.
     fn real_failures(&self) -> u64 {
         let Some(r) = &self.report else { return 0 };
@@ -40,7 +59,18 @@ impl Cell {
     }
 }
 
+/// What `sweep.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sweep<'a> {
+    /// Where the sweep ran.
+    pub machine: &'a Machine,
+    /// Every cell, model by model, connection count by count.
+    pub cells: &'a [Cell],
+}
+
+/// Runs the sweep and writes its files; fails if any cell failed.
 pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
+    let machine = Machine::here();
     let most = args.conns_list.iter().copied().max().unwrap_or(1) as u64;
     let (limit, note) = procfs::raise_nofile(most + procfs::SPARE_FDS);
     if let Some(note) = note {
@@ -77,6 +107,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
                 Ok(r) => {
                     eprintln!("sweep [{n}/{total}] {}", line(&r, model, conns));
                     cell.report = Some(r);
+                    if let Some(why) = cell.connection_failure() {
+                        eprintln!("sweep [{n}/{total}] {model:>8} {conns:>6} conns: {why}");
+                    }
                 }
                 Err(e) => {
                     eprintln!("sweep [{n}/{total}] {model:>8} {conns:>6} conns: failed: {e}");
@@ -87,8 +120,12 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         }
     }
     let out = &args.out;
-    write(&out.join("sweep.csv"), csv(&cells).as_bytes())?;
-    write(&out.join("sweep.json"), &serde_json::to_vec_pretty(&cells)?)?;
+    write(&out.join("sweep.csv"), csv(&cells, &machine).as_bytes())?;
+    let json = Sweep {
+        machine: &machine,
+        cells: &cells,
+    };
+    write(&out.join("sweep.json"), &serde_json::to_vec_pretty(&json)?)?;
     let title = format!(
         "{:?} workload, pipeline {}, {}",
         args.workload,
@@ -98,7 +135,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
             None => format!("{} s per cell", args.duration.unwrap_or(5.0)),
         }
     );
-    write(&out.join("sweep.svg"), svg(&cells, &title).as_bytes())?;
+    write(
+        &out.join("sweep.svg"),
+        svg(&cells, &title, &machine.describe()).as_bytes(),
+    )?;
     println!("{}", table(&cells));
     println!(
         "wrote {0}/sweep.csv, {0}/sweep.json and {0}/sweep.svg",
@@ -106,9 +146,17 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     );
     let failed: u64 = cells.iter().map(Cell::real_failures).sum();
     let broken = cells.iter().filter(|c| c.skipped.is_some()).count();
-    match (failed, broken) {
-        (0, 0) => Ok(()),
-        _ => Err(format!("{failed} requests failed; {broken} cells not run").into()),
+    let short = cells
+        .iter()
+        .filter(|c| c.connection_failure().is_some())
+        .count();
+    match (failed, broken, short) {
+        (0, 0, 0) => Ok(()),
+        _ => Err(format!(
+            "{failed} requests failed; {broken} cells not run; \
+             {short} cells could not open every connection"
+        )
+        .into()),
     }
 }
 
@@ -134,9 +182,10 @@ fn line(r: &Report, model: Model, conns: usize) -> String {
 
 const CSV_HEADER: &str = "model,conns,connected,unserved,sent,ok,failed,throughput_rps,p50_us,p90_us,p99_us,p999_us,max_us,server_cpu_us_per_req,server_cpu_cores,server_rss_kb,server_peak_rss_kb,generator_cpu_us_per_req,skipped";
 
-fn csv(cells: &[Cell]) -> String {
-    let mut s = String::from(CSV_HEADER);
-    s.push('\n');
+/// The CSV: a row per cell, the machine's columns at the end of each.
+fn csv(cells: &[Cell], machine: &Machine) -> String {
+    let mut s = format!("{CSV_HEADER},{}\n", Machine::CSV_COLUMNS);
+    let machine = machine.csv_fields();
     let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
     let u = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
     for c in cells {
@@ -170,7 +219,7 @@ fn csv(cells: &[Cell]) -> String {
         }
         let _ = writeln!(
             s,
-            "{}",
+            "{},{machine}",
             c.skipped.as_deref().unwrap_or("").replace(',', ";")
         );
     }
@@ -255,8 +304,9 @@ const MARGIN_T: f64 = 85.0;
 const MARGIN_B: f64 = 70.0;
 const GAP: f64 = 30.0;
 
-/// The chart: three panels side by side, sharing a legend.
-pub fn svg(cells: &[Cell], title: &str) -> String {
+/// The chart: three panels side by side, sharing a legend, under a title
+/// and a subtitle naming the machine.
+pub fn svg(cells: &[Cell], title: &str, subtitle: &str) -> String {
     let mut models: Vec<&str> = Vec::new();
     for c in cells {
         if !models.contains(&c.model) {
@@ -278,13 +328,18 @@ pub fn svg(cells: &[Cell], title: &str) -> String {
         r#"<text x="20" y="22" font-size="15" font-weight="bold">reactor-rpc bench --sweep: {}</text>"#,
         esc(title)
     );
+    let _ = writeln!(
+        s,
+        r##"<text x="20" y="40" font-size="11" fill="#555">{}</text>"##,
+        esc(subtitle)
+    );
     // Legend.
     let mut lx = 20.0;
     for (i, m) in models.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let _ = writeln!(
             s,
-            r#"<line x1="{lx}" y1="42" x2="{}" y2="42" stroke="{color}" stroke-width="2.5"/><circle cx="{}" cy="42" r="3.5" fill="{color}"/><text x="{}" y="46">{}</text>"#,
+            r#"<line x1="{lx}" y1="58" x2="{}" y2="58" stroke="{color}" stroke-width="2.5"/><circle cx="{}" cy="58" r="3.5" fill="{color}"/><text x="{}" y="62">{}</text>"#,
             lx + 24.0,
             lx + 12.0,
             lx + 30.0,
@@ -495,6 +550,87 @@ mod tests {
         assert!((scale(100.0, 1.0, 10_000.0, true) - 0.5).abs() < 1e-12);
     }
 
+    /// A report of `conns` connections, `connected` of them made and
+    /// `unserved` of those never served.
+    fn report(conns: usize, connected: usize, unserved: usize) -> Report {
+        use crate::load::{ConnCounts, Counts};
+        use crate::workload::Kind;
+        use crate::{ConfigInfo, GeneratorFigures, TargetInfo};
+        Report {
+            machine: None,
+            target: TargetInfo {
+                addr: "127.0.0.1:1".into(),
+                spawned_model: Some("pool"),
+                serve_args: Vec::new(),
+            },
+            config: ConfigInfo {
+                workload: Kind::Ping,
+                conns,
+                pipeline: 1,
+                threads: 1,
+                loop_kind: "closed",
+                rate: None,
+                requests: None,
+                duration_s: Some(1.0),
+                warmup_s: 0.0,
+                ping_param: None,
+                fib_n: None,
+                keys: None,
+                value_size: None,
+                read_ratio: None,
+            },
+            connections: ConnCounts {
+                requested: conns,
+                connected,
+                connect_failed: conns - connected,
+                closed_by_server: 0,
+                unserved,
+            },
+            measured: Counts::default(),
+            warmup: Counts::default(),
+            unsolicited: 0,
+            failed: 0,
+            elapsed_s: 1.0,
+            throughput_rps: 0.0,
+            latency_us: None,
+            cache: None,
+            server: None,
+            generator: GeneratorFigures {
+                threads: 1,
+                cpu_s: 0.0,
+                cpu_us_per_request: None,
+                cpu_cores: 0.0,
+            },
+            notes: Vec::new(),
+            error_samples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn unmade_connections_fail_a_cell_unless_the_server_was_saturated() {
+        let cell = |conns, connected, unserved| Cell {
+            model: "pool",
+            conns,
+            skipped: None,
+            report: Some(report(conns, connected, unserved)),
+        };
+        assert_eq!(cell(10, 10, 0).connection_failure(), None);
+        assert_eq!(cell(10, 10, 2).connection_failure(), None);
+        let some = cell(10, 7, 0).connection_failure().expect("3 failed");
+        assert!(
+            some.starts_with("3 of 10 connections to 127.0.0.1:1 failed"),
+            "{some}"
+        );
+        let none = cell(10, 0, 0).connection_failure().expect("none made");
+        assert!(
+            none.starts_with("no connection to 127.0.0.1:1 succeeded"),
+            "{none}"
+        );
+        // A saturated pool: its backlog full, the rest never connected.
+        assert_eq!(cell(10_000, 4_104, 4_096).connection_failure(), None);
+        assert!(report(10_000, 4_104, 4_096).connection_failure().is_some());
+    }
+
     #[test]
     fn empty_sweep_still_draws() {
         let cells = vec![Cell {
@@ -503,8 +639,28 @@ mod tests {
             skipped: Some("x".into()),
             report: None,
         }];
-        let svg = svg(&cells, "t");
+        let machine = Machine {
+            host: "box".into(),
+            cpus: 2,
+            cpu_model: "Some CPU, 2 GHz".into(),
+            kernel: "6.1.0".into(),
+            commit: "abc1234-dirty".into(),
+            date: "2026-11-22T09:30:00Z".into(),
+        };
+        let svg = svg(&cells, "t", &machine.describe());
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        assert!(csv(&cells).lines().count() == 2);
+        assert!(svg.contains("box: 2 CPUs (Some CPU, 2 GHz), Linux 6.1.0, commit abc1234-dirty"));
+        let csv = csv(&cells, &machine);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with(",skipped,host,cpus,cpu_model,kernel,commit,date"));
+        assert!(
+            lines[1].ends_with(",x,box,2,Some CPU; 2 GHz,6.1.0,abc1234-dirty,2026-11-22T09:30:00Z")
+        );
+        let columns = lines[0].split(',').count();
+        assert!(
+            lines.iter().all(|l| l.split(',').count() == columns),
+            "{csv}"
+        );
     }
 }

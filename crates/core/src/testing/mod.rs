@@ -9,7 +9,16 @@
 //!
 //! Shared by the property tests (`tests/dispatch_props.rs`, in CI) and the
 //! cargo-fuzz target (`fuzz/fuzz_targets/dispatch.rs`) through the `testing`
-//! feature, so both check exactly the same property.
+//! feature, so both check exactly the same property. The other two protocols
+//! have theirs beside it, shared the same way:
+//!
+//! * [`resp`]: the RESP request parser, cut into reads or whole
+//!   (`tests/resp_props.rs`, `fuzz/fuzz_targets/resp.rs`).
+//! * [`http`]: the metrics port's HTTP reader and session
+//!   (`tests/http_props.rs`, `fuzz/fuzz_targets/http.rs`).
+
+pub mod http;
+pub mod resp;
 
 use reactor_rpc_protocol::buffer::{ReadBuffer, WriteBuffer};
 use reactor_rpc_protocol::message::{Response, ResponseError};
