@@ -2,7 +2,8 @@
 //!
 //! The HTTP is read by [`reactor_rpc_protocol::http`]; the page is rendered
 //! by an [`Exposition`] the server provides (the ops crate's, which reads
-//! `/proc` and the counters). This session only joins the two, one request at
+//! `/proc` and the counters); `HEAD /metrics` gets the same head without the
+//! body. This session only joins the two, one request at
 //! a time: after each response it stops with [`Stop::OutputFull`], so a
 //! client that pipelines scrapes and never reads gets one reply and is read
 //! no further until it takes it. The page is shared [`Bytes`], spliced into
@@ -10,7 +11,8 @@
 
 use bytes::Bytes;
 use reactor_rpc_protocol::http::{
-    feed, write_head, write_malformed, write_not_found, Outcome, Status, CONTENT_TYPE,
+    feed, write_head, write_malformed, write_not_found, write_not_found_head, Outcome, Status,
+    CONTENT_TYPE,
 };
 
 use super::{CloseReason, Options, Progress, Stop};
@@ -54,15 +56,21 @@ pub fn process(
         Outcome::Request {
             consumed,
             path_ok,
+            head,
             keep_alive,
         } => {
             let close = !keep_alive;
-            if path_ok {
-                let page = exposition.page();
-                write_head(out, Status::Ok, CONTENT_TYPE, page.len(), close);
-                out.share(&page);
-            } else {
-                write_not_found(out, close);
+            match (path_ok, head) {
+                (true, head) => {
+                    let page = exposition.page();
+                    write_head(out, Status::Ok, CONTENT_TYPE, page.len(), close);
+                    // HEAD: the length of the page GET would send, no body.
+                    if !head {
+                        out.share(&page);
+                    }
+                }
+                (false, false) => write_not_found(out, close),
+                (false, true) => write_not_found_head(out, close),
             }
             let stop = if close {
                 Stop::Close(CloseReason::Bye)
