@@ -78,9 +78,13 @@ impl Readiness {
 enum Flow {
     /// Requests are decoded as their frames complete.
     Decoding,
-    /// Pending output passed the high-water mark: no decoding until it drains
-    /// to half of it.
-    Paused,
+    /// The session stopped for its output ([`Stop::OutputFull`]): no
+    /// decoding until the output drains to this many bytes. Half the
+    /// high-water mark when the output passed it; nothing, i.e. every byte
+    /// written, when the session stopped below it (the metrics session
+    /// answers one request at a time, and is read no further until its
+    /// client takes the reply).
+    Paused(usize),
     /// A request of ours is on a worker; later requests wait behind it, so
     /// responses stay in order.
     Offloaded,
@@ -376,7 +380,15 @@ impl Connection {
                     quickack(&self.stream);
                 }
             }
-            Stop::OutputFull => self.flow = Flow::Paused,
+            Stop::OutputFull => {
+                let high_water = turn.env.opts.max_output;
+                let resume = if self.output.len() >= high_water {
+                    high_water / 2
+                } else {
+                    0
+                };
+                self.flow = Flow::Paused(resume);
+            }
             Stop::Close(why) => self.ending = Ending::Poisoned(why),
             Stop::Offload { len } => self.offload(turn, len),
         }
@@ -443,8 +455,10 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         }
-        if self.flow == Flow::Paused && self.output.len() <= turn.env.opts.max_output / 2 {
-            self.flow = Flow::Decoding;
+        if let Flow::Paused(resume) = self.flow {
+            if self.output.len() <= resume.min(turn.env.opts.max_output / 2) {
+                self.flow = Flow::Decoding;
+            }
         }
         if self.output.is_empty() {
             self.output.release_if_large();
