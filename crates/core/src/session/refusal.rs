@@ -15,8 +15,10 @@ use super::Role;
 /// Which limit a refused connection ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The listener's connection limit (`--max-conns`) is reached.
+    /// The client ports' connection limit (`--max-conns`) is reached.
     MaxConns(usize),
+    /// The metrics port's own connection limit (`--metrics-max-conns`) is reached.
+    MetricsMaxConns(usize),
     /// Its address holds `--max-conns-per-ip` connections.
     PerIp(usize),
 }
@@ -30,7 +32,9 @@ impl Refusal {
         match role {
             Role::Rpc => {
                 let message = match self {
-                    Refusal::MaxConns(n) => format!("server is at its limit of {n} connections"),
+                    Refusal::MaxConns(n) | Refusal::MetricsMaxConns(n) => {
+                        format!("server is at its limit of {n} connections")
+                    }
                     Refusal::PerIp(n) => {
                         format!("too many connections from this address (limit {n})")
                     }
@@ -39,7 +43,9 @@ impl Refusal {
             }
             Role::Resp => {
                 let message: &[u8] = match self {
-                    Refusal::MaxConns(_) => b"ERR max number of clients reached",
+                    Refusal::MaxConns(_) | Refusal::MetricsMaxConns(_) => {
+                        b"ERR max number of clients reached"
+                    }
                     Refusal::PerIp(_) => b"ERR max number of clients per address reached",
                 };
                 Reply::new(&mut out, Version::Resp2).error(message);
@@ -60,6 +66,7 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::MaxConns(n) => write!(f, "at max-conns {n}"),
+            Refusal::MetricsMaxConns(n) => write!(f, "at metrics-max-conns {n}"),
             Refusal::PerIp(n) => write!(f, "its address at max-conns-per-ip {n}"),
         }
     }
@@ -79,5 +86,12 @@ mod tests {
         );
         let http = Refusal::MaxConns(3).response(Role::Metrics);
         assert!(http.starts_with(b"HTTP/1.1 503 "));
+        let http = Refusal::MetricsMaxConns(16).response(Role::Metrics);
+        let text = String::from_utf8_lossy(&http);
+        assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+        assert!(
+            text.ends_with("\r\n\r\nat metrics-max-conns 16\n"),
+            "{text}"
+        );
     }
 }

@@ -22,7 +22,7 @@ use mio::event::Event;
 use mio::net::TcpStream;
 
 use reactor_rpc_core::output::{OutputQueue, SharedLedger};
-use reactor_rpc_core::session::{self, Session, Stop};
+use reactor_rpc_core::session::{self, Role, Session, Stop};
 use reactor_rpc_protocol::buffer::{ReadBuffer, READ_CHUNK};
 
 use super::workers::{Task, WorkerPool};
@@ -276,6 +276,11 @@ impl Connection {
             Framing::Partial(since) if self.decoding() => Some(since + timeout),
             _ => None,
         }
+    }
+
+    /// The listener it came from.
+    pub fn role(&self) -> Role {
+        self.session.role()
     }
 
     /// Whether a request of this connection is running on a worker.

@@ -1,7 +1,8 @@
 //! The acceptor loop of the threaded models: accept, admit or refuse, and
 //! back off instead of spinning when accepting fails. In `threaded` each
 //! admitted connection gets a new thread; in `pool` the acceptor serves it
-//! itself and accepts again only once it closes.
+//! itself and accepts again only once it closes. The metrics port's
+//! acceptor gives each scraper a new thread in both models.
 
 use std::io;
 use std::io::Write;
@@ -21,8 +22,8 @@ use reactor_rpc_core::session::{Role, Session};
 
 impl Shared {
     /// Accepts until stopped; serves each connection, speaking `role`'s
-    /// protocol, right here (`inline`: the pool, the metrics port) or on a
-    /// new thread (`threaded`).
+    /// protocol, right here (`inline`: the pool's client ports) or on a new
+    /// thread (`threaded`, and the metrics port).
     pub(super) fn accept_loop(
         self: &Arc<Self>,
         listener: &TcpListener,
@@ -97,9 +98,10 @@ impl Shared {
         self.sleep_unless_stopped(ACCEPT_BACKOFF);
     }
 
-    /// Registers a new connection, or refuses it with `overloaded` beyond `max_conns`.
+    /// Registers a new connection, or refuses it in its protocol beyond its
+    /// listener's limit (`max_conns`, `metrics_max_conns`, `max_conns_per_ip`).
     fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, role: Role) -> Option<Conn> {
-        match self.register(stream, peer) {
+        match self.register(stream, peer, role) {
             Ok(conn) => Some(conn),
             Err((stream, why)) => {
                 self.refuse(stream, peer, why, role);
@@ -110,7 +112,7 @@ impl Shared {
 
     /// Answers one `overloaded` error and closes, without ever blocking the acceptor.
     fn refuse(&self, mut stream: TcpStream, peer: SocketAddr, why: net::Refusal, role: Role) {
-        self.core.service.stats().connection_rejected();
+        self.core.service.stats().connection_rejected(role);
         if let Some(held) = allow(&self.refused_log) {
             warn!("refused {peer}: {why} ({held} more refused since last report)");
         }

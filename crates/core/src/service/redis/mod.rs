@@ -101,8 +101,9 @@ pub fn execute(
 }
 
 /// [`execute`] without the metrics: returns what to count. A command is
-/// counted under the JSON method of the same name (`get`, `set`, `ping`, …)
-/// or `other`; its code is `ok`, or the error class its reply starts with.
+/// counted under its own name with `protocol="resp"` (its row resolved at
+/// start, see [`metric_rows`]), an unknown one as RESP's `other`; its code
+/// is `ok`, or the error class its reply starts with.
 pub(crate) fn execute_labelled(
     service: &Service,
     session: &mut Session,
@@ -130,12 +131,12 @@ pub(crate) fn execute_labelled(
         && persistence::refuse_write(&mut cx, found, args))
         || transaction::intercept(&mut cx, found, args).is_some()
     {
-        found.map_or_else(|| metrics.other_method(), |i| service.resp_metric_row(i))
+        found.map_or_else(|| metrics.other_command(), |i| service.resp_metric_row(i))
     } else {
         match found {
             None => {
                 unknown_command(&mut cx.reply, args);
-                metrics.other_method()
+                metrics.other_command()
             }
             Some(i) => {
                 let cmd = &COMMANDS[i];
@@ -285,7 +286,10 @@ pub(crate) fn position(table: &[Command], name: &[u8]) -> Option<usize> {
 /// The metrics row of each entry of [`COMMANDS`], in its order: resolved once
 /// per service, so counting a command costs no name search.
 pub(crate) fn metric_rows(metrics: &crate::metrics::Metrics) -> Box<[MethodId]> {
-    COMMANDS.iter().map(|c| metrics.method_id(c.name)).collect()
+    COMMANDS
+        .iter()
+        .map(|c| metrics.command_id(c.name))
+        .collect()
 }
 
 fn arity_ok(arity: i32, argc: usize) -> bool {
