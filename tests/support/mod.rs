@@ -92,6 +92,8 @@ pub struct TestServer {
     addr: SocketAddr,
     /// The Redis-protocol port, when the configuration asked for one.
     resp: Option<SocketAddr>,
+    /// The metrics port, when the configuration asked for one.
+    metrics: Option<SocketAddr>,
     handle: ShutdownHandle,
     done: Receiver<io::Result<()>>,
     thread: Option<JoinHandle<()>>,
@@ -111,6 +113,7 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("{model}: bind failed: {e}"));
         let addr = server.local_addr();
         let resp = server.resp_addr();
+        let metrics = server.metrics_addr();
         assert_ne!(addr.port(), 0, "{model}: local_addr reports the real port");
         let handle = server.shutdown_handle();
         let (tx, done) = mpsc::channel();
@@ -124,6 +127,7 @@ impl TestServer {
             model,
             addr,
             resp,
+            metrics,
             handle,
             done,
             thread: Some(thread),
@@ -137,6 +141,12 @@ impl TestServer {
     /// The RESP listener's address (set `config.resp_addr` in the tweak).
     pub fn resp_addr(&self) -> SocketAddr {
         self.resp.expect("the server was started with a resp_addr")
+    }
+
+    /// The metrics listener's address (set `config.metrics_addr` in the tweak).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+            .expect("the server was started with a metrics_addr")
     }
 
     /// The server's shutdown handle, to start a shutdown mid-test; dropping the
