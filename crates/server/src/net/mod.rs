@@ -6,7 +6,8 @@
 //!
 //! * [`listen`]: the listening sockets, by [`Role`], bound or inherited.
 //! * `accept`: accept errors and the back-off after them, turning a
-//!   connection away without blocking, `TCP_QUICKACK`.
+//!   connection away without blocking, `TCP_QUICKACK`, a metrics
+//!   connection's capped send buffer.
 //! * `limits`: connections per listener and per address, the total bound on pending output,
 //!   the lingering close, memory back to the OS.
 //! * `log`: the `comes`/`bye` lines under one per-second budget, and
@@ -20,7 +21,8 @@ mod log;
 pub use reactor_rpc_core::session::{CloseReason, Refusal, Role};
 
 pub(crate) use accept::{
-    out_of_descriptors, quickack, transient_accept_error, turn_away, ACCEPT_BACKOFF,
+    cap_send_buffer, out_of_descriptors, quickack, transient_accept_error, turn_away,
+    ACCEPT_BACKOFF,
 };
 pub(crate) use limits::{
     counts_per_ip, output_high_water, return_free_memory, PerIp, Slots, LINGER, LINGERING_REFUSALS,

@@ -394,6 +394,9 @@ impl Reactor {
         if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: cannot set TCP_NODELAY: {e}");
         }
+        if role == Role::Metrics {
+            crate::net::cap_send_buffer(&stream);
+        }
         let (key, id) = match self.insert(stream, peer, session) {
             Ok(slot) => slot,
             Err(e) => {

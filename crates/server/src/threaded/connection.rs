@@ -19,7 +19,7 @@ use log::debug;
 
 use reactor_rpc_core::output::Output;
 use reactor_rpc_core::service::Stats;
-use reactor_rpc_core::session::{Env, Options, Session, Stop};
+use reactor_rpc_core::session::{Env, Options, Role, Session, Stop};
 use reactor_rpc_protocol::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
 
 use super::registry::Conn;
@@ -39,6 +39,9 @@ impl Conn {
             debug!("{}: cannot set socket options: {e}", self.peer);
             self.why = CloseReason::IoError;
             return;
+        }
+        if session.role() == Role::Metrics {
+            crate::net::cap_send_buffer(&self.stream);
         }
         let opt = Options {
             max_frame: limits.max_frame,

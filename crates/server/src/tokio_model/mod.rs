@@ -426,6 +426,9 @@ fn admit(
         debug!("{peer}: cannot set TCP_NODELAY: {e}");
     }
     let role = session.role();
+    if role == Role::Metrics {
+        net::cap_send_buffer(&stream);
+    }
     shared.core.service.stats().connection_opened(role);
     net::log_comes(Level::Info, &peer);
     let served = Served {
