@@ -41,10 +41,17 @@ pub struct ServeArgs {
     /// frame_too_large and a close. 1 to 4g-1.
     #[arg(long, env = "REACTOR_RPC_MAX_FRAME", default_value = "1m", value_parser = max_frame)]
     max_frame: u32,
-    /// Most connections served at once; one more gets `overloaded` and is closed.
+    /// Most client connections (the RPC and RESP ports together) served at
+    /// once; one more gets `overloaded` and is closed. Metrics connections
+    /// do not count (see --metrics-max-conns).
     #[arg(long, env = "REACTOR_RPC_MAX_CONNS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_conns: u64,
+    /// Most metrics-port connections served at once, a limit of their own;
+    /// one more gets HTTP 503 and is closed.
+    #[arg(long, env = "REACTOR_RPC_METRICS_MAX_CONNS", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    metrics_max_conns: u64,
     /// Close connections that send nothing for this many seconds (0: never).
     #[arg(long, env = "REACTOR_RPC_IDLE_TIMEOUT", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
@@ -58,8 +65,8 @@ pub struct ServeArgs {
     #[arg(long, env = "REACTOR_RPC_FRAME_TIMEOUT", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     frame_timeout: u64,
-    /// Most connections one IP address may hold; one more gets `overloaded`
-    /// and is closed (0: no limit).
+    /// Most client connections (RPC and RESP) one IP address may hold; one
+    /// more gets `overloaded` and is closed (0: no limit).
     #[arg(long, env = "REACTOR_RPC_MAX_CONNS_PER_IP", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     max_conns_per_ip: u64,
@@ -370,6 +377,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.model = args.model;
     config.limits.max_frame = args.max_frame;
     config.limits.max_conns = saturating_usize(args.max_conns);
+    config.limits.metrics_max_conns = saturating_usize(args.metrics_max_conns);
     config.limits.idle_timeout =
         (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
     config.limits.max_output = saturating_usize(args.max_output);

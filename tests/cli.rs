@@ -31,6 +31,7 @@ fn bad_configuration_is_one_line_and_exit_2() {
         (&["--max-frame", "0"], "--max-frame", "1..="),
         (&["--max-frame", "5g"], "--max-frame", "1..="),
         (&["--max-conns", "0"], "--max-conns", "1..="),
+        (&["--metrics-max-conns", "0"], "--metrics-max-conns", "1..="),
         (&["--workers", "0"], "--workers", "1..="),
         (&["--pool-size", "0"], "--pool-size", "1..="),
         (&["--max-output", "abc"], "--max-output", "not a size"),
@@ -73,12 +74,13 @@ fn every_serve_flag_reads_the_environment_and_the_flag_wins() {
     assert_eq!(out.status.code(), Some(2));
     // The server really uses what the environment says.
     let mut server = ServerProcess::spawn_with_shell_prefix(
-        "REACTOR_RPC_MAX_CONNS=3 REACTOR_RPC_MODEL=threaded",
+        "REACTOR_RPC_MAX_CONNS=3 REACTOR_RPC_MODEL=threaded REACTOR_RPC_METRICS_MAX_CONNS=5",
         &[],
     );
     let stats = stats(&mut client_for(server.addr));
     assert_eq!(stats["model"], "threaded");
     assert_eq!(stats["limits"]["max_conns"], 3);
+    assert_eq!(stats["limits"]["metrics_max_conns"], 5);
     server.terminate();
     // Every serve flag documents its variable.
     let help = String::from_utf8_lossy(&run(&["serve", "--help"], &[]).stdout).to_string();

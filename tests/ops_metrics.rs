@@ -150,9 +150,10 @@ fn scrapes_over_tcp_with_keep_alive_and_close() {
         "Content-Type".to_string(),
         "text/plain; version=0.0.4; charset=utf-8".to_string()
     )));
-    assert!(body.contains("reactor_rpc_requests_total{method=\"ping\",code=\"ok\"} 1\n"));
+    assert!(body
+        .contains("reactor_rpc_requests_total{protocol=\"json\",method=\"ping\",code=\"ok\"} 1\n"));
     assert!(body.contains(
-        "reactor_rpc_request_duration_seconds_bucket{method=\"ping\",le=\"0.000025\"} 1\n"
+        "reactor_rpc_request_duration_seconds_bucket{protocol=\"json\",method=\"ping\",le=\"0.000025\"} 1\n"
     ));
     assert!(body.contains("reactor_rpc_keys 7\n"));
     assert!(body.contains("process_open_fds "));

@@ -170,14 +170,18 @@ fn a_refused_client_writing_in_two_sends_reads_overloaded(model: Model) {
     server.terminate();
 }
 
-/// `--max-conns 1` with the RESP and metrics listeners on: a refused Redis
-/// client reads a Redis error (as Redis words it), a refused scraper an HTTP
-/// 503, each followed by a close; neither is sent the JSON frame.
+/// `--max-conns 1` and `--metrics-max-conns 1` with the RESP and metrics
+/// listeners on: a refused Redis client reads a Redis error (as Redis words
+/// it), a refused scraper an HTTP 503, each followed by a close; neither is
+/// sent the JSON frame. The scraper is refused by its own limit, not by the
+/// client held on the RPC port.
 fn a_refusal_speaks_the_protocol_of_its_listener(model: Model) {
     let mut server = ServerProcess::spawn(&[
         "--model",
         model.name(),
         "--max-conns",
+        "1",
+        "--metrics-max-conns",
         "1",
         "--resp-addr",
         "127.0.0.1:0",
@@ -204,14 +208,22 @@ fn a_refusal_speaks_the_protocol_of_its_listener(model: Model) {
         String::from_utf8_lossy(&got).into_owned()
     };
     assert_eq!(read_all(resp), "-ERR max number of clients reached\r\n");
+    // The client on the RPC port takes no scraper's slot.
+    let mut scraper = raw_connect(metrics);
+    scraper
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("scrape");
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut scraper, &mut head).expect("a reply");
+    assert_eq!(&head, b"HTTP/1.1 200");
     let http = read_all(metrics);
     assert!(
         http.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
         "{http}"
     );
     assert!(http.contains("Connection: close\r\n"), "{http}");
-    assert!(http.ends_with("at max-conns 1\n"), "{http}");
-    drop(held);
+    assert!(http.ends_with("at metrics-max-conns 1\n"), "{http}");
+    drop((held, scraper));
     server.terminate();
 }
 

@@ -10,14 +10,17 @@
 //!   comparisons). No lock, no allocation, no hashing. A pipelined batch
 //!   counts its runs of equal labels together ([`Metrics::observe_n`]), so
 //!   16 pipelined pings cost three atomic adds in all.
-//! - **A bounded label set.** Method names come from clients. Labels are
-//!   fixed at construction ([`Metrics::new`]): the server's method names
-//!   (its registry's, then its Redis commands'), and every [`ErrorCode`],
-//!   each table ending in an `other` slot. A name not in the table is
-//!   counted as `other`, so a client sending a million random method names
-//!   adds no series and no memory. Resolve a name once with
-//!   [`Metrics::method_id`] (a short linear search, no allocation) and pass
-//!   the small [`MethodId`] around. Because the code labels are
+//! - **A bounded label set, per protocol.** Method names come from clients.
+//!   Labels are fixed at construction ([`Metrics::with_commands`]): one
+//!   table per [`Protocol`], the server's JSON method names (its
+//!   registry's, at most [`MAX_METHODS`]) and its Redis commands' names (at
+//!   most [`MAX_COMMANDS`]), each ending in an `other` slot, and every
+//!   [`ErrorCode`]. A name not in its table is counted as that protocol's
+//!   `other`, so a client sending a million random method names adds no
+//!   series and no memory. Resolve a name once with [`Metrics::method_id`]
+//!   or [`Metrics::command_id`] (a short linear search, no allocation) and
+//!   pass the small [`MethodId`] around: the request path only ever indexes
+//!   rows it resolved at start. Because the code labels are
 //!   [`ErrorCode::ALL`], a new code is labelled the day it is added.
 //! - **Independence.** Gauges whose state lives elsewhere (connections,
 //!   cache keys and memory, jobs, persistence) are read by the service
@@ -63,15 +66,45 @@ pub const N_BUCKETS: usize = BUCKETS_NS.len() + 1;
 /// The label value for a name that is not in the table.
 pub const OTHER: &str = "other";
 
-/// Most method labels a [`Metrics`] keeps (besides `other`).
+/// Most JSON method labels a [`Metrics`] keeps (besides `other`).
 pub const MAX_METHODS: usize = 64;
+/// Most RESP command labels a [`Metrics`] keeps (besides `other`): room for
+/// the whole Redis command table as it grows.
+pub const MAX_COMMANDS: usize = 256;
 /// Most error-code labels a [`Metrics`] keeps (besides `ok` and `other`).
 pub const MAX_CODES: usize = 32;
 
-/// A method's row in the table, from [`Metrics::method_id`] (the default
-/// is row 0; use it only as a placeholder before resolving a name).
+/// The protocol a request came in: the `protocol` label, and which label
+/// table its method name is looked up in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// The JSON RPC port (`protocol="json"`): the registry's method names.
+    Json,
+    /// The Redis protocol port (`protocol="resp"`): the command table's names.
+    Resp,
+}
+
+impl Protocol {
+    /// The label value: `json` or `resp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Json => "json",
+            Protocol::Resp => "resp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A method's (or RESP command's) row in the table, from
+/// [`Metrics::method_id`] or [`Metrics::command_id`] (the default is row 0;
+/// use it only as a placeholder before resolving a name).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct MethodId(u8);
+pub struct MethodId(u16);
 
 /// An outcome's column in the table: [`CodeId::OK`] or from [`Metrics::code_id`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,8 +162,11 @@ impl Shape {
 /// The counters a server keeps; share one per server (`Arc<Metrics>`) and
 /// bump it from any thread.
 pub struct Metrics {
-    /// Method label values; the last one is [`OTHER`].
+    /// Method label values: the JSON rows, the last of them [`OTHER`], then
+    /// the RESP rows from `resp_start`, the last of them [`OTHER`].
     methods: Box<[Box<str>]>,
+    /// The first RESP row.
+    resp_start: usize,
     /// Code label values; the first is `ok`, the last [`OTHER`].
     codes: Box<[Box<str>]>,
     shape: Shape,
@@ -144,6 +180,7 @@ impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics")
             .field("methods", &self.methods)
+            .field("resp_start", &self.resp_start)
             .field("codes", &self.codes)
             .finish_non_exhaustive()
     }
@@ -170,6 +207,12 @@ fn label_table(first: Option<&str>, names: &[&str], max: usize) -> Box<[Box<str>
     }
     table.push(OTHER.into());
     table.into_boxed_slice()
+}
+
+/// The id of row `i`: the tables hold at most `MAX_METHODS + MAX_COMMANDS
+/// + 2` rows, well within `u16`.
+fn row(i: usize) -> MethodId {
+    MethodId(u16::try_from(i).unwrap_or(u16::MAX))
 }
 
 fn position(table: &[Box<str>], name: &str) -> usize {
@@ -199,13 +242,23 @@ fn bucket_index(ns: u64) -> usize {
 }
 
 impl Metrics {
-    /// Counters labelled with these method names (in this order, then
-    /// `other`) and every [`ErrorCode`] (after `ok`, then `other`).
-    /// Duplicates, empty names and names beyond [`MAX_METHODS`] are
-    /// dropped: they count as `other`.
+    /// Counters labelled with these JSON method names and no RESP command
+    /// but `other`: [`Metrics::with_commands`] with no commands.
     pub fn new(methods: &[&str]) -> Metrics {
+        Metrics::with_commands(methods, &[])
+    }
+
+    /// Counters labelled with these JSON method names (in this order, then
+    /// `other`), these RESP command names (likewise), and every
+    /// [`ErrorCode`] (after `ok`, then `other`). Duplicates, empty names and
+    /// names beyond [`MAX_METHODS`] (JSON) or [`MAX_COMMANDS`] (RESP) are
+    /// dropped: they count as their protocol's `other`.
+    pub fn with_commands(methods: &[&str], commands: &[&str]) -> Metrics {
         let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
-        let methods = label_table(None, methods, MAX_METHODS);
+        let json = label_table(None, methods, MAX_METHODS);
+        let resp = label_table(None, commands, MAX_COMMANDS);
+        let resp_start = json.len();
+        let methods: Box<[Box<str>]> = json.into_vec().into_iter().chain(resp.into_vec()).collect();
         let codes = label_table(Some("ok"), &codes, MAX_CODES);
         let shape = Shape {
             methods: methods.len(),
@@ -214,6 +267,7 @@ impl Metrics {
         let cells = (0..shape.len()).map(|_| AtomicU64::new(0)).collect();
         Metrics {
             methods,
+            resp_start,
             codes,
             shape,
             cells,
@@ -222,22 +276,44 @@ impl Metrics {
         }
     }
 
-    /// The row for a method name; any name not in the table is `other`.
-    /// Compares against at most [`MAX_METHODS`] short strings and never
-    /// allocates; a caller that knows its methods up front can keep the ids.
+    /// The row of a JSON method name; any name not in the table is the
+    /// JSON `other`. Compares against at most [`MAX_METHODS`] short strings
+    /// and never allocates; a caller that knows its methods up front can
+    /// keep the ids.
     pub fn method_id(&self, name: &str) -> MethodId {
-        // Both tables are capped well below 256 entries.
-        MethodId(position(&self.methods, name) as u8)
+        row(position(&self.methods[..self.resp_start], name))
+    }
+
+    /// The row of a RESP command name (lower case, as the command table
+    /// names it); any name not in the table is the RESP `other`. Resolved
+    /// once per command at start: the request path indexes the rows.
+    pub fn command_id(&self, name: &str) -> MethodId {
+        row(self.resp_start + position(&self.methods[self.resp_start..], name))
     }
 
     /// The column for an error code.
     pub fn code_id(&self, code: ErrorCode) -> CodeId {
+        // The code table is capped well below 256 entries.
         CodeId(position(&self.codes, code.as_str()) as u8)
     }
 
-    /// The `other` method row, for requests with no usable method name.
+    /// The JSON `other` row, for requests with no usable method name.
     pub fn other_method(&self) -> MethodId {
-        MethodId((self.methods.len() - 1) as u8)
+        row(self.resp_start - 1)
+    }
+
+    /// The RESP `other` row, for commands not in the command table.
+    pub fn other_command(&self) -> MethodId {
+        row(self.methods.len() - 1)
+    }
+
+    /// The protocol of a row (an id from a bigger table is RESP's `other`).
+    pub fn protocol(&self, id: MethodId) -> Protocol {
+        if usize::from(id.0) < self.resp_start {
+            Protocol::Json
+        } else {
+            Protocol::Resp
+        }
     }
 
     /// Label value of a method id (`other` for an id from another table).
@@ -314,9 +390,23 @@ impl Metrics {
         self.bytes_sent.load(Relaxed)
     }
 
-    /// The method label values, in row order (the last is [`OTHER`]).
-    pub fn methods(&self) -> impl ExactSizeIterator<Item = &str> {
-        self.methods.iter().map(|m| &**m)
+    /// Every row's protocol and method label value, in row order: the JSON
+    /// methods, their `other`, the RESP commands, their `other`.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = (Protocol, &str)> {
+        let resp_start = self.resp_start;
+        self.methods.iter().enumerate().map(move |(i, m)| {
+            let protocol = if i < resp_start {
+                Protocol::Json
+            } else {
+                Protocol::Resp
+            };
+            (protocol, &**m)
+        })
+    }
+
+    /// Whether row `i` of [`Metrics::rows`] is its protocol's `other`.
+    pub fn is_other(&self, i: usize) -> bool {
+        i + 1 == self.resp_start || i + 1 == self.methods.len()
     }
 
     /// The code label values, in column order (`ok` first, [`OTHER`] last).
@@ -333,9 +423,9 @@ impl Metrics {
         (counts, self.load(self.shape.sum(m)))
     }
 
-    /// The id of row `i` of [`Metrics::methods`].
+    /// The id of row `i` of [`Metrics::rows`].
     pub fn method_at(&self, i: usize) -> MethodId {
-        MethodId(i.min(self.methods.len() - 1) as u8)
+        row(i.min(self.methods.len() - 1))
     }
 
     /// The id of column `i` of [`Metrics::codes`].
@@ -386,7 +476,8 @@ mod tests {
             m.observe(id, unknown, Duration::from_micros(3));
         }
         assert_eq!(m.requests(other, unknown), 1000);
-        assert_eq!(m.methods().len(), 11);
+        let json = m.rows().filter(|r| r.0 == Protocol::Json).count();
+        assert_eq!(json, 11);
         assert_eq!(m.code_name(CodeId::OK), "ok");
         assert_eq!(m.code_name(m.code_id(ErrorCode::Oom)), "oom");
     }
@@ -410,14 +501,56 @@ mod tests {
         refs.insert(1, "m0");
         refs.insert(2, "");
         refs.insert(3, "other");
-        let m = Metrics::new(&refs);
-        assert_eq!(m.methods().len(), MAX_METHODS + 1);
+        let m = Metrics::with_commands(&refs, &refs);
+        assert_eq!(m.rows().len(), MAX_METHODS + 1 + 200 + 1);
         assert_eq!(m.method_name(m.method_id("m63")), "m63");
         assert_eq!(m.method_id("m64"), m.other_method());
-        // An id from a bigger table lands in `other`, never out of bounds.
+        assert_eq!(m.method_name(m.command_id("m199")), "m199");
+        let many: Vec<String> = (0..300).map(|i| format!("c{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let wide = Metrics::with_commands(&[], &many);
+        assert_eq!(wide.rows().len(), 1 + MAX_COMMANDS + 1);
+        assert_eq!(wide.method_name(wide.command_id("c255")), "c255");
+        assert_eq!(wide.command_id("c256"), wide.other_command());
+        // An id from a bigger table lands in the last row (RESP's `other`),
+        // never out of bounds.
         let small = Metrics::new(&["ping"]);
-        small.observe(m.method_id("m50"), CodeId::OK, Duration::ZERO);
-        assert_eq!(small.requests(small.other_method(), CodeId::OK), 1);
+        small.observe(m.command_id("m199"), CodeId::OK, Duration::ZERO);
+        assert_eq!(small.requests(small.other_command(), CodeId::OK), 1);
+    }
+
+    #[test]
+    fn each_protocol_has_its_own_table_and_other() {
+        let m = Metrics::with_commands(&["ping", "get"], &["ping", "get", "client"]);
+        let (json, resp) = (m.method_id("get"), m.command_id("get"));
+        assert_ne!(json, resp);
+        assert_eq!(m.protocol(json), Protocol::Json);
+        assert_eq!(m.protocol(resp), Protocol::Resp);
+        assert_eq!(m.method_name(resp), "get");
+        // A JSON method name unknown to RESP is RESP's `other`, and back.
+        assert_eq!(m.command_id("stats"), m.other_command());
+        assert_eq!(m.method_id("client"), m.other_method());
+        assert_ne!(m.other_method(), m.other_command());
+        assert_eq!(m.protocol(m.other_method()), Protocol::Json);
+        assert_eq!(m.protocol(m.other_command()), Protocol::Resp);
+        m.observe_n(resp, CodeId::OK, Duration::from_micros(3), 4);
+        assert_eq!(m.requests(resp, CodeId::OK), 4);
+        assert_eq!(m.requests(json, CodeId::OK), 0);
+        let rows: Vec<(Protocol, &str)> = m.rows().collect();
+        assert_eq!(
+            rows,
+            [
+                (Protocol::Json, "ping"),
+                (Protocol::Json, "get"),
+                (Protocol::Json, "other"),
+                (Protocol::Resp, "ping"),
+                (Protocol::Resp, "get"),
+                (Protocol::Resp, "client"),
+                (Protocol::Resp, "other"),
+            ]
+        );
+        let others: Vec<usize> = (0..rows.len()).filter(|&i| m.is_other(i)).collect();
+        assert_eq!(others, [2, 6]);
     }
 
     #[test]

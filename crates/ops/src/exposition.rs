@@ -6,24 +6,40 @@
 //! ([`crate::procfs`]). A scrape renders into a `String`; nothing here runs on
 //! the request path.
 //!
-//! The metric names are fixed: dashboards rely on them.
+//! The metric names are fixed: dashboards rely on them (CHANGELOG.md lists
+//! the renames of 0.3.0, made so that a Prometheus parser reads every family
+//! apart and units come last, as Prometheus's naming guide asks).
 //!
 //! | name | type | labels |
 //! |---|---|---|
-//! | `reactor_rpc_requests_total` | counter | `method`, `code` (`ok` or an error code) |
-//! | `reactor_rpc_request_duration_seconds` | histogram | `method` |
-//! | `reactor_rpc_connections` | gauge | |
-//! | `reactor_rpc_connections_total` | counter | |
-//! | `reactor_rpc_connections_rejected_total` | counter | |
-//! | `reactor_rpc_bytes_received_total`, `reactor_rpc_bytes_sent_total` | counter | |
-//! | `reactor_rpc_keys` | gauge | |
-//! | `reactor_rpc_jobs` | gauge | `state` (`queued`, `running`, `completed`) |
-//! | `reactor_rpc_used_memory_bytes` | gauge | |
+//! | `reactor_rpc_requests_total` | counter | `protocol` (`json`, `resp`), `method` (a JSON method, a RESP command, or `other`), `code` (`ok` or an error code) |
+//! | `reactor_rpc_request_duration_seconds` | histogram | `protocol`, `method` |
+//! | `reactor_rpc_open_connections` | gauge | `listener` (`rpc`, `resp`, `metrics`) |
+//! | `reactor_rpc_connections_total` | counter | `listener` |
+//! | `reactor_rpc_connections_rejected_total` | counter | `listener` |
+//! | `reactor_rpc_received_bytes_total`, `reactor_rpc_sent_bytes_total` | counter | |
+//! | `reactor_rpc_pending_output_bytes` | gauge | |
+//! | `reactor_rpc_keys`, `reactor_rpc_expiring_keys` | gauge | |
+//! | `reactor_rpc_keyspace_hits_total`, `reactor_rpc_keyspace_misses_total` | counter | |
+//! | `reactor_rpc_jobs` | gauge | `state` (`queued`, `running`) |
+//! | `reactor_rpc_jobs_completed_total` | counter | |
+//! | `reactor_rpc_used_memory_bytes`, `reactor_rpc_maxmemory_bytes` | gauge | |
 //! | `reactor_rpc_evicted_keys_total`, `reactor_rpc_expired_keys_total` | counter | |
 //! | `reactor_rpc_build_info` | gauge (always 1) | `version`, `model` |
-//! | `process_resident_memory_bytes`, `process_open_fds` | gauge | |
+//! | `reactor_rpc_last_save_status`, `reactor_rpc_last_save_time_seconds`, `reactor_rpc_last_save_duration_seconds`, `reactor_rpc_changes_since_last_save`, `reactor_rpc_save_in_progress`, `reactor_rpc_writes_refused` (with a snapshot file) | gauge | |
+//! | `reactor_rpc_saves_total` (with a snapshot file) | counter | |
+//! | `reactor_rpc_last_save_error_info` (while the last save failed) | gauge (always 1) | `error` |
+//! | `process_resident_memory_bytes`, `process_open_fds`, `process_max_fds` | gauge | |
 //! | `process_cpu_seconds_total` | counter | |
 //! | `process_start_time_seconds` | gauge | |
+//!
+//! The label sets are fixed at start: `method` takes the registry's method
+//! names for `json` and the Redis command table's names for `resp`, a name
+//! outside them counts as `other`. A JSON method has its `ok` series from
+//! the start; a RESP command, like `INFO commandstats`, appears once it is
+//! first counted. Connections are shown for every listener, 0 for one the
+//! server does not have; the metrics port's are not client connections
+//! (`stats` and `INFO` count the RPC and RESP ports').
 //!
 //! The `process_*` metrics are read from `/proc` at each render; one that
 //! cannot be read is left out of that scrape rather than reported as 0.
@@ -33,10 +49,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reactor_rpc_core::metrics::{Metrics, DURATION_BUCKETS};
-use reactor_rpc_core::service::stats::Readings;
+use reactor_rpc_core::metrics::{Metrics, Protocol, DURATION_BUCKETS};
+use reactor_rpc_core::service::stats::{ListenerCounts, Readings};
 use reactor_rpc_core::service::PersistenceStatus;
-use reactor_rpc_core::session::Exposition;
+use reactor_rpc_core::session::{Exposition, Role};
 use reactor_rpc_core::Service;
 
 use crate::procfs::ProcessStats;
@@ -99,36 +115,25 @@ pub fn render(metrics: &Metrics, r: &Readings, process: &ProcessStats, out: &mut
     let mut w = Writer { out };
     render_requests(metrics, &mut w);
     render_durations(metrics, &mut w);
+    render_connections(r, &mut w);
 
     w.single(
-        "reactor_rpc_connections",
-        "Connections open now.",
-        "gauge",
-        r.connections,
-    );
-    w.single(
-        "reactor_rpc_connections_total",
-        "Connections accepted since start.",
-        "counter",
-        r.connections_total,
-    );
-    w.single(
-        "reactor_rpc_connections_rejected_total",
-        "Connections refused at the connection limit (--max-conns).",
-        "counter",
-        r.connections_rejected,
-    );
-    w.single(
-        "reactor_rpc_bytes_received_total",
-        "Bytes read from RPC clients.",
+        "reactor_rpc_received_bytes_total",
+        "Bytes of requests read from clients (JSON and RESP).",
         "counter",
         metrics.bytes_received(),
     );
     w.single(
-        "reactor_rpc_bytes_sent_total",
-        "Bytes written to RPC clients.",
+        "reactor_rpc_sent_bytes_total",
+        "Bytes of responses queued for clients (JSON and RESP).",
         "counter",
         metrics.bytes_sent(),
+    );
+    w.single(
+        "reactor_rpc_pending_output_bytes",
+        "Responses produced and not yet taken by the kernel, all connections together.",
+        "gauge",
+        r.pending_output_bytes,
     );
     w.single(
         "reactor_rpc_keys",
@@ -136,23 +141,49 @@ pub fn render(metrics: &Metrics, r: &Readings, process: &ProcessStats, out: &mut
         "gauge",
         r.keys,
     );
+    w.single(
+        "reactor_rpc_expiring_keys",
+        "Keys in the cache with a TTL.",
+        "gauge",
+        r.expiring_keys,
+    );
+    w.single(
+        "reactor_rpc_keyspace_hits_total",
+        "Key reads that found their key.",
+        "counter",
+        r.keyspace_hits_total,
+    );
+    w.single(
+        "reactor_rpc_keyspace_misses_total",
+        "Key reads that did not find their key.",
+        "counter",
+        r.keyspace_misses_total,
+    );
     w.header(
         "reactor_rpc_jobs",
-        "Heavy requests handed to worker threads, by state.",
+        "Heavy requests handed to worker threads, waiting or running now.",
         "gauge",
     );
-    for (state, value) in [
-        ("queued", r.jobs_queued),
-        ("running", r.jobs_running),
-        ("completed", r.jobs_completed),
-    ] {
+    for (state, value) in [("queued", r.jobs_queued), ("running", r.jobs_running)] {
         w.sample("reactor_rpc_jobs", &[("state", state)], value);
     }
+    w.single(
+        "reactor_rpc_jobs_completed_total",
+        "Heavy requests finished by worker threads.",
+        "counter",
+        r.jobs_completed,
+    );
     w.single(
         "reactor_rpc_used_memory_bytes",
         "Bytes the cache accounts for (keys, values, overhead).",
         "gauge",
         r.used_memory_bytes,
+    );
+    w.single(
+        "reactor_rpc_maxmemory_bytes",
+        "The cache's memory limit (--maxmemory); 0 for no limit.",
+        "gauge",
+        r.maxmemory_bytes,
     );
     w.single(
         "reactor_rpc_evicted_keys_total",
@@ -223,6 +254,14 @@ pub fn render(metrics: &Metrics, r: &Readings, process: &ProcessStats, out: &mut
             v,
         );
     }
+    if let Some(v) = process.max_fds {
+        w.single(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            "gauge",
+            v,
+        );
+    }
     if let Some(v) = process.start_time_seconds {
         w.single(
             "process_start_time_seconds",
@@ -233,23 +272,34 @@ pub fn render(metrics: &Metrics, r: &Readings, process: &ProcessStats, out: &mut
     }
 }
 
+/// Whether a row gets its series while nothing was counted in it: a named
+/// JSON method has its `ok` series from the start (so `rate()` works at
+/// once); a RESP command, like Redis's `INFO commandstats`, and each
+/// protocol's `other` appear when first counted (the RESP table has room
+/// for hundreds of commands, most never called).
+fn shown_at_zero(metrics: &Metrics, row: usize, protocol: Protocol) -> bool {
+    protocol == Protocol::Json && !metrics.is_other(row)
+}
+
 fn render_requests(metrics: &Metrics, w: &mut Writer<'_>) {
     const NAME: &str = "reactor_rpc_requests_total";
     w.header(
         NAME,
-        "Requests answered, by method and outcome (ok or the error code).",
+        "Requests answered, by protocol (json, resp), method or command, and outcome (ok or the error code).",
         "counter",
     );
-    let last_method = metrics.methods().len() - 1;
-    for (m, method) in metrics.methods().enumerate() {
+    for (m, (protocol, method)) in metrics.rows().enumerate() {
         for (c, code) in metrics.codes().enumerate() {
             let value = metrics.requests(metrics.method_at(m), metrics.code_at(c));
-            // Every named method has its `ok` series from the start, so
-            // rate() works at once; the rest appear when first counted.
-            if value == 0 && (c != 0 || m == last_method) {
+            if value == 0 && (c != 0 || !shown_at_zero(metrics, m, protocol)) {
                 continue;
             }
-            w.sample(NAME, &[("method", method), ("code", code)], value);
+            let labels = [
+                ("protocol", protocol.as_str()),
+                ("method", method),
+                ("code", code),
+            ];
+            w.sample(NAME, &labels, value);
         }
     }
 }
@@ -261,13 +311,13 @@ fn render_durations(metrics: &Metrics, w: &mut Writer<'_>) {
         "Time from a request's complete frame to its response being queued.",
         "histogram",
     );
-    let last_method = metrics.methods().len() - 1;
-    for (m, method) in metrics.methods().enumerate() {
+    for (m, (protocol, method)) in metrics.rows().enumerate() {
         let (counts, sum_ns) = metrics.histogram(metrics.method_at(m));
         let count: u64 = counts.iter().sum();
-        if count == 0 && m == last_method {
+        if count == 0 && !shown_at_zero(metrics, m, protocol) {
             continue;
         }
+        let labels = [("protocol", protocol.as_str()), ("method", method)];
         let mut cumulative = 0u64;
         for (i, n) in counts.iter().enumerate() {
             cumulative += n;
@@ -275,15 +325,49 @@ fn render_durations(metrics: &Metrics, w: &mut Writer<'_>) {
                 Some(le) => LeLabel::Bound(*le),
                 None => LeLabel::Inf,
             };
-            w.bucket(NAME, method, le, cumulative);
+            w.bucket(NAME, &labels, le, cumulative);
         }
-        w.suffixed(
-            NAME,
-            "_sum",
-            &[("method", method)],
-            Float(sum_ns as f64 / 1e9),
-        );
-        w.suffixed(NAME, "_count", &[("method", method)], count);
+        w.suffixed(NAME, "_sum", &labels, Float(sum_ns as f64 / 1e9));
+        w.suffixed(NAME, "_count", &labels, count);
+    }
+}
+
+/// Connections by listener (`rpc`, `resp`, `metrics`; 0 for a listener the
+/// server does not have): the client ports' limit (`--max-conns`) and the
+/// metrics port's (`--metrics-max-conns`) are apart, and so are their figures.
+fn render_connections(r: &Readings, w: &mut Writer<'_>) {
+    /// A family's name, help, type, and its figure of one listener.
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&ListenerCounts) -> u64,
+    );
+    let families: [Family; 3] = [
+        (
+            "reactor_rpc_open_connections",
+            "Connections served now, by listener.",
+            "gauge",
+            |l| l.open,
+        ),
+        (
+            "reactor_rpc_connections_total",
+            "Connections accepted and served since start, by listener.",
+            "counter",
+            |l| l.accepted,
+        ),
+        (
+            "reactor_rpc_connections_rejected_total",
+            "Connections refused at a limit (--max-conns, --max-conns-per-ip, --metrics-max-conns), by listener.",
+            "counter",
+            |l| l.rejected,
+        ),
+    ];
+    for (name, help, kind, value) in families {
+        w.header(name, help, kind);
+        for (role, counts) in Role::ALL.iter().zip(&r.listeners) {
+            w.sample(name, &[("listener", role.name())], value(counts));
+        }
     }
 }
 
@@ -425,13 +509,18 @@ impl Writer<'_> {
         let _ = writeln!(self.out, " {value}");
     }
 
-    fn bucket(&mut self, name: &str, method: &str, le: LeLabel, cumulative: u64) {
+    fn bucket(&mut self, name: &str, labels: &[(&str, &str)], le: LeLabel, cumulative: u64) {
         self.out.push_str(name);
-        self.out.push_str("_bucket{method=\"");
-        escape_label_value(self.out, method);
+        self.out.push_str("_bucket{");
+        for (label, v) in labels {
+            self.out.push_str(label);
+            self.out.push_str("=\"");
+            escape_label_value(self.out, v);
+            self.out.push_str("\",");
+        }
         let _ = match le {
-            LeLabel::Bound(b) => writeln!(self.out, "\",le=\"{b}\"}} {cumulative}"),
-            LeLabel::Inf => writeln!(self.out, "\",le=\"+Inf\"}} {cumulative}"),
+            LeLabel::Bound(b) => writeln!(self.out, "le=\"{b}\"}} {cumulative}"),
+            LeLabel::Inf => writeln!(self.out, "le=\"+Inf\"}} {cumulative}"),
         };
     }
 }
@@ -466,27 +555,38 @@ mod tests {
     use reactor_rpc_protocol::ErrorCode;
 
     fn builtin() -> Metrics {
-        Metrics::new(&[
-            "ping", "fib", "set", "get", "del", "exists", "incr", "expire", "ttl", "stats",
-        ])
+        Metrics::with_commands(
+            &[
+                "ping", "fib", "set", "get", "del", "exists", "incr", "expire", "ttl", "stats",
+            ],
+            &["ping", "get", "set", "client"],
+        )
     }
 
     fn readings() -> Readings {
+        let listener = |open, accepted, rejected| ListenerCounts {
+            open,
+            accepted,
+            rejected,
+        };
         Readings {
             model: "reactor",
-            connections: 3,
-            connections_total: 10,
-            connections_rejected: 1,
+            listeners: [listener(3, 10, 1), listener(2, 4, 0), listener(1, 8, 5)],
             keys: 42,
+            expiring_keys: 12,
             jobs_queued: 2,
             jobs_running: 1,
             jobs_completed: 7,
             used_memory_bytes: 4096,
+            maxmemory_bytes: 1 << 30,
             evicted_keys_total: 5,
             expired_keys_total: 6,
             tls_reload_failures: 0,
             auth_failures: 4,
             auth_refused: 0,
+            keyspace_hits_total: 30,
+            keyspace_misses_total: 11,
+            pending_output_bytes: 65_536,
             persistence: None,
         }
     }
@@ -517,33 +617,55 @@ mod tests {
         );
         m.add_bytes_received(100);
         m.add_bytes_sent(250);
+        let get = m.command_id("get");
+        m.observe_n(get, CodeId::OK, Duration::from_micros(7), 4);
+        m.observe(
+            m.other_command(),
+            m.code_id(ErrorCode::UnknownMethod),
+            Duration::ZERO,
+        );
         let text = render(&m);
         let expect = [
             "# HELP reactor_rpc_requests_total Requests answered",
             "# TYPE reactor_rpc_requests_total counter\n",
-            "reactor_rpc_requests_total{method=\"ping\",code=\"ok\"} 2\n",
-            "reactor_rpc_requests_total{method=\"ping\",code=\"bad_params\"} 1\n",
-            "reactor_rpc_requests_total{method=\"fib\",code=\"ok\"} 0\n",
+            "reactor_rpc_requests_total{protocol=\"json\",method=\"ping\",code=\"ok\"} 2\n",
+            "reactor_rpc_requests_total{protocol=\"json\",method=\"ping\",code=\"bad_params\"} 1\n",
+            "reactor_rpc_requests_total{protocol=\"json\",method=\"fib\",code=\"ok\"} 0\n",
+            "reactor_rpc_requests_total{protocol=\"resp\",method=\"get\",code=\"ok\"} 4\n",
+            "reactor_rpc_requests_total{protocol=\"resp\",method=\"other\",code=\"unknown_method\"} 1\n",
             "# TYPE reactor_rpc_request_duration_seconds histogram\n",
-            "reactor_rpc_request_duration_seconds_bucket{method=\"ping\",le=\"0.00001\"} 1\n",
-            "reactor_rpc_request_duration_seconds_bucket{method=\"ping\",le=\"0.000025\"} 1\n",
-            "reactor_rpc_request_duration_seconds_bucket{method=\"ping\",le=\"0.00005\"} 2\n",
-            "reactor_rpc_request_duration_seconds_bucket{method=\"ping\",le=\"1\"} 2\n",
-            "reactor_rpc_request_duration_seconds_bucket{method=\"ping\",le=\"+Inf\"} 3\n",
-            "reactor_rpc_request_duration_seconds_sum{method=\"ping\"} 2.000035\n",
-            "reactor_rpc_request_duration_seconds_count{method=\"ping\"} 3\n",
-            "reactor_rpc_request_duration_seconds_count{method=\"stats\"} 0\n",
-            "# TYPE reactor_rpc_connections gauge\nreactor_rpc_connections 3\n",
-            "reactor_rpc_connections_total 10\n",
-            "reactor_rpc_connections_rejected_total 1\n",
-            "reactor_rpc_bytes_received_total 100\n",
-            "reactor_rpc_bytes_sent_total 250\n",
+            "reactor_rpc_request_duration_seconds_bucket{protocol=\"json\",method=\"ping\",le=\"0.00001\"} 1\n",
+            "reactor_rpc_request_duration_seconds_bucket{protocol=\"json\",method=\"ping\",le=\"0.000025\"} 1\n",
+            "reactor_rpc_request_duration_seconds_bucket{protocol=\"json\",method=\"ping\",le=\"0.00005\"} 2\n",
+            "reactor_rpc_request_duration_seconds_bucket{protocol=\"json\",method=\"ping\",le=\"1\"} 2\n",
+            "reactor_rpc_request_duration_seconds_bucket{protocol=\"json\",method=\"ping\",le=\"+Inf\"} 3\n",
+            "reactor_rpc_request_duration_seconds_sum{protocol=\"json\",method=\"ping\"} 2.000035\n",
+            "reactor_rpc_request_duration_seconds_count{protocol=\"json\",method=\"ping\"} 3\n",
+            "reactor_rpc_request_duration_seconds_count{protocol=\"json\",method=\"stats\"} 0\n",
+            "reactor_rpc_request_duration_seconds_bucket{protocol=\"resp\",method=\"get\",le=\"0.00001\"} 4\n",
+            "reactor_rpc_request_duration_seconds_count{protocol=\"resp\",method=\"get\"} 4\n",
+            "# TYPE reactor_rpc_open_connections gauge\n",
+            "reactor_rpc_open_connections{listener=\"rpc\"} 3\n",
+            "reactor_rpc_open_connections{listener=\"resp\"} 2\n",
+            "reactor_rpc_open_connections{listener=\"metrics\"} 1\n",
+            "# TYPE reactor_rpc_connections_total counter\n",
+            "reactor_rpc_connections_total{listener=\"rpc\"} 10\n",
+            "reactor_rpc_connections_total{listener=\"metrics\"} 8\n",
+            "reactor_rpc_connections_rejected_total{listener=\"rpc\"} 1\n",
+            "reactor_rpc_connections_rejected_total{listener=\"metrics\"} 5\n",
+            "reactor_rpc_received_bytes_total 100\n",
+            "reactor_rpc_sent_bytes_total 250\n",
+            "# TYPE reactor_rpc_pending_output_bytes gauge\nreactor_rpc_pending_output_bytes 65536\n",
             "reactor_rpc_keys 42\n",
+            "# TYPE reactor_rpc_expiring_keys gauge\nreactor_rpc_expiring_keys 12\n",
+            "# TYPE reactor_rpc_keyspace_hits_total counter\nreactor_rpc_keyspace_hits_total 30\n",
+            "# TYPE reactor_rpc_keyspace_misses_total counter\nreactor_rpc_keyspace_misses_total 11\n",
             "# TYPE reactor_rpc_jobs gauge\n",
             "reactor_rpc_jobs{state=\"queued\"} 2\n",
             "reactor_rpc_jobs{state=\"running\"} 1\n",
-            "reactor_rpc_jobs{state=\"completed\"} 7\n",
+            "# TYPE reactor_rpc_jobs_completed_total counter\nreactor_rpc_jobs_completed_total 7\n",
             "reactor_rpc_used_memory_bytes 4096\n",
+            "# TYPE reactor_rpc_maxmemory_bytes gauge\nreactor_rpc_maxmemory_bytes 1073741824\n",
             "reactor_rpc_evicted_keys_total 5\n",
             "reactor_rpc_expired_keys_total 6\n",
             concat!(
@@ -554,13 +676,17 @@ mod tests {
             "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 1048576\n",
             "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\n",
             "process_open_fds 9\n",
+            "# TYPE process_max_fds gauge\nprocess_max_fds 1024\n",
             "process_start_time_seconds 1700000000.25\n",
         ];
         for e in expect {
             assert!(text.contains(e), "missing {e:?} in\n{text}");
         }
-        // The unused `other` method gets no series.
-        assert!(!text.contains("method=\"other\""));
+        // The unused JSON `other` gets no series, nor do uncalled RESP commands.
+        assert!(!text.contains("protocol=\"json\",method=\"other\""));
+        assert!(!text.contains("method=\"client\""));
+        assert!(!text.contains("protocol=\"resp\",method=\"ping\""));
+        assert!(!text.contains("state=\"completed\""));
         assert!(text.ends_with('\n'));
         check_exposition_syntax(&text);
     }
@@ -583,7 +709,7 @@ mod tests {
             ..Readings::default()
         };
         super::render(&m, &r, &ProcessStats::default(), &mut out);
-        assert!(out.contains(r#"{method="we\"ird\\na\nme",code="ok"} 0"#));
+        assert!(out.contains(r#"{protocol="json",method="we\"ird\\na\nme",code="ok"} 0"#));
         assert!(out.contains(r#"model="a\"b"} 1"#));
         let mut help = String::new();
         escape_help(&mut help, "a\\b\nc\"");
@@ -616,10 +742,13 @@ mod tests {
     }
 
     /// Checks every line against the text format's grammar (a subset: what
-    /// this renderer can produce), and that each family's samples follow its
-    /// `# TYPE` line without interleaving.
+    /// this renderer can produce), that each family's samples follow its
+    /// `# TYPE` line without interleaving, and that no two families share a
+    /// name as a parser names them (prometheus_client strips a counter's
+    /// `_total`, so a gauge `x` and a counter `x_total` would clash).
     fn check_exposition_syntax(text: &str) {
         let mut families: Vec<String> = Vec::new();
+        let mut parsed: Vec<String> = Vec::new();
         let mut current = String::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# HELP ") {
@@ -632,7 +761,22 @@ mod tests {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let mut it = rest.split(' ');
                 assert_eq!(it.next(), Some(current.as_str()));
-                assert!(matches!(it.next(), Some("counter" | "gauge" | "histogram")));
+                let kind = it.next();
+                assert!(matches!(kind, Some("counter" | "gauge" | "histogram")));
+                if kind == Some("counter") {
+                    assert!(
+                        current.ends_with("_total"),
+                        "counter {current} without _total"
+                    );
+                } else {
+                    assert!(!current.ends_with("_total"), "{current} is not a counter");
+                }
+                let family = current
+                    .strip_suffix("_total")
+                    .unwrap_or(&current)
+                    .to_string();
+                assert!(!parsed.contains(&family), "two families parse as {family}");
+                parsed.push(family);
                 continue;
             }
             assert!(!line.starts_with('#'), "{line}");

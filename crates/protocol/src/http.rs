@@ -11,7 +11,8 @@
 //! | request | response |
 //! |---|---|
 //! | `GET /metrics` (a query string is ignored) | 200, `Content-Type: text/plain; version=0.0.4; charset=utf-8` |
-//! | any other path or method | 404 |
+//! | `HEAD /metrics` | the same head (`Content-Length` of the page `GET` would send), no body |
+//! | any other path or method | 404 (`HEAD`: without its body) |
 //! | not HTTP/1.x, bad syntax, a chunked or invalid body | 400, `Connection: close` |
 //! | more than [`MAX_HEADERS`] headers, more than [`MAX_REQUEST_BYTES`] | 431, `Connection: close` |
 //!
@@ -37,8 +38,11 @@ pub enum Outcome {
     Request {
         /// Bytes of input the request takes, headers (and any body) included.
         consumed: usize,
-        /// `GET /metrics`: answer with the metrics, else 404.
+        /// `GET /metrics` or `HEAD /metrics`: answer with the metrics, else 404.
         path_ok: bool,
+        /// A `HEAD` request: the response's head only, with the
+        /// `Content-Length` of the body a `GET` would get.
+        head: bool,
         /// The client wants the connection kept open after the response.
         keep_alive: bool,
         /// Where the `Authorization` header's value is in the buffer
@@ -193,13 +197,15 @@ pub fn feed(buffer: &[u8]) -> Outcome {
         Some(1) => !close,
         _ => keep_alive && !close,
     };
-    let path_ok = req.method == Some("GET")
+    let head = req.method == Some("HEAD");
+    let path_ok = (head || req.method == Some("GET"))
         && req
             .path
             .is_some_and(|p| p.split('?').next() == Some("/metrics"));
     Outcome::Request {
         consumed,
         path_ok,
+        head,
         keep_alive,
         authorization,
     }
@@ -254,13 +260,27 @@ pub fn write_metrics(out: &mut Vec<u8>, body: &[u8], close: bool) {
     write_response(out, Status::Ok, CONTENT_TYPE, body, close);
 }
 
+/// The body of the 404.
+const NOT_FOUND: &[u8] = b"not found: try GET /metrics\n";
+
 /// The 404 for any other request.
 pub fn write_not_found(out: &mut Vec<u8>, close: bool) {
     write_response(
         out,
         Status::NotFound,
         "text/plain; charset=utf-8",
-        b"not found: try GET /metrics\n",
+        NOT_FOUND,
+        close,
+    );
+}
+
+/// The 404's head alone, for a `HEAD` request of any other path.
+pub fn write_not_found_head(out: &mut Vec<u8>, close: bool) {
+    write_head(
+        out,
+        Status::NotFound,
+        "text/plain; charset=utf-8",
+        NOT_FOUND.len(),
         close,
     );
 }
@@ -319,6 +339,7 @@ mod tests {
             Outcome::Request {
                 consumed: SCRAPE.len(),
                 path_ok: true,
+                head: false,
                 keep_alive: true,
                 authorization: None,
             }
@@ -339,13 +360,40 @@ mod tests {
     }
 
     #[test]
+    fn head_is_get_without_the_body() {
+        let req = b"HEAD /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(
+            byte_by_byte(req),
+            Outcome::Request {
+                consumed: req.len(),
+                path_ok: true,
+                head: true,
+                keep_alive: true,
+                authorization: None,
+            }
+        );
+        assert!(matches!(
+            feed(b"HEAD /other HTTP/1.1\r\n\r\n"),
+            Outcome::Request {
+                path_ok: false,
+                head: true,
+                ..
+            }
+        ));
+        let (mut get, mut head) = (Vec::new(), Vec::new());
+        write_not_found(&mut get, false);
+        write_not_found_head(&mut head, false);
+        assert!(get.starts_with(&head) && get.len() == head.len() + NOT_FOUND.len());
+    }
+
+    #[test]
     fn other_paths_and_methods_are_not_ok() {
         for req in [
             &b"GET / HTTP/1.1\r\n\r\n"[..],
             b"GET /metricsx HTTP/1.1\r\n\r\n",
             b"GET /metrics/ HTTP/1.1\r\n\r\n",
             b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-            b"HEAD /metrics HTTP/1.1\r\n\r\n",
+            b"HEAD / HTTP/1.1\r\n\r\n",
             b"get /metrics HTTP/1.1\r\n\r\n",
         ] {
             match byte_by_byte(req) {
@@ -388,6 +436,7 @@ mod tests {
         let Outcome::Request {
             consumed,
             path_ok: true,
+            head: false,
             keep_alive: true,
             ..
         } = feed(&buf)
@@ -422,6 +471,7 @@ mod tests {
             Outcome::Request {
                 consumed: req.len(),
                 path_ok: true,
+                head: false,
                 keep_alive: true,
                 authorization: None,
             }

@@ -112,8 +112,14 @@ impl FromStr for Model {
 pub struct Limits {
     /// Largest request body; a larger length prefix gets `frame_too_large` and a close.
     pub max_frame: u32,
-    /// Connections served at once; one more gets `overloaded` and a close.
+    /// Client connections (the RPC and RESP ports together) served at once;
+    /// one more gets `overloaded` (RESP: `max number of clients reached`)
+    /// and a close. Metrics connections never count here.
     pub max_conns: usize,
+    /// Metrics connections served at once, a limit of their own; one more
+    /// gets a 503 and a close. In the threaded models each is served by a
+    /// thread of its own, so that one idle keep-alive scraper holds no other.
+    pub metrics_max_conns: usize,
     /// Close a connection that sends nothing for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Pending output per connection above which its input is no longer read.
@@ -122,8 +128,9 @@ pub struct Limits {
     /// connection is closed ("frame timeout"): dribbling bytes into a frame
     /// does not keep a connection alive.
     pub frame_timeout: Duration,
-    /// Connections one IP address may hold at once; one more gets
-    /// `overloaded` and a close (0: no limit).
+    /// Client connections (RPC and RESP) one IP address may hold at once;
+    /// one more gets `overloaded` and a close (0: no limit). Metrics
+    /// connections have `metrics_max_conns` instead.
     pub max_conns_per_ip: usize,
     /// Pending output of all connections together above which the reactor
     /// and the tokio models stop adding output: a connection holding output
@@ -137,6 +144,7 @@ impl Default for Limits {
         Limits {
             max_frame: DEFAULT_MAX_FRAME,
             max_conns: 10_000,
+            metrics_max_conns: 16,
             idle_timeout: Some(Duration::from_secs(300)),
             max_output: 4 << 20,
             frame_timeout: Duration::from_secs(30),
@@ -321,6 +329,7 @@ impl Config {
         info.model = self.model.name();
         info.max_frame = l.max_frame;
         info.max_conns = l.max_conns;
+        info.metrics_max_conns = l.metrics_max_conns;
         info.idle_timeout_s = l.idle_timeout.map_or(0, |d| d.as_secs());
         info.max_output = l.max_output;
         info.frame_timeout_s = l.frame_timeout.as_secs();

@@ -87,13 +87,16 @@ impl Service {
 
     /// A service with a custom registry and cache bound (`--maxmemory`, eviction policy).
     pub fn with_cache_config(mut registry: Registry, cache: CacheConfig) -> Service {
-        // The label table is this registry's names: a fixed set, whatever
-        // names clients send (those count as `other`).
+        // The label tables are this registry's names and `auth` (protocol
+        // "json") and the Redis command table's (protocol "resp"): fixed
+        // sets, whatever names clients send (those count as their
+        // protocol's `other`).
         let mut names = registry.names();
         if !names.contains(&auth::METHOD) {
             names.push(auth::METHOD);
         }
-        let metrics = Metrics::new(&names);
+        let commands: Vec<&str> = redis::COMMANDS.iter().map(|c| c.name).collect();
+        let metrics = Metrics::with_commands(&names, &commands);
         registry.label(&metrics);
         Service {
             registry,
@@ -143,7 +146,7 @@ impl Service {
         self.resp_rows
             .get(index)
             .copied()
-            .unwrap_or_else(|| self.metrics.other_method())
+            .unwrap_or_else(|| self.metrics.other_command())
     }
 
     /// The request and byte counters `GET /metrics` reports; the connection

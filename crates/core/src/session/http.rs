@@ -2,7 +2,8 @@
 //!
 //! The HTTP is read by [`reactor_rpc_protocol::http`]; the page is rendered
 //! by an [`Exposition`] the server provides (the ops crate's, which reads
-//! `/proc` and the counters). This session only joins the two, one request at
+//! `/proc` and the counters); `HEAD /metrics` gets the same head without the
+//! body. This session only joins the two, one request at
 //! a time: after each response it stops with [`Stop::OutputFull`], so a
 //! client that pipelines scrapes and never reads gets one reply and is read
 //! no further until it takes it. The page is shared [`Bytes`], spliced into
@@ -10,8 +11,8 @@
 
 use bytes::Bytes;
 use reactor_rpc_protocol::http::{
-    feed, write_head, write_malformed, write_not_found, write_response, write_unauthorized,
-    Outcome, Status, CONTENT_TYPE,
+    feed, write_head, write_malformed, write_not_found, write_not_found_head, write_response,
+    write_unauthorized, Outcome, Status, CONTENT_TYPE,
 };
 
 use super::{CloseReason, Options, Progress, Stop};
@@ -80,6 +81,7 @@ pub fn process(
         Outcome::Request {
             consumed,
             path_ok,
+            head,
             keep_alive,
             authorization,
         } => {
@@ -92,23 +94,25 @@ pub fn process(
                 }
                 _ => Ok(()),
             };
-            if let Err(e) = allowed {
-                match e {
-                    AuthError::WrongPassword => write_unauthorized(out, close),
-                    AuthError::TooManyAttempts { .. } => write_response(
-                        out,
-                        Status::TooManyRequests,
-                        "text/plain; charset=utf-8",
-                        format!("{e}\n").as_bytes(),
-                        close,
-                    ),
+            match (allowed, path_ok, head) {
+                (Err(AuthError::WrongPassword), _, _) => write_unauthorized(out, close),
+                (Err(e @ AuthError::TooManyAttempts { .. }), _, _) => write_response(
+                    out,
+                    Status::TooManyRequests,
+                    "text/plain; charset=utf-8",
+                    format!("{e}\n").as_bytes(),
+                    close,
+                ),
+                (Ok(()), true, head) => {
+                    let page = exposition.page();
+                    write_head(out, Status::Ok, CONTENT_TYPE, page.len(), close);
+                    // HEAD: the length of the page GET would send, no body.
+                    if !head {
+                        out.share(&page);
+                    }
                 }
-            } else if path_ok {
-                let page = exposition.page();
-                write_head(out, Status::Ok, CONTENT_TYPE, page.len(), close);
-                out.share(&page);
-            } else {
-                write_not_found(out, close);
+                (Ok(()), false, false) => write_not_found(out, close),
+                (Ok(()), false, true) => write_not_found_head(out, close),
             }
             let stop = if close {
                 Stop::Close(CloseReason::Bye)

@@ -533,6 +533,27 @@ mod tests {
     }
 
     #[test]
+    fn head_gets_the_head_of_get_without_the_body() {
+        let service = Service::new();
+        let env = env(&service, 1 << 20);
+        let mut http = Session::new(Role::Metrics, 9090);
+        let answer = |http: &mut Session, req: &[u8]| {
+            let mut out = Output::new();
+            let p = http.process(&env, &"t", req, &mut out);
+            assert_eq!((p.consumed, p.stop), (req.len(), Stop::OutputFull));
+            String::from_utf8(out.into_vec()).expect("ascii")
+        };
+        let get = answer(&mut http, b"GET /metrics HTTP/1.1\r\n\r\n");
+        let head = answer(&mut http, b"HEAD /metrics HTTP/1.1\r\n\r\n");
+        let page = "reactor_rpc_build_info 1\n";
+        assert_eq!(get, format!("{head}{page}"));
+        assert!(head.contains(&format!("Content-Length: {}\r\n", page.len())));
+        assert!(head.ends_with("\r\n\r\n"));
+        let other = answer(&mut http, b"HEAD /nope HTTP/1.1\r\n\r\n");
+        assert!(other.starts_with("HTTP/1.1 404 ") && other.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
     fn a_malformed_request_closes_with_a_protocol_error_in_every_protocol() {
         let service = Service::new();
         let mut out = Output::new();

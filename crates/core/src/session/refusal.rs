@@ -18,8 +18,10 @@ use super::Role;
 /// Which limit a refused connection ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The listener's connection limit (`--max-conns`) is reached.
+    /// The client ports' connection limit (`--max-conns`) is reached.
     MaxConns(usize),
+    /// The metrics port's own connection limit (`--metrics-max-conns`) is reached.
+    MetricsMaxConns(usize),
     /// Its address holds `--max-conns-per-ip` connections.
     PerIp(usize),
     /// Protected mode: no user and no password is configured, and the peer
@@ -54,20 +56,25 @@ impl Refusal {
                 format!("{PROTECTED_MODE_TEXT}\n").as_bytes(),
                 true,
             ),
-            (Refusal::MaxConns(n), Role::Rpc) => write_overloaded_frame(
-                &mut out,
-                format!("server is at its limit of {n} connections"),
-            ),
+            (Refusal::MaxConns(n) | Refusal::MetricsMaxConns(n), Role::Rpc) => {
+                write_overloaded_frame(
+                    &mut out,
+                    format!("server is at its limit of {n} connections"),
+                )
+            }
             (Refusal::PerIp(n), Role::Rpc) => write_overloaded_frame(
                 &mut out,
                 format!("too many connections from this address (limit {n})"),
             ),
-            (Refusal::MaxConns(_), Role::Resp) => {
+            (Refusal::MaxConns(_) | Refusal::MetricsMaxConns(_), Role::Resp) => {
                 Reply::new(&mut out, Version::Resp2).error(b"ERR max number of clients reached")
             }
             (Refusal::PerIp(_), Role::Resp) => Reply::new(&mut out, Version::Resp2)
                 .error(b"ERR max number of clients per address reached"),
-            (Refusal::MaxConns(_) | Refusal::PerIp(_), Role::Metrics) => write_response(
+            (
+                Refusal::MaxConns(_) | Refusal::MetricsMaxConns(_) | Refusal::PerIp(_),
+                Role::Metrics,
+            ) => write_response(
                 &mut out,
                 Status::ServiceUnavailable,
                 "text/plain; charset=utf-8",
@@ -83,6 +90,7 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::MaxConns(n) => write!(f, "at max-conns {n}"),
+            Refusal::MetricsMaxConns(n) => write!(f, "at metrics-max-conns {n}"),
             Refusal::PerIp(n) => write!(f, "its address at max-conns-per-ip {n}"),
             Refusal::ProtectedMode => {
                 f.write_str("protected mode (no user or password configured)")
@@ -105,6 +113,13 @@ mod tests {
         );
         let http = Refusal::MaxConns(3).response(Role::Metrics);
         assert!(http.starts_with(b"HTTP/1.1 503 "));
+        let http = Refusal::MetricsMaxConns(16).response(Role::Metrics);
+        let text = String::from_utf8_lossy(&http);
+        assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+        assert!(
+            text.ends_with("\r\n\r\nat metrics-max-conns 16\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! * [`check_session`]: the metrics session ([`http::process`]), driven as a
 //!   server model drives it (process after every read, write the output when
 //!   it stops with `OutputFull`, close when it says so), answers every
-//!   complete request exactly once, in order, with the status the whole
+//!   complete request exactly once, in order (a `HEAD` without the body),
+//!   with the status the whole
 //!   stream's requests call for, and closes exactly when the last of them
 //!   asked to or was refused.
 
@@ -103,10 +104,13 @@ pub struct Response {
 
 /// Splits what a metrics connection wrote into responses; panics unless it
 /// is nothing but whole responses as this server writes them (a status line,
-/// headers with a `Content-Length`, the body).
-pub fn responses(mut output: &[u8]) -> Vec<Response> {
+/// headers with a `Content-Length`, the body). `heads[i]` says the i-th
+/// response answers a `HEAD` (its `Content-Length` is the body a `GET`
+/// would get, and no body follows); past its end, responses have bodies.
+pub fn responses(mut output: &[u8], heads: &[bool]) -> Vec<Response> {
     let mut found = Vec::new();
     while !output.is_empty() {
+        let head_only = heads.get(found.len()).copied().unwrap_or(false);
         let head_len = output
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
@@ -130,6 +134,7 @@ pub fn responses(mut output: &[u8]) -> Vec<Response> {
             close |= name.eq_ignore_ascii_case("connection") && value == "close";
         }
         let len = len.unwrap_or_else(|| panic!("no Content-Length in {head:?}"));
+        let len = if head_only { 0 } else { len };
         let body_start = head_len + 4;
         let body = output
             .get(body_start..body_start + len)
@@ -230,16 +235,19 @@ pub fn serve(chunks: &[&[u8]]) -> Served {
 pub fn check_session(stream: &[u8], sizes: &[usize]) -> Vec<Response> {
     let whole = requests(stream, &[]);
     let mut want = Vec::new();
+    let mut heads = Vec::new();
     let mut want_close = None;
     for request in &whole.requests {
         let Outcome::Request {
             path_ok,
             keep_alive,
+            head,
             ..
         } = *request
         else {
             unreachable!("requests() keeps only requests")
         };
+        heads.push(head);
         want.push((
             if path_ok {
                 Status::Ok
@@ -262,12 +270,12 @@ pub fn check_session(stream: &[u8], sizes: &[usize]) -> Vec<Response> {
     }
 
     let served = serve(&chunks(stream, sizes));
-    let got = responses(&served.output);
+    let got = responses(&served.output, &heads);
     let got_heads: Vec<(u16, bool)> = got.iter().map(|r| (r.code, r.close)).collect();
     assert_eq!(got_heads, want, "one response per request, in order");
     assert_eq!(served.closed, want_close, "closed for the wrong reason");
-    for r in &got {
-        if r.code == Status::Ok.code() {
+    for (i, r) in got.iter().enumerate() {
+        if r.code == Status::Ok.code() && !heads.get(i).copied().unwrap_or(false) {
             assert_eq!(r.body, PAGE, "a 200 without the page");
         }
     }

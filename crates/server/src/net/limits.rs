@@ -1,10 +1,10 @@
 //! The bounds a model keeps on what clients can make it hold: connections per
-//! address, pending output in total, how long a refusal lingers, and memory
-//! handed back to the OS after a crowd left.
+//! listener and per address, pending output in total, how long a refusal
+//! lingers, and memory handed back to the OS after a crowd left.
 
 use std::time::Duration;
 
-use reactor_rpc_core::session::Refusal;
+use reactor_rpc_core::session::{Refusal, Role};
 
 /// How long a connection refused (`overloaded`) or closed for `frame_too_large`
 /// keeps discarding input before it closes. Closing a socket with unread input
@@ -28,6 +28,68 @@ pub(crate) fn output_high_water(total: usize, per_conn: usize, bound: usize) -> 
     } else {
         1
     }
+}
+
+/// Connections served per listener, against their limits: the client ports
+/// (RPC and RESP) together against `--max-conns`, the metrics port against
+/// `--metrics-max-conns` of its own, so that scrapers never take a client's
+/// slot and clients never starve the scrapers. A model that admits under
+/// one thread or one lock keeps one of these (the tokio models keep a
+/// semaphore per limit instead).
+#[derive(Debug)]
+pub(crate) struct Slots {
+    max_conns: usize,
+    metrics_max_conns: usize,
+    /// Connections served now, by [`Role`] (its discriminant).
+    open: [usize; 3],
+}
+
+impl Slots {
+    pub(crate) fn new(max_conns: usize, metrics_max_conns: usize) -> Slots {
+        Slots {
+            max_conns,
+            metrics_max_conns,
+            open: [0; 3],
+        }
+    }
+
+    /// Takes a slot for a connection to `role`'s listener, or says which
+    /// limit it runs into.
+    pub(crate) fn admit(&mut self, role: Role) -> Result<(), Refusal> {
+        let full = match role {
+            Role::Metrics => (self.open[role as usize] >= self.metrics_max_conns)
+                .then_some(Refusal::MetricsMaxConns(self.metrics_max_conns)),
+            Role::Rpc | Role::Resp => {
+                (self.clients() >= self.max_conns).then_some(Refusal::MaxConns(self.max_conns))
+            }
+        };
+        match full {
+            Some(refusal) => Err(refusal),
+            None => {
+                self.open[role as usize] += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives back the slot of a connection to `role`'s listener.
+    pub(crate) fn release(&mut self, role: Role) {
+        let open = &mut self.open[role as usize];
+        *open = open.saturating_sub(1);
+    }
+
+    /// Client connections (RPC and RESP) served now.
+    pub(crate) fn clients(&self) -> usize {
+        self.open[Role::Rpc as usize] + self.open[Role::Resp as usize]
+    }
+}
+
+/// Whether `--max-conns-per-ip` counts a connection to `role`'s listener:
+/// the client ports' connections, not the scrapers' (a Prometheus on the
+/// host of a client must not take that client's share).
+#[inline]
+pub(crate) fn counts_per_ip(role: Role) -> bool {
+    role != Role::Metrics
 }
 
 /// Open connections per client address, for `--max-conns-per-ip` (empty when
@@ -84,5 +146,28 @@ pub(crate) fn return_free_memory() {
     // SAFETY: malloc_trim only releases free pages; it touches no live allocation.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrapers_and_clients_have_their_own_slots() {
+        let mut slots = Slots::new(2, 1);
+        assert_eq!(slots.admit(Role::Metrics), Ok(()));
+        assert_eq!(slots.admit(Role::Metrics), Err(Refusal::MetricsMaxConns(1)));
+        // The scraper took no client slot.
+        assert_eq!(slots.admit(Role::Rpc), Ok(()));
+        assert_eq!(slots.admit(Role::Resp), Ok(()));
+        assert_eq!(slots.admit(Role::Rpc), Err(Refusal::MaxConns(2)));
+        assert_eq!(slots.clients(), 2);
+        slots.release(Role::Metrics);
+        assert_eq!(slots.admit(Role::Metrics), Ok(()));
+        slots.release(Role::Resp);
+        assert_eq!(slots.admit(Role::Rpc), Ok(()));
+        assert!(counts_per_ip(Role::Rpc) && counts_per_ip(Role::Resp));
+        assert!(!counts_per_ip(Role::Metrics));
     }
 }

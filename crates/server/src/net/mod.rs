@@ -6,8 +6,9 @@
 //!
 //! * [`listen`]: the listening sockets, by [`Role`], bound or inherited.
 //! * `accept`: accept errors and the back-off after them, turning a
-//!   connection away without blocking, `TCP_QUICKACK`.
-//! * `limits`: connections per address, the total bound on pending output,
+//!   connection away without blocking, `TCP_QUICKACK`, a metrics
+//!   connection's capped send buffer.
+//! * `limits`: connections per listener and per address, the total bound on pending output,
 //!   the lingering close, memory back to the OS.
 //! * `log`: the `comes`/`bye` lines under one per-second budget, and
 //!   rate-limited warnings.
@@ -22,9 +23,12 @@ mod protected;
 pub use reactor_rpc_core::session::{CloseReason, Refusal, Role};
 
 pub(crate) use accept::{
-    out_of_descriptors, quickack, transient_accept_error, turn_away, ACCEPT_BACKOFF,
+    cap_send_buffer, out_of_descriptors, quickack, transient_accept_error, turn_away,
+    ACCEPT_BACKOFF,
 };
-pub(crate) use limits::{output_high_water, return_free_memory, PerIp, LINGER, LINGERING_REFUSALS};
+pub(crate) use limits::{
+    counts_per_ip, output_high_water, return_free_memory, PerIp, Slots, LINGER, LINGERING_REFUSALS,
+};
 pub(crate) use listen::log_listening;
 pub use listen::{bind_listener, Listeners, BACKLOG};
 pub(crate) use log::{flush_conn_lines, log_bye, log_comes, RateLimitedLog};

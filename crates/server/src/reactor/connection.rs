@@ -22,7 +22,7 @@ use mio::event::Event;
 use mio::net::TcpStream;
 
 use reactor_rpc_core::output::{OutputQueue, SharedLedger};
-use reactor_rpc_core::session::{self, Finished, Session, Stop};
+use reactor_rpc_core::session::{self, Finished, Role, Session, Stop};
 use reactor_rpc_protocol::buffer::{ReadBuffer, READ_CHUNK};
 
 use rustls::ServerConnection;
@@ -81,9 +81,13 @@ impl Readiness {
 enum Flow {
     /// Requests are decoded as their frames complete.
     Decoding,
-    /// Pending output passed the high-water mark: no decoding until it drains
-    /// to half of it.
-    Paused,
+    /// The session stopped for its output ([`Stop::OutputFull`]): no
+    /// decoding until the output drains to this many bytes. Half the
+    /// high-water mark when the output passed it; nothing, i.e. every byte
+    /// written, when the session stopped below it (the metrics session
+    /// answers one request at a time, and is read no further until its
+    /// client takes the reply).
+    Paused(usize),
     /// A request of ours is on a worker; later requests wait behind it, so
     /// responses stay in order.
     Offloaded,
@@ -286,6 +290,11 @@ impl Connection {
         }
     }
 
+    /// The listener it came from.
+    pub fn role(&self) -> Role {
+        self.session.role()
+    }
+
     /// Whether a request of this connection is running on a worker.
     pub fn job_running(&self) -> bool {
         self.flow == Flow::Offloaded
@@ -416,7 +425,15 @@ impl Connection {
                     quickack(&self.stream);
                 }
             }
-            Stop::OutputFull => self.flow = Flow::Paused,
+            Stop::OutputFull => {
+                let high_water = turn.env.opts.max_output;
+                let resume = if self.output.len() >= high_water {
+                    high_water / 2
+                } else {
+                    0
+                };
+                self.flow = Flow::Paused(resume);
+            }
             Stop::Close(why) => self.ending = Ending::Poisoned(why),
             Stop::Offload { len } => self.offload(turn, len),
         }
@@ -488,8 +505,10 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         }
-        if self.flow == Flow::Paused && self.output.len() <= turn.env.opts.max_output / 2 {
-            self.flow = Flow::Decoding;
+        if let Flow::Paused(resume) = self.flow {
+            if self.output.len() <= resume.min(turn.env.opts.max_output / 2) {
+                self.flow = Flow::Decoding;
+            }
         }
         if self.output.is_empty() {
             self.output.release_if_large();

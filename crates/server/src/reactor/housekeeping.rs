@@ -5,8 +5,9 @@
 //! * idle expiry: close connections quiet for `--idle-timeout`, and those done
 //!   lingering after an answer that ends the connection;
 //! * every [`HOUSEKEEPING_INTERVAL`]: the service's own sweep (cache expiry),
-//!   trimming the buffers of quiet connections, and giving memory back to the
-//!   OS after a mass disconnect.
+//!   the pending output published for the metrics, trimming the buffers of
+//!   quiet connections, and giving memory back to the OS after a mass
+//!   disconnect.
 
 use std::time::{Duration, Instant};
 
@@ -106,14 +107,18 @@ impl Reactor {
         self.frame_timers.compact(conns.len(), live);
     }
 
-    /// Every [`HOUSEKEEPING_INTERVAL`]: the service's sweep, buffer trimming,
-    /// and memory given back after a mass disconnect.
+    /// Every [`HOUSEKEEPING_INTERVAL`]: the service's sweep, the pending
+    /// output published, buffer trimming, and memory given back after a
+    /// mass disconnect.
     pub(super) fn tick(&mut self, now: Instant) {
         if self.housekeeping.next_tick > now {
             return;
         }
         self.housekeeping.next_tick = now + HOUSEKEEPING_INTERVAL;
         self.core.service.housekeeping(now);
+        // The running total kept for --max-output-total, for the metrics.
+        let pending = self.output.total() as u64;
+        self.core.service.stats().set_pending_output(pending);
         crate::net::flush_conn_lines();
         self.trim_buffers(now);
         self.release_memory();

@@ -41,13 +41,14 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use reactor_rpc_core::output::SharedLedger;
-use reactor_rpc_core::session::{self, Endpoint, Session};
+use reactor_rpc_core::session::{self, Endpoint, Role, Session};
 use rustls::ServerConnection;
 
 use crate::config::Config;
 use crate::net::{
-    log_bye, log_comes, out_of_descriptors, transient_accept_error, turn_away, CloseReason,
-    Listeners, PerIp, ProtectedMode, RateLimitedLog, Refusal, ACCEPT_BACKOFF, LINGERING_REFUSALS,
+    counts_per_ip, log_bye, log_comes, out_of_descriptors, transient_accept_error, turn_away,
+    CloseReason, Listeners, PerIp, ProtectedMode, RateLimitedLog, Refusal, Slots, ACCEPT_BACKOFF,
+    LINGERING_REFUSALS,
 };
 use crate::server::Core;
 use crate::shutdown::ShutdownHandle;
@@ -97,7 +98,13 @@ impl OutputTotal {
     /// one while the total is within `bound`, one byte above it.
     #[inline]
     fn high_water(&self, per_conn: usize, bound: usize) -> usize {
-        crate::net::output_high_water(self.bytes + self.shared.bytes(), per_conn, bound)
+        crate::net::output_high_water(self.total(), per_conn, bound)
+    }
+
+    /// The pending output counted against `--max-output-total` now.
+    #[inline]
+    fn total(&self) -> usize {
+        self.bytes + self.shared.bytes()
     }
 
     /// Takes a connection's pending output into the total, after it moved.
@@ -146,7 +153,9 @@ pub struct Reactor {
     /// Set once shutdown starts: the moment it must be over.
     shutdown_deadline: Option<Instant>,
     next_conn_id: u64,
-    /// Open connections per address (`--max-conns-per-ip`).
+    /// Connections served per listener (`--max-conns`, `--metrics-max-conns`).
+    slots: Slots,
+    /// Open client connections per address (`--max-conns-per-ip`).
     per_ip: PerIp,
     /// Refused connections in the slab, lingering after their `overloaded`.
     refusals: usize,
@@ -210,6 +219,7 @@ impl Reactor {
         };
         let now = Instant::now();
         let per_ip = PerIp::new(config.limits.max_conns_per_ip);
+        let slots = Slots::new(config.limits.max_conns, config.limits.metrics_max_conns);
         Ok(Reactor {
             poll,
             listeners,
@@ -229,6 +239,7 @@ impl Reactor {
             accept_paused_until: None,
             shutdown_deadline: None,
             next_conn_id: 0,
+            slots,
             per_ip,
             refusals: 0,
             output: OutputTotal::default(),
@@ -387,37 +398,49 @@ impl Reactor {
         endpoint: Endpoint,
         local: SocketAddr,
     ) {
+        let role = endpoint.role;
         let protected = ProtectedMode(self.config.security.protected_mode);
         if let Err(why) = protected.admit(&self.core.service, peer) {
             self.refuse(stream, peer, endpoint, why);
             return;
         }
-        if self.conns.len() - self.refusals >= self.config.limits.max_conns {
-            let why = Refusal::MaxConns(self.config.limits.max_conns);
-            self.refuse(stream, peer, endpoint, why);
-            return;
-        }
-        if let Err(refusal) = self.per_ip.admit(peer.ip()) {
+        if let Err(refusal) = self.slots.admit(role) {
             self.refuse(stream, peer, endpoint, refusal);
             return;
+        }
+        if counts_per_ip(role) {
+            if let Err(refusal) = self.per_ip.admit(peer.ip()) {
+                self.slots.release(role);
+                self.refuse(stream, peer, endpoint, refusal);
+                return;
+            }
         }
         if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: cannot set TCP_NODELAY: {e}");
         }
+        if role == Role::Metrics {
+            crate::net::cap_send_buffer(&stream);
+        }
         let tls = match self.tls_for(endpoint, &peer) {
             Ok(tls) => tls,
             Err(()) => {
-                self.per_ip.release(peer.ip());
+                self.slots.release(role);
+                if counts_per_ip(role) {
+                    self.per_ip.release(peer.ip());
+                }
                 return;
             }
         };
-        let session = Session::accepted(endpoint.role, local, peer);
+        let session = Session::accepted(role, local, peer);
         let handshake = tls.is_some();
         let (key, id) = match self.insert(stream, peer, session, tls) {
             Ok(slot) => slot,
             Err(e) => {
                 warn!("{peer}: cannot register connection: {e}");
-                self.per_ip.release(peer.ip());
+                self.slots.release(role);
+                if counts_per_ip(role) {
+                    self.per_ip.release(peer.ip());
+                }
                 return;
             }
         };
@@ -430,11 +453,12 @@ impl Reactor {
             let timeout = self.config.limits.frame_timeout;
             self.frame_timers.arm(self.now + timeout, key, id);
         }
-        self.core.service.stats().connection_opened();
+        self.core.service.stats().connection_opened(role);
         log_comes(Level::Info, &peer);
     }
 
-    /// Over `--max-conns` or `--max-conns-per-ip`: one `overloaded` response,
+    /// Over `--max-conns`, `--metrics-max-conns` or `--max-conns-per-ip`: one
+    /// refusal in the listener's protocol (JSON: `overloaded`),
     /// then a lingering close like the one after `frame_too_large`, in the
     /// slab as a connection that only writes that frame and discards input,
     /// so a client still sending its request reads the frame, not a reset.
@@ -446,7 +470,7 @@ impl Reactor {
         endpoint: Endpoint,
         why: Refusal,
     ) {
-        self.core.service.stats().connection_rejected();
+        self.core.service.stats().connection_rejected(endpoint.role);
         if let Some(held) = self.refused_log.allow(self.now) {
             warn!("refused {peer}: {why} ({held} more refused since last report)");
         }
@@ -531,8 +555,12 @@ impl Reactor {
             debug!("{} refused: closed", conn.peer);
             return;
         }
-        self.per_ip.release(conn.peer.ip());
-        self.core.service.stats().connection_closed();
+        let role = conn.role();
+        self.slots.release(role);
+        if counts_per_ip(role) {
+            self.per_ip.release(conn.peer.ip());
+        }
+        self.core.service.stats().connection_closed(role);
         log_bye(why, Level::Info, &conn.peer);
     }
 

@@ -1,7 +1,8 @@
 //! The acceptor loop of the threaded models: accept, admit or refuse, and
 //! back off instead of spinning when accepting fails. In `threaded` each
 //! admitted connection gets a new thread; in `pool` the acceptor serves it
-//! itself and accepts again only once it closes.
+//! itself and accepts again only once it closes. The metrics port's
+//! acceptor gives each scraper a new thread in both models.
 
 use std::io;
 use std::io::Write;
@@ -22,8 +23,8 @@ use rustls::ServerConnection;
 
 impl Shared {
     /// Accepts until stopped; serves each connection, speaking its
-    /// endpoint's protocol, right here (`inline`: the pool, the metrics port)
-    /// or on a new thread (`threaded`).
+    /// endpoint's protocol, right here (`inline`: the pool's client ports)
+    /// or on a new thread (`threaded`, and the metrics port).
     pub(super) fn accept_loop(self: &Arc<Self>, listener: &TcpListener, at: Accepting) {
         let Accepting {
             index,
@@ -127,7 +128,9 @@ impl Shared {
         })
     }
 
-    /// Registers a new connection, or refuses it with `overloaded` beyond `max_conns`.
+    /// Registers a new connection, or refuses it in its protocol: protected
+    /// mode, or beyond its listener's limit (`max_conns`,
+    /// `metrics_max_conns`, `max_conns_per_ip`).
     fn admit(
         self: &Arc<Self>,
         stream: TcpStream,
@@ -138,7 +141,7 @@ impl Shared {
             self.refuse(stream, peer, why, endpoint);
             return None;
         }
-        match self.register(stream, peer) {
+        match self.register(stream, peer, endpoint.role) {
             Ok(conn) => Some(conn),
             Err((stream, why)) => {
                 self.refuse(stream, peer, why, endpoint);
@@ -158,7 +161,7 @@ impl Shared {
         why: net::Refusal,
         endpoint: Endpoint,
     ) {
-        self.core.service.stats().connection_rejected();
+        self.core.service.stats().connection_rejected(endpoint.role);
         if let Some(held) = allow(&self.refused_log) {
             warn!("refused {peer}: {why} ({held} more refused since last report)");
         }

@@ -6,7 +6,9 @@
 //! responses with one `write_all` per batch, read again. The
 //! socket's read timeout is the idle timeout, so a silent client (or one stuck
 //! halfway through a frame) ends with a timed-out read; its write timeout bounds
-//! how long a client that does not read can keep this thread blocked.
+//! how long a client that does not read can keep this thread blocked. A batch
+//! the kernel does not take at once counts in the pending-output gauge
+//! (`reactor_rpc_pending_output_bytes`) while the thread blocks writing it.
 //!
 //! On a TLS port the socket is wrapped in a rustls `StreamOwned`, whose reads
 //! and writes are blocking ones through TLS; the handshake runs first, within
@@ -14,12 +16,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use log::debug;
 
 use reactor_rpc_core::output::Output;
-use reactor_rpc_core::session::{Env, Options, Session, Stop};
+use reactor_rpc_core::service::Stats;
+use reactor_rpc_core::session::{Env, Options, Role, Session, Stop};
 use reactor_rpc_protocol::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
 use rustls::ServerConnection;
 
@@ -41,6 +45,9 @@ impl Conn {
             debug!("{}: cannot set socket options: {e}", self.peer);
             self.why = CloseReason::IoError;
             return;
+        }
+        if session.role() == Role::Metrics {
+            crate::net::cap_send_buffer(&self.stream);
         }
         let opt = Options {
             max_frame: limits.max_frame,
@@ -85,11 +92,23 @@ pub(super) trait Transport: Read + Write {
     fn is_eof(&self, _e: &io::Error) -> bool {
         false
     }
+
+    /// Sends what the socket takes without waiting for room, if the
+    /// transport can: the bytes not taken then count as pending output
+    /// while a blocking write sends them. TLS cannot (a record must go out
+    /// whole), so its whole batch counts as pending while it is written.
+    fn send_nowait(&mut self, _bytes: &[u8]) -> io::Result<usize> {
+        Ok(0)
+    }
 }
 
 impl Transport for TcpStream {
     fn tcp(&self) -> &TcpStream {
         self
+    }
+
+    fn send_nowait(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        send_nowait(self, bytes)
     }
 }
 
@@ -206,12 +225,8 @@ pub(super) fn serve<T: Transport>(
                 _ => Framing::Partial(Instant::now()),
             };
             if !out.is_empty() {
-                // A spliced value is written from the cache's bytes, after the
-                // owned bytes before it: no copy, one write each.
-                for chunk in out.chunks() {
-                    if let Err(e) = stream.write_all(chunk) {
-                        return ended(peer, CloseReason::OutputNotRead, "write", e);
-                    }
+                if let Err(e) = write_counted(stream, &out, env.service.stats()) {
+                    return ended(peer, CloseReason::OutputNotRead, "write", e);
                 }
                 out.clear();
             }
@@ -267,6 +282,76 @@ pub(super) fn serve<T: Transport>(
             Err(e) => return ended(peer, timed_out, "read", e),
         }
     }
+}
+
+/// Writes the whole batch `out`. A spliced value is written from the cache's
+/// bytes, after the owned bytes before it: no copy, one write each. The
+/// first write does not wait (`MSG_DONTWAIT`), so a batch the kernel takes
+/// at once (nearly every batch of a client that reads) costs the same one
+/// syscall and touches no shared counter; what it did not take counts in
+/// [`Stats`]' pending output until the blocking writes have sent it.
+fn write_counted<T: Transport>(stream: &mut T, out: &Output, stats: &Stats) -> io::Result<()> {
+    let mut held: Option<Held<'_>> = None;
+    let mut left = out.total_len();
+    for chunk in out.chunks() {
+        let mut written = 0;
+        if held.is_none() {
+            written = match stream.send_nowait(chunk) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    0
+                }
+                Err(e) => return Err(e),
+            };
+            if written < chunk.len() {
+                held = Some(Held::new(stats, (left - written) as u64));
+            }
+        }
+        stream.write_all(&chunk[written..])?;
+        left -= chunk.len();
+    }
+    Ok(())
+}
+
+/// Output counted as pending in [`Stats`] until dropped (written, or the
+/// write failed and the connection ends).
+struct Held<'a> {
+    stats: &'a Stats,
+    bytes: u64,
+}
+
+impl<'a> Held<'a> {
+    fn new(stats: &'a Stats, bytes: u64) -> Held<'a> {
+        stats.add_pending_output(bytes);
+        Held { stats, bytes }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.stats.sub_pending_output(self.bytes);
+    }
+}
+
+/// One `send` that does not wait for room in the socket buffer, whatever
+/// the socket's blocking mode, and raises no SIGPIPE.
+fn send_nowait(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: send(2) on a descriptor the stream owns, reading at most
+    // `bytes.len()` bytes from a live slice.
+    let n = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// The reason for a failed read or write: a socket timeout has its own name

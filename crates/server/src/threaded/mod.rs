@@ -10,7 +10,10 @@
 //! Both run the same blocking loop ([`connection::serve`]) over the shared
 //! request path (the connection's [`Session`](reactor_rpc_core::Session)), and the same limits:
 //! `max_conns` (refused with `overloaded`), the idle timeout (socket timeouts),
-//! `max_frame` and `max_output` (in the session). Shutdown wakes blocked `accept`
+//! `max_frame` and `max_output` (in the session). The metrics port, in both,
+//! has one acceptor that gives each scraper a thread of its own, up to
+//! `metrics_max_conns` (refused with a 503), so that scrapers are served
+//! concurrently and never take a pool thread. Shutdown wakes blocked `accept`
 //! calls by connecting to the listener, and blocked reads by shutting down the
 //! read side of every live socket, so responses already produced still leave.
 //!
@@ -84,7 +87,7 @@ impl Threaded {
         let shared = Arc::new(Shared {
             core,
             limits: config.limits,
-            live: Mutex::new(Live::new(config.limits.max_conns_per_ip)),
+            live: Mutex::new(Live::new(&config.limits)),
             stop: Condvar::new(),
             drained: Condvar::new(),
             refused_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),
@@ -157,10 +160,12 @@ impl Threaded {
                 .spawn(move || shared.housekeeping())?,
         );
         for (index, listening) in self.listeners.iter().enumerate() {
-            // The metrics port gets one thread that serves its scrapes itself;
-            // JSON and RESP get the model's acceptors.
+            // The metrics port gets one acceptor and a thread per scraper, up
+            // to --metrics-max-conns, in both models: an idle keep-alive
+            // scraper holds only its own thread, and the pool's threads stay
+            // the client ports'. JSON and RESP get the model's acceptors.
             let (acceptors, inline) = match listening.endpoint.role {
-                Role::Metrics => (1, true),
+                Role::Metrics => (1, false),
                 _ => (self.acceptors, self.model == Model::Pool),
             };
             for i in 0..acceptors {

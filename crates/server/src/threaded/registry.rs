@@ -16,7 +16,7 @@ use std::sync::Arc;
 use log::Level;
 
 use super::Shared;
-use crate::net::{CloseReason, Refusal};
+use crate::net::{counts_per_ip, CloseReason, Refusal, Role, Slots};
 
 /// Memory is handed back to the OS only after at least this many connections
 /// closed (and the live ones halved), so a quiet server never pays for it.
@@ -24,7 +24,6 @@ const TRIM_AFTER_CLOSES: usize = 100;
 
 /// What the server threads share under one lock: live connections, acceptors,
 /// and whether a stop was requested.
-#[derive(Default)]
 pub(super) struct Live {
     pub(super) stopping: bool,
     /// The descriptor of every live connection, to shut it down from another
@@ -40,7 +39,9 @@ pub(super) struct Live {
     pub(super) in_accept: [usize; Endpoint::ALL.len()],
     /// Most connections at once since memory was last handed back.
     peak_since_trim: usize,
-    /// Open connections per address (`--max-conns-per-ip`).
+    /// Connections served per listener (`--max-conns`, `--metrics-max-conns`).
+    slots: Slots,
+    /// Open client connections per address (`--max-conns-per-ip`).
     pub(super) per_ip: crate::net::PerIp,
 }
 
@@ -52,11 +53,17 @@ pub(super) struct Registered {
 }
 
 impl Live {
-    /// No connection yet; at most `per_ip` from one address (0: no limit).
-    pub(super) fn new(per_ip: usize) -> Live {
+    /// No connection yet; the limits are `limits`'.
+    pub(super) fn new(limits: &crate::config::Limits) -> Live {
         Live {
-            per_ip: crate::net::PerIp::new(per_ip),
-            ..Live::default()
+            stopping: false,
+            conns: HashMap::new(),
+            next_id: 0,
+            acceptors: 0,
+            in_accept: [0; Endpoint::ALL.len()],
+            peak_since_trim: 0,
+            slots: Slots::new(limits.max_conns, limits.metrics_max_conns),
+            per_ip: crate::net::PerIp::new(limits.max_conns_per_ip),
         }
     }
 
@@ -90,20 +97,25 @@ impl Live {
 }
 
 impl Shared {
-    /// Registers a new connection, or gives the stream back with the limit
-    /// it ran into (`max_conns`, `max_conns_per_ip`).
+    /// Registers a new connection to `role`'s listener, or gives the stream
+    /// back with the limit it ran into (`max_conns`, `metrics_max_conns`,
+    /// `max_conns_per_ip`).
     pub(super) fn register(
         self: &Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        role: Role,
     ) -> Result<Conn, (TcpStream, Refusal)> {
         let (id, late) = {
             let mut live = self.lock();
-            if live.conns.len() >= self.limits.max_conns {
-                return Err((stream, Refusal::MaxConns(self.limits.max_conns)));
-            }
-            if let Err(refusal) = live.per_ip.admit(peer.ip()) {
+            if let Err(refusal) = live.slots.admit(role) {
                 return Err((stream, refusal));
+            }
+            if counts_per_ip(role) {
+                if let Err(refusal) = live.per_ip.admit(peer.ip()) {
+                    live.slots.release(role);
+                    return Err((stream, refusal));
+                }
             }
             let fd = stream.as_raw_fd();
             live.next_id += 1;
@@ -115,13 +127,14 @@ impl Shared {
             }
             (id, live.stopping)
         };
-        self.core.service.stats().connection_opened();
+        self.core.service.stats().connection_opened(role);
         // From here on, dropping `conn` unregisters `fd` before closing it.
         let conn = Conn {
             shared: Arc::clone(self),
             id,
             stream,
             peer,
+            role,
             why: CloseReason::Bye,
             log_level: if late { Level::Debug } else { Level::Info },
         };
@@ -167,6 +180,8 @@ pub(super) struct Conn {
     pub(super) id: u64,
     pub(super) stream: TcpStream,
     pub(super) peer: SocketAddr,
+    /// The listener it came from.
+    pub(super) role: Role,
     /// Why it ended, for the `bye` line.
     pub(super) why: CloseReason,
     /// Of `comes` and `bye`: debug for connections accepted while stopping.
@@ -178,7 +193,10 @@ impl Drop for Conn {
         let mut live = self.shared.lock();
         let killed = live.conns.get(&self.id).is_some_and(|r| r.killed);
         let trim = live.unregister(self.id);
-        live.per_ip.release(self.peer.ip());
+        live.slots.release(self.role);
+        if counts_per_ip(self.role) {
+            live.per_ip.release(self.peer.ip());
+        }
         let stopping = live.stopping;
         drop(live);
         if trim {
@@ -190,7 +208,11 @@ impl Drop for Conn {
             // per crowd, by the closing thread, before `stats` shows it gone.
             crate::net::return_free_memory();
         }
-        self.shared.core.service.stats().connection_closed();
+        self.shared
+            .core
+            .service
+            .stats()
+            .connection_closed(self.role);
         let why = match self.why {
             _ if killed => CloseReason::Killed,
             // EOF or a failed write after the shutdown shut the socket down.

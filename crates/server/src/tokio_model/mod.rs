@@ -8,7 +8,8 @@
 //!
 //! Written as a tokio user would write it: an accept task per listener, a
 //! task per connection ([`connection`]), `tokio::time::timeout_at` for the
-//! idle and frame timeouts, a [`Semaphore`] for `max_conns`, a
+//! idle and frame timeouts, a [`Semaphore`] for `max_conns` (and one for
+//! `metrics_max_conns`), a
 //! [`CancellationToken`] for shutdown and a [`TaskTracker`] to wait for the
 //! connections, tokio's own signal handling, `spawn_blocking` for heavy
 //! requests, an `interval` for housekeeping. Only the request path is shared
@@ -27,8 +28,9 @@
 //!
 //! ```text
 //!  accept task, one per listener (rpc, resp, metrics):
-//!      accept ─► try_acquire a max_conns permit (one pool for every listener)
-//!             ─► count the address (max_conns_per_ip)
+//!      accept ─► try_acquire a permit: max_conns (one pool for rpc and resp),
+//!                or metrics_max_conns (the metrics port's own)
+//!             ─► count the address (max_conns_per_ip; not for the metrics port)
 //!             ─► spawn(connection task with Session::new(role, port))
 //!             └─ over either limit: spawn(write `overloaded`, FIN, discard input
 //!                until EOF or LINGER), at most 1 024 at once; beyond, a turn-away
@@ -39,7 +41,8 @@
 //!                   Stop::Close(why) ─► flush, FIN, discard input up to LINGER, close
 //!  signal task: SIGINT/SIGTERM ─► ShutdownHandle::shutdown (a second one: close now)
 //!               SIGHUP ─► the hangup hook (the binary reopens its log); never a stop
-//!  housekeeping task: every 100 ms the cache sweep, and memory back after a crowd left
+//!  housekeeping task: every 100 ms the cache sweep, the pending output published
+//!                     for the metrics, and memory back after a crowd left
 //!  shutdown: the shutdown hook runs; the accept tasks end, the listeners close; each
 //!            connection answers what had arrived and closes; after `shutdown_grace` the
 //!            runtime drops whatever is left
@@ -63,13 +66,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{cpus, Config, Hooks, Model};
-use crate::net::{self, CloseReason, PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF};
+use crate::net::{
+    self, counts_per_ip, CloseReason, PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF,
+};
 use crate::server::Core;
 use crate::shutdown::ShutdownHandle;
 use connection::{Connection, Stream};
 use reactor_rpc_core::service::HOUSEKEEPING_INTERVAL;
 use reactor_rpc_core::session;
-use reactor_rpc_core::session::{Endpoint, Session};
+use reactor_rpc_core::session::{Endpoint, Role, Session};
 use reactor_rpc_tls::TlsSource;
 
 /// Heavy requests that may wait for a blocking thread, per worker: the
@@ -118,9 +123,12 @@ struct Shared {
     /// A frame begun must be complete within this (`--frame-timeout`).
     frame_timeout: Duration,
     max_conns: usize,
-    /// One permit per connection served: `max_conns` of them.
+    /// One permit per client connection (RPC, RESP) served: `max_conns` of them.
     slots: Arc<Semaphore>,
-    /// Open connections per address (`--max-conns-per-ip`).
+    metrics_max_conns: usize,
+    /// One permit per metrics connection served: `metrics_max_conns` of them.
+    metrics_slots: Arc<Semaphore>,
+    /// Open client connections per address (`--max-conns-per-ip`).
     per_ip: Mutex<PerIp>,
     /// Refused connections lingering on tasks of their own now.
     refusals: AtomicUsize,
@@ -141,20 +149,30 @@ struct Shared {
 impl Shared {
     /// Connections being served.
     fn live(&self) -> usize {
-        self.max_conns - self.slots.available_permits()
+        self.max_conns - self.slots.available_permits() + self.metrics_max_conns
+            - self.metrics_slots.available_permits()
     }
 
-    /// Takes a `max_conns` slot and counts the address, or says which limit
-    /// the connection from `ip` runs into.
-    fn admit(&self, peer: SocketAddr) -> Result<OwnedSemaphorePermit, Refusal> {
+    /// Applies protected mode, takes a slot of `role`'s limit (`max_conns`,
+    /// or `metrics_max_conns` for the metrics port) and counts a client's
+    /// address, or says which rule the connection from `peer` runs into.
+    fn admit(&self, role: Role, peer: SocketAddr) -> Result<OwnedSemaphorePermit, Refusal> {
         self.protected.admit(&self.core.service, peer)?;
-        let ip = peer.ip();
-        let permit = self
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refusal::MaxConns(self.max_conns))?;
-        self.per_ip_count().admit(ip)?;
+        let permit = match role {
+            Role::Metrics => self
+                .metrics_slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Refusal::MetricsMaxConns(self.metrics_max_conns))?,
+            Role::Rpc | Role::Resp => self
+                .slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Refusal::MaxConns(self.max_conns))?,
+        };
+        if counts_per_ip(role) {
+            self.per_ip_count().admit(peer.ip())?;
+        }
         Ok(permit)
     }
 
@@ -246,6 +264,7 @@ impl TokioServer {
         };
         let workers = config.workers.max(1);
         let max_conns = config.limits.max_conns.min(Semaphore::MAX_PERMITS);
+        let metrics_max_conns = config.limits.metrics_max_conns.min(Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             core,
             opts: session::Options {
@@ -257,6 +276,8 @@ impl TokioServer {
             frame_timeout: config.limits.frame_timeout,
             max_conns,
             slots: Arc::new(Semaphore::new(max_conns)),
+            metrics_max_conns,
+            metrics_slots: Arc::new(Semaphore::new(metrics_max_conns)),
             per_ip: Mutex::new(PerIp::new(config.limits.max_conns_per_ip)),
             refusals: AtomicUsize::new(0),
             output: OutputTotal {
@@ -379,7 +400,7 @@ async fn accept_loop(
             accepted = socket.accept() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => match shared.admit(peer) {
+            Ok((stream, peer)) => match shared.admit(role, peer) {
                 Ok(permit) => {
                     let session = Session::accepted(role, addr, peer);
                     let tls = match (endpoint.tls, &shared.tls) {
@@ -397,21 +418,7 @@ async fn accept_loop(
                     };
                     admit(accepted, &shared, &tracker, &stopping);
                 }
-                // A TLS client cannot read a plaintext refusal (and a
-                // handshake for a refused client is work an attacker would
-                // enjoy): it gets a plain close.
-                Err(why) => refuse(
-                    stream,
-                    peer,
-                    if endpoint.tls {
-                        Vec::new()
-                    } else {
-                        why.response(role)
-                    },
-                    why,
-                    &shared,
-                    &mut refused_log,
-                ),
+                Err(why) => refuse(stream, peer, endpoint, why, &shared, &mut refused_log),
             },
             Err(e) if net::transient_accept_error(&e) => {}
             Err(e) => {
@@ -464,11 +471,16 @@ fn admit(
     if let Err(e) = stream.set_nodelay(true) {
         debug!("{peer}: cannot set TCP_NODELAY: {e}");
     }
-    shared.core.service.stats().connection_opened();
+    let role = session.role();
+    if role == Role::Metrics {
+        net::cap_send_buffer(&stream);
+    }
+    shared.core.service.stats().connection_opened(role);
     net::log_comes(Level::Info, &peer);
     let served = Served {
         shared: shared.clone(),
         peer,
+        role,
         why: CloseReason::Shutdown,
         _permit: permit,
     };
@@ -505,11 +517,13 @@ fn admit(
 }
 
 /// A connection being served. Dropping it, when its task ends or when the
-/// runtime drops the task at the end of a shutdown, frees its `max_conns` slot
-/// and its count for its address, counts it closed and logs its `bye` line.
+/// runtime drops the task at the end of a shutdown, frees its slot and its
+/// count for its address, counts it closed and logs its `bye` line.
 struct Served {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// The listener it came from.
+    role: Role,
     /// Why it ended; a task dropped unfinished was closed by the shutdown.
     why: CloseReason,
     _permit: OwnedSemaphorePermit,
@@ -517,26 +531,43 @@ struct Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
-        self.shared.per_ip_count().release(self.peer.ip());
-        self.shared.core.service.stats().connection_closed();
+        if counts_per_ip(self.role) {
+            self.shared.per_ip_count().release(self.peer.ip());
+        }
+        self.shared
+            .core
+            .service
+            .stats()
+            .connection_closed(self.role);
         net::log_bye(self.why, Level::Info, &self.peer);
     }
 }
 
-/// Over `--max-conns` or `--max-conns-per-ip`: one `overloaded` response,
-/// then a lingering close on a task of its own, so that a client still
+/// Over `--max-conns`, `--metrics-max-conns` or `--max-conns-per-ip`: one
+/// refusal in `role`'s protocol (JSON: `overloaded`), then a lingering close
+/// on a task of its own, so that a client still
 /// sending its request reads the response rather than a reset, and the accept
 /// loop never waits for it. Beyond [`net::LINGERING_REFUSALS`] lingering at
 /// once, a best-effort [`net::turn_away`] right here (it never blocks).
 fn refuse(
     stream: TcpStream,
     peer: SocketAddr,
-    frame: Vec<u8>,
+    endpoint: Endpoint,
     why: Refusal,
     shared: &Arc<Shared>,
     log: &mut RateLimitedLog,
 ) {
-    shared.core.service.stats().connection_rejected();
+    // A TLS client cannot read a plaintext refusal (and a handshake for a
+    // refused client is work an attacker would enjoy): it gets a plain close.
+    let frame = match endpoint.tls {
+        false => why.response(endpoint.role),
+        true => Vec::new(),
+    };
+    shared
+        .core
+        .service
+        .stats()
+        .connection_rejected(endpoint.role);
     if let Some(held) = log.allow(Instant::now()) {
         warn!("refused {peer}: {why} ({held} more refused since last report)");
     }
@@ -606,9 +637,11 @@ async fn watch_signals(
     }
 }
 
-/// Every [`HOUSEKEEPING_INTERVAL`]: the cache's expiry sweep, and free heap
-/// memory back to the OS once a crowd has left (live connections down to half
-/// of the peak, and at least 1024 fewer), as the reactor does.
+/// Every [`HOUSEKEEPING_INTERVAL`]: the cache's expiry sweep, the pending
+/// output (the `--max-output-total` running total) published for the
+/// metrics, and free heap memory back to the OS once a crowd has left (live
+/// connections down to half of the peak, and at least 1024 fewer), as the
+/// reactor does.
 async fn housekeeping(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -616,6 +649,8 @@ async fn housekeeping(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         shared.core.service.housekeeping(Instant::now());
+        let pending = shared.output.bytes.load(Ordering::Relaxed) as u64;
+        shared.core.service.stats().set_pending_output(pending);
         net::flush_conn_lines();
         let live = shared.live();
         peak = peak.max(live);

@@ -249,8 +249,9 @@ pub(crate) fn resolve(args: &[&[u8]]) -> Result<Resolved, (Vec<u8>, Option<usize
 }
 
 /// [`execute`] without the metrics: returns what to count. A command is
-/// counted under the JSON method of the same name (`get`, `set`, `ping`, …)
-/// or `other`; its code is `ok`, or the error class its reply starts with.
+/// counted under its own name with `protocol="resp"` (its row resolved at
+/// start, see [`metric_rows`]), an unknown one as RESP's `other`; its code
+/// is `ok`, or the error class its reply starts with.
 pub(crate) fn execute_labelled(
     service: &Service,
     session: &mut Session,
@@ -280,7 +281,7 @@ pub(crate) fn execute_labelled(
     let method = match resolved {
         Err((message, top)) => {
             transaction::rejected(&mut cx, top, &message);
-            top.map_or_else(|| metrics.other_method(), |i| service.resp_metric_row(i))
+            top.map_or_else(|| metrics.other_command(), |i| service.resp_metric_row(i))
         }
         Ok(r) => {
             // Once logged in, one comparison (see `Login::check`).
@@ -508,7 +509,10 @@ pub(crate) fn position(table: &[Command], name: &[u8]) -> Option<usize> {
 /// The metrics row of each entry of [`COMMANDS`], in its order: resolved once
 /// per service, so counting a command costs no name search.
 pub(crate) fn metric_rows(metrics: &crate::metrics::Metrics) -> Box<[MethodId]> {
-    COMMANDS.iter().map(|c| metrics.method_id(c.name)).collect()
+    COMMANDS
+        .iter()
+        .map(|c| metrics.command_id(c.name))
+        .collect()
 }
 
 fn arity_ok(arity: i32, argc: usize) -> bool {
