@@ -23,6 +23,7 @@ model_tests! {
         plaintext_or_garbage_on_a_tls_port_is_closed_and_the_server_goes_on,
         a_handshake_that_never_finishes_is_closed_at_the_frame_timeout,
         large_values_cross_tls_whole_and_in_order,
+        the_clients_people_use_log_in_over_tls,
     ],
     not_pool: [],
 }
@@ -358,5 +359,138 @@ fn redis_cli_speaks_tls_to_the_resp_tls_port() {
     assert_eq!(cli(&["SET", "k", "over tls"]), "OK\n");
     assert_eq!(cli(&["GET", "k"]), "over tls\n");
     assert_eq!(cli(&["PING"]), "PONG\n");
+    server.terminate();
+}
+
+/// The daemon with users (`alice`, role write) and every TLS port: redis-cli
+/// with `--tls --cacert --user --pass`, redis-py with `ssl=True` and a
+/// password, and `reactor-rpc call --tls --user --password-file` log in and
+/// work; without the password each is refused.
+fn the_clients_people_use_log_in_over_tls(model: Model) {
+    use crate::support::{ServerProcess, PKI_PASSWORD};
+    use reactor_rpc::service::auth::hash_password;
+    let pki = Pki::new();
+    let users = pki.path("users");
+    std::fs::write(
+        &users,
+        format!("alice {} write\n", hash_password(PKI_PASSWORD.as_bytes())),
+    )
+    .expect("users file");
+    let mut perms = std::fs::metadata(&users).expect("users").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&users, perms).expect("chmod");
+    let mut server = ServerProcess::spawn(&[
+        "--model",
+        &model.to_string(),
+        "--addr",
+        "none",
+        "--tls-addr",
+        "127.0.0.1:0",
+        "--resp-tls-addr",
+        "127.0.0.1:0",
+        "--tls-cert-file",
+        &pki.s("server.crt"),
+        "--tls-key-file",
+        &pki.s("server.key"),
+        "--users-file",
+        &users.display().to_string(),
+    ]);
+    let resp = server.listener_addr("resp-tls");
+    let json = server.addr; // with --addr none, the first `listening on` line is the TLS port's
+
+    let cli = |auth: bool, args: &[&str]| {
+        let port = resp.port().to_string();
+        let mut cmd = std::process::Command::new("redis-cli");
+        cmd.args([
+            "--tls",
+            "--cacert",
+            &pki.s("ca.crt"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+        ]);
+        if auth {
+            cmd.args([
+                "--user",
+                "alice",
+                "--pass",
+                PKI_PASSWORD,
+                "--no-auth-warning",
+            ]);
+        }
+        let out = cmd
+            .args(args)
+            .output()
+            .expect("redis-cli (apt-get install redis-tools)");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    assert_eq!(cli(true, &["SET", "k", "over tls"]), "OK\n");
+    assert_eq!(cli(true, &["GET", "k"]), "over tls\n");
+    assert_eq!(cli(true, &["ACL", "WHOAMI"]), "alice\n");
+    assert_eq!(
+        cli(false, &["GET", "k"]).trim_end(),
+        "NOAUTH Authentication required."
+    );
+
+    let py = |password: &str| {
+        // No retries: a refused login is not retried into a lockout.
+        let script = "import sys, redis\n\
+            from redis.retry import Retry\n\
+            from redis.backoff import NoBackoff\n\
+            r = redis.Redis(host='127.0.0.1', port=int(sys.argv[1]), ssl=True,\n\
+                ssl_ca_certs=sys.argv[2], username='alice', password=sys.argv[3],\n\
+                retry=Retry(NoBackoff(), 0))\n\
+            r.set('py', 'ok')\n\
+            print(r.get('py').decode(), r.get('k').decode())\n";
+        std::process::Command::new("python3")
+            .args([
+                "-c",
+                script,
+                &resp.port().to_string(),
+                &pki.s("ca.crt"),
+                password,
+            ])
+            .output()
+            .expect("python3 with redis-py (pip install redis)")
+    };
+    let out = py(PKI_PASSWORD);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok over tls\n");
+    let out = py("wrong");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid username-password pair"),
+        "{out:?}"
+    );
+
+    let call = |password_file: &str, method: &str, params: &str| {
+        std::process::Command::new(crate::support::binary())
+            .args([
+                "call",
+                "--addr",
+                &json.to_string(),
+                "--tls",
+                "--cacert",
+                &pki.s("ca.crt"),
+            ])
+            .args([
+                "--user",
+                "alice",
+                "--password-file",
+                password_file,
+                method,
+                params,
+            ])
+            .output()
+            .expect("reactor-rpc call")
+    };
+    let out = call(&pki.s("password"), "get", r#"{"key":"py"}"#);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "\"ok\"\n");
+    let out = call(&pki.s("wrong"), "get", r#"{"key":"py"}"#);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: wrong_password"));
     server.terminate();
 }
