@@ -23,6 +23,7 @@ mod codec_props;
 mod conformance;
 mod daemon;
 mod dispatch_props;
+mod final_save;
 mod hostile;
 mod json_redis_methods;
 mod json_scan;

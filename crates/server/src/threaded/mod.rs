@@ -30,10 +30,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use log::info;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
-use crate::config::{Config, Hooks, Limits, Model};
+use crate::config::{Config, Hooks, Limits, Model, Terminate};
 use crate::net::{Listeners, RateLimitedLog};
 use crate::server::Core;
 use crate::shutdown::ShutdownHandle;
@@ -58,7 +58,8 @@ pub struct Threaded {
     listeners: Vec<Listening>,
     model: Model,
     acceptors: usize,
-    /// SIGINT and SIGTERM, registered at bind so none is missed before `run`.
+    /// SIGINT, SIGTERM, SIGQUIT and SIGHUP, registered at bind so none is
+    /// missed before `run`.
     signals: Option<Signals>,
     grace: Duration,
     shared: Arc<Shared>,
@@ -94,12 +95,13 @@ impl Threaded {
             tls: config.security.tls.clone(),
         });
         let signals = if config.signals {
-            Some(Signals::new([SIGINT, SIGTERM, SIGHUP])?)
+            let terminate = Terminate::SIGNALS.map(|(signal, _)| signal);
+            Some(Signals::new(terminate.into_iter().chain([SIGHUP]))?)
         } else {
             None
         };
         let waker = Arc::clone(&shared);
-        let shutdown = ShutdownHandle::new(move || waker.request_stop());
+        let shutdown = ShutdownHandle::new(move |urgency| waker.wake(urgency));
         Ok(Threaded {
             listeners,
             model: config.model,
