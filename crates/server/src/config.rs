@@ -169,6 +169,11 @@ pub struct Config {
     pub limits: Limits,
     /// Threads in the `pool` model.
     pub pool_size: usize,
+    /// How long a connection waits for a free thread of the `pool` model
+    /// (or of the threaded models' metrics port) before it is refused with
+    /// `overloaded` (a Redis client reads `-ERR max number of clients
+    /// reached`, a scraper a 503).
+    pub pool_wait: Duration,
     /// Worker threads for heavy requests in the `reactor` model.
     pub workers: usize,
     /// Whether the reactor runs heavy requests on its workers (`--no-offload` clears it).
@@ -341,6 +346,12 @@ impl Hooks {
     }
 }
 
+/// [`Config::pool_wait`]'s default: long enough for a thread to come free
+/// when a burst of short connections meets a busy pool, short enough that
+/// a client of a pool held by idle connections is answered (refused, at the
+/// housekeeping tick after it, 100 ms at most) well within a second.
+pub const DEFAULT_POOL_WAIT: Duration = Duration::from_millis(250);
+
 /// CPUs available to this process.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -353,6 +364,7 @@ impl Default for Config {
             model: Model::Reactor,
             limits: Limits::default(),
             pool_size: 4 * cpus(),
+            pool_wait: DEFAULT_POOL_WAIT,
             workers: cpus(),
             offload: true,
             signals: false,

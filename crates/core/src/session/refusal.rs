@@ -19,6 +19,9 @@ pub enum Refusal {
     MaxConns(usize),
     /// Its address holds `--max-conns-per-ip` connections.
     PerIp(usize),
+    /// Every one of the pool's threads (this many) stayed busy for as long
+    /// as a new connection may wait for one.
+    PoolBusy(usize),
 }
 
 impl Refusal {
@@ -34,12 +37,19 @@ impl Refusal {
                     Refusal::PerIp(n) => {
                         format!("too many connections from this address (limit {n})")
                     }
+                    Refusal::PoolBusy(n) => {
+                        format!("all {n} pool threads are busy with other connections")
+                    }
                 };
                 write_overloaded_frame(&mut out, message);
             }
             Role::Resp => {
+                // The pool's refusal reads as Redis's client limit: what
+                // client libraries already treat as "cannot connect now".
                 let message: &[u8] = match self {
-                    Refusal::MaxConns(_) => b"ERR max number of clients reached",
+                    Refusal::MaxConns(_) | Refusal::PoolBusy(_) => {
+                        b"ERR max number of clients reached"
+                    }
                     Refusal::PerIp(_) => b"ERR max number of clients per address reached",
                 };
                 Reply::new(&mut out, Version::Resp2).error(message);
@@ -61,6 +71,7 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::MaxConns(n) => write!(f, "at max-conns {n}"),
             Refusal::PerIp(n) => write!(f, "its address at max-conns-per-ip {n}"),
+            Refusal::PoolBusy(n) => write!(f, "all {n} pool threads busy"),
         }
     }
 }
@@ -79,5 +90,11 @@ mod tests {
         );
         let http = Refusal::MaxConns(3).response(Role::Metrics);
         assert!(http.starts_with(b"HTTP/1.1 503 "));
+        let json = Refusal::PoolBusy(8).response(Role::Rpc);
+        assert!(String::from_utf8_lossy(&json).contains(r#""code":"overloaded""#));
+        assert_eq!(
+            Refusal::PoolBusy(8).response(Role::Resp),
+            b"-ERR max number of clients reached\r\n"
+        );
     }
 }
