@@ -5,7 +5,9 @@
 //! SIGTERM, or SIGQUIT, forces it (exit 1: changes are lost); after a later
 //! save succeeded, SIGTERM saves and stops again; the normal path saves,
 //! skips an unchanged second save and exits 0. SIGQUIT without
-//! `--snapshot` is a graceful shutdown, not a core dump.
+//! `--snapshot` is a graceful shutdown, not a core dump, and a second
+//! request during a shutdown (what a second signal makes) closes every
+//! connection now instead of waiting out the grace period.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -213,6 +215,43 @@ fn sigquit_without_a_snapshot_is_a_graceful_shutdown(model: Model) {
     expect_closed(&mut s);
 }
 
+/// A shutdown waiting on a client that never reads its responses, with a
+/// grace period far longer than any wait here: `escalate` (a second
+/// signal's default) closes it now, and `run` returns.
+fn a_second_request_closes_every_connection_now(model: Model) {
+    let mut config = test_config(model);
+    config.shutdown_grace = std::time::Duration::from_secs(120);
+    let server = Server::bind(config, std::sync::Arc::new(Service::new())).expect("bind");
+    let (addr, handle) = (server.local_addr(), server.shutdown_handle());
+    let (tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(server.run()));
+    let mut c = client_for(addr);
+    c.call("set", &json!({"key": "big", "value": "v".repeat(1000 << 10)}))
+        .expect("set");
+    let mut stuck = raw_connect(addr);
+    let gets: Vec<u8> = (0..64)
+        .flat_map(|_| request("get", json!({"key": "big"})))
+        .collect();
+    stuck.write_all(&gets).expect("write");
+    // The server has answered some: it holds output this client never reads.
+    wait_until("gets answered", TIMEOUT, || {
+        stats(&mut c)["keyspace_hits"].as_u64() >= Some(2)
+    });
+    drop(c);
+    handle.shutdown();
+    assert!(
+        done.recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "{model}: the shutdown did not wait for the client"
+    );
+    handle.escalate();
+    assert!(handle.is_forced());
+    let result = done
+        .recv_timeout(TIMEOUT)
+        .expect("run() returned after escalate");
+    result.expect("run() failed");
+}
+
 model_tests! {
     every_model: [
         a_failed_final_save_keeps_serving_until_a_second_sigterm,
@@ -220,6 +259,7 @@ model_tests! {
         after_a_refusal_a_successful_save_lets_sigterm_save_and_stop,
         sigterm_saves_while_serving_then_stops,
         sigquit_without_a_snapshot_is_a_graceful_shutdown,
+        a_second_request_closes_every_connection_now,
     ],
     not_pool: [],
 }
