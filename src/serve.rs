@@ -78,7 +78,8 @@ pub struct ServeArgs {
     #[arg(long, env = "REACTOR_RPC_MAXMEMORY_POLICY", default_value = "allkeys-lru",
           value_parser = policy)]
     maxmemory_policy: EvictionPolicy,
-    /// Threads in the pool model (default: 4 × CPUs).
+    /// Threads in the pool model (default: 4 × CPUs), per port; a connection
+    /// that finds them all busy for 250 ms is refused `overloaded`.
     #[arg(long, env = "REACTOR_RPC_POOL_SIZE",
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pool_size: Option<u64>,
