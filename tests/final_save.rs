@@ -226,8 +226,11 @@ fn a_second_request_closes_every_connection_now(model: Model) {
     let (tx, done) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(server.run()));
     let mut c = client_for(addr);
-    c.call("set", &json!({"key": "big", "value": "v".repeat(1000 << 10)}))
-        .expect("set");
+    c.call(
+        "set",
+        &json!({"key": "big", "value": "v".repeat(1000 << 10)}),
+    )
+    .expect("set");
     let mut stuck = raw_connect(addr);
     let gets: Vec<u8> = (0..64)
         .flat_map(|_| request("get", json!({"key": "big"})))
