@@ -2,8 +2,9 @@
 """Snapshot save under load: fills a server started with --snapshot with N keys over one
 pipelined connection, then calls `save` while another connection pings in a closed loop, and
 prints the save figures and the ping latency during the save (BENCHMARKS.md, "Snapshots of 1M
-keys"). Usage: save_bench.py HOST PORT N"""
-import json, socket, struct, sys, threading, time
+keys"). Usage: save_bench.py HOST PORT N [SERVER_PID]: with SERVER_PID, SIGTERM (which saves while
+the server serves) instead of `save`: the pings go on until the drain closes their connection."""
+import json, os, signal, socket, struct, sys, threading, time
 addr = (sys.argv[1], int(sys.argv[2])); n = int(sys.argv[3])
 def req(method, params):
     b = json.dumps({"in": method, "params": params}).encode()
@@ -24,11 +25,25 @@ p = socket.create_connection(addr); p.setsockopt(socket.IPPROTO_TCP, socket.TCP_
 lat = []; done = threading.Event()
 def pinger():
     while not done.is_set():
-        t0 = time.perf_counter(); p.sendall(req("ping", 1)); read_frame(pf); lat.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        try:
+            p.sendall(req("ping", 1)); read_frame(pf)
+        except (OSError, struct.error):
+            return  # closed by the shutdown
+        lat.append(time.perf_counter() - t0)
 th = threading.Thread(target=pinger); th.start()
 time.sleep(0.2)
 before = len(lat)
-s.sendall(req("save", None)); r = read_frame(f)
+if len(sys.argv) > 4:
+    # Pings until the shutdown closes the connection: the save ran before it.
+    th.join(0); t0 = time.perf_counter(); os.kill(int(sys.argv[4]), signal.SIGTERM)
+    try:
+        th.join()
+    except Exception:
+        pass
+    r = "SIGTERM: connection closed %.0f ms after it" % ((time.perf_counter() - t0) * 1e3)
+else:
+    s.sendall(req("save", None)); r = read_frame(f)
 during = lat[before:len(lat)]
 done.set(); th.join()
 during.sort()

@@ -5,6 +5,7 @@
 //! exit status 2, before anything is bound.
 
 mod call;
+mod final_save;
 mod logging;
 mod serve;
 mod size;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use log::error;
 
+use crate::final_save::FinalSave;
 use crate::logging;
 use crate::size::parse_size;
 use reactor_rpc::ops::persist::{self, PersistConfig};
@@ -84,7 +85,8 @@ pub struct ServeArgs {
     #[arg(long, env = "REACTOR_RPC_MAXMEMORY_POLICY", default_value = "allkeys-lru",
           value_parser = policy)]
     maxmemory_policy: EvictionPolicy,
-    /// Threads in the pool model (default: 4 × CPUs).
+    /// Threads in the pool model (default: 4 × CPUs), per port; a connection
+    /// that finds them all busy for 250 ms is refused `overloaded`.
     #[arg(long, env = "REACTOR_RPC_POOL_SIZE",
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pool_size: Option<u64>,
@@ -410,6 +412,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Err(e) => return refuse(log_file.is_some(), &e),
     };
     let service = Arc::new(Service::with_cache_config(Registry::builtin(), cache));
+    // With a snapshot, a terminate signal saves first (src/final_save.rs).
+    let final_save = args
+        .snapshot
+        .is_some()
+        .then(|| FinalSave::new(service.clone()));
+    config.hooks.on_terminate = final_save.as_ref().map(FinalSave::hook);
     // Before the snapshot is touched: a second server on the same files
     // stops here. Held until the server has stopped; dropping it removes
     // the file.
@@ -432,7 +440,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
             persist.stop_writes_on_error = args.stop_writes_on_save_error;
             persist.limits = LoadLimits::for_max_frame(args.max_frame);
             match persist::start(&service, persist) {
-                Ok(persister) => Some(persister),
+                Ok(persister) => {
+                    if let Some(final_save) = &final_save {
+                        final_save.attach(&persister);
+                    }
+                    Some(persister)
+                }
                 Err(e) => return refuse(log_file.is_some(), &e),
             }
         }
@@ -441,16 +454,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
     if let Err(e) = systemd::notify_ready() {
         log::warn!("cannot tell systemd READY=1: {e}");
     }
-    let result = server.run();
-    if let (Ok(()), Some(persister)) = (&result, persister) {
-        // Logged by the save itself.
-        if persister.save_at_shutdown().is_err() {
-            return ExitCode::FAILURE;
-        }
-    }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    match (server.run(), persister, final_save) {
+        (Ok(()), Some(persister), Some(final_save)) => final_save.finish(persister),
+        (Ok(()), _, _) => ExitCode::SUCCESS,
+        (Err(e), _, _) => {
             error!("server failed: {e}");
             ExitCode::FAILURE
         }

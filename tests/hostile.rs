@@ -652,7 +652,6 @@ fn a_client_stuck_above_max_output_is_closed_after_the_idle_timeout(model: Model
         cfg.limits.max_output = 64 * 1024;
         cfg.limits.idle_timeout = Some(Duration::from_secs(1));
     });
-    let mut watcher = server.client();
     let mut greedy = server.raw();
     let flood = flood_until_blocked(
         &mut greedy,
@@ -665,7 +664,9 @@ fn a_client_stuck_above_max_output_is_closed_after_the_idle_timeout(model: Model
         "never blocked: {} MiB",
         flood.written >> 20
     );
-    // The watcher keeps asking (so it is not idle) until the stuck one is gone.
+    // The watcher keeps asking (so it is not idle) until the stuck one is
+    // gone; connected only now, so the flood's time does not idle it out.
+    let mut watcher = server.client();
     wait_for_connections(&mut watcher, 1);
     drop(greedy);
 }

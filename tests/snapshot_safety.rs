@@ -316,7 +316,11 @@ fn with_stop_writes_off_a_failed_save_refuses_nothing() {
     let mut r = resp_connect(resp_addr);
     assert_eq!(resp(&mut r, &["SET", "n", "1"]), "+OK\r\n");
     assert!(resp(&mut r, &["INFO", "persistence"]).contains("stop_writes_on_save_error:0\r\n"));
-    // The final save fails too (the data is still over the limit): exit 1.
+    // The final save fails too (the data is still over the limit): the
+    // server refuses to stop; a second SIGTERM forces the exit, 1.
+    server.sigterm();
+    server.wait_for_line("the refusal", |l| l.contains("not shutting down"));
+    crate::support::assert_usable(&mut server.raw());
     server.sigterm();
     let status = server.wait_exit(crate::support::SHUTDOWN_BOUND);
     assert_eq!(status.code(), Some(1));

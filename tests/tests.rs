@@ -24,6 +24,7 @@ mod codec_props;
 mod conformance;
 mod daemon;
 mod dispatch_props;
+mod final_save;
 mod hostile;
 mod http_props;
 mod json_redis_methods;

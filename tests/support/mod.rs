@@ -630,9 +630,14 @@ impl ServerProcess {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends `signal`.
+    pub fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.pid()).unwrap();
         // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill");
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill");
     }
 
     /// Waits for the process to exit, failing after `within`.

@@ -204,6 +204,25 @@ impl Snapshots {
             Err(TryLockError::WouldBlock) => return Ok(None),
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
         };
+        self.save_changed(guard, cache, persistence)
+    }
+
+    /// As [`Snapshots::save_if_changed`], after any running save (whose
+    /// outcome it then takes into account); for shutdown.
+    pub fn save_waiting_if_changed(
+        &self,
+        cache: &Cache,
+        persistence: &Persistence,
+    ) -> Result<Option<SaveInfo>, SaveError> {
+        self.save_changed(lock(&self.saving), cache, persistence)
+    }
+
+    fn save_changed(
+        &self,
+        guard: MutexGuard<'_, Option<u64>>,
+        cache: &Cache,
+        persistence: &Persistence,
+    ) -> Result<Option<SaveInfo>, SaveError> {
         if *guard == Some(cache.dirty()) && persistence.last_save_ok() {
             return Ok(None);
         }
@@ -575,11 +594,31 @@ impl Persister {
     }
 
     /// Stops the background thread (waiting for a save it is running), then
-    /// saves, after any other running save: for a graceful shutdown.
-    pub fn save_at_shutdown(mut self) -> Result<SaveInfo, SaveError> {
+    /// saves, after any other running save, unless the cache is unchanged
+    /// since the last successful save or load (`Ok(None)`, logged): for a
+    /// graceful shutdown.
+    pub fn save_at_shutdown(mut self) -> Result<Option<SaveInfo>, SaveError> {
         self.stop();
-        self.snapshots
-            .save_waiting(self.service.cache(), self.service.persistence())
+        let (cache, persistence) = (self.service.cache(), self.service.persistence());
+        let saved = self.snapshots.save_waiting_if_changed(cache, persistence)?;
+        if saved.is_none() {
+            info!(
+                "{} is up to date: nothing changed since the last save",
+                self.snapshots.path.display()
+            );
+        }
+        Ok(saved)
+    }
+
+    /// Stops the background thread without waiting for a save it may be
+    /// running, and saves nothing: for a forced exit, which must not wait
+    /// for a save (the process exits next, and a save cut short leaves the
+    /// previous snapshot whole).
+    pub fn abandon(mut self) {
+        lock(&self.background.state).stopped = true;
+        self.background.wake.notify_all();
+        // Dropping the handle detaches the thread.
+        self.thread.take();
     }
 
     fn stop(&mut self) {
@@ -677,7 +716,30 @@ mod tests {
         }
         assert_eq!(service.persistence_status().last_save_status(), "ok");
         let info = persister.save_at_shutdown().expect("final save");
-        assert_eq!(info.keys, 50_000);
+        // The background save took every key: nothing left to save.
+        assert_eq!(info, None);
+    }
+
+    #[test]
+    fn the_shutdown_save_saves_what_changed_since_the_last_save() {
+        let d = tempfile::tempdir().expect("temp dir");
+        let service = service();
+        let mut config = PersistConfig::new(d.path().join("cache.snap"));
+        config.save_interval = None;
+        let persister = start(&service, config).expect("start");
+        let set = |key: &[u8]| {
+            service
+                .cache()
+                .set(key, Value::Int(1), SetOptions::default())
+                .expect("set");
+        };
+        set(b"a");
+        service.persistence().save(service.cache()).expect("save");
+        // A write after that save (during a shutdown's drain, say).
+        set(b"b");
+        let info = persister.save_at_shutdown().expect("final save");
+        assert_eq!(info.map(|i| i.keys), Some(2));
+        assert_eq!(service.persistence_status().changes_since_last_save, 0);
     }
 
     #[test]

@@ -13,6 +13,8 @@ use reactor_rpc_core::service::ServerInfo;
 use reactor_rpc_core::{Endpoint, Role};
 use reactor_rpc_protocol::DEFAULT_MAX_FRAME;
 
+use crate::shutdown::ShutdownHandle;
+
 /// Which I/O model serves the connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -175,12 +177,18 @@ pub struct Config {
     pub limits: Limits,
     /// Threads in the `pool` model.
     pub pool_size: usize,
+    /// How long a connection waits for a free thread of the `pool` model
+    /// (or of the threaded models' metrics port) before it is refused with
+    /// `overloaded` (a Redis client reads `-ERR max number of clients
+    /// reached`, a scraper a 503).
+    pub pool_wait: Duration,
     /// Worker threads for heavy requests in the `reactor` model.
     pub workers: usize,
     /// Whether the reactor runs heavy requests on its workers (`--no-offload` clears it).
     pub offload: bool,
-    /// Whether to stop on SIGINT and SIGTERM (the binary sets it; tests use a
-    /// [`ShutdownHandle`](crate::ShutdownHandle)).
+    /// Whether to stop on SIGINT, SIGTERM and SIGQUIT (as
+    /// [`Hooks::on_terminate`] says) and call the hangup hook on SIGHUP (the
+    /// binary sets it; tests use a [`ShutdownHandle`]).
     pub signals: bool,
     /// How long a shutdown may spend delivering responses already produced.
     pub shutdown_grace: Duration,
@@ -245,9 +253,59 @@ impl Default for Security {
 /// A callback a server makes on an event of its life.
 pub type Hook = Arc<dyn Fn() + Send + Sync>;
 
+/// A signal that asks the server to stop (when `signals` is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Terminate {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM (`kill`, `systemctl stop`).
+    Terminate,
+    /// SIGQUIT: stop without waiting for anything the binary would do first.
+    Quit,
+}
+
+impl Terminate {
+    /// The signals a model registers for, with what each is.
+    pub(crate) const SIGNALS: [(i32, Terminate); 3] = [
+        (signal_hook::consts::SIGINT, Terminate::Interrupt),
+        (signal_hook::consts::SIGTERM, Terminate::Terminate),
+        (signal_hook::consts::SIGQUIT, Terminate::Quit),
+    ];
+
+    /// Which terminate signal `signal` is, if it is one.
+    pub(crate) fn of(signal: i32) -> Option<Terminate> {
+        Terminate::SIGNALS
+            .into_iter()
+            .find_map(|(number, t)| (number == signal).then_some(t))
+    }
+
+    /// The signal's name: `SIGINT`, `SIGTERM`, `SIGQUIT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Terminate::Interrupt => "SIGINT",
+            Terminate::Terminate => "SIGTERM",
+            Terminate::Quit => "SIGQUIT",
+        }
+    }
+}
+
+impl fmt::Display for Terminate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the binary does with a terminate signal instead of the default
+/// ([`ShutdownHandle::escalate`]): called with the signal and the server's
+/// handle, on the model's signal-handling thread or task (the reactor's
+/// event loop itself), so it must return at once and do any slow work (a
+/// save) on a thread of its own, then stop the server through the handle.
+pub type TerminateHook = Arc<dyn Fn(Terminate, &ShutdownHandle) + Send + Sync>;
+
 /// Callbacks for events of a server's life, so that the binary can reopen
-/// its log file on SIGHUP or tell systemd it is stopping, without the models
-/// knowing about either.
+/// its log file on SIGHUP, tell systemd it is stopping, or save before it
+/// stops, without the models knowing about any of it.
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct Hooks {
@@ -255,6 +313,10 @@ pub struct Hooks {
     pub on_hangup: Option<Hook>,
     /// Called once, when a graceful shutdown begins.
     pub on_shutdown: Option<Hook>,
+    /// Called on SIGINT, SIGTERM and SIGQUIT (when `signals` is set) instead
+    /// of the default: the first starts a graceful shutdown, any later one
+    /// closes every connection now.
+    pub on_terminate: Option<TerminateHook>,
 }
 
 impl fmt::Debug for Hooks {
@@ -262,11 +324,21 @@ impl fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("on_hangup", &self.on_hangup.is_some())
             .field("on_shutdown", &self.on_shutdown.is_some())
+            .field("on_terminate", &self.on_terminate.is_some())
             .finish()
     }
 }
 
 impl Hooks {
+    /// Runs `on_terminate` for `signal`, or the default.
+    pub(crate) fn terminate(&self, signal: Terminate, handle: &ShutdownHandle) {
+        log::debug!("signal {signal}");
+        match &self.on_terminate {
+            Some(hook) => hook(signal, handle),
+            None => handle.escalate(),
+        }
+    }
+
     /// Runs `on_hangup`, if any.
     pub(crate) fn hangup(&self) {
         if let Some(hook) = &self.on_hangup {
@@ -282,6 +354,12 @@ impl Hooks {
     }
 }
 
+/// [`Config::pool_wait`]'s default: long enough for a thread to come free
+/// when a burst of short connections meets a busy pool, short enough that
+/// a client of a pool held by idle connections is answered (refused, at the
+/// housekeeping tick after it, 100 ms at most) well within a second.
+pub const DEFAULT_POOL_WAIT: Duration = Duration::from_millis(250);
+
 /// CPUs available to this process.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -294,6 +372,7 @@ impl Default for Config {
             model: Model::Reactor,
             limits: Limits::default(),
             pool_size: 4 * cpus(),
+            pool_wait: DEFAULT_POOL_WAIT,
             workers: cpus(),
             offload: true,
             signals: false,

@@ -50,6 +50,8 @@ mod threaded;
 #[cfg(feature = "tokio-model")]
 mod tokio_model;
 
-pub use config::{cpus, Config, Hook, Hooks, Limits, Model, Security, UnknownModel};
+pub use config::{
+    cpus, Config, Hook, Hooks, Limits, Model, Security, Terminate, TerminateHook, UnknownModel,
+};
 pub use server::Server;
 pub use shutdown::ShutdownHandle;

@@ -27,6 +27,9 @@ pub enum Refusal {
     /// Protected mode: no user and no password is configured, and the peer
     /// is not on loopback.
     ProtectedMode,
+    /// Every one of the pool's threads (this many) stayed busy for as long
+    /// as a new connection may wait for one.
+    PoolBusy(usize),
 }
 
 impl Refusal {
@@ -56,6 +59,10 @@ impl Refusal {
                 format!("{PROTECTED_MODE_TEXT}\n").as_bytes(),
                 true,
             ),
+            (Refusal::PoolBusy(n), Role::Rpc) => write_overloaded_frame(
+                &mut out,
+                format!("all {n} pool threads are busy with other connections"),
+            ),
             (Refusal::MaxConns(n) | Refusal::MetricsMaxConns(n), Role::Rpc) => {
                 write_overloaded_frame(
                     &mut out,
@@ -66,13 +73,21 @@ impl Refusal {
                 &mut out,
                 format!("too many connections from this address (limit {n})"),
             ),
-            (Refusal::MaxConns(_) | Refusal::MetricsMaxConns(_), Role::Resp) => {
+            (
+                Refusal::MaxConns(_) | Refusal::MetricsMaxConns(_) | Refusal::PoolBusy(_),
+                Role::Resp,
+            ) => {
+                // The pool's refusal reads as Redis's client limit: what
+                // client libraries already treat as "cannot connect now".
                 Reply::new(&mut out, Version::Resp2).error(b"ERR max number of clients reached")
             }
             (Refusal::PerIp(_), Role::Resp) => Reply::new(&mut out, Version::Resp2)
                 .error(b"ERR max number of clients per address reached"),
             (
-                Refusal::MaxConns(_) | Refusal::MetricsMaxConns(_) | Refusal::PerIp(_),
+                Refusal::MaxConns(_)
+                | Refusal::MetricsMaxConns(_)
+                | Refusal::PerIp(_)
+                | Refusal::PoolBusy(_),
                 Role::Metrics,
             ) => write_response(
                 &mut out,
@@ -95,6 +110,7 @@ impl fmt::Display for Refusal {
             Refusal::ProtectedMode => {
                 f.write_str("protected mode (no user or password configured)")
             }
+            Refusal::PoolBusy(n) => write!(f, "all {n} pool threads busy"),
         }
     }
 }
@@ -136,5 +152,15 @@ mod tests {
         assert!(json.contains(r#""code":"forbidden""#), "{json}");
         let http = Refusal::ProtectedMode.response(Role::Metrics);
         assert!(http.starts_with(b"HTTP/1.1 403 "));
+    }
+
+    #[test]
+    fn a_busy_pool_refuses_as_a_full_server() {
+        let json = Refusal::PoolBusy(8).response(Role::Rpc);
+        assert!(String::from_utf8_lossy(&json).contains(r#""code":"overloaded""#));
+        assert_eq!(
+            Refusal::PoolBusy(8).response(Role::Resp),
+            b"-ERR max number of clients reached\r\n"
+        );
     }
 }

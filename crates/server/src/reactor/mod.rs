@@ -4,7 +4,8 @@
 //!  poll.poll(events, timeout of the nearest deadline)
 //!    LISTENER ─► accept until WouldBlock ─► slab.insert(Connection), register once (R|W)
 //!                (one listener per endpoint: JSON, RESP, metrics, each plain or TLS)
-//!    SIGNALS  ─► SIGINT/SIGTERM: begin a graceful shutdown; SIGHUP: the hangup hook
+//!    SIGNALS  ─► SIGINT/SIGTERM/SIGQUIT: the terminate hook (by default a graceful
+//!                shutdown, a second one closes every connection); SIGHUP: the hangup hook
 //!    WAKER    ─► worker results, CLIENT KILLs, shutdown requests
 //!    conn     ─► Connection::drive: read ─► Session::process ─► one write per batch
 //!  yielded: connections that used up their turn with input left get another one
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn, Level};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::SIGHUP;
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
@@ -44,7 +45,7 @@ use reactor_rpc_core::output::SharedLedger;
 use reactor_rpc_core::session::{self, Endpoint, Role, Session};
 use rustls::ServerConnection;
 
-use crate::config::Config;
+use crate::config::{Config, Terminate};
 use crate::net::{
     counts_per_ip, log_bye, log_comes, out_of_descriptors, transient_accept_error, turn_away,
     CloseReason, Listeners, PerIp, ProtectedMode, RateLimitedLog, Refusal, Slots, ACCEPT_BACKOFF,
@@ -185,7 +186,8 @@ impl Reactor {
             });
         }
         let signals = if config.signals {
-            let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+            let terminate = Terminate::SIGNALS.map(|(signal, _)| signal);
+            let mut signals = Signals::new(terminate.into_iter().chain([SIGHUP]))?;
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)?;
             Some(signals)
@@ -196,7 +198,8 @@ impl Reactor {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let shutdown = {
             let waker = waker.clone();
-            ShutdownHandle::new(move || {
+            // The loop reads the handle for how soon (`on_wake`).
+            ShutdownHandle::new(move |_| {
                 if let Err(e) = waker.wake() {
                     error!("cannot wake the event loop for shutdown: {e}");
                 }
@@ -568,35 +571,34 @@ impl Reactor {
         let Some(signals) = &mut self.signals else {
             return;
         };
-        let mut count = 0;
         let mut hangup = false;
+        let mut terminate = Vec::new();
         for signal in signals.pending() {
-            debug!("signal {signal}");
             if signal == SIGHUP {
+                debug!("signal SIGHUP");
                 hangup = true;
-            } else {
-                count += 1;
+            } else if let Some(t) = Terminate::of(signal) {
+                terminate.push(t);
             }
         }
         if hangup {
             self.config.hooks.hangup();
         }
-        if count == 0 {
-            return;
-        }
-        if self.shutdown_deadline.is_some() {
-            warn!("second signal: closing every connection now");
-            self.shutdown_deadline = Some(self.now);
-        } else {
-            self.begin_shutdown();
+        // The hook (or the default) answers through the shutdown handle,
+        // whose wake-up `on_wake` acts on.
+        for t in terminate {
+            self.config.hooks.terminate(t, &self.shutdown);
         }
     }
 
     /// Worker results, `CLIENT KILL`s, or a shutdown request from a
-    /// [`ShutdownHandle`].
+    /// [`ShutdownHandle`] (a forced one closes every connection now).
     fn on_wake(&mut self) {
         if self.shutdown.is_requested() && self.shutdown_deadline.is_none() {
             self.begin_shutdown();
+        }
+        if self.shutdown.is_forced() {
+            self.shutdown_deadline = Some(self.now);
         }
         for (key, id) in self.kills.take() {
             if self.conns.get(key).is_some_and(|conn| conn.id == id) {

@@ -1,8 +1,9 @@
 //! The acceptor loop of the threaded models: accept, admit or refuse, and
 //! back off instead of spinning when accepting fails. In `threaded` each
-//! admitted connection gets a new thread; in `pool` the acceptor serves it
-//! itself and accepts again only once it closes. The metrics port's
-//! acceptor gives each scraper a new thread in both models.
+//! admitted connection gets a new thread; in `pool` the acceptor hands it
+//! to the listener's fixed set of threads (`pool.rs`), which admit and
+//! serve it. The metrics port's acceptor gives each scraper a new thread in
+//! both models.
 
 use std::io;
 use std::io::Write;
@@ -15,6 +16,7 @@ use std::time::Instant;
 
 use log::{debug, error, warn};
 
+use super::pool::CloseOnDrop;
 use super::registry::Conn;
 use super::{Accepting, Shared, STACK_SIZE};
 use crate::net::{self, RateLimitedLog, ACCEPT_BACKOFF};
@@ -22,16 +24,14 @@ use reactor_rpc_core::session::{Endpoint, Session};
 use rustls::ServerConnection;
 
 impl Shared {
-    /// Accepts until stopped; serves each connection, speaking its
-    /// endpoint's protocol, right here (`inline`: the pool's client ports)
-    /// or on a new thread (`threaded`, and the metrics port).
+    /// Accepts until stopped; hands each connection to the listener's
+    /// threads (`inline`: the pool's client ports) or serves it, speaking
+    /// its endpoint's protocol, on a new thread (`threaded`, and the metrics
+    /// port).
     pub(super) fn accept_loop(self: &Arc<Self>, listener: &TcpListener, at: Accepting) {
-        let Accepting {
-            index,
-            endpoint,
-            local,
-            inline,
-        } = at;
+        let index = at.index;
+        // The listener's threads leave once this acceptor has stopped.
+        let _close = CloseOnDrop(&self.handoffs[index]);
         loop {
             self.lock().in_accept[index] += 1;
             let accepted = listener.accept();
@@ -58,15 +58,31 @@ impl Shared {
             if stopping && stream.set_nonblocking(false).is_err() {
                 continue;
             }
-            if let Some(conn) = self.admit(stream, peer, endpoint) {
-                let tls = match self.tls_for(endpoint, &peer) {
-                    Ok(tls) => tls,
-                    Err(()) => continue, // dropping the connection closes it
-                };
-                let session = Session::accepted(endpoint.role, local, peer);
-                self.start_serving(conn, session, tls, inline);
+            if at.inline {
+                self.hand_off(stream, peer, at);
+            } else {
+                self.serve_accepted(stream, peer, at);
             }
         }
+    }
+
+    /// Admits an accepted connection (or refuses it) and serves it, right
+    /// here (`inline`: a pool thread) or on a new thread.
+    pub(super) fn serve_accepted(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        at: Accepting,
+    ) {
+        let Some(conn) = self.admit(stream, peer, at.endpoint) else {
+            return;
+        };
+        let tls = match self.tls_for(at.endpoint, &peer) {
+            Ok(tls) => tls,
+            Err(()) => return, // dropping the connection closes it
+        };
+        let session = Session::accepted(at.endpoint.role, at.local, peer);
+        self.start_serving(conn, session, tls, at.inline);
     }
 
     /// Serves a connection right here (`inline`) or on a new thread.
@@ -154,7 +170,7 @@ impl Shared {
     /// acceptor. A TLS client cannot read a plaintext refusal (and a
     /// handshake for a refused client is work an attacker would enjoy): it
     /// gets a plain close.
-    fn refuse(
+    pub(super) fn refuse(
         &self,
         mut stream: TcpStream,
         peer: SocketAddr,

@@ -2,10 +2,12 @@
 //!
 //! * `threaded`: one acceptor thread; every accepted connection gets its own
 //!   thread, which blocks in `read` until the peer speaks (the seed's model).
-//! * `pool`: `pool_size` threads that each `accept` on the shared listener and
-//!   then serve that one connection until it closes (the pre-threaded server).
-//!   Connection N+1 waits in the kernel's accept backlog, unanswered, until one
-//!   of the first N leaves: the limitation the comparison is about.
+//! * `pool`: `pool_size` threads that each serve one connection at a time,
+//!   until it closes, taken from a queue one acceptor fills (`pool.rs`).
+//!   Connection N+1 waits for one of the first N to leave, for at most
+//!   `pool_wait` (250 ms), and is then refused with `overloaded`: the pool
+//!   serves N at once, the limitation the comparison is about, and the others
+//!   hear so instead of waiting unanswered until the idle timeout.
 //!
 //! Both run the same blocking loop ([`connection::serve`]) over the shared
 //! request path (the connection's [`Session`](reactor_rpc_core::Session)), and the same limits:
@@ -18,11 +20,13 @@
 //! read side of every live socket, so responses already produced still leave.
 //!
 //! This file binds and runs the server; the acceptor loop is in `acceptor.rs`,
-//! a connection's blocking loop in `connection.rs`, the live connections in
-//! `registry.rs`, and stopping in `shutdown.rs`.
+//! the pool's queue in `pool.rs`, a connection's blocking loop in
+//! `connection.rs`, the live connections in `registry.rs`, and stopping in
+//! `shutdown.rs`.
 
 mod acceptor;
 mod connection;
+mod pool;
 mod registry;
 mod shutdown;
 
@@ -33,14 +37,15 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use log::info;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
-use crate::config::{Config, Hooks, Limits, Model};
+use crate::config::{Config, Hooks, Limits, Model, Terminate};
 use crate::net::{Listeners, RateLimitedLog};
 use crate::server::Core;
 use crate::shutdown::ShutdownHandle;
 use acceptor::AcceptorAlive;
+use pool::Handoff;
 use reactor_rpc_core::service::HOUSEKEEPING_INTERVAL;
 use reactor_rpc_core::session::{Endpoint, Role};
 use registry::Live;
@@ -59,9 +64,8 @@ pub const STACK_SIZE: usize = 128 * 1024;
 pub struct Threaded {
     /// Every listener with its role and address, in `Role` index order.
     listeners: Vec<Listening>,
-    model: Model,
-    acceptors: usize,
-    /// SIGINT and SIGTERM, registered at bind so none is missed before `run`.
+    /// SIGINT, SIGTERM, SIGQUIT and SIGHUP, registered at bind so none is
+    /// missed before `run`.
     signals: Option<Signals>,
     grace: Duration,
     shared: Arc<Shared>,
@@ -74,16 +78,27 @@ impl Threaded {
         let mut listeners = Vec::new();
         for (endpoint, socket) in sockets.into_vec() {
             let addr = socket.local_addr()?;
+            // The metrics port gets a thread per scraper, up to
+            // --metrics-max-conns, in both models: an idle keep-alive scraper
+            // holds only its own thread, and the pool's threads stay the
+            // client ports'. JSON and RESP get the pool's threads, or in
+            // `threaded` a thread per connection.
+            let pool = match (endpoint.role, config.model) {
+                (Role::Metrics, _) => None,
+                (_, Model::Pool) => Some(config.pool_size.max(1)),
+                _ => None,
+            };
             listeners.push(Listening {
                 endpoint,
                 socket: Arc::new(socket),
                 addr,
+                pool,
             });
         }
-        let acceptors = match config.model {
-            Model::Pool => config.pool_size.max(1),
-            _ => 1,
-        };
+        let handoffs = listeners
+            .iter()
+            .map(|l| Handoff::new(l.endpoint, l.pool.unwrap_or(0)))
+            .collect();
         let shared = Arc::new(Shared {
             core,
             limits: config.limits,
@@ -96,18 +111,19 @@ impl Threaded {
             hooks: config.hooks.clone(),
             tls: config.security.tls.clone(),
             protected: crate::net::ProtectedMode(config.security.protected_mode),
+            handoffs,
+            pool_wait: config.pool_wait,
         });
         let signals = if config.signals {
-            Some(Signals::new([SIGINT, SIGTERM, SIGHUP])?)
+            let terminate = Terminate::SIGNALS.map(|(signal, _)| signal);
+            Some(Signals::new(terminate.into_iter().chain([SIGHUP]))?)
         } else {
             None
         };
         let waker = Arc::clone(&shared);
-        let shutdown = ShutdownHandle::new(move || waker.request_stop());
+        let shutdown = ShutdownHandle::new(move |urgency| waker.wake(urgency));
         Ok(Threaded {
             listeners,
-            model: config.model,
-            acceptors,
             signals,
             grace: config.shutdown_grace,
             shared,
@@ -151,7 +167,8 @@ impl Threaded {
         started
     }
 
-    /// Starts the housekeeping thread and the acceptors.
+    /// Starts the housekeeping thread, an acceptor per listener, and the
+    /// threads of the listeners served by a fixed set of them.
     fn spawn_threads(&self, threads: &mut Vec<JoinHandle<()>>) -> io::Result<()> {
         let shared = Arc::clone(&self.shared);
         threads.push(
@@ -160,32 +177,30 @@ impl Threaded {
                 .spawn(move || shared.housekeeping())?,
         );
         for (index, listening) in self.listeners.iter().enumerate() {
-            // The metrics port gets one acceptor and a thread per scraper, up
-            // to --metrics-max-conns, in both models: an idle keep-alive
-            // scraper holds only its own thread, and the pool's threads stay
-            // the client ports'. JSON and RESP get the model's acceptors.
-            let (acceptors, inline) = match listening.endpoint.role {
-                Role::Metrics => (1, false),
-                _ => (self.acceptors, self.model == Model::Pool),
+            let endpoint = listening.endpoint;
+            let accepting = Accepting {
+                index,
+                endpoint,
+                local: listening.addr,
+                inline: listening.pool.is_some(),
             };
-            for i in 0..acceptors {
-                let shared = Arc::clone(&self.shared);
-                let socket = Arc::clone(&listening.socket);
-                let accepting = Accepting {
-                    index,
-                    endpoint: listening.endpoint,
-                    local: listening.addr,
-                    inline,
-                };
-                let alive = AcceptorAlive::new(shared);
+            let socket = Arc::clone(&listening.socket);
+            let alive = AcceptorAlive::new(Arc::clone(&self.shared));
+            let spawned = thread::Builder::new()
+                .name(format!("{endpoint}-accept"))
+                .stack_size(STACK_SIZE)
+                .spawn(move || alive.0.accept_loop(&socket, accepting));
+            threads.push(spawned?);
+            // Counted as acceptors: the shutdown waits for them too.
+            for i in 0..listening.pool.unwrap_or(0) {
+                let alive = AcceptorAlive::new(Arc::clone(&self.shared));
                 let spawned = thread::Builder::new()
-                    .name(match (listening.endpoint, inline) {
-                        (e, true) if e == Endpoint::plain(Role::Rpc) => format!("pool-{i}"),
-                        (e, true) => format!("{e}-pool-{i}"),
-                        (e, false) => format!("{e}-accept"),
+                    .name(match endpoint {
+                        e if e == Endpoint::plain(Role::Rpc) => format!("pool-{i}"),
+                        e => format!("{e}-pool-{i}"),
                     })
                     .stack_size(STACK_SIZE)
-                    .spawn(move || alive.0.accept_loop(&socket, accepting));
+                    .spawn(move || alive.0.serve_handed_off(accepting));
                 threads.push(spawned?);
             }
         }
@@ -198,6 +213,9 @@ struct Listening {
     endpoint: Endpoint,
     socket: Arc<TcpListener>,
     addr: SocketAddr,
+    /// Served by this many threads taking its connections from a queue (the
+    /// pool, the metrics port), not by a thread per connection.
+    pool: Option<usize>,
 }
 
 /// State every server thread shares.
@@ -219,12 +237,17 @@ struct Shared {
     tls: Option<Arc<reactor_rpc_tls::TlsSource>>,
     /// Refuses non-loopback peers while no user or password is configured.
     protected: crate::net::ProtectedMode,
+    /// Each listener's queue of connections waiting for a thread, in the
+    /// listeners' order (used by those a fixed set of threads serves).
+    handoffs: Vec<Handoff>,
+    /// How long a connection may wait in a hand-off before it is refused.
+    pool_wait: Duration,
 }
 
 /// What an acceptor thread accepts for: its listener's place (the
 /// shutdown's count of blocked acceptors is by listener), endpoint and port,
-/// and whether it serves each connection itself (the pool, the metrics port)
-/// or on a thread of its own.
+/// and whether its connections are served by a fixed set of threads (the
+/// pool, the metrics port: handed off) or each on a thread of its own.
 #[derive(Debug, Clone, Copy)]
 struct Accepting {
     index: usize,
@@ -238,9 +261,12 @@ impl Shared {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sweeps expired cache keys every [`HOUSEKEEPING_INTERVAL`] until stopped.
+    /// Every [`HOUSEKEEPING_INTERVAL`] until stopped: refuses the
+    /// connections that waited too long for a pool thread, and sweeps
+    /// expired cache keys.
     fn housekeeping(&self) {
         while !self.sleep_unless_stopped(HOUSEKEEPING_INTERVAL) {
+            self.refuse_late(Instant::now());
             self.core.service.housekeeping(Instant::now());
             crate::net::flush_conn_lines();
         }

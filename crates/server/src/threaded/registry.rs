@@ -40,7 +40,7 @@ pub(super) struct Live {
     /// Most connections at once since memory was last handed back.
     peak_since_trim: usize,
     /// Connections served per listener (`--max-conns`, `--metrics-max-conns`).
-    slots: Slots,
+    pub(super) slots: Slots,
     /// Open client connections per address (`--max-conns-per-ip`).
     pub(super) per_ip: crate::net::PerIp,
 }

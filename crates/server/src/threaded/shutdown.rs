@@ -2,8 +2,8 @@
 //! so a stop has to reach into those calls: blocked acceptors are woken by
 //! connecting to the listener, blocked reads by shutting down the read side
 //! of every live socket, so responses already produced still leave. After
-//! the grace period every socket is shut down for good. SIGINT and SIGTERM
-//! arrive on a thread of their own.
+//! the grace period every socket is shut down for good. SIGINT, SIGTERM,
+//! SIGQUIT and SIGHUP arrive on a thread of their own.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
@@ -16,7 +16,8 @@ use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
 use super::{Shared, Threaded};
-use crate::shutdown::ShutdownHandle;
+use crate::config::Terminate;
+use crate::shutdown::{ShutdownHandle, Urgency};
 
 /// How often a shutdown checks for acceptors still blocked in `accept`.
 const WAKE_RETRY: Duration = Duration::from_millis(100);
@@ -86,6 +87,16 @@ impl Threaded {
 }
 
 impl Shared {
+    /// What the [`ShutdownHandle`] does: asks for the stop, and for a
+    /// forced one shuts every live socket down for good (their threads,
+    /// blocked or not, then see the end).
+    pub(super) fn wake(&self, urgency: Urgency) {
+        self.request_stop();
+        if urgency == Urgency::Now {
+            self.shutdown_conns(Shutdown::Both);
+        }
+    }
+
     pub(super) fn request_stop(&self) {
         self.lock().stopping = true;
         self.stop.notify_all();
@@ -133,9 +144,10 @@ fn wake_addr(mut addr: SocketAddr) -> SocketAddr {
 
 pub(super) type SignalThread = (signal_hook::iterator::Handle, JoinHandle<()>);
 
-/// A thread that turns SIGINT and SIGTERM into a shutdown request (a second
-/// one closes every connection at once instead of waiting out the grace
-/// period) and SIGHUP into the hangup hook.
+/// A thread that hands SIGINT, SIGTERM and SIGQUIT to the terminate hook
+/// (by default: a shutdown request, and a second one closes every
+/// connection at once instead of waiting out the grace period) and SIGHUP
+/// to the hangup hook.
 pub(super) fn spawn_signal_thread(
     mut signals: Signals,
     shutdown: ShutdownHandle,
@@ -146,14 +158,11 @@ pub(super) fn spawn_signal_thread(
         .name("signals".into())
         .spawn(move || {
             for signal in signals.forever() {
-                debug!("signal {signal}");
                 if signal == SIGHUP {
+                    debug!("signal SIGHUP");
                     shared.hooks.hangup();
-                } else if shutdown.is_requested() {
-                    warn!("second signal: closing every connection now");
-                    shared.shutdown_conns(Shutdown::Both);
-                } else {
-                    shutdown.shutdown();
+                } else if let Some(t) = Terminate::of(signal) {
+                    shared.hooks.terminate(t, &shutdown);
                 }
             }
         })?;

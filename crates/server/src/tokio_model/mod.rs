@@ -39,7 +39,8 @@
 //!                   half a request buffered ─► TCP_QUICKACK before reading on
 //!                   Stop::Offload ─► spawn_blocking (≤ workers) ─► await, in order
 //!                   Stop::Close(why) ─► flush, FIN, discard input up to LINGER, close
-//!  signal task: SIGINT/SIGTERM ─► ShutdownHandle::shutdown (a second one: close now)
+//!  signal task: SIGINT/SIGTERM/SIGQUIT ─► the terminate hook (by default
+//!               ShutdownHandle::shutdown, a second one: close now)
 //!               SIGHUP ─► the hangup hook (the binary reopens its log); never a stop
 //!  housekeeping task: every 100 ms the cache sweep, the pending output published
 //!                     for the metrics, and memory back after a crowd left
@@ -65,12 +66,12 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{cpus, Config, Hooks, Model};
+use crate::config::{cpus, Config, Hooks, Model, Terminate};
 use crate::net::{
     self, counts_per_ip, CloseReason, PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF,
 };
 use crate::server::Core;
-use crate::shutdown::ShutdownHandle;
+use crate::shutdown::{ShutdownHandle, Urgency};
 use connection::{Connection, Stream};
 use reactor_rpc_core::service::HOUSEKEEPING_INTERVAL;
 use reactor_rpc_core::session;
@@ -97,6 +98,8 @@ pub struct TokioServer {
     shutdown: ShutdownHandle,
     /// Cancelled by the [`ShutdownHandle`]: the graceful shutdown starts.
     stopping: CancellationToken,
+    /// Cancelled by [`ShutdownHandle::force`]: every connection closes now.
+    now: CancellationToken,
     /// Registered at bind so that none is missed before `run`.
     signals: Option<Signals>,
 }
@@ -112,6 +115,7 @@ struct Listening {
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    quit: Signal,
     hangup: Signal,
 }
 
@@ -252,15 +256,22 @@ impl TokioServer {
             Some(Signals {
                 interrupt: signal(SignalKind::interrupt())?,
                 terminate: signal(SignalKind::terminate())?,
+                quit: signal(SignalKind::quit())?,
                 hangup: signal(SignalKind::hangup())?,
             })
         } else {
             None
         };
         let stopping = CancellationToken::new();
+        let now = CancellationToken::new();
         let shutdown = {
-            let stopping = stopping.clone();
-            ShutdownHandle::new(move || stopping.cancel())
+            let (stopping, now) = (stopping.clone(), now.clone());
+            ShutdownHandle::new(move |urgency| {
+                stopping.cancel();
+                if urgency == Urgency::Now {
+                    now.cancel();
+                }
+            })
         };
         let workers = config.workers.max(1);
         let max_conns = config.limits.max_conns.min(Semaphore::MAX_PERMITS);
@@ -298,6 +309,7 @@ impl TokioServer {
             shared,
             shutdown,
             stopping,
+            now,
             signals,
         })
     }
@@ -317,19 +329,12 @@ impl TokioServer {
             shared,
             shutdown,
             stopping,
+            now,
             signals,
         } = self;
         rt.block_on(async move {
-            // Cancelled by a second signal: close every connection now.
-            let now = CancellationToken::new();
-            let signal_task = signals.map(|s| {
-                tokio::spawn(watch_signals(
-                    s,
-                    shutdown.clone(),
-                    hooks.clone(),
-                    now.clone(),
-                ))
-            });
+            let signal_task =
+                signals.map(|s| tokio::spawn(watch_signals(s, shutdown.clone(), hooks.clone())));
             let housekeeping = tokio::spawn(housekeeping(shared.clone()));
             let tracker = TaskTracker::new();
             let accept_tasks: Vec<_> = listeners
@@ -609,31 +614,22 @@ impl Drop for Lingering {
     }
 }
 
-/// SIGINT or SIGTERM starts a graceful shutdown; a second one closes every
-/// connection at once. SIGHUP runs the hangup hook and stops nothing.
-async fn watch_signals(
-    mut signals: Signals,
-    shutdown: ShutdownHandle,
-    hooks: Hooks,
-    now: CancellationToken,
-) {
+/// SIGINT, SIGTERM and SIGQUIT go to the terminate hook (by default the
+/// first starts a graceful shutdown, a second one closes every connection
+/// at once). SIGHUP runs the hangup hook and stops nothing.
+async fn watch_signals(mut signals: Signals, shutdown: ShutdownHandle, hooks: Hooks) {
     loop {
-        let name = tokio::select! {
+        let signal = tokio::select! {
             _ = signals.hangup.recv() => {
                 debug!("signal SIGHUP");
                 hooks.hangup();
                 continue;
             }
-            _ = signals.interrupt.recv() => "SIGINT",
-            _ = signals.terminate.recv() => "SIGTERM",
+            _ = signals.interrupt.recv() => Terminate::Interrupt,
+            _ = signals.terminate.recv() => Terminate::Terminate,
+            _ = signals.quit.recv() => Terminate::Quit,
         };
-        debug!("signal {name}");
-        if shutdown.is_requested() {
-            warn!("second signal: closing every connection now");
-            now.cancel();
-        } else {
-            shutdown.shutdown();
-        }
+        hooks.terminate(signal, &shutdown);
     }
 }
 
