@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// requests are no longer read. At least 1.
     #[arg(long, env = "REACTOR_RPC_MAX_OUTPUT", default_value = "4m", value_parser = nonzero_size)]
     max_output: u64,
+    /// The largest reply one request may build (bytes, or with k/m/g): a
+    /// larger one is answered with an error (`reply_too_large`, RESP `-ERR
+    /// reply too large`). At least 1.
+    #[arg(long, env = "REACTOR_RPC_MAX_REPLY", default_value = "64m", value_parser = nonzero_size)]
+    max_reply: u64,
     /// A frame whose first byte has arrived must be complete within this many
     /// seconds, or the connection is closed ("frame timeout").
     #[arg(long, env = "REACTOR_RPC_FRAME_TIMEOUT", default_value_t = 30,
@@ -383,6 +388,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.limits.idle_timeout =
         (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
     config.limits.max_output = saturating_usize(args.max_output);
+    config.limits.max_reply = saturating_usize(args.max_reply);
     config.limits.frame_timeout = Duration::from_secs(args.frame_timeout);
     config.limits.max_conns_per_ip = saturating_usize(args.max_conns_per_ip);
     config.limits.max_output_total = match (args.max_output_total, args.maxmemory) {

@@ -56,11 +56,7 @@ fn fake_server(fault: Fault) -> String {
 
 fn serve(mut stream: TcpStream, service: &Service, fault: Fault) {
     stream.set_nodelay(true).unwrap();
-    let opt = Options {
-        max_frame: 1 << 20,
-        offload: false,
-        max_output: usize::MAX,
-    };
+    let opt = Options::new(1 << 20);
     let (mut input, mut chunk, mut answered) = (Vec::new(), vec![0; 65536], 0);
     let mut held: Option<Vec<u8>> = None;
     loop {

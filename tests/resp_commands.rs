@@ -13,6 +13,7 @@ const OPTIONS: Options = Options {
     max_frame: 1 << 20,
     offload: false,
     max_output: usize::MAX,
+    max_reply: reactor_rpc::session::DEFAULT_MAX_REPLY,
 };
 
 /// One decoded reply, keeping the RESP type apart.

@@ -41,6 +41,7 @@ mod process;
 mod redis_diff;
 mod redis_props;
 mod redis_tools;
+mod reply_bounds;
 mod resp_clients;
 mod resp_commands;
 mod resp_props;

@@ -27,6 +27,7 @@ const OPT: Options = Options {
     max_frame: 1 << 20,
     offload: true,
     max_output: usize::MAX,
+    max_reply: reactor_rpc_core::session::DEFAULT_MAX_REPLY,
 };
 
 fn one_request(c: &mut Criterion, name: &str, service: &Service, body: &str) {

@@ -41,6 +41,11 @@ use bytes::Bytes;
 /// ([`SHARED_MIN`](crate::service::cache::SHARED_MIN)), so they can be spliced.
 pub const SHARE_MIN: usize = 16 * 1024;
 
+/// What a shared value costs an output beyond the value itself (its entry:
+/// an offset and a `Bytes` handle), rounded up: what a reply's size counts
+/// for each value it shares, against `--max-reply` ([`Output::cost_since`]).
+pub const SPLICE_COST: usize = 64;
+
 /// Slices handed to one `write_vectored` call at most.
 pub const MAX_IOVECS: usize = 64;
 
@@ -76,6 +81,23 @@ impl Mark {
     /// The owned bytes' length (`len()`, through `Deref`) when the mark was taken.
     pub fn owned(&self) -> usize {
         self.owned
+    }
+
+    /// The number of shared values when the mark was taken.
+    pub fn splices(&self) -> usize {
+        self.splices
+    }
+
+    /// The memory what was appended since the mark holds, given the owned
+    /// length and the number of splices now: the owned bytes, and
+    /// [`SPLICE_COST`] for each shared value (the value itself is the
+    /// cache's, counted once however many replies share it).
+    #[inline]
+    pub fn cost_to(&self, owned: usize, splices: usize) -> usize {
+        owned.saturating_sub(self.owned)
+            + splices
+                .saturating_sub(self.splices)
+                .saturating_mul(SPLICE_COST)
     }
 }
 
@@ -136,6 +158,12 @@ impl Output {
             splices: self.splices.len(),
             total: self.total_len(),
         }
+    }
+
+    /// The memory appended since `mark` ([`Mark::cost_to`]): what a reply
+    /// is measured by against `--max-reply`.
+    pub fn cost_since(&self, mark: Mark) -> usize {
+        mark.cost_to(self.buf.len(), self.splices.len())
     }
 
     /// Drops everything appended since `mark`.
@@ -226,6 +254,16 @@ pub struct Splicer<'a> {
 }
 
 impl Splicer<'_> {
+    /// The number of shared values in the output.
+    pub fn len(&self) -> usize {
+        self.splices.len()
+    }
+
+    /// Whether the output shares no value.
+    pub fn is_empty(&self) -> bool {
+        self.splices.is_empty()
+    }
+
     /// Splices `bytes` in by reference at `at`, which must be the current
     /// length of the owned bytes (the end of the output).
     pub fn splice(&mut self, at: usize, bytes: &Bytes) {

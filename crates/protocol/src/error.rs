@@ -72,6 +72,10 @@ error_codes! {
     /// with `--stop-writes-on-save-error` (the default), a write refused
     /// because the last save failed, until a save succeeds.
     SaveFailed => "save_failed",
+    /// The reply would be larger than `--max-reply` (`mget` of too many or
+    /// too large values, `scan` of too large keys): nothing is returned; ask
+    /// for less at a time.
+    ReplyTooLarge => "reply_too_large",
 }
 
 impl ErrorCode {
@@ -138,7 +142,7 @@ mod tests {
     #[test]
     fn every_code_parses_back() {
         let all = ErrorCode::ALL.iter().copied();
-        assert_eq!(all.len(), 15);
+        assert_eq!(all.len(), 16);
         for code in all {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
@@ -148,6 +152,7 @@ mod tests {
         assert_eq!(ErrorCode::WrongPassword.as_str(), "wrong_password");
         assert_eq!(ErrorCode::TooManyAttempts.as_str(), "too_many_attempts");
         assert_eq!(ErrorCode::SaveFailed.as_str(), "save_failed");
+        assert_eq!(ErrorCode::ReplyTooLarge.as_str(), "reply_too_large");
         assert_eq!(ErrorCode::parse("from_the_future"), None);
         let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         names.sort_unstable();

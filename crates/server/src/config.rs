@@ -139,6 +139,10 @@ pub struct Limits {
     /// decodes at most one response more until the total drains below it.
     /// The threaded models have no total (a thread blocks on its own write).
     pub max_output_total: usize,
+    /// The largest reply one request may build (bytes owned, plus a fixed
+    /// cost per shared cached value); a larger one is answered with an
+    /// error instead (JSON `reply_too_large`, RESP `-ERR reply too large`).
+    pub max_reply: usize,
 }
 
 impl Default for Limits {
@@ -152,6 +156,7 @@ impl Default for Limits {
             frame_timeout: Duration::from_secs(30),
             max_conns_per_ip: 0,
             max_output_total: 256 << 20,
+            max_reply: reactor_rpc_core::session::DEFAULT_MAX_REPLY,
         }
     }
 }
@@ -411,6 +416,7 @@ impl Config {
         info.metrics_max_conns = l.metrics_max_conns;
         info.idle_timeout_s = l.idle_timeout.map_or(0, |d| d.as_secs());
         info.max_output = l.max_output;
+        info.max_reply = l.max_reply;
         info.frame_timeout_s = l.frame_timeout.as_secs();
         info.max_conns_per_ip = l.max_conns_per_ip;
         info.max_output_total =

@@ -234,7 +234,20 @@ impl Service {
         out: &mut Output,
         offload: bool,
     ) -> Handled {
-        self.handle_timed(None, peer, body, out, offload)
+        let max_reply = crate::session::DEFAULT_MAX_REPLY;
+        self.handle_timed(None, peer, body, out, offload, max_reply)
+    }
+
+    /// [`Service::handle_output`] for a heavy request a worker runs (its
+    /// connection was allowed to make it), with the server's `--max-reply`.
+    pub fn handle_job(
+        &self,
+        peer: &dyn fmt::Display,
+        body: &[u8],
+        out: &mut Output,
+        max_reply: usize,
+    ) -> Handled {
+        self.handle_timed(None, peer, body, out, false, max_reply)
     }
 
     /// [`Service::handle_output`] for a connection that has logged in as
@@ -248,7 +261,8 @@ impl Service {
         out: &mut Output,
         offload: bool,
     ) -> Handled {
-        self.handle_timed(Some(login), peer, body, out, offload)
+        let max_reply = crate::session::DEFAULT_MAX_REPLY;
+        self.handle_timed(Some(login), peer, body, out, offload, max_reply)
     }
 
     fn handle_timed(
@@ -258,9 +272,10 @@ impl Service {
         body: &[u8],
         out: &mut Output,
         offload: bool,
+        max_reply: usize,
     ) -> Handled {
         let started = Instant::now();
-        let (handled, label) = self.handle_labelled(login, peer, body, out, offload);
+        let (handled, label) = self.handle_labelled(login, peer, body, out, offload, max_reply);
         if let Some((method, code)) = label {
             self.metrics.observe(method, code, started.elapsed());
         }
@@ -270,6 +285,7 @@ impl Service {
     /// [`Service::handle_as`] without the metrics: returns what to count (no
     /// label for a request left to a worker, which counts it when it runs).
     /// `login` is `None` for a request allowed already (see [`Service::handle`]).
+    /// A reply over `max_reply` is replaced by `reply_too_large`.
     #[inline]
     pub(crate) fn handle_labelled(
         &self,
@@ -278,6 +294,7 @@ impl Service {
         body: &[u8],
         out: &mut Output,
         offload: bool,
+        max_reply: usize,
     ) -> (Handled, Option<Label>) {
         let request = match parse_request(body) {
             Ok(request) => request,
@@ -351,6 +368,7 @@ impl Service {
             stats: &self.stats,
             persistence: &self.persistence,
             auth: self.auth(),
+            max_reply,
         };
         let code = match ResponseWriter::begin(out, name)
             .result(request.id, |o| method.call_output(&cx, params, o))

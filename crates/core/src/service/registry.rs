@@ -22,12 +22,32 @@ pub struct Context<'a> {
     pub(crate) stats: &'a Stats,
     pub(crate) persistence: &'a Persistence,
     pub(crate) auth: &'a super::auth::Auth,
+    pub(crate) max_reply: usize,
 }
 
 impl<'a> Context<'a> {
     /// The key-value store the cache methods (JSON and RESP) share.
     pub fn cache(&self) -> &'a Cache {
         self.cache
+    }
+
+    /// The largest result a call may write (`--max-reply`, in bytes): a
+    /// method whose result grows with what it is asked for (`mget`, `scan`)
+    /// checks it as it writes, and answers [`Context::reply_too_large`]
+    /// instead of going on.
+    pub fn max_reply(&self) -> usize {
+        self.max_reply
+    }
+
+    /// The `reply_too_large` error for a result over [`Context::max_reply`].
+    pub fn reply_too_large(&self) -> RpcError {
+        RpcError::new(
+            reactor_rpc_protocol::ErrorCode::ReplyTooLarge,
+            format!(
+                "the result would be larger than {} bytes (--max-reply): ask for fewer keys at a time",
+                self.max_reply
+            ),
+        )
     }
 }
 

@@ -36,6 +36,8 @@ pub struct ServerInfo {
     pub idle_timeout_s: u64,
     /// `--max-output`.
     pub max_output: usize,
+    /// `--max-reply`.
+    pub max_reply: usize,
     /// `--frame-timeout` in seconds.
     pub frame_timeout_s: u64,
     /// `--max-conns-per-ip` (0: off).
@@ -58,6 +60,7 @@ impl ServerInfo {
                 "metrics_max_conns": self.metrics_max_conns,
                 "idle_timeout_s": self.idle_timeout_s,
                 "max_output": self.max_output,
+                "max_reply": self.max_reply,
                 "frame_timeout_s": self.frame_timeout_s,
                 "max_conns_per_ip": self.max_conns_per_ip,
             },

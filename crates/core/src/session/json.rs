@@ -101,8 +101,14 @@ pub fn process_output(
             }
             Decoded::Frame { body_len } => {
                 let body = &input[consumed + HEADER_LEN..consumed + HEADER_LEN + body_len];
-                let (handled, label) =
-                    service.handle_labelled(Some(&mut session.login), peer, body, out, opt.offload);
+                let (handled, label) = service.handle_labelled(
+                    Some(&mut session.login),
+                    peer,
+                    body,
+                    out,
+                    opt.offload,
+                    opt.max_reply,
+                );
                 if handled == Handled::Offload {
                     break Stop::Offload {
                         len: HEADER_LEN + body_len,

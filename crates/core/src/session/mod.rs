@@ -251,16 +251,28 @@ pub struct Options {
     pub offload: bool,
     /// Stop decoding once the output holds this many bytes (backpressure).
     pub max_output: usize,
+    /// The largest reply one request may build (`--max-reply`): bytes the
+    /// reply owns, plus [`crate::output::SPLICE_COST`] for each cached
+    /// value it shares. A request whose reply would be larger is answered
+    /// with an error instead (`reply_too_large`, RESP `-ERR reply too
+    /// large ...`), so that a few bytes sent (an `mget` of one key named a
+    /// million times, `KEYS *`) cannot make the server build gigabytes.
+    pub max_reply: usize,
 }
+
+/// `--max-reply`'s default: 64 MiB.
+pub const DEFAULT_MAX_REPLY: usize = 64 << 20;
 
 impl Options {
     /// Requests up to `max_frame` bytes, every request answered inline (no
-    /// offload), and no limit on pending output: the simplest server's options.
+    /// offload), no limit on pending output, replies up to
+    /// [`DEFAULT_MAX_REPLY`]: the simplest server's options.
     pub const fn new(max_frame: u32) -> Options {
         Options {
             max_frame,
             offload: false,
             max_output: usize::MAX,
+            max_reply: DEFAULT_MAX_REPLY,
         }
     }
 }
@@ -378,12 +390,18 @@ impl Session {
     /// [`Session::finish`] brings it back (or [`Session::restore`], for a job
     /// never run), the session must not process input. Every model already
     /// waits for the job before decoding more, to keep responses in order.
-    pub fn job<B: AsRef<[u8]>>(&mut self, request: B) -> Job<B> {
+    /// `opts` are the options the request was decoded with (its reply is
+    /// bounded by their `max_reply`).
+    pub fn job<B: AsRef<[u8]>>(&mut self, request: B, opts: &Options) -> Job<B> {
         let state = match self {
             Session::Resp(resp) => JobState::Resp(resp.lend()),
             Session::Json(_) | Session::Metrics(_) => JobState::Json,
         };
-        Job { request, state }
+        Job {
+            request,
+            state,
+            max_reply: opts.max_reply,
+        }
     }
 
     /// Takes back the state of a job that was not run (the model's queue
@@ -423,6 +441,8 @@ pub struct Job<B> {
     /// The whole request: a JSON frame, length prefix included, or one RESP command.
     request: B,
     state: JobState,
+    /// `--max-reply`, which bounds its reply as on the loop.
+    max_reply: usize,
 }
 
 /// A job that has run: its response, and the state it took away.
@@ -451,7 +471,7 @@ impl<B: AsRef<[u8]>> Job<B> {
         let state = match self.state {
             JobState::Json => {
                 let body = self.request.as_ref().get(HEADER_LEN..).unwrap_or_default();
-                service.handle(peer, body, &mut output, false);
+                service.handle_job(peer, body, &mut output, self.max_reply);
                 JobState::Json
             }
             JobState::Resp(session) => JobState::Resp(resp::run_job(
@@ -459,6 +479,7 @@ impl<B: AsRef<[u8]>> Job<B> {
                 session,
                 self.request.as_ref(),
                 &mut output,
+                self.max_reply,
             )),
         };
         Finished { output, state }
@@ -592,7 +613,9 @@ mod tests {
         let mut frame = Vec::new();
         encode(&mut frame, br#"{"in":"fib","params":10}"#);
         let mut session = session;
-        let finished = session.job(frame).run(&service, &"t");
+        let finished = session
+            .job(frame, &Options::new(1 << 20))
+            .run(&service, &"t");
         let response = session.finish(finished).into_vec();
         assert!(response.ends_with(br#"{"out":"fib","result":55}"#));
     }

@@ -92,6 +92,7 @@ pub(super) fn run_job(
     session: Box<Session>,
     request: &[u8],
     out: &mut Output,
+    max_reply: usize,
 ) -> Box<Session> {
     let mut conn = RespSession {
         session: Some(*session),
@@ -102,6 +103,7 @@ pub(super) fn run_job(
         max_frame: u32::MAX,
         offload: false,
         max_output: usize::MAX,
+        max_reply,
     };
     process_output(service, &mut conn, request, out, opt);
     Box::new(conn.session.unwrap_or_else(|| Session::new(0)))
@@ -189,7 +191,8 @@ pub fn process_output(
                 if opt.offload && redis::is_heavy(service, session, argv) {
                     break Stop::Offload { len };
                 }
-                let (flow, label) = redis::execute_labelled(service, session, argv, out);
+                let (flow, label) =
+                    redis::execute_labelled(service, session, argv, out, opt.max_reply);
                 consumed += len;
                 if let Some(label) = label {
                     batch.push(label);

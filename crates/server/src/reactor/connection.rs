@@ -442,7 +442,9 @@ impl Connection {
     /// Hands the heavy request at the front of the input (`len` bytes) to a
     /// worker.
     fn offload(&mut self, turn: &Turn<'_>, len: usize) {
-        let job = self.session.job(self.input.readable()[..len].to_vec());
+        let job = self
+            .session
+            .job(self.input.readable()[..len].to_vec(), &turn.env.opts);
         let task = Task {
             key: self.key,
             conn_id: self.id,

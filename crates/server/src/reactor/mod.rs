@@ -219,6 +219,7 @@ impl Reactor {
             max_frame: config.limits.max_frame,
             offload: workers.is_some(),
             max_output: config.limits.max_output,
+            max_reply: config.limits.max_reply,
         };
         let now = Instant::now();
         let per_ip = PerIp::new(config.limits.max_conns_per_ip);

@@ -53,6 +53,7 @@ impl Conn {
             max_frame: limits.max_frame,
             offload: false,
             max_output: limits.max_output,
+            max_reply: limits.max_reply,
         };
         let timeouts = Timeouts {
             idle: limits.idle_timeout,

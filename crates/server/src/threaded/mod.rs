@@ -314,6 +314,7 @@ mod tests {
                     max_frame: u32::MAX,
                     offload: false,
                     max_output: usize::MAX,
+                    max_reply: reactor_rpc_core::session::DEFAULT_MAX_REPLY,
                 };
                 let mut out = Vec::new();
                 process(

@@ -445,7 +445,8 @@ impl Connection {
     /// leave in request order, while every other connection goes on.
     async fn offload(&mut self, len: usize) -> Result<(), CloseReason> {
         // The request leaves the buffer without a copy (`Bytes` shares it).
-        let job = self.session.job(self.input.split_to(len).freeze());
+        let opts = self.shared.opts;
+        let job = self.session.job(self.input.split_to(len).freeze(), &opts);
         let shared = &self.shared;
         let stats = shared.core.service.stats();
         // A bounded queue in front of a bounded number of running jobs, as in

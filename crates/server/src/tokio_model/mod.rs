@@ -282,6 +282,7 @@ impl TokioServer {
                 max_frame: config.limits.max_frame,
                 offload: config.offload,
                 max_output: config.limits.max_output,
+                max_reply: config.limits.max_reply,
             },
             idle_timeout: config.limits.idle_timeout,
             frame_timeout: config.limits.frame_timeout,

@@ -101,8 +101,14 @@ struct Flush;
 impl Method for MGet {
     fn call(&self, cx: &Context<'_>, raw: Json<'_>, out: &mut Vec<u8>) -> Result<(), RpcError> {
         let p: KeysParams = params(raw)?;
+        let start = out.len();
         out.push(b'[');
         for (i, key) in p.keys.iter().enumerate() {
+            // A key named many times must not be copied many times: past
+            // --max-reply the call is refused (the frame is rolled back).
+            if out.len() - start > cx.max_reply() {
+                return Err(cx.reply_too_large());
+            }
             if i > 0 {
                 out.push(b',');
             }
@@ -110,6 +116,9 @@ impl Method for MGet {
                 Some(written) => written?,
                 None => out.extend_from_slice(b"null"),
             }
+        }
+        if out.len() - start > cx.max_reply() {
+            return Err(cx.reply_too_large());
         }
         out.push(b']');
         Ok(())
@@ -195,15 +204,25 @@ impl Method for Scan {
         }
         let pattern = p.pattern.as_deref().map(str::as_bytes);
         let mut keys: Vec<String> = Vec::new();
+        // Keys are collected up to --max-reply (JSON may escape a byte into
+        // six); past it the step completes (the cursor must), unanswered.
+        let (mut size, mut over) = (0usize, false);
         let next = cx.cache.scan(cursor, count, |key| {
             let wanted = pattern.is_none_or(|p| {
                 crate::service::redis::glob::is_match_all(p)
                     || crate::service::redis::glob::matches(p, key, false)
             });
             if wanted {
-                keys.push(String::from_utf8_lossy(key).into_owned());
+                size = size.saturating_add(key.len().saturating_mul(6) + 4);
+                over |= size > cx.max_reply();
+                if !over {
+                    keys.push(String::from_utf8_lossy(key).into_owned());
+                }
             }
         });
+        if over {
+            return Err(cx.reply_too_large());
+        }
         reactor_rpc_protocol::message::write_json(
             out,
             &serde_json::json!({"cursor": next.to_string(), "keys": keys}),

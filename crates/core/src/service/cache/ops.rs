@@ -9,6 +9,7 @@
 //! and a string is never let past [`MAX_STRING`], Redis's default
 //! `proto-max-bulk-len`, which is checked before anything is allocated.
 
+use bytes::Bytes;
 use std::sync::Arc;
 
 use super::store::{Kind, Payload};
@@ -284,31 +285,32 @@ impl Cache {
     /// Bytes `start..=end` of the value of `key`, with Redis's `GETRANGE`
     /// rules (negative indexes count from the end; out-of-range ends are
     /// clamped; an empty range is empty). Empty if the key is missing.
-    pub fn get_range(&self, key: &[u8], start: i64, end: i64) -> Vec<u8> {
-        self.get_with(key, |v| {
-            let bytes = v.resp_bytes();
-            let len = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-            let (mut start, mut end) = (start, end);
-            if start < 0 && end < 0 && start > end {
-                return Vec::new();
-            }
-            if start < 0 {
-                start += len;
-            }
-            if end < 0 {
-                end += len;
-            }
-            start = start.max(0);
-            end = end.max(0);
-            if len > 0 && end >= len {
-                end = len - 1;
-            }
-            if start > end || len == 0 {
-                return Vec::new();
-            }
-            bytes[start as usize..=end as usize].to_vec()
-        })
-        .unwrap_or_default()
+    pub fn get_range(&self, key: &[u8], start: i64, end: i64) -> Bytes {
+        self.get(key)
+            .map(|v| {
+                let bytes = v.to_resp();
+                let len = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+                let (mut start, mut end) = (start, end);
+                if start < 0 && end < 0 && start > end {
+                    return Bytes::new();
+                }
+                if start < 0 {
+                    start += len;
+                }
+                if end < 0 {
+                    end += len;
+                }
+                start = start.max(0);
+                end = end.max(0);
+                if len > 0 && end >= len {
+                    end = len - 1;
+                }
+                if start > end || len == 0 {
+                    return Bytes::new();
+                }
+                bytes.slice(start as usize..=end as usize)
+            })
+            .unwrap_or_default()
     }
 
     /// Sets the expiry of `key` to Unix time `at_ms` if `cond` allows it

@@ -35,15 +35,25 @@ impl Cache {
     /// Calls `f` with every live key, shard by shard (one lock at a time).
     /// Expired keys not yet removed are left out, as Redis's `KEYS` does.
     pub fn for_each_key(&self, mut f: impl FnMut(&[u8])) {
+        self.for_each_key_while(|key| {
+            f(key);
+            true
+        });
+    }
+
+    /// [`Cache::for_each_key`] until `f` answers `false` (a reply over its
+    /// bound, say); returns whether every key was visited.
+    pub fn for_each_key_while(&self, mut f: impl FnMut(&[u8]) -> bool) -> bool {
         let now = self.clock.now_ms();
         for shard in self.shards.iter() {
             let shard = lock(shard);
             for item in shard.items() {
-                if shard.deadline_of(item).is_none_or(|at| at > now) {
-                    f(item.key());
+                if shard.deadline_of(item).is_none_or(|at| at > now) && !f(item.key()) {
+                    return false;
                 }
             }
         }
+        true
     }
 
     /// One step of `SCAN`: looks at up to `count` items (at least 1, at most

@@ -209,21 +209,28 @@ pub(crate) const DBSIZE: Command = command("dbsize", Access::Read, 1, |cx, _| {
 });
 
 /// `KEYS pattern`: walked shard by shard (one shard lock at a time); the
-/// reply is built aside, then written with its length.
+/// reply is built aside, then written with its length. A reply that would
+/// pass `--max-reply` stops the walk and is answered with the error.
 pub(crate) const KEYS: Command = command("keys", Access::Read, 2, |cx, args| {
     let pattern = args[1];
     let all = glob::is_match_all(pattern);
     let mut body = Vec::new();
     let mut n = 0usize;
     let version = cx.reply.version();
-    {
+    // The array's header is written after the walk: room for it.
+    let left = cx.budget_left().saturating_sub(24);
+    let whole = {
         let mut r = reactor_rpc_protocol::resp::Reply::new(&mut body, version);
-        cx.service.cache().for_each_key(|key| {
+        cx.service.cache().for_each_key_while(|key| {
             if all || glob::matches(pattern, key, false) {
                 r.bulk(key);
                 n += 1;
             }
-        });
+            r.out().len() <= left
+        })
+    };
+    if !whole || body.len() > left {
+        return cx.reply_too_large();
     }
     cx.reply.array(n);
     cx.reply.out().extend_from_slice(&body);
@@ -289,11 +296,22 @@ pub(crate) const SCAN: Command = command("scan", Access::Read, -2, |cx, args| {
         .unwrap_or(usize::MAX)
         .min(SCAN_MAX_WORK);
     let mut keys: Vec<Vec<u8>> = Vec::new();
+    // Keys are collected up to --max-reply (each with its bulk header);
+    // past it the step still completes (the cursor must), unanswered.
+    let left = cx.budget_left();
+    let (mut size, mut over) = (0usize, false);
     let next = cx.service.cache().scan(cursor, budget, |key| {
         if any_type && pattern.is_none_or(|p| glob::matches(p, key, false)) {
-            keys.push(key.to_vec());
+            size = size.saturating_add(key.len() + 16);
+            over |= size > left;
+            if !over {
+                keys.push(key.to_vec());
+            }
         }
     });
+    if over {
+        return cx.reply_too_large();
+    }
     cx.reply.array(2);
     cx.reply.bulk(next.to_string().as_bytes());
     cx.reply.array(keys.len());

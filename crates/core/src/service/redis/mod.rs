@@ -187,7 +187,13 @@ pub fn execute(
 ) -> Flow {
     let started = std::time::Instant::now();
     let mut output = Output::from_vec(std::mem::take(out));
-    let (flow, label) = execute_labelled(service, session, args, &mut output);
+    let (flow, label) = execute_labelled(
+        service,
+        session,
+        args,
+        &mut output,
+        crate::session::DEFAULT_MAX_REPLY,
+    );
     *out = output.into_vec();
     if let Some((method, code)) = label {
         service.metrics().observe(method, code, started.elapsed());
@@ -257,11 +263,13 @@ pub(crate) fn execute_labelled(
     session: &mut Session,
     args: &[&[u8]],
     out: &mut Output,
+    max_reply: usize,
 ) -> (Flow, Option<crate::service::Label>) {
     if args.is_empty() {
         return (Flow::Continue, None);
     }
     let start = out.len();
+    let mark = out.mark();
     service.stats().count_request();
     let metrics = service.metrics();
     let resolved = resolve(args);
@@ -277,6 +285,10 @@ pub(crate) fn execute_labelled(
         splicer,
         session,
         close: false,
+        budget: Budget {
+            start: mark,
+            max: max_reply,
+        },
     };
     let method = match resolved {
         Err((message, top)) => {
@@ -303,11 +315,19 @@ pub(crate) fn execute_labelled(
             service.resp_metric_row(r.top)
         }
     };
+    let too_large = cx.over_budget();
+    let protocol = cx.session.protocol;
     let flow = if cx.close {
         Flow::Close
     } else {
         Flow::Continue
     };
+    if too_large {
+        // What was built is dropped whole (a command that walks stops
+        // early, so little was); the client hears why.
+        out.rollback(mark);
+        Reply::new(out, protocol).error(&reply_too_large_text(max_reply));
+    }
     let code = match out.get(start..) {
         Some([b'-' | b'!', reply @ ..]) => metrics.code_id(reply_error_code(reply)),
         _ => crate::metrics::CodeId::OK,
@@ -353,6 +373,8 @@ fn reply_error_code(reply: &[u8]) -> ErrorCode {
         ErrorCode::WrongPassword
     } else if text.starts_with(b"ERR too many failed AUTH") {
         ErrorCode::TooManyAttempts
+    } else if text.starts_with(b"ERR reply too large") {
+        ErrorCode::ReplyTooLarge
     } else {
         ErrorCode::BadRequest
     }
@@ -367,6 +389,49 @@ pub(crate) struct Cx<'a> {
     pub splicer: Splicer<'a>,
     /// Set by `QUIT`.
     pub close: bool,
+    /// How large the reply may grow (`--max-reply`), from where it began.
+    pub budget: Budget,
+}
+
+/// A reply's size bound: where it began in the output, and `--max-reply`.
+#[derive(Clone, Copy)]
+pub(crate) struct Budget {
+    start: crate::output::Mark,
+    max: usize,
+}
+
+impl Cx<'_> {
+    /// Whether the reply built so far is over `--max-reply`: a command that
+    /// appends in a loop (`MGET`, `EXEC`) checks it as it goes and stops;
+    /// the reply is then replaced by the error ([`execute_labelled`]).
+    pub(crate) fn over_budget(&mut self) -> bool {
+        let owned = self.reply.out().len();
+        self.budget.start.cost_to(owned, self.splicer.len()) > self.budget.max
+    }
+
+    /// What the reply may still take, for a command that builds its reply
+    /// aside first (`KEYS`, `SCAN`) and so must stop on its own.
+    pub(crate) fn budget_left(&mut self) -> usize {
+        let owned = self.reply.out().len();
+        let used = self.budget.start.cost_to(owned, self.splicer.len());
+        self.budget.max.saturating_sub(used)
+    }
+
+    /// Answers the error for a reply over `--max-reply` (for a command that
+    /// noticed before appending anything).
+    pub(crate) fn reply_too_large(&mut self) {
+        let text = reply_too_large_text(self.budget.max);
+        self.reply.error(&text);
+    }
+}
+
+/// The error for a reply over `--max-reply`.
+fn reply_too_large_text(max: usize) -> Vec<u8> {
+    format!(
+        "ERR reply too large: more than {max} bytes (--max-reply); ask for less at a time \
+         (SCAN instead of KEYS, fewer keys per MGET)"
+    )
+    .into_bytes()
 }
 
 /// One entry of the command table, with what `COMMAND` reports about it.

@@ -54,9 +54,15 @@ fn get_into(cx: &mut Cx<'_>, key: &[u8]) {
 
 pub(crate) const GET: Command = command("get", Access::Read, 2, |cx, args| get_into(cx, args[1]));
 
+/// `MGET key ...`: stops once the reply passes `--max-reply` (then answered
+/// with the error): a key named a million times must not be copied a
+/// million times.
 pub(crate) const MGET: Command = command("mget", Access::Read, -2, |cx, args| {
     cx.reply.array(args.len() - 1);
     for key in &args[1..] {
+        if cx.over_budget() {
+            return;
+        }
         get_into(cx, key);
     }
 });
@@ -428,8 +434,16 @@ pub(crate) const GETRANGE: Command = command("getrange", Access::Read, 4, |cx, a
     let Some(end) = integer_arg(&mut cx.reply, args[3]) else {
         return;
     };
+    // A large range is shared from the cached value, never copied.
     let bytes = cx.service.cache().get_range(args[1], start, end);
-    cx.reply.bulk(&bytes);
+    if bytes.len() >= SHARE_MIN {
+        cx.reply.bulk_header(bytes.len());
+        let at = cx.reply.out().len();
+        cx.splicer.splice(at, &bytes);
+        cx.reply.out().extend_from_slice(b"\r\n");
+    } else {
+        cx.reply.bulk(&bytes);
+    }
 });
 
 /// `SETRANGE key offset value`: past 512 MiB (`proto-max-bulk-len`) it is

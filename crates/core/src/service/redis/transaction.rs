@@ -300,12 +300,44 @@ fn exec(cx: &mut Cx<'_>, _: &[&[u8]]) {
     }
     cx.reply.array(multi.len());
     for args in multi.commands() {
+        // Past --max-reply the rest still runs (a transaction runs whole),
+        // unanswered: the reply becomes the error.
+        if cx.over_budget() {
+            run_unanswered(cx, &args);
+            continue;
+        }
         match resolve(&args) {
             Ok(r) => (r.command().run)(cx, &args),
             // Checked when queued; cannot happen.
             Err((message, _)) => cx.reply.error(&message),
         }
     }
+}
+
+/// Runs a queued command whose reply is not wanted (the transaction's
+/// reply is already over `--max-reply`): into a scratch output, bounded like
+/// any reply, then dropped.
+fn run_unanswered(cx: &mut Cx<'_>, args: &[&[u8]]) {
+    let Ok(r) = resolve(args) else {
+        return;
+    };
+    let mut scratch = crate::output::Output::new();
+    let start = scratch.mark();
+    let version = cx.reply.version();
+    let (buf, splicer) = scratch.split_mut();
+    let mut inner = Cx {
+        service: cx.service,
+        session: &mut *cx.session,
+        reply: reactor_rpc_protocol::resp::Reply::new(buf, version),
+        splicer,
+        close: false,
+        budget: super::Budget {
+            start,
+            max: cx.budget.max,
+        },
+    };
+    (r.command().run)(&mut inner, args);
+    cx.close |= inner.close;
 }
 
 pub(crate) const DISCARD: Command = tx("discard", 1, |cx, _| {
