@@ -9,13 +9,16 @@
 # meaningful on a shared machine; runs alternate redis/ours and the median of
 # the ratios is printed at the end.
 #
-# With --resp, the same client for both: redis-benchmark -t get,set -c 50 at
-# -P 1 and -P 16 against redis-server and against our `serve --resp-addr`
-# (the reactor model), alternating, CPU per request of each server from
-# /proc/PID/stat, median of the ratios per command and depth.
+# With --resp, the same client for both: redis-benchmark -c 50 at -P 1 and
+# -P 16, GET and SET (-t get,set), MSET of 10 keys (-t mset) and MGET of 10
+# keys (a custom command), against redis-server and against our `serve
+# --resp-addr` (the reactor model), alternating, CPU per request of each
+# server from /proc/PID/stat, median of the ratios per command and depth.
+# --commands picks some of get,set,mset,mget.
 #
 # Usage: scripts/redis_reference.sh [--runs K] [--requests-p1 N] [--requests-p16 N]
 #                                   [--strace] [--strace-requests N] [--bin PATH] [--resp]
+#                                   [--commands get,set,mset,mget]
 # Needs: apt-get install -y redis-server redis-tools jq   (and strace for --strace)
 set -euo pipefail
 shopt -s inherit_errexit # a failing command inside $(...) fails the script too
@@ -28,6 +31,7 @@ STRACE_N=200000
 CONNS=50
 BIN=""
 RESP=0
+COMMANDS="get set mset mget"
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=$2; shift 2 ;;
@@ -37,7 +41,8 @@ while [ $# -gt 0 ]; do
         --strace-requests) STRACE_N=$2; shift 2 ;;
         --bin) BIN=$2; shift 2 ;;
         --resp) RESP=1; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        --commands) COMMANDS=${2//,/ }; shift 2 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -137,22 +142,37 @@ if [ "$RESP" = 1 ]; then
     done
     [ "$(redis-cli -p "$OPORT" ping)" = PONG ] || { echo "our server did not start" >&2; exit 1; }
 
-    # CPU µs per request of server PID $1 on port $2 under redis-benchmark -t $3 -P $4 -n $5.
+    # The redis-benchmark arguments for command $1: a built-in test, or MGET
+    # of 10 keys (redis-benchmark has no MGET test; MSET's keys are the same
+    # literal name without -r, so MGET reads that one key ten times too).
+    bench_args() {
+        case "$1" in
+            mget) echo "MGET key:{tag}:__rand_int__ key:{tag}:__rand_int__ key:{tag}:__rand_int__ key:{tag}:__rand_int__ key:{tag}:__rand_int__ key:{tag}:__rand_int__ key:{tag}:__rand_int__ key:{tag}:__rand_int__ key:{tag}:__rand_int__ key:{tag}:__rand_int__" ;;
+            *) echo "-t $1" ;;
+        esac
+    }
+
+    # CPU µs per request of server PID $1 on port $2 under redis-benchmark ($3) -P $4 -n $5.
     resp_cpu() {
         local t0 t1
         t0=$(ticks "$1")
-        redis-benchmark -h 127.0.0.1 -p "$2" -t "$3" -c "$CONNS" -P "$4" -n "$5" -q \
+        # shellcheck disable=SC2046 # the arguments are split on purpose
+        redis-benchmark -h 127.0.0.1 -p "$2" -c "$CONNS" -P "$4" -n "$5" -q $(bench_args "$3") \
             > "$TMP/rb.out" 2>&1
         t1=$(ticks "$1")
         if grep -qi error "$TMP/rb.out"; then cat "$TMP/rb.out" >&2; exit 1; fi
         awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$5" 'BEGIN { printf "%.3f", d * 1e6 / hz / n }'
     }
 
-    echo "RESP: redis-benchmark -t {get,set} -c $CONNS -P {1,16} against redis-server and reactor-rpc --resp-addr (reactor)"
+    # MGET reads what MSET wrote: one MSET first, on each server.
+    for port in "$RPORT" "$OPORT"; do
+        redis-benchmark -h 127.0.0.1 -p "$port" -c 1 -n 1 -q -t mset > /dev/null 2>&1
+    done
+    echo "RESP: redis-benchmark {$COMMANDS} -c $CONNS -P {1,16} against redis-server and reactor-rpc --resp-addr (reactor)"
     printf '\n%-4s %-4s %-3s %14s %14s %8s\n' run cmd P "redis us/req" "ours us/req" ours/redis
     declare -A RR
     for run in $(seq "$RUNS"); do
-        for cmd in get set; do
+        for cmd in $COMMANDS; do
             for P in 1 16; do
                 N=$([ "$P" = 1 ] && echo "$N1" || echo "$N16")
                 r=$(resp_cpu "$RPID" "$RPORT" "$cmd" "$P" "$N")
@@ -164,7 +184,7 @@ if [ "$RESP" = 1 ]; then
         done
     done
     echo
-    for cmd in get set; do
+    for cmd in $COMMANDS; do
         for P in 1 16; do
             # shellcheck disable=SC2086 # the list is split on purpose
             echo "median ours/redis CPU per request, $cmd -P $P: $(median ${RR[$cmd$P]})  (target <= 0.8)"
