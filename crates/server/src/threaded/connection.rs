@@ -27,10 +27,10 @@ use reactor_rpc_core::session::{Env, Options, Role, Session, Stop};
 use reactor_rpc_protocol::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
 use rustls::ServerConnection;
 
-use super::registry::Conn;
+use super::registry::Connection;
 use crate::net::{quickack, CloseReason, LINGER};
 
-impl Conn {
+impl Connection {
     /// Serves the connection on this thread until it ends, then drops it
     /// (which unregisters it and logs why it ended).
     pub(super) fn serve(mut self, mut session: Session, tls: Option<ServerConnection>) {
