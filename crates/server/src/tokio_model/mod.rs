@@ -194,8 +194,8 @@ impl Shared {
 /// the total: above the bound, its high-water mark is one byte (one
 /// response), as in the reactor ([`net::output_high_water`]). A batch written
 /// whole at once (nearly every batch of a client that reads its responses)
-/// touches no shared counter. Measured: 200 clients that never read, 8 `get`s
-/// of 1 MiB each, `--max-output-total 32m`: +229 MiB RSS (+1 GiB without).
+/// touches no shared counter. The figures of the bound under attack are in
+/// BENCHMARKS.md ("Memory: bytes per key, and RSS under each attack").
 struct OutputTotal {
     bytes: AtomicUsize,
     bound: usize,
