@@ -27,9 +27,11 @@ pub enum Model {
     Pool,
     /// A task per connection on tokio's current_thread runtime (one thread, like the reactor).
     #[cfg(feature = "tokio-model")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio-model")))]
     Tokio,
     /// A task per connection on tokio's multi_thread runtime (a worker thread per CPU).
     #[cfg(feature = "tokio-model")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio-model")))]
     TokioMt,
 }
 
