@@ -601,3 +601,8 @@ mod tests {
         assert_eq!(host_of("example.com"), "example.com");
     }
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -66,3 +66,8 @@ pub mod testing;
 
 pub use service::{Registry, Service};
 pub use session::{Endpoint, Role, Session};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

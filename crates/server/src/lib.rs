@@ -77,3 +77,8 @@ pub use config::{
 };
 pub use server::Server;
 pub use shutdown::ShutdownHandle;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
