@@ -72,7 +72,7 @@ use crate::net::{
 };
 use crate::server::Core;
 use crate::shutdown::{ShutdownHandle, Urgency};
-use connection::{Connection, Stream};
+use connection::{Connection, Transport};
 use reactor_rpc_core::service::HOUSEKEEPING_INTERVAL;
 use reactor_rpc_core::session;
 use reactor_rpc_core::session::{Endpoint, Role, Session};
@@ -493,9 +493,9 @@ fn admit(
     tracker.spawn(async move {
         let mut served = served; // the whole guard, not only the field written below
         let stream = match tls {
-            None => Stream::Plain(stream),
+            None => Transport::Plain(stream),
             Some(source) => match connection::handshake(stream, &source, &shared).await {
-                Ok(tls) => Stream::Tls(Box::new(tls)),
+                Ok(tls) => Transport::Tls(Box::new(tls)),
                 Err(why) => {
                     served.why = why;
                     return;
