@@ -10,7 +10,7 @@
 //! `serde_json::Value` cannot hold exactly. [`Client::call_raw`] keeps them exact.
 //!
 //! With the `tls` feature (off in this crate by default; the `reactor-rpc`
-//! facade turns it on), [`Client::connect_tls`] speaks TLS (rustls on
+//! facade turns it on), `Client::connect_tls` speaks TLS (rustls on
 //! *ring*), verifying the server against a CA file and, for mutual TLS,
 //! presenting a certificate: see `TlsConnector`. [`Client::auth`] logs in on
 //! a server that requires it, over either.
