@@ -1,8 +1,8 @@
 //! Extending the service: a server with one more method, `upper`.
 //!
 //! Methods live in a registry; start from the built-ins and add yours. This one
-//! is written as a closure over typed params; see `crates/reactor-rpc/src/service/ping.rs` for a
-//! method that implements `Method` directly and allocates nothing.
+//! is written as a closure over typed params; see `crates/core/src/service/ping.rs`
+//! for a method that implements `Method` directly and allocates nothing.
 //!
 //! `cargo run --example custom_method`, then in another shell:
 //! `cargo run -- call --addr 127.0.0.1:8081 upper '{"text":"hello"}'`.

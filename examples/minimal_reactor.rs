@@ -24,7 +24,7 @@ const LISTENER: Token = Token(usize::MAX);
 
 /// One client: its socket, its session (who it logged in as), the bytes it
 /// sent that are not yet answered, and the answers it has not yet taken.
-struct Conn {
+struct Connection {
     stream: TcpStream,
     session: JsonSession,
     input: Vec<u8>,
@@ -41,7 +41,7 @@ fn main() -> io::Result<()> {
     let mut listener = TcpListener::bind(addr)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let mut conns: Slab<Conn> = Slab::new();
+    let mut conns: Slab<Connection> = Slab::new();
     let mut events = Events::with_capacity(1024);
     println!("listening on {}", listener.local_addr()?);
 
@@ -71,7 +71,7 @@ fn main() -> io::Result<()> {
 }
 
 /// Accepts every pending connection (edge-triggered: until `WouldBlock`).
-fn accept(poll: &Poll, listener: &TcpListener, conns: &mut Slab<Conn>) -> io::Result<()> {
+fn accept(poll: &Poll, listener: &TcpListener, conns: &mut Slab<Connection>) -> io::Result<()> {
     loop {
         let (mut stream, _peer) = match listener.accept() {
             Ok(accepted) => accepted,
@@ -83,7 +83,7 @@ fn accept(poll: &Poll, listener: &TcpListener, conns: &mut Slab<Conn>) -> io::Re
         let interest = Interest::READABLE | Interest::WRITABLE;
         poll.registry()
             .register(&mut stream, Token(entry.key()), interest)?;
-        entry.insert(Conn {
+        entry.insert(Connection {
             stream,
             session: JsonSession::default(),
             input: Vec::new(),
@@ -94,7 +94,7 @@ fn accept(poll: &Poll, listener: &TcpListener, conns: &mut Slab<Conn>) -> io::Re
 
 /// Reads what arrived, answers every complete frame, writes the answers.
 /// Returns false when the connection is finished.
-fn serve(conn: &mut Conn, service: &Service, opts: Options) -> bool {
+fn serve(conn: &mut Connection, service: &Service, opts: Options) -> bool {
     // Read until the socket is empty: an edge is reported once.
     let mut open = true;
     let mut chunk = [0u8; 4096];

@@ -77,8 +77,9 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     max_conns_per_ip: u64,
     /// Pending output of all connections together (bytes, or with k/m/g) above
-    /// which the reactor stops reading from those holding the most (default: a
-    /// quarter of --maxmemory, 256m when that is unlimited). At least 1.
+    /// which every connection still holding output stops being read until it
+    /// drains; reactor and tokio models (default: a quarter of --maxmemory,
+    /// 256m when that is unlimited). At least 1.
     #[arg(long, env = "REACTOR_RPC_MAX_OUTPUT_TOTAL", value_parser = nonzero_size)]
     max_output_total: Option<u64>,
     /// Memory the cache's keys and values may use (bytes, or with k/m/g; 0:
@@ -201,8 +202,8 @@ pub fn take_env_requirepass() -> Option<Vec<u8>> {
     secrets::take_env_secret(REQUIREPASS_ENV)
 }
 
-/// The flags of issue 18 that must come together, checked before any file
-/// is read: one line naming what is missing.
+/// The security flags that must come together, checked before any file is
+/// read: one line naming what is missing.
 fn check_security_flags(args: &ServeArgs, env_password: bool) -> Result<(), String> {
     let cert = args.tls_cert_file.is_some();
     let key = args.tls_key_file.is_some();
@@ -250,7 +251,7 @@ fn check_security_flags(args: &ServeArgs, env_password: bool) -> Result<(), Stri
     Ok(())
 }
 
-/// Reads every file of issue 18 (users, password, token, certificate, key,
+/// Reads every security file (users, password, token, certificate, key,
 /// CA) and builds what the server will hold. An error is one line naming
 /// the file, and never contains a secret.
 fn load_security(

@@ -100,6 +100,60 @@ fn every_serve_flag_reads_the_environment_and_the_flag_wins() {
     }
 }
 
+/// The flags `serve --help` lists, in its order (`--help`, `--version` aside).
+fn serve_flags() -> Vec<String> {
+    let help = String::from_utf8_lossy(&run(&["serve", "--help"], &[]).stdout).to_string();
+    help.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .map(|f| f.split([' ', '<']).next().unwrap_or_default().to_string())
+        .filter(|name| name != "help" && name != "version")
+        .collect()
+}
+
+/// Every `--flag` named in `text`, in order, each once.
+fn flags_in(text: &str) -> Vec<String> {
+    let mut flags: Vec<String> = Vec::new();
+    for (i, _) in text.match_indices("--") {
+        let name: String = text[i + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+            .collect();
+        let starts_a_word = name.starts_with(|c: char| c.is_ascii_lowercase());
+        if starts_a_word && !flags.contains(&name) {
+            flags.push(name);
+        }
+    }
+    flags
+}
+
+#[test]
+fn the_readme_lists_exactly_the_flags_serve_has() {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("reactor-rpc serve [")
+        .expect("README's serve synopsis");
+    let end = start
+        + readme[start..]
+            .find("\nreactor-rpc hash-password")
+            .expect("its end");
+    assert_eq!(
+        flags_in(&readme[start..end]),
+        serve_flags(),
+        "README.md's `reactor-rpc serve` synopsis and `serve --help` differ"
+    );
+    // Every flag PROTOCOL.md's limits table names is one serve has.
+    let protocol = include_str!("../PROTOCOL.md");
+    let start = protocol.find("## Limits").expect("PROTOCOL.md's limits");
+    let end = start + protocol[start..].find("\n## ").expect("the next section");
+    let known = serve_flags();
+    for flag in flags_in(&protocol[start..end]) {
+        assert!(
+            known.contains(&flag),
+            "PROTOCOL.md's limits name --{flag}, which serve has not"
+        );
+    }
+}
+
 #[test]
 fn serve_takes_host_names_and_has_a_version() {
     let out = run(&["serve", "--version"], &[]);

@@ -179,7 +179,7 @@ fn kill_9_during_save_never_corrupts() {
 }
 
 /// Save and load times for 1,000,000 small records. Run with
-/// `cargo test --release --test ops_snapshot -- --ignored --nocapture million`.
+/// `cargo test --release --test tests ops_snapshot:: -- --ignored --nocapture million`.
 #[test]
 #[ignore = "timing; run in release"]
 fn million_records_save_and_load_times() {

@@ -3,7 +3,7 @@
 //! its RSS can be read from `/proc`. Ignored by default: they are long. Run
 //!
 //! ```text
-//! cargo test --release --test soak -- --ignored --nocapture --test-threads 1
+//! cargo test --release --test tests soak:: -- --ignored --nocapture --test-threads 1
 //! ```
 //!
 //! Loopback only, bounded in count (`SOAK_CONNS`, `SOAK_REQUESTS` override
@@ -79,7 +79,7 @@ fn mib(kib: u64) -> f64 {
 }
 
 model_tests! {
-    #[ignore = "long soak: cargo test --release --test soak -- --ignored --nocapture"]
+    #[ignore = "long soak: cargo test --release --test tests soak:: -- --ignored --nocapture"]
     every_model: [],
     // Excluded for `pool` by design: both tests hold thousands of
     // connections with requests in flight at once, and the pool serves only

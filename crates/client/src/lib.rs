@@ -9,10 +9,21 @@
 //! [`Value`], because `fib` answers with integers far beyond 64 bits that
 //! `serde_json::Value` cannot hold exactly. [`Client::call_raw`] keeps them exact.
 //!
-//! With the `tls` feature (on by default), [`Client::connect_tls`] speaks
-//! TLS (rustls on *ring*), verifying the server against a CA file and, for
-//! mutual TLS, presenting a certificate: see [`TlsConnector`].
-//! [`Client::auth`] logs in on a server that requires it, over either.
+//! With the `tls` feature (off in this crate by default; the `reactor-rpc`
+//! facade turns it on), `Client::connect_tls` speaks TLS (rustls on
+//! *ring*), verifying the server against a CA file and, for mutual TLS,
+//! presenting a certificate: see `TlsConnector`. [`Client::auth`] logs in on
+//! a server that requires it, over either.
+//!
+//! # Layout
+//!
+//! One module, this file: [`Client`] (connect, call, pipeline, log in),
+//! [`Error`], [`Response`] (the protocol crate's, re-exported),
+//! `TlsConnector` (feature `tls`) and [`host_of`]. Framing and the response
+//! reader are `reactor-rpc-protocol`'s, so the client reads a frame exactly
+//! as the server writes it.
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::fmt;
 use std::io::{self, Write};
@@ -198,6 +209,7 @@ impl Client {
     /// chains to the connector's CA. The handshake is finished before this
     /// returns, so a certificate that does not verify fails here.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn connect_tls(
         addr: impl ToSocketAddrs,
         server_name: &str,
@@ -209,6 +221,7 @@ impl Client {
     /// [`Client::connect_tls`] within `timeout` for the connect and the
     /// handshake, and for every later read or write.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn connect_tls_timeout(
         addr: impl ToSocketAddrs,
         server_name: &str,
@@ -443,6 +456,7 @@ impl Client {
 /// client configuration behind [`Client::connect_tls`]. Build it once and
 /// connect as often as needed (it is an `Arc` inside).
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 #[derive(Clone)]
 pub struct TlsConnector {
     config: std::sync::Arc<rustls::ClientConfig>,
@@ -587,3 +601,8 @@ mod tests {
         assert_eq!(host_of("example.com"), "example.com");
     }
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the request path every server model shares: decode a
-//! frame, dispatch it to its method, encode the response — `dispatch::process`
+//! frame, dispatch it to its method, encode the response — `session::json::process`
 //! on an in-memory buffer, no sockets. Reported per request (ns), for `ping`,
 //! `get` and `set`, and per batch for 16 pipelined pings (`ping_x16`).
 //!

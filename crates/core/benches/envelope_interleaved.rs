@@ -5,7 +5,7 @@
 //! whichever runs then). Prints, per body and parser, the minimum and the
 //! median time per parse over the rounds, and serde_json's over the scanner's.
 //!
-//! Run: `cargo bench --bench envelope_interleaved -p reactor-rpc`.
+//! Run: `cargo bench --bench envelope_interleaved -p reactor-rpc-core`.
 
 mod serde_envelope;
 

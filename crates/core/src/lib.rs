@@ -16,17 +16,35 @@
 //!
 //! # Layout
 //!
-//! * [`session`]: one session type per protocol (JSON frames, RESP, the
-//!   metrics port's HTTP), behind one [`Stop`](session::Stop) and
-//!   [`Progress`](session::Progress); the listener [`Role`];
-//!   the close vocabulary; refusals in each protocol; offloaded jobs.
-//! * [`service`]: what each method and command means: the method
-//!   [`Registry`], `ping`, `fib`, the cache and its JSON
-//!   methods, the Redis commands, `stats`, and who may call what
-//!   ([`Access`](service::Access)).
+//! * [`session`]: what a connection speaks, one session per protocol behind
+//!   one [`Stop`](session::Stop) / [`Progress`](session::Progress); the
+//!   listener [`Role`] and [`Endpoint`]; the close vocabulary; offloaded
+//!   [`Job`](session::Job)s.
+//!   * [`session::json`]: length-prefixed JSON frames ([`JsonSession`](session::JsonSession)).
+//!   * [`session::resp`]: RESP commands ([`RespSession`](session::RespSession)).
+//!   * [`session::http`]: the metrics port's HTTP ([`MetricsSession`](session::MetricsSession)).
+//!   * `session/refusal.rs`: what a refused client is told, in its protocol
+//!     ([`Refusal`](session::Refusal)).
+//! * [`service`]: what each request means: [`Service`], the method
+//!   [`Registry`] and the [`Method`](service::Method) trait, and who may call
+//!   what ([`Access`](service::Access)).
+//!   * [`service::auth`]: users, password hashes, roles, the per-connection
+//!     [`Login`](service::auth::Login), the brute-force lockout, the metrics
+//!     token.
+//!   * [`service::cache`]: the one keyspace both protocols share (shards,
+//!     typed values, eviction, active expiry, SCAN, WATCH) and its JSON
+//!     methods.
+//!   * [`service::redis`]: the Redis command table and its commands, over the
+//!     same cache.
+//!   * [`service::fib`], `ping.rs`: the two methods of the seed.
+//!   * [`service::stats`]: the counters every model updates, and `stats`.
+//!   * [`service::persistence`]: save health, the write refusal after a failed
+//!     save, and the [`Saver`](service::Saver) through which ops saves.
+//!   * `registry.rs`, `access.rs`, `response.rs`: the registry, the access
+//!     classes, the writer of the JSON response envelope.
 //! * [`output`]: response bytes with large cached values queued by reference
 //!   ([`Output`](output::Output)), and the write queue a connection drains
-//!   with `writev`.
+//!   with `writev` ([`OutputQueue`](output::OutputQueue)).
 //! * [`metrics`]: the counters behind `GET /metrics`, cheap enough for the
 //!   hot path, with a label set fixed at start.
 //! * `testing` (feature `testing`): the stream drivers and oracles that the
@@ -48,3 +66,8 @@ pub mod testing;
 
 pub use service::{Registry, Service};
 pub use session::{Endpoint, Role, Session};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -12,7 +12,7 @@
 //! offset. [`Output::total_len`] counts all of it (a JSON frame's length
 //! prefix covers the spliced value; the per-connection `--max-output` stop
 //! counts a spliced value at full size, so one connection's pipelined gets
-//! stop after `--max-output` bytes of responses, as before); `len()` (the
+//! stop after `--max-output` bytes of responses); `len()` (the
 //! vector's, through `Deref`) is the owned bytes only.
 //!
 //! [`OutputQueue`] is the reactor's per-connection write side: an `Output`

@@ -39,3 +39,8 @@ pub fn unix_ms_now() -> u64 {
         Err(_) => 0,
     }
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

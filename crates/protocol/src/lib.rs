@@ -41,3 +41,8 @@ pub use error::{ErrorCode, RpcError};
 pub use frame::{decode, Decoded, DEFAULT_MAX_FRAME, HEADER_LEN};
 pub use json::Json;
 pub use message::{parse_request, ParseError, Request, Response};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -3,15 +3,31 @@
 //! One run loads one server (given by `--addr`, or started with `--spawn`)
 //! from a mio-based generator ([`load`]) with a workload ([`workload`]), and
 //! reports throughput, latency percentiles from an HDR histogram, and, when
-//! the server's pid is known, its CPU time per request and its memory
-//! ([`procfs`]). The generator reports its own CPU per request too, so a
-//! reader can see it is not the bottleneck. `--sweep` repeats that over
-//! models × connection counts and draws the result ([`sweep`]).
+//! the server's pid is known, its CPU time per request and its memory (from
+//! `/proc`, through `reactor_rpc::ops::procfs`). The generator reports its
+//! own CPU per request too ([`procfs`]), so a reader can see it is not the
+//! bottleneck. `--sweep` repeats that over models × connection counts and
+//! draws the result ([`sweep`]).
 //!
 //! Every response is checked; any failed request makes the command exit
 //! non-zero, and so does a connection that could not be made (the figures
 //! would not describe the load asked for). Every report carries the
 //! [`machine`] it was measured on.
+//!
+//! Never linked into the server: like Redis's `redis-benchmark`, it reuses
+//! the library (the client's framing, the models' names) from the outside.
+//!
+//! # Layout
+//!
+//! * [`load`]: the generator: connections on mio, closed or open loop,
+//!   latency from each request's intended send time.
+//! * [`workload`]: what is sent (`ping`, `fib`, the cache) and the check of
+//!   every response.
+//! * [`spawn`]: `reactor-rpc serve` started on a free port and stopped after.
+//! * [`sweep`]: models × connection counts, written as CSV, JSON and an SVG.
+//! * [`machine`]: the host, CPUs, kernel, commit and date beside every figure.
+//! * [`procfs`]: the generator's own CPU time and the open-file limit.
+//! * this file: the `bench` flags ([`BenchArgs`]), one run, and its report.
 
 pub mod load;
 pub mod machine;

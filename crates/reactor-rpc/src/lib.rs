@@ -1,23 +1,25 @@
 //! reactor-rpc: a small, fast length-prefixed JSON RPC server built on a
 //! hand-written mio reactor, with threaded and tokio models beside it for
-//! comparison, a Redis protocol port on the same cache, and a blocking client.
+//! comparison, a Redis protocol port and a Prometheus metrics port on the
+//! same cache, TLS on every listener, and a blocking client.
 //!
 //! This crate is the front door: it re-exports the workspace's crates, one
 //! idea each, so that Cargo enforces the layering (a crate cannot import one
 //! that imports it back):
 //!
 //! ```text
-//!   reactor-rpc-protocol   wire formats: JSON frames, RESP, metrics HTTP      pure
-//!        ▲         ▲
-//!        │   reactor-rpc-client   the blocking client
-//!        │
-//!   reactor-rpc-core       sessions ─► services (ping fib cache stats, Redis commands) ─► Output
-//!        ▲                 one Session per protocol, one Stop/Progress         pure: no sockets
-//!        │
-//!   reactor-rpc-ops        Prometheus exposition, /proc, snapshots, pid file, systemd
+//!   reactor-rpc-protocol   wire formats: JSON frames, RESP2/3, metrics HTTP    pure
+//!        ▲        ▲
+//!        │   reactor-rpc-client ◄── reactor-rpc-tls (feature tls)   the blocking client
+//!        │                            rustls on ring, PEM, secret files
+//!   reactor-rpc-core       sessions ─► services (ping fib cache stats auth, Redis commands) ─► Output
+//!        ▲                 JsonSession · RespSession · MetricsSession,       pure: no sockets
+//!        │                 one Stop/Progress
+//!   reactor-rpc-ops        Prometheus exposition, /proc, snapshots, secrets, pid file, systemd
 //!        ▲
-//!   reactor-rpc-server     reactor (mio) · threaded · pool · tokio · tokio-mt, each calling
-//!                          Session::process on the bytes it reads
+//!   reactor-rpc-server     reactor (mio) · threaded · pool · tokio · tokio-mt
+//!                          each accepting rpc, resp and metrics listeners, plaintext or TLS,
+//!                          and calling Session::process on the plaintext bytes it reads
 //! ```
 //!
 //! Every server model drives the same [`Session::process`](session::Session::process),
@@ -30,25 +32,38 @@
 //!
 //! * [`protocol`]: the wire formats (`reactor-rpc-protocol`).
 //! * [`client`]: the blocking [`Client`] (`reactor-rpc-client`).
-//! * [`session`], [`service`], [`output`], [`metrics`]: the pure request
-//!   path (`reactor-rpc-core`; feature `server`).
-//! * [`ops`]: what an operator needs (`reactor-rpc-ops`; feature `server`).
+//! * [`tls`]: certificates, keys and the server's reloadable TLS
+//!   configuration (`reactor-rpc-tls`; feature `tls`).
+//! * [`session`]: one session per protocol, behind one `Stop`/`Progress`
+//!   (`reactor-rpc-core`; feature `server`).
+//! * [`service`]: the methods, the Redis commands, the cache, users and
+//!   roles (`reactor-rpc-core`; feature `server`), with [`Service`] and
+//!   [`Registry`] at the top level.
+//! * [`output`]: response bytes with large values queued by reference
+//!   (`reactor-rpc-core`; feature `server`).
+//! * [`metrics`]: the counters behind `GET /metrics` (`reactor-rpc-core`;
+//!   feature `server`).
+//! * [`ops`]: what an operator needs: exposition, `/proc`, snapshots,
+//!   secrets, the pid file, systemd (`reactor-rpc-ops`; feature `server`).
 //! * [`server`]: the I/O models and their configuration
 //!   (`reactor-rpc-server`; feature `server`), with [`Server`], [`Config`],
-//!   [`Model`] and [`ShutdownHandle`] at the top level.
-//! * `testing`: the stream driver the property tests and the fuzzer share
-//!   (feature `testing`).
+//!   [`Limits`], [`Model`], [`Security`], [`Hooks`] and [`ShutdownHandle`]
+//!   at the top level.
+//! * `testing`: the stream drivers the property tests and the fuzzer share,
+//!   one per protocol (`reactor-rpc-core`; feature `testing`).
 //!
 //! # Features
 //!
-//! * `server` (default): the core, ops and server crates. Without it this
-//!   crate is the protocol and the [`Client`], with none of the server's
-//!   dependencies (no mio, signal-hook, libc, tokio, num-bigint, hashbrown).
-//!   The server always speaks TLS where asked to.
-//! * `tls` (default): TLS in the client ([`client::TlsConnector`]): adds the
-//!   `reactor-rpc-tls` crate (rustls on *ring*).
-//! * `tokio-model`: the `tokio` and `tokio-mt` models.
-//! * `testing`: the `testing` module.
+//! * `server` (default): the core, ops and server crates (and `tls`: the
+//!   server speaks TLS where asked to). Without it this crate is the
+//!   protocol and the [`Client`], with none of the server's dependencies (no
+//!   mio, signal-hook, libc, tokio, num-bigint, hashbrown).
+//! * `tls` (default): TLS in the client (`client::TlsConnector`,
+//!   [`Client::connect_tls`]): adds the `reactor-rpc-tls` crate (rustls on
+//!   *ring*).
+//! * `tokio-model`: the `tokio` and `tokio-mt` models (tokio, tokio-util,
+//!   tokio-rustls); implies `server`.
+//! * `testing`: the `testing` module; implies `server`.
 //!
 //! # Where to start
 //!

@@ -27,9 +27,11 @@ pub enum Model {
     Pool,
     /// A task per connection on tokio's current_thread runtime (one thread, like the reactor).
     #[cfg(feature = "tokio-model")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio-model")))]
     Tokio,
     /// A task per connection on tokio's multi_thread runtime (a worker thread per CPU).
     #[cfg(feature = "tokio-model")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio-model")))]
     TokioMt,
 }
 
@@ -183,13 +185,16 @@ pub struct Config {
     /// Threads in the `pool` model.
     pub pool_size: usize,
     /// How long a connection waits for a free thread of the `pool` model
-    /// (or of the threaded models' metrics port) before it is refused with
-    /// `overloaded` (a Redis client reads `-ERR max number of clients
-    /// reached`, a scraper a 503).
+    /// before it is refused with `overloaded` (a Redis client reads `-ERR
+    /// max number of clients reached`). The metrics port never waits: each
+    /// scraper gets a thread of its own, up to `metrics_max_conns`.
     pub pool_wait: Duration,
-    /// Worker threads for heavy requests in the `reactor` model.
+    /// Worker threads for heavy requests in the `reactor`, `tokio` and
+    /// `tokio-mt` models (the threaded models run every request on the
+    /// connection's own thread).
     pub workers: usize,
-    /// Whether the reactor runs heavy requests on its workers (`--no-offload` clears it).
+    /// Whether the models with workers run heavy requests on them
+    /// (`--no-offload` clears it).
     pub offload: bool,
     /// Whether to stop on SIGINT, SIGTERM and SIGQUIT (as
     /// [`Hooks::on_terminate`] says) and call the hangup hook on SIGHUP (the
@@ -203,9 +208,8 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// What the binary wants done on SIGHUP and when a shutdown begins.
     pub hooks: Hooks,
-    /// Users, protected mode, the metrics token and TLS (issue 18). Parsed
-    /// and checked by `serve`; *not yet wired into the request path or the
-    /// listeners*.
+    /// Users, protected mode, the metrics token and TLS, in every model and
+    /// on every listener.
     pub security: Security,
 }
 
@@ -214,9 +218,10 @@ pub struct Config {
 ///
 /// `serve` fills it from `--users-file`, `--requirepass-file` /
 /// `REACTOR_RPC_REQUIREPASS`, `--protected-mode`, `--metrics-token-file`,
-/// the `--tls-*` flags and `--addr none`, after checking every file. Being
-/// wired (issue 18): the server does not read it yet, and `serve` refuses
-/// to start with any of it set rather than run without what was asked for.
+/// the `--tls-*` flags and `--addr none`, after checking every file.
+/// [`Server::bind`](crate::Server::bind) gives `auth` and `metrics_token` to
+/// the service, opens a listener for each TLS address, and every model
+/// applies protected mode at accept.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Security {

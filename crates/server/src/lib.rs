@@ -7,36 +7,58 @@
 //! benchmark that compares them compares I/O models and nothing else.
 //!
 //! ```text
-//!                        listeners (net::listen): rpc · resp · metrics
+//!   listeners (net/): rpc · resp · metrics, each plaintext or TLS (rustls)
+//!   protected mode and the connection limits decided at accept
 //!                                        │
 //!     ┌──────────────┬───────────────────┼──────────────┬──────────────────┐
 //!  reactor        threaded              pool          tokio            tokio-mt
-//!  one thread,    a thread per          N threads,    a task per       a task per
-//!  mio Poll,      connection            each one      connection,      connection,
-//!  slab           (the seed's)          connection    current_thread   multi_thread
+//!  one thread,    a thread per          N threads per  a task per       a task per
+//!  mio Poll,      connection            port, each     connection,      connection,
+//!  slab; TLS by   (the seed's);         serving one    current_thread;  multi_thread;
+//!  hand on mio    rustls::Stream        connection     tokio-rustls     tokio-rustls
+//!  + workers                                           + spawn_blocking + spawn_blocking
 //!     └──────────────┴───────────────────┼──────────────┴──────────────────┘
-//!                                        │
+//!                                        │  plaintext bytes
 //!             Session::process ─► Stop / Progress  (reactor-rpc-core)
+//!               JSON frames · RESP2/3 · metrics HTTP
 //! ```
 //!
 //! # Layout
 //!
-//! * [`reactor`](crate::Server) (`reactor/`): the hand-written mio event loop;
-//!   the only module that touches mio. `mod.rs` is the loop, `connection.rs`
-//!   one connection's read → answer → write cycle, `deadlines.rs` the
-//!   timers, `housekeeping.rs` the periodic chores, `workers.rs` the offload
-//!   pool.
+//! * `reactor/`: the hand-written mio event loop ([`Model::Reactor`]); the
+//!   only module that touches mio.
+//!   * `mod.rs`: the loop: poll, accept, events by token, signals, the
+//!     waker, shutdown.
+//!   * `connection.rs`: one connection's state and its read → answer →
+//!     write cycle.
+//!   * `tls.rs`: rustls's `ServerConnection` between the socket and the
+//!     connection's buffers.
+//!   * `deadlines.rs`: idle, frame and lingering-close deadlines (lazy
+//!     min-heaps).
+//!   * `housekeeping.rs`: the periodic chores (idle expiry, buffer trimming,
+//!     memory back to the OS, the cache sweep).
+//!   * `workers.rs`: the offload pool for heavy requests.
+//!   * `kills.rs`: `CLIENT KILL` of a connection, done by the loop.
 //! * `threaded/`: the `threaded` (thread per connection) and `pool` models on
 //!   blocking `std::net`.
+//!   * `mod.rs`: binding, the threads, housekeeping; `acceptor.rs`: the
+//!     accept loop, admission and refusals; `pool.rs`: the pool's hand-off
+//!     queue; `connection.rs`: one connection's blocking loop (plaintext or
+//!     TLS); `registry.rs`: the live connections and their limits;
+//!     `shutdown.rs`: stopping threads blocked in `accept` and `read`.
 //! * `tokio_model/` (feature `tokio-model`): the `tokio` and `tokio-mt`
-//!   models, written as a tokio user writes a server.
+//!   models, written as a tokio user writes a server: `mod.rs` (runtime,
+//!   accept tasks, signals, housekeeping, shutdown) and `connection.rs` (the
+//!   task per connection).
 //! * [`net`]: what every model does with sockets apart from reading them:
-//!   listeners by [`Role`](reactor_rpc_core::Role), accept errors and
-//!   back-off, connection limits, the `comes`/`bye` log lines.
-//! * [`config`]: [`Config`], [`Limits`], [`Model`].
-//! * [`server`](Server): [`Server`], the one front door: bind, run, shut
-//!   down, whatever the model.
-//! * [`shutdown`](ShutdownHandle): the handle that stops a running server from
+//!   [`net::listen`] (listeners by
+//!   [`Endpoint`](reactor_rpc_core::Endpoint), bound or inherited), accept
+//!   errors and back-off, connection limits, protected mode, the
+//!   `comes`/`bye` log lines.
+//! * [`config`]: [`Config`], [`Limits`], [`Model`], [`Security`], [`Hooks`].
+//! * `server.rs`: [`Server`], the one front door: bind, run, shut down,
+//!   whatever the model.
+//! * `shutdown.rs`: [`ShutdownHandle`], which stops a running server from
 //!   any thread.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -55,3 +77,8 @@ pub use config::{
 };
 pub use server::Server;
 pub use shutdown::ShutdownHandle;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

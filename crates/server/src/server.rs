@@ -113,8 +113,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listening sockets (the JSON RPC port, and the RESP and
-    /// metrics ports when configured); the ports are known from here on.
+    /// Binds the listening sockets (the JSON RPC port unless `--addr none`,
+    /// and the RESP, metrics and TLS ports when configured); the ports are
+    /// known from here on.
     pub fn bind(config: Config, service: Arc<Service>) -> io::Result<Server> {
         Server::bind_with(config, service, Inherited::default())
     }

@@ -27,3 +27,8 @@ pub mod secret_file;
 pub mod server;
 
 pub use server::{TlsError, TlsFiles, TlsSource};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

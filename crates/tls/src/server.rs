@@ -44,8 +44,9 @@
 //! after its handshake it holds far less: `tests/tls_memory.rs` measures
 //! 6.6 KiB of heap and 1.2 KiB inline (`size_of::<ServerConnection>()`) for
 //! a TLS 1.3 connection with an ECDSA P-256 certificate (rustls 0.23.48),
-//! session tickets included. The lead counts these in the totals that bound
-//! memory (`--max-output-total` and the like) when wiring.
+//! session tickets included. The reactor counts the records a connection
+//! holds unwritten (up to [`BUFFER_LIMIT`]) in its `--max-output-total`
+//! charge.
 //!
 //! Session resumption: rustls's default server-side cache of 256 sessions
 //! (TLS 1.3 tickets are stateful, kept in it), so resumption costs a

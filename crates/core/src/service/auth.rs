@@ -1,10 +1,10 @@
 //! Who may do what: users, their passwords and permissions, and the bound on
 //! guessing passwords.
 //!
-//! Before this module, anyone who could reach a port could read and write
-//! every key, flush the cache and call `save` (issue 18). Authentication is
-//! what Redis offers (`requirepass` and ACL users), with the same shapes, plus
-//! what Redis lacks: a bound on brute force.
+//! Without it, anyone who can reach a port can read and write every key,
+//! flush the cache and call `save`. Authentication is what Redis offers
+//! (`requirepass` and ACL users), with the same shapes, plus what Redis
+//! lacks: a bound on brute force.
 //!
 //! Pure, like the rest of the service layer: no files, sockets, threads or
 //! clocks. The caller passes text (a users file it read) and `Instant`s, so
@@ -1076,7 +1076,9 @@ pub fn protected_mode_refuses(protected_mode: bool, auth: &Auth, peer: Option<Ip
 }
 
 /// Why protected mode refused a connection, for the one refusal each
-/// protocol sends before closing (the lead words it per protocol).
+/// protocol sends before closing
+/// ([`Refusal::ProtectedMode`](crate::session::Refusal::ProtectedMode) words
+/// it per protocol).
 pub const PROTECTED_MODE_TEXT: &str = "reactor-rpc is running in protected mode: no user and \
     no password is configured, so only loopback clients are served. Set a password \
     (--requirepass-file), define users (--users-file), or, if this network is trusted, \

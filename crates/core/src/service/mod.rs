@@ -1,14 +1,30 @@
 //! The service layer: what each method means.
 //!
 //! Pure code, like the protocol: [`Service::handle`] takes one frame body and
-//! appends one response frame to an output buffer. It knows nothing of sockets
-//! or threads, so the reactor, the threaded models, the worker pool, the fuzzer
-//! and the benchmarks all drive exactly the same request path.
+//! appends one response frame to an output buffer, and [`redis::execute`]
+//! does the same for one RESP command. It knows nothing of sockets or
+//! threads, so every server model, the worker threads, the fuzzer and the
+//! benchmarks all drive exactly the same request path.
 //!
 //! Methods live in a [`Registry`]; the built-in ones are `ping`, `fib`, the
-//! cache (`set get del exists incr expire ttl`) and `stats`. A method can say
-//! that a given call is [`Cost::Heavy`], and a server that has a worker pool
-//! then runs it off the event loop (see `reactor::workers`).
+//! cache (`set get del exists incr expire ttl mget mset getdel scan flush`,
+//! in [`cache::methods`]), `stats` and `save`; `auth` is answered by the
+//! service itself ([`auth::METHOD`]). A method can say that a given call is
+//! [`Cost::Heavy`] (RESP commands: [`redis::is_heavy`]), and a server model
+//! with workers then runs it off its event loop (the session's
+//! [`Stop::Offload`](crate::session::Stop::Offload)).
+//!
+//! * [`auth`]: users, roles, the per-connection [`Login`](auth::Login), the
+//!   brute-force lockout, the metrics token.
+//! * [`cache`]: the keyspace both protocols share, and the JSON cache methods.
+//! * [`redis`]: the Redis commands over the same cache.
+//! * [`fib`], `ping.rs`: the seed's two methods.
+//! * [`stats`]: the counters every model updates, and the `stats` method.
+//! * [`persistence`]: save health, the write refusal after a failed save,
+//!   `save`, and the [`Saver`] ops installs.
+//! * `registry.rs`: the [`Registry`] and the [`Method`] trait; `access.rs`:
+//!   the [`Access`] class of every method and command; `response.rs`: the
+//!   JSON response envelope, written into an [`Output`].
 
 mod access;
 pub mod auth;

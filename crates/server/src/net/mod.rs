@@ -4,12 +4,14 @@
 //! do and on what they log; protocol-free (what a refused client is told is
 //! the core crate's [`Refusal`], in the listener's protocol).
 //!
-//! * [`listen`]: the listening sockets, by [`Role`], bound or inherited.
+//! * [`listen`]: the listening sockets, by
+//!   [`Endpoint`](reactor_rpc_core::Endpoint) (a [`Role`], plain or TLS),
+//!   bound or inherited.
 //! * `accept`: accept errors and the back-off after them, turning a
 //!   connection away without blocking, `TCP_QUICKACK`, a metrics
 //!   connection's capped send buffer.
-//! * `limits`: connections per listener and per address, the total bound on pending output,
-//!   the lingering close, memory back to the OS.
+//! * `limits`: connections per listener and per address, the total bound on
+//!   pending output, the lingering close, memory back to the OS.
 //! * `log`: the `comes`/`bye` lines under one per-second budget, and
 //!   rate-limited warnings.
 //! * `protected`: protected mode, decided at accept.

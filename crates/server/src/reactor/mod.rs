@@ -83,9 +83,9 @@ const RESUME_PER_PASS: usize = 32;
 /// Above `--max-output-total`, every connection still holding output stops
 /// decoding (its high-water mark drops to one byte) until it drains: nothing
 /// is dropped, and clients that keep up with their responses (nothing
-/// pending) go on. A connection's share of the total was tried first, but
-/// the first ones to fill their 4 MiB made that share 4 MiB for everyone
-/// (200 non-reading clients grew RSS by 1 GiB over a 32 MiB bound).
+/// pending) go on. Not a per-connection share of the total: the first
+/// connections to fill their `--max-output` would set that share for
+/// everyone, and the total would hold nothing.
 #[derive(Debug, Default)]
 struct OutputTotal {
     /// The connections' charges: owned bytes, and bookkeeping per splice.

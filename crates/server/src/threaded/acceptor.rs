@@ -17,7 +17,7 @@ use std::time::Instant;
 use log::{debug, error, warn};
 
 use super::pool::CloseOnDrop;
-use super::registry::Conn;
+use super::registry::Connection;
 use super::{Accepting, Shared, STACK_SIZE};
 use crate::net::{self, RateLimitedLog, ACCEPT_BACKOFF};
 use reactor_rpc_core::session::{Endpoint, Session};
@@ -88,7 +88,7 @@ impl Shared {
     /// Serves a connection right here (`inline`) or on a new thread.
     fn start_serving(
         &self,
-        conn: Conn,
+        conn: Connection,
         session: Session,
         tls: Option<ServerConnection>,
         inline: bool,
@@ -152,7 +152,7 @@ impl Shared {
         stream: TcpStream,
         peer: SocketAddr,
         endpoint: Endpoint,
-    ) -> Option<Conn> {
+    ) -> Option<Connection> {
         if let Err(why) = self.protected.admit(&self.core.service, peer) {
             self.refuse(stream, peer, why, endpoint);
             return None;

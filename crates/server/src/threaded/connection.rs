@@ -10,9 +10,10 @@
 //! the kernel does not take at once counts in the pending-output gauge
 //! (`reactor_rpc_pending_output_bytes`) while the thread blocks writing it.
 //!
-//! On a TLS port the socket is wrapped in a rustls `StreamOwned`, whose reads
-//! and writes are blocking ones through TLS; the handshake runs first, within
-//! `--frame-timeout`. The loop is the same for both ([`Transport`]).
+//! On a TLS port the socket is wrapped in a rustls `Stream` over the borrowed
+//! socket ([`Tls`]), whose reads and writes are blocking ones through TLS; the
+//! handshake runs first, within `--frame-timeout`. The loop is the same for
+//! both ([`Transport`]).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -27,10 +28,10 @@ use reactor_rpc_core::session::{Env, Options, Role, Session, Stop};
 use reactor_rpc_protocol::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
 use rustls::ServerConnection;
 
-use super::registry::Conn;
+use super::registry::Connection;
 use crate::net::{quickack, CloseReason, LINGER};
 
-impl Conn {
+impl Connection {
     /// Serves the connection on this thread until it ends, then drops it
     /// (which unregisters it and logs why it ended).
     pub(super) fn serve(mut self, mut session: Session, tls: Option<ServerConnection>) {

@@ -62,7 +62,7 @@ pub const STACK_SIZE: usize = 128 * 1024;
 
 /// A `threaded` or `pool` server, bound and ready to run.
 pub struct Threaded {
-    /// Every listener with its role and address, in `Role` index order.
+    /// Every listener with its endpoint and address, in `Endpoint::ALL` order.
     listeners: Vec<Listening>,
     /// SIGINT, SIGTERM, SIGQUIT and SIGHUP, registered at bind so none is
     /// missed before `run`.
@@ -214,7 +214,7 @@ struct Listening {
     socket: Arc<TcpListener>,
     addr: SocketAddr,
     /// Served by this many threads taking its connections from a queue (the
-    /// pool, the metrics port), not by a thread per connection.
+    /// pool's client ports), not by a thread per connection.
     pool: Option<usize>,
 }
 
@@ -247,7 +247,8 @@ struct Shared {
 /// What an acceptor thread accepts for: its listener's place (the
 /// shutdown's count of blocked acceptors is by listener), endpoint and port,
 /// and whether its connections are served by a fixed set of threads (the
-/// pool, the metrics port: handed off) or each on a thread of its own.
+/// pool's client ports: handed off) or each on a thread of its own
+/// (`threaded`, and the metrics port in both models).
 #[derive(Debug, Clone, Copy)]
 struct Accepting {
     index: usize,

@@ -4,14 +4,14 @@
 //! [`Config::pool_wait`](crate::Config::pool_wait), or refused with
 //! `overloaded` after it.
 //!
-//! Before, each pool thread blocked in `accept` itself, and connection N+1
-//! waited in the kernel's backlog, unanswered, until one of the first N
-//! left: N idle clients starved everyone else until the idle timeout (300 s
-//! by default). Now one acceptor per listener takes every connection at
-//! once and queues it here; the pool's threads take them in arrival order;
-//! the housekeeping tick refuses those that waited longer than the wait
-//! ([`Refusal::PoolBusy`]). The pool still serves at most N connections at
-//! once (that is the model); what changed is that the others hear so.
+//! Why a queue: were each pool thread to block in `accept` itself,
+//! connection N+1 would wait in the kernel's backlog, unanswered, until one
+//! of the first N left, so N idle clients would starve everyone else until
+//! the idle timeout. Instead one acceptor per listener takes every
+//! connection at once and queues it here; the pool's threads take them in
+//! arrival order; the housekeeping tick refuses those that waited longer
+//! than the wait ([`Refusal::PoolBusy`]). The pool still serves at most N
+//! connections at once (that is the model); the others hear so.
 //!
 //! Queued connections are not yet registered (no `comes` line, not counted
 //! as live): a thread registers one when it takes it, so `--max-conns` and

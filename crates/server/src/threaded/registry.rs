@@ -29,7 +29,7 @@ pub(super) struct Live {
     /// The descriptor of every live connection, to shut it down from another
     /// thread. Not a `try_clone`: that would cost each connection a second
     /// descriptor and halve how many fit under `ulimit -n`. An entry is removed
-    /// (under the lock) before its socket closes, see [`Conn`]'s `Drop`.
+    /// (under the lock) before its socket closes, see [`Connection`]'s `Drop`.
     pub(super) conns: HashMap<u64, Registered>,
     next_id: u64,
     /// Acceptor threads still running.
@@ -76,7 +76,7 @@ impl Live {
             Shutdown::Both => libc::SHUT_RDWR,
         };
         // SAFETY: `fd` is registered and `&self` borrows the locked state, so
-        // the `TcpStream` owning `fd` has not been dropped (`Conn::drop`
+        // the `TcpStream` owning `fd` has not been dropped (`Connection::drop`
         // unregisters it under the lock first). shutdown(2) neither closes nor
         // frees the descriptor; its error (the peer is gone) is of no interest.
         unsafe { libc::shutdown(fd, how) };
@@ -105,7 +105,7 @@ impl Shared {
         stream: TcpStream,
         peer: SocketAddr,
         role: Role,
-    ) -> Result<Conn, (TcpStream, Refusal)> {
+    ) -> Result<Connection, (TcpStream, Refusal)> {
         let (id, late) = {
             let mut live = self.lock();
             if let Err(refusal) = live.slots.admit(role) {
@@ -129,7 +129,7 @@ impl Shared {
         };
         self.core.service.stats().connection_opened(role);
         // From here on, dropping `conn` unregisters `fd` before closing it.
-        let conn = Conn {
+        let conn = Connection {
             shared: Arc::clone(self),
             id,
             stream,
@@ -172,10 +172,12 @@ impl Shared {
     }
 }
 
-/// A served connection; dropping it unregisters it and logs `bye`. `Drop::drop`
-/// runs before the `stream` field is dropped, so the descriptor leaves the
-/// registry while it is still open.
-pub(super) struct Conn {
+/// One client connection of the threaded models (what `Connection` is in
+/// the reactor and the tokio models too): registered, and served by
+/// `connection.rs` on one thread. Dropping it unregisters it and logs `bye`;
+/// `Drop::drop` runs before the `stream` field is dropped, so the descriptor
+/// leaves the registry while it is still open.
+pub(super) struct Connection {
     pub(super) shared: Arc<Shared>,
     pub(super) id: u64,
     pub(super) stream: TcpStream,
@@ -188,7 +190,7 @@ pub(super) struct Conn {
     log_level: Level,
 }
 
-impl Drop for Conn {
+impl Drop for Connection {
     fn drop(&mut self) {
         let mut live = self.shared.lock();
         let killed = live.conns.get(&self.id).is_some_and(|r| r.killed);

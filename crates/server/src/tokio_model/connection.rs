@@ -34,7 +34,7 @@
 //! * Refused connections (`--max-conns`, `--max-conns-per-ip`) get their
 //!   `overloaded` frame and a lingering close from [`refuse`].
 //!
-//! On a TLS port the socket is wrapped by tokio-rustls ([`Stream::Tls`]); the
+//! On a TLS port the socket is wrapped by tokio-rustls ([`Transport::Tls`]); the
 //! handshake ([`handshake`]) runs in the connection's task, within
 //! `--frame-timeout`, before anything else.
 
@@ -72,60 +72,61 @@ const WRITE_SLICE: usize = 16 * 1024;
 /// While shutting down, bytes taken from the socket before answering them.
 const DRAIN_BATCH: usize = 16 * READ_CHUNK;
 
-/// A connection's byte stream: the socket, or TLS over it.
-pub(super) enum Stream {
+/// The byte stream under a connection: the socket, or TLS over it (what
+/// `Transport` is in the threaded models and the client too).
+pub(super) enum Transport {
     /// Plaintext.
     Plain(TcpStream),
     /// TLS (boxed: the rustls state is a few KiB).
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-impl Stream {
+impl Transport {
     /// The socket under it.
     fn tcp(&self) -> &TcpStream {
         match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
+            Transport::Plain(s) => s,
+            Transport::Tls(s) => s.get_ref().0,
         }
     }
 }
 
-impl AsyncRead for Stream {
+impl AsyncRead for Transport {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for Stream {
+impl AsyncWrite for Transport {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -169,7 +170,7 @@ enum Input {
 }
 
 pub(super) struct Connection {
-    stream: Stream,
+    stream: Transport,
     peer: SocketAddr,
     /// The protocol it speaks, with its state between reads.
     session: Session,
@@ -190,7 +191,7 @@ pub(super) struct Connection {
 
 impl Connection {
     pub(super) fn new(
-        stream: Stream,
+        stream: Transport,
         peer: SocketAddr,
         session: Session,
         shared: Arc<Shared>,
@@ -314,7 +315,7 @@ impl Connection {
             // `readable()`: tokio takes a new socket for readable until a read
             // says otherwise, so every silent client would get a buffer.
             if input.capacity() == 0 {
-                if let Stream::Plain(stream) = stream {
+                if let Transport::Plain(stream) = stream {
                     stream.peek(&mut [0u8; 1]).await?;
                 }
             }
@@ -344,9 +345,9 @@ impl Connection {
     /// must be answered.
     fn drain(&mut self) -> Result<Input, CloseReason> {
         let stream = match &mut self.stream {
-            Stream::Plain(stream) => stream,
+            Transport::Plain(stream) => stream,
             // Through TLS: only what rustls already decrypted, taken now.
-            Stream::Tls(tls) => return Ok(drain_tls(tls, &mut self.input)),
+            Transport::Tls(tls) => return Ok(drain_tls(tls, &mut self.input)),
         };
         let socket = socket2::SockRef::from(&*stream);
         let mut reader: &socket2::Socket = &socket;
@@ -387,9 +388,9 @@ impl Connection {
             if pending.is_none() {
                 let first = &chunk[..chunk.len().min(WRITE_SLICE)];
                 let tried = match &self.stream {
-                    Stream::Plain(stream) => stream.try_write(first),
+                    Transport::Plain(stream) => stream.try_write(first),
                     // Through TLS every write is an await below.
-                    Stream::Tls(_) => Err(ErrorKind::WouldBlock.into()),
+                    Transport::Tls(_) => Err(ErrorKind::WouldBlock.into()),
                 };
                 written = match tried {
                     Ok(n) => n,
@@ -490,7 +491,7 @@ impl Connection {
     fn failed(&self, what: &str, e: &io::Error) -> CloseReason {
         debug!("{} {what} failed: {e}", self.peer);
         match (&self.stream, e.kind()) {
-            (Stream::Tls(_), ErrorKind::InvalidData) => CloseReason::TlsError,
+            (Transport::Tls(_), ErrorKind::InvalidData) => CloseReason::TlsError,
             _ => CloseReason::IoError,
         }
     }

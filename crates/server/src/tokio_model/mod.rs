@@ -72,7 +72,7 @@ use crate::net::{
 };
 use crate::server::Core;
 use crate::shutdown::{ShutdownHandle, Urgency};
-use connection::{Connection, Stream};
+use connection::{Connection, Transport};
 use reactor_rpc_core::service::HOUSEKEEPING_INTERVAL;
 use reactor_rpc_core::session;
 use reactor_rpc_core::session::{Endpoint, Role, Session};
@@ -194,8 +194,8 @@ impl Shared {
 /// the total: above the bound, its high-water mark is one byte (one
 /// response), as in the reactor ([`net::output_high_water`]). A batch written
 /// whole at once (nearly every batch of a client that reads its responses)
-/// touches no shared counter. Measured: 200 clients that never read, 8 `get`s
-/// of 1 MiB each, `--max-output-total 32m`: +229 MiB RSS (+1 GiB without).
+/// touches no shared counter. The figures of the bound under attack are in
+/// BENCHMARKS.md ("Memory: bytes per key, and RSS under each attack").
 struct OutputTotal {
     bytes: AtomicUsize,
     bound: usize,
@@ -494,9 +494,9 @@ fn admit(
     tracker.spawn(async move {
         let mut served = served; // the whole guard, not only the field written below
         let stream = match tls {
-            None => Stream::Plain(stream),
+            None => Transport::Plain(stream),
             Some(source) => match connection::handshake(stream, &source, &shared).await {
-                Ok(tls) => Stream::Tls(Box::new(tls)),
+                Ok(tls) => Transport::Tls(Box::new(tls)),
                 Err(why) => {
                     served.why = why;
                     return;

@@ -1,7 +1,7 @@
 //! The cache: one keyspace, shared by every connection and by both protocols.
 //!
-//! The JSON methods (`set get del exists incr expire ttl`, in [`methods`]) and
-//! the RESP front end both go through the typed API of [`Cache`] and never
+//! The JSON methods (`set get del exists incr expire ttl mget mset getdel
+//! scan flush`, in [`methods`]) and the RESP commands both go through the typed API of [`Cache`] and never
 //! touch the store. Keys are bytes; a [`Value`] is an integer, raw bytes, or
 //! JSON text, and [`value`] holds the conversions both protocols share.
 //!

@@ -3,8 +3,9 @@
 //!
 //! Pure: it looks at the arguments and at sizes the service can tell at
 //! once (the key count, the queued transaction), and never runs anything.
-//! The lead's offloading asks [`is_heavy`] before running a command on the
-//! loop; everything below the thresholds costs well under a millisecond.
+//! The RESP session asks [`is_heavy`] before running a command, and a heavy
+//! one stops it with `Stop::Offload` for the server model's workers;
+//! everything below the thresholds costs well under a millisecond.
 
 use super::{Session, COMMANDS};
 use crate::service::Service;
