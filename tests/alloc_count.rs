@@ -65,6 +65,7 @@ const OPT: Options = Options {
     max_frame: 1 << 20,
     offload: true,
     max_output: usize::MAX,
+    max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
 };
 
 /// `n` frames of `body`, back to back, as a client would pipeline them.

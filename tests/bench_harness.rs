@@ -52,6 +52,7 @@ fn serve(mut stream: TcpStream, service: &Service, fault: Fault) {
         max_frame: 1 << 20,
         offload: false,
         max_output: usize::MAX,
+        max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
     };
     let (mut input, mut chunk, mut answered) = (Vec::new(), vec![0; 65536], 0);
     let mut held: Option<Vec<u8>> = None;

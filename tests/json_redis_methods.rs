@@ -40,6 +40,7 @@ fn resp(s: &Service, c: &mut Connection, line: &str) -> String {
         max_frame: 1 << 20,
         offload: false,
         max_output: usize::MAX,
+        max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
     };
     process(s, c, &input, &mut out, opt);
     String::from_utf8(out).unwrap()

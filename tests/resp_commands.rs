@@ -13,6 +13,7 @@ const OPTIONS: Options = Options {
     max_frame: 1 << 20,
     offload: false,
     max_output: usize::MAX,
+    max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
 };
 
 /// One decoded reply, keeping the RESP type apart.

@@ -11,7 +11,7 @@
 
 use proptest::prelude::*;
 use reactor_rpc::protocol::buffer::ReadBuffer;
-use reactor_rpc::protocol::resp::{Parsed, Parser, ProtocolError};
+use reactor_rpc::protocol::resp::{Limits, Parsed, Parser, ProtocolError};
 
 use reactor_rpc::testing as stream;
 
@@ -135,7 +135,10 @@ impl Reader {
         self.input.extend_from_slice(chunk);
         self.fed += chunk.len();
         loop {
-            match self.parser.parse(self.input.readable(), MAX_BULK) {
+            match self
+                .parser
+                .parse(self.input.readable(), Limits::new(MAX_BULK))
+            {
                 Parsed::Command { consumed } => {
                     assert!(consumed > 0 && consumed <= self.input.readable().len());
                     let args = self.parser.args(self.input.readable());

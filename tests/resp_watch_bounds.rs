@@ -17,6 +17,7 @@ const OPTIONS: Options = Options {
     max_frame: 4 << 20,
     offload: false,
     max_output: usize::MAX,
+    max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
 };
 
 fn cmd(args: &[&[u8]]) -> Vec<u8> {

@@ -113,6 +113,7 @@ const OPTS: Options = Options {
     max_frame: 4 << 20,
     offload: false,
     max_output: usize::MAX,
+    max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
 };
 
 #[test]
@@ -145,6 +146,7 @@ fn spliced_responses_are_byte_identical_in_process() {
         max_frame: 4 << 20,
         offload: false,
         max_output: usize::MAX,
+        max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
     };
     let mut out = Vec::new();
     let p = resp::process(&service, &mut conn, &sets, &mut out, opt);

@@ -27,6 +27,7 @@ const OPT: Options = Options {
     max_frame: 1 << 20,
     offload: true,
     max_output: usize::MAX,
+    max_command: reactor_rpc_protocol::resp::DEFAULT_MAX_COMMAND,
 };
 
 fn one_request(c: &mut Criterion, name: &str, service: &Service, body: &str) {

@@ -36,6 +36,10 @@ pub struct ServerInfo {
     pub max_conns_per_ip: usize,
     /// `--max-output-total`, in the models that enforce it.
     pub max_output_total: Option<usize>,
+    /// `--max-command`.
+    pub max_command: usize,
+    /// `--max-input-total`.
+    pub max_input_total: usize,
     /// Threads of the pool model.
     pub pool_size: Option<usize>,
     /// Offload workers of the reactor model (0 with `--no-offload`).
@@ -53,6 +57,8 @@ impl ServerInfo {
                 "max_output": self.max_output,
                 "frame_timeout_s": self.frame_timeout_s,
                 "max_conns_per_ip": self.max_conns_per_ip,
+                "max_command": self.max_command,
+                "max_input_total": self.max_input_total,
             },
         });
         if let Some(n) = self.max_output_total {

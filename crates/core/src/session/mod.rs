@@ -251,16 +251,23 @@ pub struct Options {
     pub offload: bool,
     /// Stop decoding once the output holds this many bytes (backpressure).
     pub max_output: usize,
+    /// Largest RESP command: its arguments' lengths plus
+    /// [`ARG_OVERHEAD`](reactor_rpc_protocol::resp::ARG_OVERHEAD) each
+    /// (`--max-command`). Larger gets `-ERR Protocol error: too big
+    /// multibulk request` and a close, as soon as a header shows it.
+    pub max_command: usize,
 }
 
 impl Options {
-    /// Requests up to `max_frame` bytes, every request answered inline (no
-    /// offload), and no limit on pending output: the simplest server's options.
+    /// Requests up to `max_frame` bytes, RESP commands up to the default
+    /// `--max-command` (64 MiB), every request answered inline (no offload),
+    /// and no limit on pending output: the simplest server's options.
     pub const fn new(max_frame: u32) -> Options {
         Options {
             max_frame,
             offload: false,
             max_output: usize::MAX,
+            max_command: reactor_rpc_protocol::resp::DEFAULT_MAX_COMMAND,
         }
     }
 }

@@ -203,11 +203,7 @@ impl Reactor {
         } else {
             None
         };
-        let opts = session::Options {
-            max_frame: config.limits.max_frame,
-            offload: workers.is_some(),
-            max_output: config.limits.max_output,
-        };
+        let opts = config.limits.session_options(workers.is_some());
         let now = Instant::now();
         let per_ip = PerIp::new(config.limits.max_conns_per_ip);
         Ok(Reactor {

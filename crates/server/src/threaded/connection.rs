@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use log::debug;
 
 use reactor_rpc_core::output::Output;
-use reactor_rpc_core::session::{Env, Options, Session, Stop};
+use reactor_rpc_core::session::{Env, Session, Stop};
 use reactor_rpc_protocol::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
 use rustls::ServerConnection;
 
@@ -42,11 +42,7 @@ impl Conn {
             self.why = CloseReason::IoError;
             return;
         }
-        let opt = Options {
-            max_frame: limits.max_frame,
-            offload: false,
-            max_output: limits.max_output,
-        };
+        let opt = limits.session_options(false);
         let timeouts = Timeouts {
             idle: limits.idle_timeout,
             frame: limits.frame_timeout,

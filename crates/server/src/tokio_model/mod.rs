@@ -244,11 +244,7 @@ impl TokioServer {
         let max_conns = config.limits.max_conns.min(Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             core,
-            opts: session::Options {
-                max_frame: config.limits.max_frame,
-                offload: config.offload,
-                max_output: config.limits.max_output,
-            },
+            opts: config.limits.session_options(config.offload),
             idle_timeout: config.limits.idle_timeout,
             frame_timeout: config.limits.frame_timeout,
             max_conns,
