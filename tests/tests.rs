@@ -24,6 +24,7 @@ mod conformance;
 mod daemon;
 mod dispatch_props;
 mod hostile;
+mod input_bounds;
 mod json_redis_methods;
 mod json_scan;
 mod memory_bounds;

@@ -114,6 +114,8 @@ pub struct Stats {
     connections: AtomicU64,
     connections_total: AtomicU64,
     rejected: AtomicU64,
+    evicted: AtomicU64,
+    input_held: AtomicU64,
     jobs_queued: AtomicU64,
     jobs_running: AtomicU64,
     jobs_completed: AtomicU64,
@@ -139,6 +141,8 @@ impl Stats {
             connections: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            input_held: AtomicU64::new(0),
             jobs_queued: AtomicU64::new(0),
             jobs_running: AtomicU64::new(0),
             jobs_completed: AtomicU64::new(0),
@@ -216,6 +220,19 @@ impl Stats {
         self.rejected.fetch_add(1, Relaxed);
     }
 
+    /// A connection closed because all connections together held more input
+    /// than `--max-input-total` and it held the most (Redis's
+    /// `evicted_clients`).
+    pub fn client_evicted(&self) {
+        self.evicted.fetch_add(1, Relaxed);
+    }
+
+    /// Input received and not yet answered, all connections together, now
+    /// (what `--max-input-total` bounds).
+    pub fn set_input_held(&self, bytes: usize) {
+        self.input_held.store(bytes as u64, Relaxed);
+    }
+
     /// A heavy request was queued for a worker.
     pub fn job_queued(&self) {
         self.jobs_queued.fetch_add(1, Relaxed);
@@ -246,6 +263,8 @@ impl Stats {
             "connections": self.connections(),
             "connections_total": self.connections_total.load(Relaxed),
             "connections_rejected": self.rejected.load(Relaxed),
+            "evicted_clients": self.evicted.load(Relaxed),
+            "input_held": self.input_held.load(Relaxed),
             "requests": self.requests(),
             "keys": cache.keys,
             "expires": cache.expires,

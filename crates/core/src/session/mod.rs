@@ -166,6 +166,9 @@ pub enum CloseReason {
     IoError,
     /// Another client closed it (RESP `CLIENT KILL`).
     Killed,
+    /// All connections together held more input not yet answered than
+    /// `--max-input-total`, and this one held the most.
+    InputTotal,
     /// The TLS layer failed: a handshake that went wrong (plaintext or
     /// garbage instead of a ClientHello, no acceptable client certificate),
     /// or a record that does not decrypt. An alert is sent, then a close.
@@ -187,6 +190,7 @@ impl CloseReason {
             CloseReason::IoError => "i/o error",
             CloseReason::TlsError => "tls error",
             CloseReason::Killed => "killed",
+            CloseReason::InputTotal => "input total",
         }
     }
 }

@@ -9,10 +9,12 @@
 //!   connection away without blocking, `TCP_QUICKACK`.
 //! * `limits`: connections per address, the total bound on pending output,
 //!   the lingering close, memory back to the OS.
+//! * `input`: the total bound on input received and not yet answered.
 //! * `log`: the `comes`/`bye` lines under one per-second budget, and
 //!   rate-limited warnings.
 
 mod accept;
+mod input;
 mod limits;
 pub mod listen;
 mod log;
@@ -22,6 +24,7 @@ pub use reactor_rpc_core::session::{CloseReason, Refusal, Role};
 pub(crate) use accept::{
     out_of_descriptors, quickack, transient_accept_error, turn_away, ACCEPT_BACKOFF,
 };
+pub(crate) use input::InputTotal;
 pub(crate) use limits::{output_high_water, return_free_memory, PerIp, LINGER, LINGERING_REFUSALS};
 pub(crate) use listen::log_listening;
 pub use listen::{bind_listener, Listeners, BACKLOG};

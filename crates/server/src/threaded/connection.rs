@@ -48,15 +48,21 @@ impl Conn {
             frame: limits.frame_timeout,
         };
         let env = self.shared.core.env(opt);
+        let mut held = InputHeld {
+            shared: &self.shared,
+            id: self.id,
+            peer: self.peer,
+            reported: 0,
+        };
         self.why = match tls {
-            None => serve(&mut self.stream, &self.peer, &env, session, timeouts),
+            None => serve(&mut self.stream, &env, session, timeouts, &mut held),
             Some(conn) => {
                 let mut tls = Tls {
                     conn,
                     sock: &mut self.stream,
                 };
                 match handshake(&mut tls, timeouts.frame) {
-                    Ok(()) => serve(&mut tls, &self.peer, &env, session, timeouts),
+                    Ok(()) => serve(&mut tls, &env, session, timeouts, &mut held),
                     Err(why) => {
                         debug!("{}: TLS handshake failed ({why})", self.peer);
                         why
@@ -64,6 +70,25 @@ impl Conn {
                 }
             }
         };
+    }
+}
+
+/// What the serve loop tells `--max-input-total` of its connection's input:
+/// the bytes read and not yet answered, each time they change.
+pub(super) struct InputHeld<'a> {
+    shared: &'a super::Shared,
+    id: u64,
+    peer: SocketAddr,
+    /// What was last reported.
+    reported: usize,
+}
+
+impl InputHeld<'_> {
+    fn report(&mut self, bytes: usize) {
+        if bytes != self.reported {
+            self.reported = bytes;
+            self.shared.hold_input(self.id, self.peer, bytes);
+        }
     }
 }
 
@@ -182,11 +207,13 @@ enum Framing {
 /// half-closes its write side gets all responses.
 pub(super) fn serve<T: Transport>(
     stream: &mut T,
-    peer: &SocketAddr,
     env: &Env<'_>,
     mut session: Session,
     timeouts: Timeouts,
+    held: &mut InputHeld<'_>,
 ) -> CloseReason {
+    let peer_addr = held.peer;
+    let peer = &peer_addr;
     let mut input = ReadBuffer::new();
     let mut out = Output::new();
     let mut framing = Framing::Between;
@@ -196,6 +223,7 @@ pub(super) fn serve<T: Transport>(
         let missing = loop {
             let progress = session.process(env, peer, input.readable(), &mut out);
             input.consume(progress.consumed);
+            held.report(input.readable().len());
             framing = match framing {
                 _ if input.is_empty() => Framing::Between,
                 Framing::Partial(since) if progress.consumed == 0 => Framing::Partial(since),

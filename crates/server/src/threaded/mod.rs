@@ -84,7 +84,10 @@ impl Threaded {
         let shared = Arc::new(Shared {
             core,
             limits: config.limits,
-            live: Mutex::new(Live::new(config.limits.max_conns_per_ip)),
+            live: Mutex::new(Live::new(
+                config.limits.max_conns_per_ip,
+                config.limits.max_input_total,
+            )),
             stop: Condvar::new(),
             drained: Condvar::new(),
             refused_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(1))),

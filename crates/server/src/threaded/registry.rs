@@ -4,10 +4,13 @@
 //! closes, which is what makes shutting a registered descriptor down from
 //! another thread sound. The registry also counts acceptors for the shutdown
 //! and decides when closed connections have freed enough memory to hand back.
+//! The input each connection holds (`--max-input-total`) is counted under the
+//! same lock, so the connection closed for it is shut down while registered.
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant;
 
 use reactor_rpc_core::service::redis::KillHook;
 use reactor_rpc_core::Endpoint;
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use log::Level;
 
 use super::Shared;
-use crate::net::{CloseReason, Refusal};
+use crate::net::{CloseReason, InputTotal, Refusal};
 
 /// Memory is handed back to the OS only after at least this many connections
 /// closed (and the live ones halved), so a quiet server never pays for it.
@@ -24,7 +27,6 @@ const TRIM_AFTER_CLOSES: usize = 100;
 
 /// What the server threads share under one lock: live connections, acceptors,
 /// and whether a stop was requested.
-#[derive(Default)]
 pub(super) struct Live {
     pub(super) stopping: bool,
     /// The descriptor of every live connection, to shut it down from another
@@ -42,21 +44,31 @@ pub(super) struct Live {
     peak_since_trim: usize,
     /// Open connections per address (`--max-conns-per-ip`).
     pub(super) per_ip: crate::net::PerIp,
+    /// Input not yet answered, by connection (`--max-input-total`).
+    input: InputTotal<u64, ()>,
 }
 
 /// A live connection, as the registry knows it.
 pub(super) struct Registered {
     fd: RawFd,
-    /// Closed by another client's `CLIENT KILL` (its `bye` says so).
-    killed: bool,
+    /// Closed from elsewhere: by another client's `CLIENT KILL`, or for
+    /// `--max-input-total` (its `bye` says so).
+    closed_by: Option<CloseReason>,
 }
 
 impl Live {
-    /// No connection yet; at most `per_ip` from one address (0: no limit).
-    pub(super) fn new(per_ip: usize) -> Live {
+    /// No connection yet; at most `per_ip` from one address (0: no limit),
+    /// and `input_total` bytes of input not yet answered by all together.
+    pub(super) fn new(per_ip: usize, input_total: usize) -> Live {
         Live {
+            stopping: false,
+            conns: HashMap::new(),
+            next_id: 0,
+            acceptors: 0,
+            in_accept: [0; Endpoint::ALL.len()],
+            peak_since_trim: 0,
             per_ip: crate::net::PerIp::new(per_ip),
-            ..Live::default()
+            input: InputTotal::new(input_total),
         }
     }
 
@@ -79,6 +91,7 @@ impl Live {
     /// since the last trim to be worth handing back.
     fn unregister(&mut self, id: u64) -> bool {
         self.conns.remove(&id);
+        self.input.release(id);
         let live = self.conns.len();
         let trim =
             live <= self.peak_since_trim / 2 && self.peak_since_trim - live >= TRIM_AFTER_CLOSES;
@@ -108,7 +121,13 @@ impl Shared {
             let fd = stream.as_raw_fd();
             live.next_id += 1;
             let id = live.next_id;
-            live.conns.insert(id, Registered { fd, killed: false });
+            live.conns.insert(
+                id,
+                Registered {
+                    fd,
+                    closed_by: None,
+                },
+            );
             live.peak_since_trim = live.peak_since_trim.max(live.conns.len());
             if live.stopping {
                 live.shutdown(fd, Shutdown::Read);
@@ -152,10 +171,35 @@ impl Shared {
             let Some(r) = live.conns.get_mut(&id) else {
                 return;
             };
-            r.killed = true;
+            r.closed_by = Some(CloseReason::Killed);
             let fd = r.fd;
             live.shutdown(fd, Shutdown::Both);
         })
+    }
+
+    /// Records that connection `id` (from `peer`) holds `bytes` of input not
+    /// yet answered. Over `--max-input-total`, the connections holding the
+    /// most are shut down both ways (their threads, blocked or not, then see
+    /// the end) until the total is within it.
+    pub(super) fn hold_input(&self, id: u64, peer: SocketAddr, bytes: usize) {
+        let mut live = self.lock();
+        live.input.hold(id, bytes, peer, || ());
+        let now = Instant::now();
+        let mut evicted = Vec::new();
+        while let Some(e) = live.input.evict(now) {
+            evicted.push(e.key);
+        }
+        // The figures first: whoever sees a connection closed sees them.
+        let stats = self.core.service.stats();
+        stats.set_input_held(live.input.bytes());
+        for id in evicted {
+            stats.client_evicted();
+            if let Some(r) = live.conns.get_mut(&id) {
+                r.closed_by = Some(CloseReason::InputTotal);
+                let fd = r.fd;
+                live.shutdown(fd, Shutdown::Both);
+            }
+        }
     }
 }
 
@@ -176,8 +220,13 @@ pub(super) struct Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         let mut live = self.shared.lock();
-        let killed = live.conns.get(&self.id).is_some_and(|r| r.killed);
+        let closed_by = live.conns.get(&self.id).and_then(|r| r.closed_by);
         let trim = live.unregister(self.id);
+        self.shared
+            .core
+            .service
+            .stats()
+            .set_input_held(live.input.bytes());
         live.per_ip.release(self.peer.ip());
         let stopping = live.stopping;
         drop(live);
@@ -191,11 +240,11 @@ impl Drop for Conn {
             crate::net::return_free_memory();
         }
         self.shared.core.service.stats().connection_closed();
-        let why = match self.why {
-            _ if killed => CloseReason::Killed,
+        let why = match (closed_by, self.why) {
+            (Some(by), _) => by,
             // EOF or a failed write after the shutdown shut the socket down.
-            CloseReason::Bye | CloseReason::IoError if stopping => CloseReason::Shutdown,
-            why => why,
+            (None, CloseReason::Bye | CloseReason::IoError) if stopping => CloseReason::Shutdown,
+            (None, why) => why,
         };
         crate::net::log_bye(why, self.log_level, &self.peer);
         if stopping {

@@ -186,6 +186,9 @@ pub(super) struct Connection {
     /// When the request at the front of `input` began to count against
     /// `--frame-timeout` (`None`: no part of a request is buffered).
     frame_since: Option<Instant>,
+    /// Its name in `--max-input-total`, what closes it for that, and the
+    /// input it last reported holding there.
+    input_total: (u64, CancellationToken, usize),
 }
 
 impl Connection {
@@ -205,7 +208,27 @@ impl Connection {
             input: BytesMut::new(),
             output: Output::new(),
             frame_since: None,
+            input_total: (0, CancellationToken::new(), 0),
         }
+    }
+
+    /// Names the connection in `--max-input-total`, and gives it the token
+    /// that closes it for that.
+    pub(super) fn input_total_id(&mut self, id: u64, evict: CancellationToken) {
+        self.input_total = (id, evict, 0);
+    }
+
+    /// Reports the input held (read, not yet answered) to
+    /// `--max-input-total` if it changed; whether the connection goes on
+    /// (it may be the one holding the most when the total is over).
+    fn report_input(&mut self) -> bool {
+        let (id, evict, reported) = &mut self.input_total;
+        let held = self.input.len();
+        if held != *reported {
+            *reported = held;
+            self.shared.hold_input(*id, self.peer, held, evict);
+        }
+        !evict.is_cancelled()
     }
 
     /// Serves the connection until it ends, and says why.
@@ -221,6 +244,9 @@ impl Connection {
                 &mut self.output,
             );
             self.input.advance(progress.consumed);
+            if !self.report_input() {
+                return CloseReason::InputTotal;
+            }
             // One write for the whole batch, before reading any further.
             if let Err(why) = self.flush().await {
                 return why;

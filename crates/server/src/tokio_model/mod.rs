@@ -49,7 +49,7 @@ mod connection;
 
 use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{cpus, Config, Hooks, Model};
-use crate::net::{self, CloseReason, PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF};
+use crate::net::{self, CloseReason, InputTotal, PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF};
 use crate::server::Core;
 use crate::shutdown::ShutdownHandle;
 use connection::{Connection, Stream};
@@ -127,6 +127,11 @@ struct Shared {
     /// Output of all connections together in batches a write could not hand
     /// to the kernel whole, and its bound (`--max-output-total`).
     output: OutputTotal,
+    /// Input not yet answered, by connection, and what closes each
+    /// (`--max-input-total`).
+    input: Mutex<InputTotal<u64, CancellationToken>>,
+    /// The next connection's id (for `input`).
+    next_id: AtomicU64,
     /// Heavy requests waiting for a blocking thread (`workers × 16` permits).
     job_queue: Semaphore,
     /// Heavy requests running on blocking threads (`workers` permits), so that
@@ -156,6 +161,31 @@ impl Shared {
 
     fn per_ip_count(&self) -> std::sync::MutexGuard<'_, PerIp> {
         self.per_ip.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn input_total(&self) -> std::sync::MutexGuard<'_, InputTotal<u64, CancellationToken>> {
+        self.input.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records that connection `id` (from `peer`, closed by cancelling
+    /// `evict`) holds `bytes` of input not yet answered. Over
+    /// `--max-input-total`, the connections holding the most are cancelled
+    /// (their tasks end at their next await) until the total is within it.
+    fn hold_input(&self, id: u64, peer: SocketAddr, bytes: usize, evict: &CancellationToken) {
+        let mut total = self.input_total();
+        total.hold(id, bytes, peer, || evict.clone());
+        let now = Instant::now();
+        let mut evicted = Vec::new();
+        while let Some(e) = total.evict(now) {
+            evicted.push(e.handle);
+        }
+        // The figures first: whoever sees a connection closed sees them.
+        let stats = self.core.service.stats();
+        stats.set_input_held(total.bytes());
+        for token in evicted {
+            stats.client_evicted();
+            token.cancel();
+        }
     }
 }
 
@@ -255,6 +285,8 @@ impl TokioServer {
                 bytes: AtomicUsize::new(0),
                 bound: config.limits.max_output_total,
             },
+            input: Mutex::new(InputTotal::new(config.limits.max_input_total)),
+            next_id: AtomicU64::new(0),
             job_queue: Semaphore::new(workers * QUEUE_PER_WORKER),
             job_running: Semaphore::new(workers),
             tls: config.security.tls.clone(),
@@ -457,8 +489,10 @@ fn admit(
     }
     shared.core.service.stats().connection_opened();
     net::log_comes(Level::Info, &peer);
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let served = Served {
         shared: shared.clone(),
+        id,
         peer,
         why: CloseReason::Shutdown,
         _permit: permit,
@@ -485,10 +519,14 @@ fn admit(
             let killed = killed.clone();
             Box::new(move || killed.cancel())
         });
+        // Over `--max-input-total`, holding the most input: the same.
+        let evicted = CancellationToken::new();
         let mut conn = Connection::new(stream, peer, session, shared, stopping);
+        conn.input_total_id(id, evicted.clone());
         served.why = tokio::select! {
             why = conn.serve() => why,
             () = killed.cancelled() => CloseReason::Killed,
+            () = evicted.cancelled() => CloseReason::InputTotal,
         };
         drop(conn); // the socket closes before the `bye` line
         drop(served);
@@ -500,6 +538,8 @@ fn admit(
 /// and its count for its address, counts it closed and logs its `bye` line.
 struct Served {
     shared: Arc<Shared>,
+    /// Its name in `--max-input-total`.
+    id: u64,
     peer: SocketAddr,
     /// Why it ended; a task dropped unfinished was closed by the shutdown.
     why: CloseReason,
@@ -508,6 +548,14 @@ struct Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
+        let mut input = self.shared.input_total();
+        input.release(self.id);
+        self.shared
+            .core
+            .service
+            .stats()
+            .set_input_held(input.bytes());
+        drop(input);
         self.shared.per_ip_count().release(self.peer.ip());
         self.shared.core.service.stats().connection_closed();
         net::log_bye(self.why, Level::Info, &self.peer);
