@@ -160,6 +160,12 @@ const ROUNDS_PER_TURN: usize = 16;
 /// Bytes one round reads, at most.
 const READ_BATCH: usize = 16 * READ_CHUNK;
 
+/// Bytes one connection may read per turn: a client sending a huge request
+/// as fast as loopback allows (gigabytes a second) yields after this much,
+/// as a writer does after [`WRITE_PER_TURN`], so a ping elsewhere waits
+/// behind a few hundred KiB of copying per such client, not a MiB.
+const READ_PER_TURN: usize = 256 * 1024;
+
 /// Bytes one connection may write per turn: a turn that writes large values
 /// (by reference, straight from the cache) stops after this much and yields,
 /// so 500 connections each taking megabytes into their socket buffers cannot
@@ -297,9 +303,10 @@ impl Connection {
     /// Reads, answers and writes until nothing more can move now, or its turn is up.
     pub fn drive(&mut self, turn: &Turn<'_>) -> Next {
         let mut budget = WRITE_PER_TURN;
+        let mut read_left = READ_PER_TURN;
         for _ in 0..ROUNDS_PER_TURN {
-            if self.ready.readable && self.wants_input() {
-                if let Err(e) = self.fill(turn.now) {
+            if read_left > 0 && self.ready.readable && self.wants_input() {
+                if let Err(e) = self.fill(turn.now, &mut read_left) {
                     return self.failed("read", &e);
                 }
                 if self.lingering() {
@@ -320,6 +327,9 @@ impl Connection {
             if !more_input && !more_frames {
                 return self.next(turn.now);
             }
+            if read_left == 0 && !more_frames {
+                return Next::Yield; // read its share: the others go first
+            }
         }
         Next::Yield
     }
@@ -330,8 +340,8 @@ impl Connection {
     /// however large the request being read: its parse resumes where it
     /// stopped, so reading a 64 MiB command in 64 KiB batches costs no more
     /// than in one, and a turn stays short for the other connections.
-    fn fill(&mut self, now: Instant) -> io::Result<()> {
-        let batch = self.input.readable().len() + READ_BATCH;
+    fn fill(&mut self, now: Instant, read_left: &mut usize) -> io::Result<()> {
+        let batch = self.input.readable().len() + READ_BATCH.min(*read_left);
         while self.input.readable().len() < batch {
             let want = batch - self.input.readable().len();
             match self.read_some(want) {
@@ -340,7 +350,8 @@ impl Connection {
                     self.ready.readable = false;
                     break;
                 }
-                Ok(Got::Bytes { drained, .. }) => {
+                Ok(Got::Bytes { n, drained }) => {
+                    *read_left = read_left.saturating_sub(n);
                     self.last_active = now;
                     self.input_done = false;
                     if drained {

@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use log::{debug, error};
 use reactor_rpc_tls::server::BUFFER_LIMIT;
 use reactor_rpc_tls::TlsSource;
@@ -59,7 +59,7 @@ use super::Shared;
 use crate::net::{self, CloseReason, LINGER};
 use reactor_rpc_core::output::Output;
 use reactor_rpc_core::session::{Session, Stop};
-use reactor_rpc_protocol::buffer::{KEEP_IDLE, READ_CHUNK};
+use reactor_rpc_protocol::buffer::{KEEP_IDLE, MAX_READ, READ_CHUNK};
 
 /// Bytes a task writes before it yields to the others when a batch does not
 /// fit the socket at once (large values, straight from the cache). 500 tasks
@@ -68,6 +68,13 @@ use reactor_rpc_protocol::buffer::{KEEP_IDLE, READ_CHUNK};
 /// 8 `get`s of 1 MiB, worst ping on another connection (tokio model, release):
 /// 724 ms unsliced, 230-260 ms in 64 KiB slices, 7-13 ms in 16 KiB slices.
 const WRITE_SLICE: usize = 16 * 1024;
+
+/// Bytes a task reads before it yields to the others, when its reads keep
+/// finding more (a client sending a huge request as fast as loopback
+/// allows): as the reactor's turn, so a ping elsewhere waits behind a few
+/// hundred KiB of copying per such client, not the megabytes tokio's
+/// cooperative budget (128 reads) would allow.
+const READ_PER_YIELD: usize = 256 * 1024;
 
 /// While shutting down, bytes taken from the socket before answering them.
 const DRAIN_BATCH: usize = 16 * READ_CHUNK;
@@ -189,6 +196,8 @@ pub(super) struct Connection {
     /// Its name in `--max-input-total`, what closes it for that, and the
     /// input it last reported holding there.
     input_total: (u64, CancellationToken, usize),
+    /// Bytes read since the task last yielded ([`READ_PER_YIELD`]).
+    read_since_yield: usize,
 }
 
 impl Connection {
@@ -209,6 +218,7 @@ impl Connection {
             output: Output::new(),
             frame_since: None,
             input_total: (0, CancellationToken::new(), 0),
+            read_since_yield: 0,
         }
     }
 
@@ -304,6 +314,10 @@ impl Connection {
         if self.stopping.is_cancelled() {
             return self.drain();
         }
+        if self.read_since_yield >= READ_PER_YIELD {
+            self.read_since_yield = 0;
+            tokio::task::yield_now().await;
+        }
         let now = Instant::now();
         let idle = self.shared.idle_timeout.map(|idle| now + idle);
         let (deadline, timed_out) = match self.frame_since {
@@ -345,7 +359,10 @@ impl Connection {
                 }
             }
             input.reserve(READ_CHUNK);
-            stream.read_buf(input).await
+            // At most MAX_READ a read, whatever room a grown buffer has:
+            // appended to `input` (a `&mut BytesMut` limited, not its bytes).
+            let mut room = <&mut BytesMut as BufMut>::limit(&mut *input, MAX_READ);
+            stream.read_buf(&mut room).await
         };
         let read = tokio::select! {
             biased;
@@ -356,7 +373,10 @@ impl Connection {
             None => self.drain(),
             Some(None) => Err(timed_out),
             Some(Some(Ok(0))) => Ok(Input::Ended),
-            Some(Some(Ok(_))) => Ok(Input::Open),
+            Some(Some(Ok(n))) => {
+                self.read_since_yield += n;
+                Ok(Input::Open)
+            }
             Some(Some(Err(e))) if e.kind() == ErrorKind::Interrupted => Ok(Input::Open),
             // A TLS peer that closes without `close_notify`.
             Some(Some(Err(e))) if e.kind() == ErrorKind::UnexpectedEof => Ok(Input::Ended),
