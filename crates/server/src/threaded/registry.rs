@@ -87,6 +87,29 @@ impl Live {
         unsafe { libc::shutdown(fd, how) };
     }
 
+    /// Makes the close of a registered connection's socket a reset (`SO_LINGER`
+    /// 0): after a shutdown from here, a client still sending would otherwise
+    /// find the closed socket's window shut and block until its own timeout,
+    /// where the other models' close resets it at once.
+    fn reset_on_close(&self, fd: RawFd) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: as in `shutdown`, `fd` is registered and still open; the
+        // option is a correctly sized `linger`. An error (the peer is gone)
+        // leaves a plain close, which is also fine.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+    }
+
     /// Removes a closed connection; returns whether enough memory was freed
     /// since the last trim to be worth handing back.
     fn unregister(&mut self, id: u64) -> bool {
@@ -197,6 +220,7 @@ impl Shared {
             if let Some(r) = live.conns.get_mut(&id) {
                 r.closed_by = Some(CloseReason::InputTotal);
                 let fd = r.fd;
+                live.reset_on_close(fd);
                 live.shutdown(fd, Shutdown::Both);
             }
         }
