@@ -244,6 +244,11 @@ pub(super) fn serve<T: Transport>(
                 Stop::OutputFull => {}
                 Stop::NeedMore { needed } => break needed.saturating_sub(input.readable().len()),
                 Stop::Close(why) => {
+                    // What was left unanswered (a refused command's start, up
+                    // to `--max-command`) is neither kept nor counted while
+                    // the connection lingers.
+                    input = ReadBuffer::new();
+                    held.report(input.readable().len());
                     stream.close_notify();
                     linger(stream.tcp());
                     return why;

@@ -529,6 +529,10 @@ impl Connection {
     /// closing with unread input sends a reset that can destroy the response
     /// in flight.
     async fn linger(&mut self) {
+        // What was left unanswered (a refused command's start, up to
+        // `--max-command`) is neither kept nor counted while it lingers.
+        self.input = BytesMut::new();
+        self.report_input();
         linger(&mut self.stream, &mut self.input, &self.peer).await;
     }
 
@@ -568,13 +572,22 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(
         debug!("{peer} shutdown failed: {e}");
         return;
     }
+    // A client may go on sending as fast as loopback allows (the rest of a
+    // huge refused command): each read takes at most MAX_READ, and the task
+    // yields after READ_PER_YIELD, as when serving.
     let discard = async {
+        let mut since_yield = 0;
         loop {
             sink.clear();
             sink.reserve(READ_CHUNK);
-            match stream.read_buf(sink).await {
+            let mut room = <&mut BytesMut as BufMut>::limit(&mut *sink, MAX_READ);
+            match stream.read_buf(&mut room).await {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(n) => since_yield += n,
+            }
+            if since_yield >= READ_PER_YIELD {
+                since_yield = 0;
+                tokio::task::yield_now().await;
             }
         }
     };
