@@ -77,7 +77,8 @@ pub struct ServeArgs {
     /// Input received and not yet answered, of all connections together
     /// (bytes, or with k/m/g): above it, the connection holding the most is
     /// closed (default: a quarter of --maxmemory, 256m when that is
-    /// unlimited, and at least --max-command). At least --max-command.
+    /// unlimited). At least --max-command and --max-frame, so that a request
+    /// of the largest size fits.
     #[arg(long, env = "REACTOR_RPC_MAX_INPUT_TOTAL", value_parser = nonzero_size)]
     max_input_total: Option<u64>,
     /// Memory the cache's keys and values may use (bytes, or with k/m/g; 0:
@@ -327,19 +328,31 @@ fn max_command(s: &str) -> Result<u64, String> {
     }
 }
 
-/// `--max-input-total`: as given, which must leave room for one command of
-/// the largest size; by default a quarter of `--maxmemory` (256 MiB when
-/// that is unlimited), and at least `--max-command`.
+/// `--max-input-total`: as given, which must leave room for one request of
+/// the largest size (a RESP command of `--max-command`, a JSON frame of
+/// `--max-frame` and its 4-byte header); by default a quarter of
+/// `--maxmemory` (256 MiB when that is unlimited), and at least that room.
 fn max_input_total(args: &ServeArgs) -> Result<u64, String> {
+    let frame = u64::from(args.max_frame) + 4;
+    let (room, flag) = if frame > args.max_command {
+        (
+            frame,
+            format!("--max-frame {} (plus its 4-byte header)", args.max_frame),
+        )
+    } else {
+        (
+            args.max_command,
+            format!("--max-command {}", args.max_command),
+        )
+    };
     match args.max_input_total {
-        Some(total) if total < args.max_command => Err(format!(
-            "--max-input-total {total} is below --max-command {}: a command of the largest \
-             size could never be received",
-            args.max_command
+        Some(total) if total < room => Err(format!(
+            "--max-input-total {total} is below {flag}: a request of the largest size could \
+             never be received"
         )),
         Some(total) => Ok(total),
-        None if args.maxmemory == 0 => Ok((256 << 20u64).max(args.max_command)),
-        None => Ok((args.maxmemory / 4).max(args.max_command)),
+        None if args.maxmemory == 0 => Ok((256 << 20u64).max(room)),
+        None => Ok((args.maxmemory / 4).max(room)),
     }
 }
 

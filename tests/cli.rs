@@ -50,6 +50,18 @@ fn bad_configuration_is_one_line_and_exit_2() {
             "--max-input-total",
             "below --max-command",
         ),
+        (
+            &[
+                "--max-input-total",
+                "2m",
+                "--max-command",
+                "1m",
+                "--max-frame",
+                "2m",
+            ],
+            "--max-input-total",
+            "below --max-frame",
+        ),
     ];
     for (flags, flag, range) in cases {
         // Port 0 would bind if validation were skipped: then the run would hang
