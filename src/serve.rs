@@ -82,6 +82,19 @@ pub struct ServeArgs {
     /// 256m when that is unlimited). At least 1.
     #[arg(long, env = "REACTOR_RPC_MAX_OUTPUT_TOTAL", value_parser = nonzero_size)]
     max_output_total: Option<u64>,
+    /// Largest RESP command (bytes, or with k/m/g): its arguments' lengths
+    /// plus 32 bytes each. Larger gets `-ERR Protocol error: too big
+    /// multibulk request` and a close, as soon as a header shows it. At
+    /// least 1k.
+    #[arg(long, env = "REACTOR_RPC_MAX_COMMAND", default_value = "64m", value_parser = max_command)]
+    max_command: u64,
+    /// Input received and not yet answered, of all connections together
+    /// (bytes, or with k/m/g): above it, the connection holding the most is
+    /// closed (default: a quarter of --maxmemory, 256m when that is
+    /// unlimited). At least --max-command and --max-frame, so that a request
+    /// of the largest size fits.
+    #[arg(long, env = "REACTOR_RPC_MAX_INPUT_TOTAL", value_parser = nonzero_size)]
+    max_input_total: Option<u64>,
     /// Memory the cache's keys and values may use (bytes, or with k/m/g; 0:
     /// unlimited). At the bound, writes evict per --maxmemory-policy or get `oom`.
     #[arg(long, env = "REACTOR_RPC_MAXMEMORY", default_value = "1g", value_parser = parse_size)]
@@ -301,6 +314,41 @@ fn max_frame(s: &str) -> Result<u32, String> {
     }
 }
 
+fn max_command(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        n if n >= 1024 => Ok(n),
+        n => Err(format!("{n} is not in 1024..=18446744073709551615 bytes")),
+    }
+}
+
+/// `--max-input-total`: as given, which must leave room for one request of
+/// the largest size (a RESP command of `--max-command`, a JSON frame of
+/// `--max-frame` and its 4-byte header); by default a quarter of
+/// `--maxmemory` (256 MiB when that is unlimited), and at least that room.
+fn max_input_total(args: &ServeArgs) -> Result<u64, String> {
+    let frame = u64::from(args.max_frame) + 4;
+    let (room, flag) = if frame > args.max_command {
+        (
+            frame,
+            format!("--max-frame {} (plus its 4-byte header)", args.max_frame),
+        )
+    } else {
+        (
+            args.max_command,
+            format!("--max-command {}", args.max_command),
+        )
+    };
+    match args.max_input_total {
+        Some(total) if total < room => Err(format!(
+            "--max-input-total {total} is below {flag}: a request of the largest size could \
+             never be received"
+        )),
+        Some(total) => Ok(total),
+        None if args.maxmemory == 0 => Ok((256 << 20u64).max(room)),
+        None => Ok((args.maxmemory / 4).max(room)),
+    }
+}
+
 fn policy(s: &str) -> Result<EvictionPolicy, String> {
     s.parse::<EvictionPolicy>().map_err(|e| e.to_string())
 }
@@ -365,6 +413,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let input_total = match max_input_total(&args) {
+        Ok(total) => total,
+        Err(e) => {
+            eprintln!("reactor-rpc: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let log_file = match logging::init(&args.log_level, args.log_file.as_deref()) {
         Ok(log_file) => log_file,
         Err(e) => {
@@ -397,6 +452,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
         (None, 0) => 256 << 20,
         (None, maxmemory) => saturating_usize((maxmemory / 4).max(1)),
     };
+    config.limits.max_command = saturating_usize(args.max_command);
+    config.limits.max_input_total = saturating_usize(input_total);
     let cache = CacheConfig {
         maxmemory: saturating_usize(args.maxmemory),
         policy: args.maxmemory_policy,

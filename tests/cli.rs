@@ -45,6 +45,25 @@ fn bad_configuration_is_one_line_and_exit_2() {
             "allkeys-lru",
         ),
         (&["--max-output-total", "0"], "--max-output-total", "1..="),
+        (&["--max-command", "1000"], "--max-command", "1024..="),
+        (&["--max-input-total", "0"], "--max-input-total", "1..="),
+        (
+            &["--max-input-total", "1m", "--max-command", "2m"],
+            "--max-input-total",
+            "below --max-command",
+        ),
+        (
+            &[
+                "--max-input-total",
+                "2m",
+                "--max-command",
+                "1m",
+                "--max-frame",
+                "2m",
+            ],
+            "--max-input-total",
+            "below --max-frame",
+        ),
     ];
     for (flags, flag, range) in cases {
         // Port 0 would bind if validation were skipped: then the run would hang
@@ -295,7 +314,22 @@ fn stats_reports_the_new_limits() {
     assert_eq!(limits["frame_timeout_s"], 7, "{limits}");
     assert_eq!(limits["max_conns_per_ip"], 5, "{limits}");
     assert_eq!(limits["max_output_total"], 64 << 20, "{limits}");
+    // The input bounds' defaults: 64 MiB a command, a quarter of the 1 GiB
+    // --maxmemory in total.
+    assert_eq!(limits["max_command"], 64 << 20, "{limits}");
+    assert_eq!(limits["max_input_total"], 256 << 20, "{limits}");
     reactor.terminate();
+
+    // A total below the command bound's default is raised to it; given, both are kept.
+    let mut small = ServerProcess::spawn(&["--maxmemory", "64m"]);
+    let limits = stats(&mut client_for(small.addr))["limits"].clone();
+    assert_eq!(limits["max_input_total"], 64 << 20, "{limits}");
+    small.terminate();
+    let mut given = ServerProcess::spawn(&["--max-command", "1m", "--max-input-total", "3m"]);
+    let limits = stats(&mut client_for(given.addr))["limits"].clone();
+    assert_eq!(limits["max_command"], 1 << 20, "{limits}");
+    assert_eq!(limits["max_input_total"], 3 << 20, "{limits}");
+    given.terminate();
 
     let mut tokio = ServerProcess::spawn(&["--model", "tokio", "--max-output-total", "1m"]);
     let limits = stats(&mut client_for(tokio.addr))["limits"].clone();

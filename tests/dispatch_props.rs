@@ -27,6 +27,7 @@ fn options() -> impl Strategy<Value = Options> {
             offload,
             max_output,
             max_reply: reactor_rpc::session::DEFAULT_MAX_REPLY,
+            max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
         })
 }
 
@@ -223,12 +224,7 @@ proptest! {
                 encode(&mut bytes, &body(items.len() + i, item));
             }
         }
-        let opt = Options {
-            max_frame: DEFAULT_MAX_FRAME,
-            offload,
-            max_output,
-            max_reply: reactor_rpc::session::DEFAULT_MAX_REPLY,
-        };
+        let opt = Options { max_output, offload, ..Options::new(DEFAULT_MAX_FRAME) };
         // No TTLs here, so the reply bytes must match the oracle's exactly.
         let checked = stream::check(&bytes, &sizes, opt, true);
         prop_assert_eq!(checked.closed, too_large.is_some());

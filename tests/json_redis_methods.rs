@@ -41,6 +41,7 @@ fn resp(s: &Service, c: &mut Connection, line: &str) -> String {
         offload: false,
         max_output: usize::MAX,
         max_reply: reactor_rpc::session::DEFAULT_MAX_REPLY,
+        max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
     };
     process(s, c, &input, &mut out, opt);
     String::from_utf8(out).unwrap()

@@ -278,3 +278,81 @@ fn keys_with_a_short_ttl_are_gone_without_being_read() {
     drop((s, client));
     server.terminate();
 }
+
+/// The huge-command attack (`*1025`, `DEL`, then 1 MiB bulk strings
+/// without pause), scaled: eight connections at once, each sending 32 MiB of
+/// it, with `--max-command 8m --max-input-total 16m`. Every attacker is
+/// refused at the header that passes 8 MiB (`too big multibulk request`) or,
+/// before that, closed as the largest holder once all together pass 16 MiB;
+/// the server's RSS grows by at most the total plus 32 MiB (read buffers
+/// one read ahead, the lingering closes, thread stacks); a RESP ping on
+/// another connection is answered afterwards. (At full scale, every model,
+/// release: BENCHMARKS.md.)
+#[test]
+fn huge_resp_commands_are_bounded_per_command_and_in_total() {
+    for model in ["reactor", "threaded", "pool", "tokio", "tokio-mt"] {
+        let mut server = ServerProcess::spawn(&[
+            "--model",
+            model,
+            "--resp-addr",
+            "127.0.0.1:0",
+            "--pool-size",
+            "16",
+            "--max-command",
+            "8m",
+            "--max-input-total",
+            "16m",
+        ]);
+        let resp = server.listener_addr("resp");
+        let base = rss_kib(server.pid());
+        let mut arg = b"$1048576\r\n".to_vec();
+        arg.resize(arg.len() + (1 << 20), b'k');
+        arg.extend_from_slice(b"\r\n");
+        let arg = std::sync::Arc::new(arg);
+        let attackers: Vec<_> = (0..8)
+            .map(|_| {
+                let arg = arg.clone();
+                std::thread::spawn(move || {
+                    let mut s = raw_connect(resp);
+                    let mut sent = 0;
+                    if s.write_all(b"*1025\r\n$3\r\nDEL\r\n").is_ok() {
+                        while sent < 32 && s.write_all(&arg).is_ok() {
+                            sent += 1;
+                        }
+                    }
+                    // What the server said, if anything, before it closed.
+                    let mut reply = Vec::new();
+                    let _ = std::io::Read::read_to_end(&mut s, &mut reply);
+                    (sent, String::from_utf8_lossy(&reply).into_owned())
+                })
+            })
+            .collect();
+        let mut peak = base;
+        while !attackers.iter().all(|a| a.is_finished()) {
+            peak = peak.max(rss_kib(server.pid()));
+            std::thread::sleep(Duration::from_millis(20)); // a sampling period
+        }
+        let outcomes: Vec<_> = attackers.into_iter().map(|a| a.join().unwrap()).collect();
+        let growth = peak.saturating_sub(base);
+        eprintln!("{model}: huge commands: RSS {base} KiB before, peak {peak} KiB (+{growth} KiB); {outcomes:?}");
+        // Refused (the server reads and drops the rest for a second, so
+        // all 32 MiB may be sent), or closed as the largest holder.
+        for (_, reply) in &outcomes {
+            assert!(
+                reply.is_empty() || reply == "-ERR Protocol error: too big multibulk request\r\n",
+                "{model}: {reply:?}"
+            );
+        }
+        let bound = (16 + 32) * MIB;
+        assert!(
+            growth <= bound,
+            "{model}: RSS grew by {growth} KiB (bound {bound} KiB)"
+        );
+        let mut s = raw_connect(resp);
+        s.write_all(b"PING\r\n").unwrap();
+        let mut pong = [0u8; 7];
+        std::io::Read::read_exact(&mut s, &mut pong).unwrap();
+        assert_eq!(&pong, b"+PONG\r\n", "{model}");
+        server.terminate();
+    }
+}

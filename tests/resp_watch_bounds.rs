@@ -18,6 +18,7 @@ const OPTIONS: Options = Options {
     offload: false,
     max_output: usize::MAX,
     max_reply: reactor_rpc::session::DEFAULT_MAX_REPLY,
+    max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
 };
 
 fn cmd(args: &[&[u8]]) -> Vec<u8> {

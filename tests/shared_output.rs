@@ -114,6 +114,7 @@ const OPTS: Options = Options {
     offload: false,
     max_output: usize::MAX,
     max_reply: reactor_rpc::session::DEFAULT_MAX_REPLY,
+    max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
 };
 
 #[test]
@@ -168,6 +169,7 @@ fn spliced_responses_are_byte_identical_in_process() {
         offload: false,
         max_output: usize::MAX,
         max_reply: reactor_rpc::session::DEFAULT_MAX_REPLY,
+        max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
     };
     let mut out = Vec::new();
     let p = resp::process(&service, &mut conn, &sets, &mut out, opt);

@@ -27,6 +27,7 @@ mod dispatch_props;
 mod final_save;
 mod hostile;
 mod http_props;
+mod input_bounds;
 mod json_redis_methods;
 mod json_scan;
 mod memory_bounds;

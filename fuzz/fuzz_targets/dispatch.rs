@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
             DEFAULT_MAX_FRAME
         },
         max_output: if flags & 4 != 0 { 1 } else { usize::MAX },
+        max_command: reactor_rpc::protocol::resp::DEFAULT_MAX_COMMAND,
     };
     stream::check(bytes, &sizes, opt, stream::clock_free(bytes));
 });

@@ -28,6 +28,7 @@ const OPT: Options = Options {
     offload: true,
     max_output: usize::MAX,
     max_reply: reactor_rpc_core::session::DEFAULT_MAX_REPLY,
+    max_command: reactor_rpc_protocol::resp::DEFAULT_MAX_COMMAND,
 };
 
 fn one_request(c: &mut Criterion, name: &str, service: &Service, body: &str) {

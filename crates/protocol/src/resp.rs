@@ -6,7 +6,16 @@
 //! It keeps where it stopped, so bytes arriving one at a time cost O(1) each
 //! (a bulk body is skipped by its length, never scanned, and a header line is
 //! scanned once), and it never reserves memory because a header announced a
-//! length: the argument list grows with the arguments actually present.
+//! length. It keeps no list of a multibulk command's arguments at all: they
+//! lie in the input, and [`Parser::args`] walks their headers again when the
+//! command is whole, so a million empty arguments cost the parser nothing
+//! beyond the bytes that brought them.
+//!
+//! A command is bounded as a whole ([`Limits::max_command`], `--max-command`):
+//! its arguments' lengths plus [`ARG_OVERHEAD`] bytes each. `*N` is refused
+//! when N arguments alone would pass the bound, and each `$len` as soon as it
+//! would, before its body is read; a connection's unconsumed input is then
+//! at most one command under the bound plus one read.
 //!
 //! Requests come in two shapes, as in Redis's `processInputBuffer`:
 //! *multibulk* (`*N\r\n$len\r\nbytes\r\n...`, what every client library
@@ -29,6 +38,39 @@ pub const INLINE_MAX: usize = 64 * 1024;
 /// Bytes a [`Parsed::Incomplete`] hint may ask for beyond what has arrived.
 const HINT_STEP: usize = 16 * 1024;
 
+/// Default `--max-command`: 64 MiB.
+pub const DEFAULT_MAX_COMMAND: usize = 64 << 20;
+
+/// What each argument counts toward [`Limits::max_command`] besides its
+/// bytes: more than its header on the wire (`$len\r\n`, the `\r\n` after
+/// the body: at most 15 bytes for a length below 4 GiB) plus its place in
+/// the argument list a command runs with (16 bytes), so a command's count is
+/// at least what it costs to receive and run, even with empty arguments.
+pub const ARG_OVERHEAD: usize = 32;
+
+/// The bounds a [`Parser`] enforces on a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest bulk string (`--max-frame`); longer is
+    /// [`ProtocolError::InvalidBulkLength`].
+    pub max_bulk: usize,
+    /// The largest command (`--max-command`): the lengths of its arguments
+    /// plus [`ARG_OVERHEAD`] each. Larger is
+    /// [`ProtocolError::TooBigMultibulkRequest`] (inline:
+    /// [`ProtocolError::TooBigInlineRequest`]).
+    pub max_command: usize,
+}
+
+impl Limits {
+    /// Bulk strings up to `max_bulk` bytes, commands up to [`DEFAULT_MAX_COMMAND`].
+    pub const fn new(max_bulk: usize) -> Limits {
+        Limits {
+            max_bulk,
+            max_command: DEFAULT_MAX_COMMAND,
+        }
+    }
+}
+
 /// A request the stream cannot recover from: Redis answers
 /// `-ERR Protocol error: ...` and closes the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +83,13 @@ pub enum ProtocolError {
     ExpectedDollar(u8),
     /// An inline request with an unterminated or badly closed quote.
     UnbalancedQuotes,
-    /// An inline request of more than [`INLINE_MAX`] bytes.
+    /// An inline request of more than [`INLINE_MAX`] bytes, or whose
+    /// arguments pass [`Limits::max_command`].
     TooBigInlineRequest,
+    /// A multibulk request whose arguments pass [`Limits::max_command`]:
+    /// refused at `*N` when N arguments alone would, otherwise at the `$len`
+    /// that would, before its body is read.
+    TooBigMultibulkRequest,
     /// A `*N` line of more than [`INLINE_MAX`] bytes.
     TooBigMbulkCountString,
     /// A `$len` line of more than [`INLINE_MAX`] bytes.
@@ -71,6 +118,9 @@ impl ProtocolError {
             }
             ProtocolError::UnbalancedQuotes => m.extend_from_slice(b"unbalanced quotes in request"),
             ProtocolError::TooBigInlineRequest => m.extend_from_slice(b"too big inline request"),
+            ProtocolError::TooBigMultibulkRequest => {
+                m.extend_from_slice(b"too big multibulk request")
+            }
             ProtocolError::TooBigMbulkCountString => {
                 m.extend_from_slice(b"too big mbulk count string")
             }
@@ -116,13 +166,9 @@ pub enum Parsed {
     Error(ProtocolError),
 }
 
-/// Where an argument lies: in the input (multibulk) or in the parser's
-/// scratch buffer (inline, where quotes and escapes change the bytes).
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    start: usize,
-    end: usize,
-}
+/// Bytes before each inline argument in the parser's scratch buffer: its
+/// length, big-endian (an inline line is at most [`INLINE_MAX`] bytes).
+const INLINE_LEN: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -157,7 +203,17 @@ pub struct Parser {
     state: State,
     /// Whether the arguments are in `scratch` (inline) or in the input.
     inline: bool,
-    args: Vec<Span>,
+    /// Arguments of the command: announced by `*N` (multibulk), or found
+    /// (inline).
+    count: usize,
+    /// Where the first argument's `$len` line starts in the input (multibulk).
+    first: usize,
+    /// What is left of `max_command` for the argument bytes still to come
+    /// (multibulk): the bound less [`ARG_OVERHEAD`] per argument announced,
+    /// less the lengths of the arguments seen.
+    budget: usize,
+    /// The inline arguments, each its length ([`INLINE_LEN`] bytes) then its
+    /// bytes (quotes and escapes change them, so they are not the input's).
     scratch: Vec<u8>,
     /// Input length at the last call.
     seen: usize,
@@ -178,7 +234,9 @@ impl Parser {
         Parser {
             state: State::Idle,
             inline: false,
-            args: Vec::new(),
+            count: 0,
+            first: 0,
+            budget: 0,
             scratch: Vec::new(),
             seen: 0,
             #[cfg(test)]
@@ -187,9 +245,10 @@ impl Parser {
     }
 
     /// Looks at the front of `input` (the unconsumed bytes) and says whether a
-    /// whole command is there; a bulk string longer than `max_bulk` is refused
-    /// as soon as its `$len` line is in.
-    pub fn parse(&mut self, input: &[u8], max_bulk: usize) -> Parsed {
+    /// whole command is there; a bulk string longer than `limits.max_bulk`,
+    /// or one that takes the command past `limits.max_command`, is refused as
+    /// soon as its `$len` line is in.
+    pub fn parse(&mut self, input: &[u8], limits: Limits) -> Parsed {
         if self.state == State::Done || input.len() < self.seen {
             self.reset();
         }
@@ -222,8 +281,18 @@ impl Parser {
                     };
                     let line = &input[..nl];
                     let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    if split_inline(line, &mut self.scratch, &mut self.args).is_err() {
-                        return self.fail(ProtocolError::UnbalancedQuotes);
+                    match split_inline(line, &mut self.scratch) {
+                        Err(()) => return self.fail(ProtocolError::UnbalancedQuotes),
+                        Ok(count) => self.count = count,
+                    }
+                    // Each argument's bytes and length prefix, plus the
+                    // overhead less that prefix: what the command counts.
+                    let size = self
+                        .scratch
+                        .len()
+                        .saturating_add(self.count.saturating_mul(ARG_OVERHEAD - INLINE_LEN));
+                    if size > limits.max_command {
+                        return self.fail(ProtocolError::TooBigInlineRequest);
                     }
                     return self.done(nl + 1);
                 }
@@ -251,8 +320,18 @@ impl Parser {
                         _ => return self.fail(ProtocolError::InvalidMultibulkLength),
                     };
                     if count <= 0 {
+                        self.count = 0;
                         return self.done(cr + 2);
                     }
+                    // N arguments, even empty, count N overheads: a header
+                    // that alone passes the bound is refused now.
+                    let overheads = (count as usize).saturating_mul(ARG_OVERHEAD);
+                    let Some(budget) = limits.max_command.checked_sub(overheads) else {
+                        return self.fail(ProtocolError::TooBigMultibulkRequest);
+                    };
+                    self.count = count as usize;
+                    self.first = cr + 2;
+                    self.budget = budget;
                     self.state = State::BulkHeader {
                         pos: cr + 2,
                         left: count as usize,
@@ -280,9 +359,15 @@ impl Parser {
                         return self.fail(ProtocolError::ExpectedDollar(input[pos]));
                     }
                     let len = match parse_i64(&input[pos + 1..cr]) {
-                        Some(n) if n >= 0 && n as u64 <= max_bulk as u64 => n as usize,
+                        Some(n) if n >= 0 && n as u64 <= limits.max_bulk as u64 => n as usize,
                         _ => return self.fail(ProtocolError::InvalidBulkLength),
                     };
+                    // Refused before the body: the bytes to come would pass
+                    // the command's bound.
+                    let Some(budget) = self.budget.checked_sub(len) else {
+                        return self.fail(ProtocolError::TooBigMultibulkRequest);
+                    };
+                    self.budget = budget;
                     self.state = State::BulkBody {
                         pos: cr + 2,
                         left,
@@ -296,7 +381,6 @@ impl Parser {
                     if input.len() < next {
                         return incomplete(next, input.len());
                     }
-                    self.args.push(Span { start: pos, end });
                     if left == 1 {
                         return self.done(next);
                     }
@@ -312,22 +396,38 @@ impl Parser {
     }
 
     /// The arguments of the command just returned by [`Parser::parse`], which
-    /// must have been given this same `input`.
+    /// must have been given this same `input`. A multibulk command's are
+    /// found by walking its `$len` lines again (each is short, and each body
+    /// is skipped by its length), so the parser keeps no list of them.
     pub fn args<'a>(&'a self, input: &'a [u8]) -> Args<'a> {
-        let source = if self.inline {
-            &self.scratch[..]
+        if self.state != State::Done {
+            return Args {
+                source: &[],
+                pos: 0,
+                left: 0,
+                inline: false,
+            };
+        }
+        let (source, pos) = if self.inline {
+            (&self.scratch[..], 0)
         } else {
-            input
+            (input, self.first)
         };
         Args {
             source,
-            spans: self.args.iter(),
+            pos,
+            left: self.count,
+            inline: self.inline,
         }
     }
 
     /// How many arguments the command just returned has.
     pub fn arg_count(&self) -> usize {
-        self.args.len()
+        if self.state == State::Done {
+            self.count
+        } else {
+            0
+        }
     }
 
     fn done(&mut self, consumed: usize) -> Parsed {
@@ -343,13 +443,13 @@ impl Parser {
     fn reset(&mut self) {
         self.state = State::Idle;
         self.seen = 0;
-        // A huge command's argument list is not kept for the next one.
-        if self.args.capacity() > 1024 {
-            self.args = Vec::new();
+        self.count = 0;
+        // A long inline line's arguments are not kept for the next command.
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
         } else {
-            self.args.clear();
+            self.scratch.clear();
         }
-        self.scratch.clear();
     }
 
     /// Finds the first byte that is a `stop` in the line that starts at `start`, resuming after the
@@ -399,23 +499,58 @@ fn incomplete(complete_at: usize, have: usize) -> Parsed {
     }
 }
 
+/// Scratch memory kept between commands; a longer inline line's is freed.
+const SCRATCH_KEEP: usize = 4096;
+
 /// The arguments of one command, as borrowed byte slices.
 #[derive(Debug, Clone)]
 pub struct Args<'a> {
+    /// The input (multibulk) or the parser's scratch buffer (inline).
     source: &'a [u8],
-    spans: std::slice::Iter<'a, Span>,
+    /// Where the next argument's header starts: its `$len` line, or its
+    /// length prefix.
+    pos: usize,
+    left: usize,
+    inline: bool,
 }
 
 impl<'a> Iterator for Args<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let s = self.spans.next()?;
-        Some(self.source.get(s.start..s.end).unwrap_or_default())
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let (start, len) = if self.inline {
+            let prefix = self.source.get(self.pos..self.pos + INLINE_LEN);
+            let len = prefix.map_or(0, |p| {
+                p.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b))
+            });
+            (self.pos + INLINE_LEN, len)
+        } else {
+            // The parser checked these lines: `$`, a valid length, `\r`
+            // within 22 bytes (the byte after it is not looked at).
+            let line = self.source.get(self.pos..).unwrap_or_default();
+            let cr = line.iter().take(24).position(|&b| b == b'\r');
+            let len = cr.and_then(|cr| parse_i64(line.get(1..cr)?));
+            match (cr, len) {
+                (Some(cr), Some(len)) if len >= 0 => (self.pos + cr + 2, len as usize),
+                // Not what the parser saw (a different input): no argument.
+                _ => return Some(&[]),
+            }
+        };
+        let end = start.saturating_add(len);
+        self.pos = if self.inline {
+            end
+        } else {
+            end.saturating_add(2)
+        };
+        Some(self.source.get(start..end).unwrap_or_default())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.spans.size_hint()
+        (self.left, Some(self.left))
     }
 }
 
@@ -440,9 +575,11 @@ fn hex_value(b: u8) -> Option<u8> {
 /// escapes; `'...'` with only `\'`; a closing quote must be followed by a
 /// blank or the end. The parser refuses a line holding a NUL byte before it
 /// gets here ([`ProtocolError::NulInInline`]); a NUL would end the line, as
-/// for Redis's C string. The argument bytes are appended to `scratch`, their
-/// places to `args`.
-fn split_inline(line: &[u8], scratch: &mut Vec<u8>, args: &mut Vec<Span>) -> Result<(), ()> {
+/// for Redis's C string. Each argument is appended to `scratch` as its
+/// length ([`INLINE_LEN`] bytes, big-endian) and its bytes; returns how many
+/// there are.
+fn split_inline(line: &[u8], scratch: &mut Vec<u8>) -> Result<usize, ()> {
+    let mut count = 0;
     let line = line.split(|&b| b == 0).next().unwrap_or_default();
     let at = |i: usize| line.get(i).copied().unwrap_or(0);
     let mut p = 0;
@@ -451,8 +588,10 @@ fn split_inline(line: &[u8], scratch: &mut Vec<u8>, args: &mut Vec<Span>) -> Res
             p += 1;
         }
         if at(p) == 0 {
-            return Ok(());
+            return Ok(count);
         }
+        let prefix = scratch.len();
+        scratch.extend_from_slice(&[0; INLINE_LEN]);
         let start = scratch.len();
         let (mut in_double, mut in_single, mut done) = (false, false, false);
         while !done {
@@ -509,10 +648,10 @@ fn split_inline(line: &[u8], scratch: &mut Vec<u8>, args: &mut Vec<Span>) -> Res
                 p += 1;
             }
         }
-        args.push(Span {
-            start,
-            end: scratch.len(),
-        });
+        let len = scratch.len() - start;
+        let be = (len as u32).to_be_bytes();
+        scratch[prefix..start].copy_from_slice(&be[4 - INLINE_LEN..]);
+        count += 1;
     }
 }
 
@@ -717,6 +856,7 @@ mod tests {
     use super::*;
 
     const MAX: usize = 1 << 20;
+    const LIM: Limits = Limits::new(MAX);
 
     /// Parses `input` whole: the commands, and how the parse ended.
     fn parse_all(input: &[u8]) -> (Vec<Vec<Vec<u8>>>, Parsed) {
@@ -724,7 +864,7 @@ mod tests {
         let mut rest = input;
         let mut commands = Vec::new();
         loop {
-            match p.parse(rest, MAX) {
+            match p.parse(rest, LIM) {
                 Parsed::Command { consumed } => {
                     commands.push(p.args(rest).map(<[u8]>::to_vec).collect());
                     rest = &rest[consumed..];
@@ -821,13 +961,13 @@ mod tests {
         let frame = b"\x0e\0\0\0{\"in\":\"ping\"}";
         for n in 2..=frame.len() {
             assert_eq!(
-                Parser::new().parse(&frame[..n], MAX),
+                Parser::new().parse(&frame[..n], Limits::new(MAX)),
                 Parsed::Error(ProtocolError::NulInInline),
                 "{n} bytes"
             );
         }
         assert!(matches!(
-            Parser::new().parse(&frame[..1], MAX),
+            Parser::new().parse(&frame[..1], Limits::new(MAX)),
             Parsed::Incomplete { .. }
         ));
         for bad in [
@@ -844,7 +984,7 @@ mod tests {
         assert_eq!(end, Parsed::Error(ProtocolError::NulInInline));
         // A JSON frame of 42 bytes starts with `*`: its count is refused at once.
         assert_eq!(
-            Parser::new().parse(b"*\0\0\0", MAX),
+            Parser::new().parse(b"*\0\0\0", Limits::new(MAX)),
             Parsed::Error(ProtocolError::InvalidMultibulkLength)
         );
         assert!(ProtocolError::NulInInline
@@ -888,14 +1028,128 @@ mod tests {
     fn bulk_over_the_limit_is_refused_from_its_header() {
         let mut p = Parser::new();
         assert_eq!(
-            p.parse(b"*2\r\n$3\r\nSET\r\n$11\r\n", 10),
+            p.parse(b"*2\r\n$3\r\nSET\r\n$11\r\n", Limits::new(10)),
             Parsed::Error(ProtocolError::InvalidBulkLength)
         );
         let mut p = Parser::new();
         assert!(matches!(
-            p.parse(b"*2\r\n$3\r\nSET\r\n$10\r\n", 10),
+            p.parse(b"*2\r\n$3\r\nSET\r\n$10\r\n", Limits::new(10)),
             Parsed::Incomplete { .. }
         ));
+    }
+
+    #[test]
+    fn a_command_over_its_bound_is_refused_from_a_header() {
+        let limits = |max_command| Limits {
+            max_bulk: MAX,
+            max_command,
+        };
+        // `*N` alone: N overheads.
+        let mut p = Parser::new();
+        assert_eq!(
+            p.parse(b"*4\r\n", limits(4 * ARG_OVERHEAD - 1)),
+            Parsed::Error(ProtocolError::TooBigMultibulkRequest)
+        );
+        let mut p = Parser::new();
+        assert!(matches!(
+            p.parse(b"*4\r\n", limits(4 * ARG_OVERHEAD)),
+            Parsed::Incomplete { .. }
+        ));
+        // A `$len` that would pass it, before its body: the overheads of the
+        // arguments still to come count already.
+        let bound = 3 * ARG_OVERHEAD + 3 + 10;
+        let mut p = Parser::new();
+        assert_eq!(
+            p.parse(b"*3\r\n$3\r\nSET\r\n$11\r\n", limits(bound)),
+            Parsed::Error(ProtocolError::TooBigMultibulkRequest)
+        );
+        let mut p = Parser::new();
+        let input = b"*3\r\n$3\r\nSET\r\n$10\r\n0123456789\r\n$0\r\n\r\n";
+        assert_eq!(
+            p.parse(input, limits(bound)),
+            Parsed::Command {
+                consumed: input.len()
+            }
+        );
+        let args: Vec<&[u8]> = p.args(input).collect();
+        assert_eq!(args, [&b"SET"[..], b"0123456789", b""]);
+        // The bound is per command: the next one starts afresh.
+        let mut rest = input.to_vec();
+        rest.extend_from_slice(input);
+        let mut p = Parser::new();
+        let Parsed::Command { consumed } = p.parse(&rest, limits(bound)) else {
+            panic!("first");
+        };
+        assert!(matches!(
+            p.parse(&rest[consumed..], limits(bound)),
+            Parsed::Command { .. }
+        ));
+        // Inline: its words and an overhead each.
+        let mut p = Parser::new();
+        assert_eq!(
+            p.parse(b"SET k v\n", limits(3 * ARG_OVERHEAD + 4)),
+            Parsed::Error(ProtocolError::TooBigInlineRequest)
+        );
+        let mut p = Parser::new();
+        assert!(matches!(
+            p.parse(b"SET k v\n", limits(3 * ARG_OVERHEAD + 5)),
+            Parsed::Command { .. }
+        ));
+        assert_eq!(
+            ProtocolError::TooBigMultibulkRequest.to_string(),
+            "Protocol error: too big multibulk request"
+        );
+    }
+
+    /// The parser keeps nothing per argument: a multibulk command of many
+    /// empty arguments leaves its scratch memory empty, and its arguments
+    /// are read back from the input.
+    #[test]
+    fn many_arguments_cost_the_parser_nothing() {
+        let n = 100_000;
+        let mut input = format!("*{n}\r\n").into_bytes();
+        for _ in 0..n {
+            input.extend_from_slice(b"$0\r\n\r\n");
+        }
+        let mut p = Parser::new();
+        let one_mib = Limits {
+            max_bulk: MAX,
+            max_command: 1 << 20,
+        };
+        assert_eq!(
+            p.parse(&input[..10], one_mib),
+            Parsed::Error(ProtocolError::TooBigMultibulkRequest),
+            "100 000 overheads pass 1 MiB, from the header alone"
+        );
+        let mut p = Parser::new();
+        let Parsed::Command { consumed } = p.parse(&input, LIM) else {
+            panic!("a whole command");
+        };
+        assert_eq!(consumed, input.len());
+        assert_eq!(p.scratch.capacity(), 0);
+        assert_eq!(p.arg_count(), n);
+        let args = p.args(&input);
+        assert_eq!(args.len(), n);
+        assert!(args.into_iter().all(<[u8]>::is_empty));
+    }
+
+    #[test]
+    fn inline_arguments_are_stored_compactly() {
+        let mut line = b"a".to_vec();
+        for _ in 0..1000 {
+            line.extend_from_slice(b" a");
+        }
+        line.push(b'\n');
+        let (cmds, _) = parse_all(&line);
+        assert_eq!(cmds[0].len(), 1001);
+        let mut p = Parser::new();
+        assert!(matches!(p.parse(&line, LIM), Parsed::Command { .. }));
+        assert_eq!(p.scratch.len(), 1001 * (INLINE_LEN + 1));
+        // A whole-line argument of the longest length round-trips.
+        let mut long = vec![b'x'; INLINE_MAX];
+        long.push(b'\n');
+        let (cmds, _) = parse_all(&long);
+        assert_eq!(cmds[0][0].len(), INLINE_MAX);
     }
 
     #[test]
@@ -905,7 +1159,7 @@ mod tests {
         assert_eq!(parse_all(&line).0.len(), 1, "exactly INLINE_MAX is fine");
         let mut line = vec![b'a'; INLINE_MAX + 1];
         assert_eq!(
-            Parser::new().parse(&line, MAX),
+            Parser::new().parse(&line, LIM),
             Parsed::Error(ProtocolError::TooBigInlineRequest)
         );
         line.push(b'\n');
@@ -924,7 +1178,7 @@ mod tests {
         let mut p = Parser::new();
         let input = b"*1\r\n$1000000\r\n";
         assert_eq!(
-            p.parse(input, MAX),
+            p.parse(input, LIM),
             Parsed::Incomplete {
                 needed: input.len() + HINT_STEP
             }
@@ -932,7 +1186,7 @@ mod tests {
         let mut p = Parser::new();
         let input = b"*1\r\n$10\r\nab";
         assert_eq!(
-            p.parse(input, MAX),
+            p.parse(input, LIM),
             Parsed::Incomplete {
                 needed: input.len() + 10
             }
@@ -954,7 +1208,7 @@ mod tests {
         let mut start = 0;
         let mut commands = 0;
         for end in 1..=stream.len() {
-            if let Parsed::Command { consumed } = p.parse(&stream[start..end], 1 << 20) {
+            if let Parsed::Command { consumed } = p.parse(&stream[start..end], LIM) {
                 commands += 1;
                 start += consumed;
             }
@@ -967,12 +1221,12 @@ mod tests {
     fn a_shorter_input_restarts_instead_of_panicking() {
         let mut p = Parser::new();
         assert!(matches!(
-            p.parse(b"*1\r\n$5\r\nab", MAX),
+            p.parse(b"*1\r\n$5\r\nab", LIM),
             Parsed::Incomplete { .. }
         ));
-        assert!(matches!(p.parse(b"*1", MAX), Parsed::Incomplete { .. }));
+        assert!(matches!(p.parse(b"*1", LIM), Parsed::Incomplete { .. }));
         assert_eq!(
-            p.parse(b"*1\r\n$1\r\nx\r\n", MAX),
+            p.parse(b"*1\r\n$1\r\nx\r\n", LIM),
             Parsed::Command { consumed: 11 }
         );
     }

@@ -145,6 +145,17 @@ pub struct Limits {
     /// cost per shared cached value); a larger one is answered with an
     /// error instead (JSON `reply_too_large`, RESP `-ERR reply too large`).
     pub max_reply: usize,
+    /// Largest RESP command: its arguments' lengths plus 32 bytes each
+    /// (`--max-command`). Larger gets `-ERR Protocol error: too big
+    /// multibulk request` and a close, as soon as a header shows it; so a
+    /// client's unconsumed input is at most one command below this, plus
+    /// one read (a JSON client's: `max_frame` plus one read).
+    pub max_command: usize,
+    /// Unconsumed input of all connections together, every protocol
+    /// (`--max-input-total`): above it, the connection holding the most is
+    /// closed (logged at warn, `bye (input total)`), until the total is
+    /// within it again. Every model enforces it.
+    pub max_input_total: usize,
 }
 
 impl Default for Limits {
@@ -159,7 +170,22 @@ impl Default for Limits {
             max_conns_per_ip: 0,
             max_output_total: 256 << 20,
             max_reply: reactor_rpc_core::session::DEFAULT_MAX_REPLY,
+            max_command: reactor_rpc_protocol::resp::DEFAULT_MAX_COMMAND,
+            max_input_total: 256 << 20,
         }
+    }
+}
+
+impl Limits {
+    /// The options every connection's session runs with; `offload`: whether
+    /// heavy requests stop for a worker.
+    pub(crate) fn session_options(&self, offload: bool) -> reactor_rpc_core::session::Options {
+        let mut opts = reactor_rpc_core::session::Options::new(self.max_frame);
+        opts.offload = offload;
+        opts.max_output = self.max_output;
+        opts.max_command = self.max_command;
+        opts.max_reply = self.max_reply;
+        opts
     }
 }
 
@@ -426,6 +452,8 @@ impl Config {
         info.max_conns_per_ip = l.max_conns_per_ip;
         info.max_output_total =
             (!matches!(self.model, Model::Threaded | Model::Pool)).then_some(l.max_output_total);
+        info.max_command = l.max_command;
+        info.max_input_total = l.max_input_total;
         info.pool_size = (self.model == Model::Pool).then_some(self.pool_size);
         info.workers = self
             .model

@@ -44,6 +44,10 @@ pub struct ServerInfo {
     pub max_conns_per_ip: usize,
     /// `--max-output-total`, in the models that enforce it.
     pub max_output_total: Option<usize>,
+    /// `--max-command`.
+    pub max_command: usize,
+    /// `--max-input-total`.
+    pub max_input_total: usize,
     /// Threads of the pool model.
     pub pool_size: Option<usize>,
     /// Offload workers of the reactor model (0 with `--no-offload`).
@@ -63,6 +67,8 @@ impl ServerInfo {
                 "max_reply": self.max_reply,
                 "frame_timeout_s": self.frame_timeout_s,
                 "max_conns_per_ip": self.max_conns_per_ip,
+                "max_command": self.max_command,
+                "max_input_total": self.max_input_total,
             },
         });
         if let Some(n) = self.max_output_total {
@@ -170,6 +176,10 @@ pub struct Stats {
     listeners: [ListenerStats; 3],
     /// Pending output of every connection, as the model reports it.
     pending_output: AtomicU64,
+    /// Connections closed because the input they held passed the total.
+    evicted: AtomicU64,
+    /// Input held (unanswered, incomplete requests), all connections.
+    input_held: AtomicU64,
     jobs_queued: AtomicU64,
     jobs_running: AtomicU64,
     jobs_completed: AtomicU64,
@@ -194,6 +204,8 @@ impl Stats {
             requests: AtomicU64::new(0),
             listeners: Default::default(),
             pending_output: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            input_held: AtomicU64::new(0),
             jobs_queued: AtomicU64::new(0),
             jobs_running: AtomicU64::new(0),
             jobs_completed: AtomicU64::new(0),
@@ -328,6 +340,19 @@ impl Stats {
         self.pending_output.load(Relaxed)
     }
 
+    /// A connection closed because all connections together held more input
+    /// than `--max-input-total` and it held the most (Redis's
+    /// `evicted_clients`).
+    pub fn client_evicted(&self) {
+        self.evicted.fetch_add(1, Relaxed);
+    }
+
+    /// Input received and not yet answered, all connections together, now
+    /// (what `--max-input-total` bounds).
+    pub fn set_input_held(&self, bytes: usize) {
+        self.input_held.store(bytes as u64, Relaxed);
+    }
+
     /// A heavy request was queued for a worker.
     pub fn job_queued(&self) {
         self.jobs_queued.fetch_add(1, Relaxed);
@@ -366,6 +391,8 @@ impl Stats {
             "connections_rejected": clients.rejected,
             "listeners": listeners,
             "pending_output": self.pending_output(),
+            "evicted_clients": self.evicted.load(Relaxed),
+            "input_held": self.input_held.load(Relaxed),
             "requests": self.requests(),
             "keys": cache.keys,
             "expires": cache.expires,

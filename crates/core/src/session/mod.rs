@@ -166,6 +166,9 @@ pub enum CloseReason {
     IoError,
     /// Another client closed it (RESP `CLIENT KILL`).
     Killed,
+    /// All connections together held more input not yet answered than
+    /// `--max-input-total`, and this one held the most.
+    InputTotal,
     /// The TLS layer failed: a handshake that went wrong (plaintext or
     /// garbage instead of a ClientHello, no acceptable client certificate),
     /// or a record that does not decrypt. An alert is sent, then a close.
@@ -187,6 +190,7 @@ impl CloseReason {
             CloseReason::IoError => "i/o error",
             CloseReason::TlsError => "tls error",
             CloseReason::Killed => "killed",
+            CloseReason::InputTotal => "input total",
         }
     }
 }
@@ -258,21 +262,28 @@ pub struct Options {
     /// large ...`), so that a few bytes sent (an `mget` of one key named a
     /// million times, `KEYS *`) cannot make the server build gigabytes.
     pub max_reply: usize,
+    /// Largest RESP command: its arguments' lengths plus
+    /// [`ARG_OVERHEAD`](reactor_rpc_protocol::resp::ARG_OVERHEAD) each
+    /// (`--max-command`). Larger gets `-ERR Protocol error: too big
+    /// multibulk request` and a close, as soon as a header shows it.
+    pub max_command: usize,
 }
 
 /// `--max-reply`'s default: 64 MiB.
 pub const DEFAULT_MAX_REPLY: usize = 64 << 20;
 
 impl Options {
-    /// Requests up to `max_frame` bytes, every request answered inline (no
-    /// offload), no limit on pending output, replies up to
-    /// [`DEFAULT_MAX_REPLY`]: the simplest server's options.
+    /// Requests up to `max_frame` bytes, RESP commands up to the default
+    /// `--max-command` (64 MiB), replies up to [`DEFAULT_MAX_REPLY`], every
+    /// request answered inline (no offload), and no limit on pending
+    /// output: the simplest server's options.
     pub const fn new(max_frame: u32) -> Options {
         Options {
             max_frame,
             offload: false,
             max_output: usize::MAX,
             max_reply: DEFAULT_MAX_REPLY,
+            max_command: reactor_rpc_protocol::resp::DEFAULT_MAX_COMMAND,
         }
     }
 }

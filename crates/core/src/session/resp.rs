@@ -10,7 +10,7 @@
 //! keeps one [`RespSession`] per RESP connection and calls [`process`] after
 //! every read, consuming `consumed` bytes, exactly as it does for JSON.
 
-use reactor_rpc_protocol::resp::{Parsed, Parser, Reply};
+use reactor_rpc_protocol::resp::{Limits, Parsed, Parser, Reply};
 
 use super::{CloseReason, Options, Progress, Stop};
 use crate::output::Output;
@@ -99,11 +99,12 @@ pub(super) fn run_job(
         parser: Parser::new(),
     };
     let opt = Options {
-        // Checked against --max-frame when the loop parsed it.
+        // Checked against --max-frame and --max-command when the loop parsed it.
         max_frame: u32::MAX,
         offload: false,
         max_output: usize::MAX,
         max_reply,
+        max_command: usize::MAX,
     };
     process_output(service, &mut conn, request, out, opt);
     Box::new(conn.session.unwrap_or_else(|| Session::new(0)))
@@ -160,7 +161,11 @@ pub fn process_output(
             break Stop::OutputFull;
         }
         let rest = &input[consumed..];
-        match parser.parse(rest, opt.max_frame as usize) {
+        let limits = Limits {
+            max_bulk: opt.max_frame as usize,
+            max_command: opt.max_command,
+        };
+        match parser.parse(rest, limits) {
             Parsed::Incomplete { needed } => break Stop::NeedMore { needed },
             Parsed::Error(e) => {
                 let mut message = b"ERR ".to_vec();

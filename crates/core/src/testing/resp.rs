@@ -66,7 +66,10 @@ impl Reader {
         self.fed += chunk.len();
         loop {
             let have = self.input.readable().len();
-            match self.parser.parse(self.input.readable(), self.max_bulk) {
+            match self.parser.parse(
+                self.input.readable(),
+                reactor_rpc_protocol::resp::Limits::new(self.max_bulk),
+            ) {
                 Parsed::Command { consumed } => {
                     assert!(
                         consumed > 0 && consumed <= have,

@@ -12,11 +12,13 @@
 //!   connection's capped send buffer.
 //! * `limits`: connections per listener and per address, the total bound on
 //!   pending output, the lingering close, memory back to the OS.
+//! * `input`: the total bound on input received and not yet answered.
 //! * `log`: the `comes`/`bye` lines under one per-second budget, and
 //!   rate-limited warnings.
 //! * `protected`: protected mode, decided at accept.
 
 mod accept;
+mod input;
 mod limits;
 pub mod listen;
 mod log;
@@ -28,6 +30,7 @@ pub(crate) use accept::{
     cap_send_buffer, out_of_descriptors, quickack, transient_accept_error, turn_away,
     ACCEPT_BACKOFF,
 };
+pub(crate) use input::InputTotal;
 pub(crate) use limits::{
     counts_per_ip, output_high_water, return_free_memory, PerIp, Slots, LINGER, LINGERING_REFUSALS,
 };

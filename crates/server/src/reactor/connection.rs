@@ -157,9 +157,18 @@ pub enum Next {
 }
 
 /// Read-answer-write rounds one connection gets per turn (each reads at most
-/// 16 × `READ_CHUNK`): a client that pipelines without pause cannot keep the
-/// loop from its other connections.
+/// [`READ_BATCH`]): a client that pipelines without pause, or sends one huge
+/// request, cannot keep the loop from its other connections.
 const ROUNDS_PER_TURN: usize = 16;
+
+/// Bytes one round reads, at most.
+const READ_BATCH: usize = 16 * READ_CHUNK;
+
+/// Bytes one connection may read per turn: a client sending a huge request
+/// as fast as loopback allows (gigabytes a second) yields after this much,
+/// as a writer does after [`WRITE_PER_TURN`], so a ping elsewhere waits
+/// behind a few hundred KiB of copying per such client, not a MiB.
+const READ_PER_TURN: usize = 256 * 1024;
 
 /// Bytes one connection may write per turn: a turn that writes large values
 /// (by reference, straight from the cache) stops after this much and yields,
@@ -168,8 +177,8 @@ const ROUNDS_PER_TURN: usize = 16;
 const WRITE_PER_TURN: usize = 64 * 1024;
 
 /// A client connection. Its whole state: [`Readiness`], [`Flow`], [`Drain`],
-/// [`Ending`], the end of input (`eof`) and how far framing got (`needed`,
-/// `input_done`).
+/// [`Ending`], the end of input (`eof`) and how far framing got
+/// (`input_done`, `framing`).
 pub struct Connection {
     pub stream: TcpStream,
     pub peer: SocketAddr,
@@ -186,14 +195,14 @@ pub struct Connection {
     ending: Ending,
     /// The peer has finished sending.
     eof: bool,
-    /// Total bytes the next frame occupies, once its header is in.
-    needed: usize,
     /// Every complete frame in `input` has been answered.
     input_done: bool,
     /// Whether a frame is half-read, and since when.
     framing: Framing,
     /// Pending output as last added to the reactor's running total.
     pub counted_output: usize,
+    /// Input not yet answered as last reported to `--max-input-total`.
+    pub counted_input: usize,
     admission: Admission,
     /// The protocol it speaks (JSON, RESP or metrics HTTP), and its state.
     session: Session,
@@ -228,7 +237,6 @@ impl Connection {
             drain: Drain::Off,
             ending: Ending::Open,
             eof: false,
-            needed: session.first_need(),
             input_done: true,
             // The handshake counts as the first request: it must be done
             // within `--frame-timeout`.
@@ -237,6 +245,7 @@ impl Connection {
                 None => Framing::Between,
             },
             counted_output: 0,
+            counted_input: 0,
             admission: Admission::Served,
             session,
             tls: tls.map(Box::new),
@@ -303,9 +312,10 @@ impl Connection {
     /// Reads, answers and writes until nothing more can move now, or its turn is up.
     pub fn drive(&mut self, turn: &Turn<'_>) -> Next {
         let mut budget = WRITE_PER_TURN;
+        let mut read_left = READ_PER_TURN;
         for _ in 0..ROUNDS_PER_TURN {
-            if self.ready.readable && self.wants_input() {
-                if let Err(e) = self.fill(turn.now) {
+            if read_left > 0 && self.ready.readable && self.wants_input() {
+                if let Err(e) = self.fill(turn.now, &mut read_left) {
                     return self.failed("read", &e);
                 }
                 if self.lingering() {
@@ -326,27 +336,31 @@ impl Connection {
             if !more_input && !more_frames {
                 return self.next(turn.now);
             }
+            if read_left == 0 && !more_frames {
+                return Next::Yield; // read its share: the others go first
+            }
         }
         Next::Yield
     }
 
     /// Reads until the socket is empty (a short read or `WouldBlock`), the peer
-    /// closes, or a batch is buffered (then `readable` stays set and the loop
-    /// comes back after answering it).
-    fn fill(&mut self, now: Instant) -> io::Result<()> {
-        let batch = self.needed.max(16 * READ_CHUNK);
+    /// closes, or a batch of [`READ_BATCH`] bytes is read (then `readable`
+    /// stays set and the loop comes back after answering it). Never more,
+    /// however large the request being read: its parse resumes where it
+    /// stopped, so reading a 64 MiB command in 64 KiB batches costs no more
+    /// than in one, and a turn stays short for the other connections.
+    fn fill(&mut self, now: Instant, read_left: &mut usize) -> io::Result<()> {
+        let batch = self.input.readable().len() + READ_BATCH.min(*read_left);
         while self.input.readable().len() < batch {
-            let want = self
-                .needed
-                .saturating_sub(self.input.readable().len())
-                .max(READ_CHUNK);
+            let want = batch - self.input.readable().len();
             match self.read_some(want) {
                 Ok(Got::Eof) => {
                     self.eof = true;
                     self.ready.readable = false;
                     break;
                 }
-                Ok(Got::Bytes { drained, .. }) => {
+                Ok(Got::Bytes { n, drained }) => {
+                    *read_left = read_left.saturating_sub(n);
                     self.last_active = now;
                     self.input_done = false;
                     if drained {
@@ -411,8 +425,7 @@ impl Connection {
         );
         self.input.consume(p.consumed);
         match p.stop {
-            Stop::NeedMore { needed } => {
-                self.needed = needed;
+            Stop::NeedMore { .. } => {
                 self.input_done = true;
                 if self.input.is_empty() {
                     self.framing = Framing::Between;
@@ -619,6 +632,13 @@ impl Connection {
         self.drain = Drain::Reading;
         self.ready.readable = true;
         self.drive(turn)
+    }
+
+    /// Input read and not yet answered (at most one incomplete request, plus
+    /// the requests of a batch paused for output or a worker), for
+    /// `--max-input-total`.
+    pub fn held_input(&self) -> usize {
+        self.input.readable().len()
     }
 
     /// Bytes of output waiting (spliced values at full size), for the

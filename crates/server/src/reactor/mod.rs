@@ -48,8 +48,8 @@ use rustls::ServerConnection;
 use crate::config::{Config, Terminate};
 use crate::net::{
     counts_per_ip, log_bye, log_comes, out_of_descriptors, transient_accept_error, turn_away,
-    CloseReason, Listeners, PerIp, ProtectedMode, RateLimitedLog, Refusal, Slots, ACCEPT_BACKOFF,
-    LINGERING_REFUSALS,
+    CloseReason, InputTotal, Listeners, PerIp, ProtectedMode, RateLimitedLog, Refusal, Slots,
+    ACCEPT_BACKOFF, LINGERING_REFUSALS,
 };
 use crate::server::Core;
 use crate::shutdown::ShutdownHandle;
@@ -162,6 +162,9 @@ pub struct Reactor {
     refusals: usize,
     /// Pending output of every connection together.
     output: OutputTotal,
+    /// Input not yet answered of every connection together, by slab key
+    /// (`--max-input-total`).
+    input: InputTotal<usize, ()>,
     /// Connections another client closed with `CLIENT KILL`.
     kills: Arc<Kills>,
     refused_log: RateLimitedLog,
@@ -215,15 +218,11 @@ impl Reactor {
         } else {
             None
         };
-        let opts = session::Options {
-            max_frame: config.limits.max_frame,
-            offload: workers.is_some(),
-            max_output: config.limits.max_output,
-            max_reply: config.limits.max_reply,
-        };
+        let opts = config.limits.session_options(workers.is_some());
         let now = Instant::now();
         let per_ip = PerIp::new(config.limits.max_conns_per_ip);
         let slots = Slots::new(config.limits.max_conns, config.limits.metrics_max_conns);
+        let input = InputTotal::new(config.limits.max_input_total);
         Ok(Reactor {
             poll,
             listeners,
@@ -247,6 +246,7 @@ impl Reactor {
             per_ip,
             refusals: 0,
             output: OutputTotal::default(),
+            input,
             kills,
             refused_log: RateLimitedLog::new(Duration::from_secs(1)),
             accept_log: RateLimitedLog::new(Duration::from_secs(1)),
@@ -327,6 +327,12 @@ impl Reactor {
         let framing = conn.framing();
         let next = f(conn, &turn);
         self.output.recount(conn);
+        let held = conn.held_input();
+        let input_moved = held != conn.counted_input;
+        if input_moved {
+            conn.counted_input = held;
+            self.input.hold(key, held, conn.peer, || ());
+        }
         if let Framing::Partial(since) = conn.framing() {
             if framing != Framing::Partial(since) {
                 let timeout = self.config.limits.frame_timeout;
@@ -334,6 +340,20 @@ impl Reactor {
             }
         }
         self.settle(key, id, next);
+        if input_moved {
+            self.evict_input();
+        }
+    }
+
+    /// Over `--max-input-total`: closes the connections holding the most
+    /// input until the total is within it (see [`InputTotal`]).
+    fn evict_input(&mut self) {
+        while let Some(evicted) = self.input.evict(self.now) {
+            self.core.service.stats().client_evicted();
+            self.close(evicted.key, CloseReason::InputTotal);
+        }
+        // Each close above set the figure too (one loop: nobody reads it meanwhile).
+        self.core.service.stats().set_input_held(self.input.bytes());
     }
 
     /// Acts on what a connection said: close it, or remember to come back.
@@ -552,6 +572,11 @@ impl Reactor {
         // Dropping the socket closes it, which also removes it from epoll: no
         // deregister syscall needed.
         let mut conn = self.conns.remove(key);
+        if conn.counted_input > 0 {
+            self.input.release(key);
+            let held = self.input.bytes();
+            self.core.service.stats().set_input_held(held);
+        }
         conn.forget_output();
         self.output.recount(&mut conn);
         if conn.refused() {

@@ -24,7 +24,7 @@ use log::debug;
 
 use reactor_rpc_core::output::Output;
 use reactor_rpc_core::service::Stats;
-use reactor_rpc_core::session::{Env, Options, Role, Session, Stop};
+use reactor_rpc_core::session::{Env, Role, Session, Stop};
 use reactor_rpc_protocol::buffer::{ReadBuffer, KEEP_IDLE, READ_CHUNK};
 use rustls::ServerConnection;
 
@@ -50,26 +50,27 @@ impl Connection {
         if session.role() == Role::Metrics {
             crate::net::cap_send_buffer(&self.stream);
         }
-        let opt = Options {
-            max_frame: limits.max_frame,
-            offload: false,
-            max_output: limits.max_output,
-            max_reply: limits.max_reply,
-        };
+        let opt = limits.session_options(false);
         let timeouts = Timeouts {
             idle: limits.idle_timeout,
             frame: limits.frame_timeout,
         };
         let env = self.shared.core.env(opt);
+        let mut held = InputHeld {
+            shared: &self.shared,
+            id: self.id,
+            peer: self.peer,
+            reported: 0,
+        };
         self.why = match tls {
-            None => serve(&mut self.stream, &self.peer, &env, session, timeouts),
+            None => serve(&mut self.stream, &env, session, timeouts, &mut held),
             Some(conn) => {
                 let mut tls = Tls {
                     conn,
                     sock: &mut self.stream,
                 };
                 match handshake(&mut tls, timeouts.frame) {
-                    Ok(()) => serve(&mut tls, &self.peer, &env, session, timeouts),
+                    Ok(()) => serve(&mut tls, &env, session, timeouts, &mut held),
                     Err(why) => {
                         debug!("{}: TLS handshake failed ({why})", self.peer);
                         why
@@ -77,6 +78,25 @@ impl Connection {
                 }
             }
         };
+    }
+}
+
+/// What the serve loop tells `--max-input-total` of its connection's input:
+/// the bytes read and not yet answered, each time they change.
+pub(super) struct InputHeld<'a> {
+    shared: &'a super::Shared,
+    id: u64,
+    peer: SocketAddr,
+    /// What was last reported.
+    reported: usize,
+}
+
+impl InputHeld<'_> {
+    fn report(&mut self, bytes: usize) {
+        if bytes != self.reported {
+            self.reported = bytes;
+            self.shared.hold_input(self.id, self.peer, bytes);
+        }
     }
 }
 
@@ -207,11 +227,13 @@ enum Framing {
 /// half-closes its write side gets all responses.
 pub(super) fn serve<T: Transport>(
     stream: &mut T,
-    peer: &SocketAddr,
     env: &Env<'_>,
     mut session: Session,
     timeouts: Timeouts,
+    held: &mut InputHeld<'_>,
 ) -> CloseReason {
+    let peer_addr = held.peer;
+    let peer = &peer_addr;
     let mut input = ReadBuffer::new();
     let mut out = Output::new();
     let mut framing = Framing::Between;
@@ -221,6 +243,7 @@ pub(super) fn serve<T: Transport>(
         let missing = loop {
             let progress = session.process(env, peer, input.readable(), &mut out);
             input.consume(progress.consumed);
+            held.report(input.readable().len());
             framing = match framing {
                 _ if input.is_empty() => Framing::Between,
                 Framing::Partial(since) if progress.consumed == 0 => Framing::Partial(since),
@@ -237,6 +260,11 @@ pub(super) fn serve<T: Transport>(
                 Stop::OutputFull => {}
                 Stop::NeedMore { needed } => break needed.saturating_sub(input.readable().len()),
                 Stop::Close(why) => {
+                    // What was left unanswered (a refused command's start, up
+                    // to `--max-command`) is neither kept nor counted while
+                    // the connection lingers.
+                    input = ReadBuffer::new();
+                    held.report(input.readable().len());
                     stream.close_notify();
                     linger(stream.tcp());
                     return why;

@@ -311,12 +311,7 @@ mod tests {
             .stack_size(STACK_SIZE / 2)
             .spawn(move || {
                 let service = Service::new();
-                let opt = Options {
-                    max_frame: u32::MAX,
-                    offload: false,
-                    max_output: usize::MAX,
-                    max_reply: reactor_rpc_core::session::DEFAULT_MAX_REPLY,
-                };
+                let opt = Options::new(u32::MAX);
                 let mut out = Vec::new();
                 process(
                     &service,

@@ -4,10 +4,13 @@
 //! closes, which is what makes shutting a registered descriptor down from
 //! another thread sound. The registry also counts acceptors for the shutdown
 //! and decides when closed connections have freed enough memory to hand back.
+//! The input each connection holds (`--max-input-total`) is counted under the
+//! same lock, so the connection closed for it is shut down while registered.
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant;
 
 use reactor_rpc_core::service::redis::KillHook;
 use reactor_rpc_core::Endpoint;
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use log::Level;
 
 use super::Shared;
-use crate::net::{counts_per_ip, CloseReason, Refusal, Role, Slots};
+use crate::net::{counts_per_ip, CloseReason, InputTotal, Refusal, Role, Slots};
 
 /// Memory is handed back to the OS only after at least this many connections
 /// closed (and the live ones halved), so a quiet server never pays for it.
@@ -43,13 +46,16 @@ pub(super) struct Live {
     pub(super) slots: Slots,
     /// Open client connections per address (`--max-conns-per-ip`).
     pub(super) per_ip: crate::net::PerIp,
+    /// Input not yet answered, by connection (`--max-input-total`).
+    input: InputTotal<u64, ()>,
 }
 
 /// A live connection, as the registry knows it.
 pub(super) struct Registered {
     fd: RawFd,
-    /// Closed by another client's `CLIENT KILL` (its `bye` says so).
-    killed: bool,
+    /// Closed from elsewhere: by another client's `CLIENT KILL`, or for
+    /// `--max-input-total` (its `bye` says so).
+    closed_by: Option<CloseReason>,
 }
 
 impl Live {
@@ -64,6 +70,7 @@ impl Live {
             peak_since_trim: 0,
             slots: Slots::new(limits.max_conns, limits.metrics_max_conns),
             per_ip: crate::net::PerIp::new(limits.max_conns_per_ip),
+            input: InputTotal::new(limits.max_input_total),
         }
     }
 
@@ -82,10 +89,34 @@ impl Live {
         unsafe { libc::shutdown(fd, how) };
     }
 
+    /// Makes the close of a registered connection's socket a reset (`SO_LINGER`
+    /// 0): after a shutdown from here, a client still sending would otherwise
+    /// find the closed socket's window shut and block until its own timeout,
+    /// where the other models' close resets it at once.
+    fn reset_on_close(&self, fd: RawFd) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: as in `shutdown`, `fd` is registered and still open; the
+        // option is a correctly sized `linger`. An error (the peer is gone)
+        // leaves a plain close, which is also fine.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+    }
+
     /// Removes a closed connection; returns whether enough memory was freed
     /// since the last trim to be worth handing back.
     fn unregister(&mut self, id: u64) -> bool {
         self.conns.remove(&id);
+        self.input.release(id);
         let live = self.conns.len();
         let trim =
             live <= self.peak_since_trim / 2 && self.peak_since_trim - live >= TRIM_AFTER_CLOSES;
@@ -120,7 +151,13 @@ impl Shared {
             let fd = stream.as_raw_fd();
             live.next_id += 1;
             let id = live.next_id;
-            live.conns.insert(id, Registered { fd, killed: false });
+            live.conns.insert(
+                id,
+                Registered {
+                    fd,
+                    closed_by: None,
+                },
+            );
             live.peak_since_trim = live.peak_since_trim.max(live.conns.len());
             if live.stopping {
                 live.shutdown(fd, Shutdown::Read);
@@ -165,10 +202,36 @@ impl Shared {
             let Some(r) = live.conns.get_mut(&id) else {
                 return;
             };
-            r.killed = true;
+            r.closed_by = Some(CloseReason::Killed);
             let fd = r.fd;
             live.shutdown(fd, Shutdown::Both);
         })
+    }
+
+    /// Records that connection `id` (from `peer`) holds `bytes` of input not
+    /// yet answered. Over `--max-input-total`, the connections holding the
+    /// most are shut down both ways (their threads, blocked or not, then see
+    /// the end) until the total is within it.
+    pub(super) fn hold_input(&self, id: u64, peer: SocketAddr, bytes: usize) {
+        let mut live = self.lock();
+        live.input.hold(id, bytes, peer, || ());
+        let now = Instant::now();
+        let mut evicted = Vec::new();
+        while let Some(e) = live.input.evict(now) {
+            evicted.push(e.key);
+        }
+        // The figures first: whoever sees a connection closed sees them.
+        let stats = self.core.service.stats();
+        stats.set_input_held(live.input.bytes());
+        for id in evicted {
+            stats.client_evicted();
+            if let Some(r) = live.conns.get_mut(&id) {
+                r.closed_by = Some(CloseReason::InputTotal);
+                let fd = r.fd;
+                live.reset_on_close(fd);
+                live.shutdown(fd, Shutdown::Both);
+            }
+        }
     }
 }
 
@@ -193,12 +256,17 @@ pub(super) struct Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         let mut live = self.shared.lock();
-        let killed = live.conns.get(&self.id).is_some_and(|r| r.killed);
+        let closed_by = live.conns.get(&self.id).and_then(|r| r.closed_by);
         let trim = live.unregister(self.id);
         live.slots.release(self.role);
         if counts_per_ip(self.role) {
             live.per_ip.release(self.peer.ip());
         }
+        self.shared
+            .core
+            .service
+            .stats()
+            .set_input_held(live.input.bytes());
         let stopping = live.stopping;
         drop(live);
         if trim {
@@ -215,11 +283,11 @@ impl Drop for Connection {
             .service
             .stats()
             .connection_closed(self.role);
-        let why = match self.why {
-            _ if killed => CloseReason::Killed,
+        let why = match (closed_by, self.why) {
+            (Some(by), _) => by,
             // EOF or a failed write after the shutdown shut the socket down.
-            CloseReason::Bye | CloseReason::IoError if stopping => CloseReason::Shutdown,
-            why => why,
+            (None, CloseReason::Bye | CloseReason::IoError) if stopping => CloseReason::Shutdown,
+            (None, why) => why,
         };
         crate::net::log_bye(why, self.log_level, &self.peer);
         if stopping {

@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use log::{debug, error};
 use reactor_rpc_tls::server::BUFFER_LIMIT;
 use reactor_rpc_tls::TlsSource;
@@ -59,7 +59,7 @@ use super::Shared;
 use crate::net::{self, CloseReason, LINGER};
 use reactor_rpc_core::output::Output;
 use reactor_rpc_core::session::{Session, Stop};
-use reactor_rpc_protocol::buffer::{KEEP_IDLE, READ_CHUNK};
+use reactor_rpc_protocol::buffer::{KEEP_IDLE, MAX_READ, READ_CHUNK};
 
 /// Bytes a task writes before it yields to the others when a batch does not
 /// fit the socket at once (large values, straight from the cache). 500 tasks
@@ -68,6 +68,13 @@ use reactor_rpc_protocol::buffer::{KEEP_IDLE, READ_CHUNK};
 /// 8 `get`s of 1 MiB, worst ping on another connection (tokio model, release):
 /// 724 ms unsliced, 230-260 ms in 64 KiB slices, 7-13 ms in 16 KiB slices.
 const WRITE_SLICE: usize = 16 * 1024;
+
+/// Bytes a task reads before it yields to the others, when its reads keep
+/// finding more (a client sending a huge request as fast as loopback
+/// allows): as the reactor's turn, so a ping elsewhere waits behind a few
+/// hundred KiB of copying per such client, not the megabytes tokio's
+/// cooperative budget (128 reads) would allow.
+const READ_PER_YIELD: usize = 256 * 1024;
 
 /// While shutting down, bytes taken from the socket before answering them.
 const DRAIN_BATCH: usize = 16 * READ_CHUNK;
@@ -187,6 +194,11 @@ pub(super) struct Connection {
     /// When the request at the front of `input` began to count against
     /// `--frame-timeout` (`None`: no part of a request is buffered).
     frame_since: Option<Instant>,
+    /// Its name in `--max-input-total`, what closes it for that, and the
+    /// input it last reported holding there.
+    input_total: (u64, CancellationToken, usize),
+    /// Bytes read since the task last yielded ([`READ_PER_YIELD`]).
+    read_since_yield: usize,
 }
 
 impl Connection {
@@ -206,7 +218,28 @@ impl Connection {
             input: BytesMut::new(),
             output: Output::new(),
             frame_since: None,
+            input_total: (0, CancellationToken::new(), 0),
+            read_since_yield: 0,
         }
+    }
+
+    /// Names the connection in `--max-input-total`, and gives it the token
+    /// that closes it for that.
+    pub(super) fn input_total_id(&mut self, id: u64, evict: CancellationToken) {
+        self.input_total = (id, evict, 0);
+    }
+
+    /// Reports the input held (read, not yet answered) to
+    /// `--max-input-total` if it changed; whether the connection goes on
+    /// (it may be the one holding the most when the total is over).
+    fn report_input(&mut self) -> bool {
+        let (id, evict, reported) = &mut self.input_total;
+        let held = self.input.len();
+        if held != *reported {
+            *reported = held;
+            self.shared.hold_input(*id, self.peer, held, evict);
+        }
+        !evict.is_cancelled()
     }
 
     /// Serves the connection until it ends, and says why.
@@ -222,6 +255,9 @@ impl Connection {
                 &mut self.output,
             );
             self.input.advance(progress.consumed);
+            if !self.report_input() {
+                return CloseReason::InputTotal;
+            }
             // One write for the whole batch, before reading any further.
             if let Err(why) = self.flush().await {
                 return why;
@@ -279,6 +315,10 @@ impl Connection {
         if self.stopping.is_cancelled() {
             return self.drain();
         }
+        if self.read_since_yield >= READ_PER_YIELD {
+            self.read_since_yield = 0;
+            tokio::task::yield_now().await;
+        }
         let now = Instant::now();
         let idle = self.shared.idle_timeout.map(|idle| now + idle);
         let (deadline, timed_out) = match self.frame_since {
@@ -320,7 +360,10 @@ impl Connection {
                 }
             }
             input.reserve(READ_CHUNK);
-            stream.read_buf(input).await
+            // At most MAX_READ a read, whatever room a grown buffer has:
+            // appended to `input` (a `&mut BytesMut` limited, not its bytes).
+            let mut room = <&mut BytesMut as BufMut>::limit(&mut *input, MAX_READ);
+            stream.read_buf(&mut room).await
         };
         let read = tokio::select! {
             biased;
@@ -331,7 +374,10 @@ impl Connection {
             None => self.drain(),
             Some(None) => Err(timed_out),
             Some(Some(Ok(0))) => Ok(Input::Ended),
-            Some(Some(Ok(_))) => Ok(Input::Open),
+            Some(Some(Ok(n))) => {
+                self.read_since_yield += n;
+                Ok(Input::Open)
+            }
             Some(Some(Err(e))) if e.kind() == ErrorKind::Interrupted => Ok(Input::Open),
             // A TLS peer that closes without `close_notify`.
             Some(Some(Err(e))) if e.kind() == ErrorKind::UnexpectedEof => Ok(Input::Ended),
@@ -485,6 +531,10 @@ impl Connection {
     /// closing with unread input sends a reset that can destroy the response
     /// in flight.
     async fn linger(&mut self) {
+        // What was left unanswered (a refused command's start, up to
+        // `--max-command`) is neither kept nor counted while it lingers.
+        self.input = BytesMut::new();
+        self.report_input();
         linger(&mut self.stream, &mut self.input, &self.peer).await;
     }
 
@@ -524,13 +574,22 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(
         debug!("{peer} shutdown failed: {e}");
         return;
     }
+    // A client may go on sending as fast as loopback allows (the rest of a
+    // huge refused command): each read takes at most MAX_READ, and the task
+    // yields after READ_PER_YIELD, as when serving.
     let discard = async {
+        let mut since_yield = 0;
         loop {
             sink.clear();
             sink.reserve(READ_CHUNK);
-            match stream.read_buf(sink).await {
+            let mut room = <&mut BytesMut as BufMut>::limit(&mut *sink, MAX_READ);
+            match stream.read_buf(&mut room).await {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(n) => since_yield += n,
+            }
+            if since_yield >= READ_PER_YIELD {
+                since_yield = 0;
+                tokio::task::yield_now().await;
             }
         }
     };

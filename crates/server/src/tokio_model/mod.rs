@@ -53,7 +53,7 @@ mod connection;
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{cpus, Config, Hooks, Model, Terminate};
 use crate::net::{
-    self, counts_per_ip, CloseReason, PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF,
+    self, counts_per_ip, CloseReason, InputTotal, PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF,
 };
 use crate::server::Core;
 use crate::shutdown::{ShutdownHandle, Urgency};
@@ -139,6 +139,11 @@ struct Shared {
     /// Output of all connections together in batches a write could not hand
     /// to the kernel whole, and its bound (`--max-output-total`).
     output: OutputTotal,
+    /// Input not yet answered, by connection, and what closes each
+    /// (`--max-input-total`).
+    input: Mutex<InputTotal<u64, CancellationToken>>,
+    /// The next connection's id (for `input`).
+    next_id: AtomicU64,
     /// Heavy requests waiting for a blocking thread (`workers × 16` permits).
     job_queue: Semaphore,
     /// Heavy requests running on blocking threads (`workers` permits), so that
@@ -182,6 +187,31 @@ impl Shared {
 
     fn per_ip_count(&self) -> std::sync::MutexGuard<'_, PerIp> {
         self.per_ip.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn input_total(&self) -> std::sync::MutexGuard<'_, InputTotal<u64, CancellationToken>> {
+        self.input.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records that connection `id` (from `peer`, closed by cancelling
+    /// `evict`) holds `bytes` of input not yet answered. Over
+    /// `--max-input-total`, the connections holding the most are cancelled
+    /// (their tasks end at their next await) until the total is within it.
+    fn hold_input(&self, id: u64, peer: SocketAddr, bytes: usize, evict: &CancellationToken) {
+        let mut total = self.input_total();
+        total.hold(id, bytes, peer, || evict.clone());
+        let now = Instant::now();
+        let mut evicted = Vec::new();
+        while let Some(e) = total.evict(now) {
+            evicted.push(e.handle);
+        }
+        // The figures first: whoever sees a connection closed sees them.
+        let stats = self.core.service.stats();
+        stats.set_input_held(total.bytes());
+        for token in evicted {
+            stats.client_evicted();
+            token.cancel();
+        }
     }
 }
 
@@ -278,12 +308,7 @@ impl TokioServer {
         let metrics_max_conns = config.limits.metrics_max_conns.min(Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             core,
-            opts: session::Options {
-                max_frame: config.limits.max_frame,
-                offload: config.offload,
-                max_output: config.limits.max_output,
-                max_reply: config.limits.max_reply,
-            },
+            opts: config.limits.session_options(config.offload),
             idle_timeout: config.limits.idle_timeout,
             frame_timeout: config.limits.frame_timeout,
             max_conns,
@@ -296,6 +321,8 @@ impl TokioServer {
                 bytes: AtomicUsize::new(0),
                 bound: config.limits.max_output_total,
             },
+            input: Mutex::new(InputTotal::new(config.limits.max_input_total)),
+            next_id: AtomicU64::new(0),
             job_queue: Semaphore::new(workers * QUEUE_PER_WORKER),
             job_running: Semaphore::new(workers),
             tls: config.security.tls.clone(),
@@ -483,8 +510,10 @@ fn admit(
     }
     shared.core.service.stats().connection_opened(role);
     net::log_comes(Level::Info, &peer);
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let served = Served {
         shared: shared.clone(),
+        id,
         peer,
         role,
         why: CloseReason::Shutdown,
@@ -512,10 +541,14 @@ fn admit(
             let killed = killed.clone();
             Box::new(move || killed.cancel())
         });
+        // Over `--max-input-total`, holding the most input: the same.
+        let evicted = CancellationToken::new();
         let mut conn = Connection::new(stream, peer, session, shared, stopping);
+        conn.input_total_id(id, evicted.clone());
         served.why = tokio::select! {
             why = conn.serve() => why,
             () = killed.cancelled() => CloseReason::Killed,
+            () = evicted.cancelled() => CloseReason::InputTotal,
         };
         drop(conn); // the socket closes before the `bye` line
         drop(served);
@@ -527,6 +560,8 @@ fn admit(
 /// count for its address, counts it closed and logs its `bye` line.
 struct Served {
     shared: Arc<Shared>,
+    /// Its name in `--max-input-total`.
+    id: u64,
     peer: SocketAddr,
     /// The listener it came from.
     role: Role,
@@ -540,6 +575,14 @@ impl Drop for Served {
         if counts_per_ip(self.role) {
             self.shared.per_ip_count().release(self.peer.ip());
         }
+        let mut input = self.shared.input_total();
+        input.release(self.id);
+        self.shared
+            .core
+            .service
+            .stats()
+            .set_input_held(input.bytes());
+        drop(input);
         self.shared
             .core
             .service

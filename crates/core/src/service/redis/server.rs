@@ -111,6 +111,7 @@ fn info_text(cx: &Cx<'_>, wanted: &[bool; SECTIONS.len()]) -> String {
                 field("rejected_connections", &num(&stats["connections_rejected"]));
                 field("expired_keys", &cache.expired_keys);
                 field("evicted_keys", &cache.evicted_keys);
+                field("evicted_clients", &num(&stats["evicted_clients"]));
                 field("keyspace_hits", &cache.keyspace_hits);
                 field("keyspace_misses", &cache.keyspace_misses);
             }
