@@ -16,10 +16,11 @@
 //!
 //! # Layout
 //!
+//! * [`listener`]: the listeners, named once: [`Role`] (the protocol a port
+//!   speaks) and [`Endpoint`] (a role, plain or TLS); a leaf every layer uses.
 //! * [`session`]: what a connection speaks, one session per protocol behind
 //!   one [`Stop`](session::Stop) / [`Progress`](session::Progress); the
-//!   listener [`Role`] and [`Endpoint`]; the close vocabulary; offloaded
-//!   [`Job`](session::Job)s.
+//!   close vocabulary; offloaded [`Job`](session::Job)s.
 //!   * [`session::json`]: length-prefixed JSON frames ([`JsonSession`](session::JsonSession)).
 //!   * [`session::resp`]: RESP commands ([`RespSession`](session::RespSession)).
 //!   * [`session::http`]: the metrics port's HTTP ([`MetricsSession`](session::MetricsSession)).
@@ -56,6 +57,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod listener;
 pub mod metrics;
 pub mod output;
 pub mod service;

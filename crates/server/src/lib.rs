@@ -58,12 +58,15 @@
 //! * [`config`]: [`Config`], [`Limits`], [`Model`], [`Security`], [`Hooks`].
 //! * `server.rs`: [`Server`], the one front door: bind, run, shut down,
 //!   whatever the model.
+//! * `env.rs`: what every model hands its sessions (the service and the
+//!   metrics exposition), a leaf the models and `server.rs` share.
 //! * `shutdown.rs`: [`ShutdownHandle`], which stops a running server from
 //!   any thread.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod config;
+mod env;
 pub mod net;
 mod reactor;
 mod server;

@@ -14,6 +14,7 @@ use reactor_rpc_ops::exposition::Scrapes;
 use reactor_rpc_ops::systemd::Inherited;
 
 use crate::config::{Config, Model};
+use crate::env::Core;
 use crate::net::Listeners;
 use crate::shutdown::ShutdownHandle;
 use crate::{reactor, threaded};
@@ -53,29 +54,6 @@ fn tls_reload_on_hangup(config: &mut Config, service: &Arc<Service>) -> io::Resu
         }
     }));
     Ok(())
-}
-
-/// The core crate's objects a model hands every connection: the service
-/// (methods, commands, cache, counters) and the exposition its metrics port
-/// serves.
-#[derive(Clone)]
-pub(crate) struct Core {
-    pub service: Arc<Service>,
-    pub exposition: Arc<dyn Exposition>,
-}
-
-impl Core {
-    /// What a session needs to answer a request, with these limits.
-    pub fn env(
-        &self,
-        opts: reactor_rpc_core::session::Options,
-    ) -> reactor_rpc_core::session::Env<'_> {
-        reactor_rpc_core::session::Env {
-            service: &self.service,
-            exposition: &*self.exposition,
-            opts,
-        }
-    }
 }
 
 enum Inner {

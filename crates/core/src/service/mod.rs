@@ -55,6 +55,10 @@ pub use registry::{method_fn, params, Context, Cost, Method, Registry};
 use response::ResponseWriter;
 pub use stats::{ServerInfo, Stats};
 
+/// `--max-reply`'s default: 64 MiB (see
+/// [`Options::max_reply`](crate::session::Options::max_reply)).
+pub const DEFAULT_MAX_REPLY: usize = 64 << 20;
+
 /// Whether [`Service::handle`] answered, or left a heavy request for a worker.
 ///
 /// Deliberately exhaustive, like [`Stop`](crate::session::Stop): a caller
@@ -250,7 +254,7 @@ impl Service {
         out: &mut Output,
         offload: bool,
     ) -> Handled {
-        let max_reply = crate::session::DEFAULT_MAX_REPLY;
+        let max_reply = DEFAULT_MAX_REPLY;
         self.handle_timed(None, peer, body, out, offload, max_reply)
     }
 
@@ -277,7 +281,7 @@ impl Service {
         out: &mut Output,
         offload: bool,
     ) -> Handled {
-        let max_reply = crate::session::DEFAULT_MAX_REPLY;
+        let max_reply = DEFAULT_MAX_REPLY;
         self.handle_timed(Some(login), peer, body, out, offload, max_reply)
     }
 

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::cache::CacheInfo;
 use super::persistence::{unix_ms_now, PersistenceStatus};
 use super::{Access, Context, Method};
-use crate::session::Role;
+use crate::listener::Role;
 use reactor_rpc_protocol::message::write_json;
 use reactor_rpc_protocol::{Json, RpcError};
 

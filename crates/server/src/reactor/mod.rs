@@ -46,12 +46,12 @@ use reactor_rpc_core::session::{self, Endpoint, Role, Session};
 use rustls::ServerConnection;
 
 use crate::config::{Config, Terminate};
+use crate::env::Core;
 use crate::net::{
     counts_per_ip, log_bye, log_comes, out_of_descriptors, transient_accept_error, turn_away,
     CloseReason, InputTotal, Listeners, PerIp, ProtectedMode, RateLimitedLog, Refusal, Slots,
     ACCEPT_BACKOFF, LINGERING_REFUSALS,
 };
-use crate::server::Core;
 use crate::shutdown::ShutdownHandle;
 use connection::{Connection, Framing, Next, Readiness, Turn};
 use deadlines::Deadlines;

@@ -41,8 +41,8 @@ use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
 use crate::config::{Config, Hooks, Limits, Model, Terminate};
+use crate::env::Core;
 use crate::net::{Listeners, RateLimitedLog};
-use crate::server::Core;
 use crate::shutdown::ShutdownHandle;
 use acceptor::AcceptorAlive;
 use pool::Handoff;

@@ -67,10 +67,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{cpus, Config, Hooks, Model, Terminate};
+use crate::env::Core;
 use crate::net::{
     self, counts_per_ip, CloseReason, InputTotal, PerIp, RateLimitedLog, Refusal, ACCEPT_BACKOFF,
 };
-use crate::server::Core;
 use crate::shutdown::{ShutdownHandle, Urgency};
 use connection::{Connection, Transport};
 use reactor_rpc_core::service::HOUSEKEEPING_INTERVAL;

@@ -192,7 +192,7 @@ pub fn execute(
         session,
         args,
         &mut output,
-        crate::session::DEFAULT_MAX_REPLY,
+        crate::service::DEFAULT_MAX_REPLY,
     );
     *out = output.into_vec();
     if let Some((method, code)) = label {
