@@ -7,7 +7,7 @@
 //! one stops it with `Stop::Offload` for the server model's workers;
 //! everything below the thresholds costs well under a millisecond.
 
-use super::{Session, COMMANDS};
+use super::Session;
 use crate::service::Service;
 
 /// Keys at which a multi-key command (`MGET`, `MSET`, `DEL`, `UNLINK`,
@@ -51,10 +51,21 @@ pub fn is_heavy(service: &Service, session: &Session, args: &[&[u8]]) -> bool {
     }
 }
 
-/// The command table's name for `args`'s command, if it has one.
+/// The commands that can be heavy: [`heavy_on_its_own`]'s and `EXEC`.
+const CANDIDATES: &[&str] = &[
+    "exec", "save", "keys", "flushall", "flushdb", "mget", "del", "unlink", "exists", "touch",
+    "mset", "msetnx", "scan",
+];
+
+/// The name of `args`'s command if it is one of the [`CANDIDATES`], whatever
+/// its case. Every command asks, so this compares a handful of short names
+/// instead of looking the command up.
 fn command_name(args: &[&[u8]]) -> Option<&'static str> {
     let name = args.first()?;
-    super::position(COMMANDS, name).map(|i| COMMANDS[i].name)
+    CANDIDATES
+        .iter()
+        .find(|c| c.len() == name.len() && c.as_bytes().eq_ignore_ascii_case(name))
+        .copied()
 }
 
 /// Whether the command `name` with `args` is heavy when it runs.
@@ -70,5 +81,24 @@ fn heavy_on_its_own(service: &Service, name: &str, args: &[&[u8]]) -> bool {
                 && reactor_rpc_protocol::resp::parse_i64(w[1]).is_some_and(|n| n >= SCAN_HEAVY)
         }),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_candidate_is_a_command_and_is_found_whatever_its_case() {
+        for name in CANDIDATES {
+            assert!(
+                super::super::command_index(name.as_bytes()).is_some(),
+                "{name}"
+            );
+            let upper = name.to_ascii_uppercase();
+            assert_eq!(command_name(&[upper.as_bytes()]), Some(*name));
+        }
+        assert_eq!(command_name(&[b"get"]), None);
+        assert_eq!(command_name(&[b"execx"]), None);
     }
 }

@@ -37,9 +37,11 @@ pub mod strings;
 mod table;
 pub mod transaction;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use super::auth::{Denied, Login};
 use super::Service;
@@ -226,7 +228,7 @@ impl Resolved {
 /// than its name) the subcommand, then the arity. `Err` is the error text
 /// (after `-`), and the index of the top-level command if it was known.
 pub(crate) fn resolve(args: &[&[u8]]) -> Result<Resolved, (Vec<u8>, Option<usize>)> {
-    let Some(top) = position(COMMANDS, args[0]) else {
+    let Some(top) = command_index(args[0]) else {
         return Err((unknown_command_text(args), None));
     };
     let cmd = &COMMANDS[top];
@@ -543,7 +545,7 @@ pub(crate) const COMMANDS: &[Command] = &[
 /// is not). `None` for an unknown command or subcommand, which is answered
 /// with an error whoever asks.
 pub fn access(args: &[&[u8]]) -> Option<crate::service::Access> {
-    let cmd = lookup(COMMANDS, args.first()?)?;
+    let cmd = &COMMANDS[command_index(args.first()?)?];
     if cmd.subcommands.is_empty() {
         return Some(cmd.access);
     }
@@ -559,8 +561,9 @@ pub(crate) fn lookup<'t>(table: &'t [Command], name: &[u8]) -> Option<&'t Comman
     position(table, name).map(|i| &table[i])
 }
 
-/// The index in `table` of the entry named `name` (see [`lookup`]). This runs
-/// for every command, so it compares lengths before bytes and allocates nothing.
+/// The index in `table` of the entry named `name` (see [`lookup`]): for a
+/// subcommand table (a dozen entries at most), searched with lengths compared
+/// before bytes. The top-level table has [`command_index`].
 pub(crate) fn position(table: &[Command], name: &[u8]) -> Option<usize> {
     table.iter().position(|c| {
         let full = c.name.as_bytes();
@@ -569,6 +572,32 @@ pub(crate) fn position(table: &[Command], name: &[u8]) -> Option<usize> {
         };
         (cut == 0 || full[cut - 1] == b'|') && full[cut..].eq_ignore_ascii_case(name)
     })
+}
+
+/// The longest name in [`COMMANDS`] is well under this; a longer name is unknown.
+const MAX_NAME: usize = 32;
+
+/// The index in [`COMMANDS`] of the command named `name`, whatever its case.
+/// This runs for every command, so it lower-cases `name` on the stack and
+/// makes one hash lookup in an index built once; it allocates nothing.
+pub(crate) fn command_index(name: &[u8]) -> Option<usize> {
+    type Index = HashMap<&'static [u8], usize, foldhash::fast::FixedState>;
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    if name.len() > MAX_NAME {
+        return None;
+    }
+    let mut lower = [0u8; MAX_NAME];
+    let lower = &mut lower[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    let index = INDEX.get_or_init(|| {
+        COMMANDS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_bytes(), i))
+            .collect()
+    });
+    index.get(&*lower).copied()
 }
 
 /// The metrics row of each entry of [`COMMANDS`], in its order: resolved once
