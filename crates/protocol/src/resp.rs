@@ -530,15 +530,24 @@ impl<'a> Iterator for Args<'a> {
             (self.pos + INLINE_LEN, len)
         } else {
             // The parser checked these lines: `$`, a valid length, `\r`
-            // within 22 bytes (the byte after it is not looked at).
+            // within 22 bytes (the byte after it is not looked at). So the
+            // length is read back as plain digits, which every command pays
+            // for each argument; anything else is not what the parser saw (a
+            // different input): no argument.
             let line = self.source.get(self.pos..).unwrap_or_default();
-            let cr = line.iter().take(24).position(|&b| b == b'\r');
-            let len = cr.and_then(|cr| parse_i64(line.get(1..cr)?));
-            match (cr, len) {
-                (Some(cr), Some(len)) if len >= 0 => (self.pos + cr + 2, len as usize),
-                // Not what the parser saw (a different input): no argument.
-                _ => return Some(&[]),
+            let mut len = 0usize;
+            let mut cr = 1;
+            loop {
+                match line.get(cr) {
+                    Some(b'\r') if cr > 1 => break,
+                    Some(&d) if d.is_ascii_digit() && cr < 20 => {
+                        len = len.saturating_mul(10).saturating_add(usize::from(d - b'0'));
+                        cr += 1;
+                    }
+                    _ => return Some(&[]),
+                }
             }
+            (self.pos + cr + 2, len)
         };
         let end = start.saturating_add(len);
         self.pos = if self.inline {

@@ -37,7 +37,6 @@ pub mod strings;
 mod table;
 pub mod transaction;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -574,30 +573,53 @@ pub(crate) fn position(table: &[Command], name: &[u8]) -> Option<usize> {
     })
 }
 
-/// The longest name in [`COMMANDS`] is well under this; a longer name is unknown.
-const MAX_NAME: usize = 32;
+/// Slots of [`command_index`]'s table: a power of two, about four per command.
+const SLOTS: usize = 512;
+
+/// Where [`command_index`] starts looking for `name`: a hash of its length
+/// and of its first two and last bytes, case folded (`| 0x20` maps `A`..`Z`
+/// onto `a`..`z`, and other bytes onto others, which only costs a probe).
+fn slot_of(name: &[u8]) -> usize {
+    let fold = |i: usize| usize::from(name.get(i).map_or(0, |b| b | 0x20));
+    let h = name.len().wrapping_mul(0x9e37)
+        ^ fold(0).wrapping_mul(0x01f3)
+        ^ fold(1).wrapping_mul(0x003b)
+        ^ fold(name.len().wrapping_sub(1));
+    h % SLOTS
+}
+
+/// The table behind [`command_index`], built once: open addressing with
+/// linear probing, each slot 0 (empty) or an index into [`COMMANDS`] plus 1.
+fn command_slots() -> &'static [u8; SLOTS] {
+    static SLOTS_TABLE: OnceLock<[u8; SLOTS]> = OnceLock::new();
+    SLOTS_TABLE.get_or_init(|| {
+        let mut table = [0u8; SLOTS];
+        for (i, c) in COMMANDS.iter().enumerate() {
+            let mut slot = slot_of(c.name.as_bytes());
+            while table[slot] != 0 {
+                slot = (slot + 1) % SLOTS;
+            }
+            // COMMANDS has fewer than 255 entries (a unit test checks it).
+            table[slot] = u8::try_from(i + 1).unwrap_or(0);
+        }
+        table
+    })
+}
 
 /// The index in [`COMMANDS`] of the command named `name`, whatever its case.
-/// This runs for every command, so it lower-cases `name` on the stack and
-/// makes one hash lookup in an index built once; it allocates nothing.
+/// This runs for every command, so it is one hash of four bytes and a probe
+/// or two in a table built once, comparing in place; it allocates nothing.
 pub(crate) fn command_index(name: &[u8]) -> Option<usize> {
-    type Index = HashMap<&'static [u8], usize, foldhash::fast::FixedState>;
-    static INDEX: OnceLock<Index> = OnceLock::new();
-    if name.len() > MAX_NAME {
-        return None;
+    let table = command_slots();
+    let mut slot = slot_of(name);
+    loop {
+        let i = usize::from(table[slot]).checked_sub(1)?;
+        let candidate = COMMANDS[i].name.as_bytes();
+        if candidate.len() == name.len() && candidate.eq_ignore_ascii_case(name) {
+            return Some(i);
+        }
+        slot = (slot + 1) % SLOTS;
     }
-    let mut lower = [0u8; MAX_NAME];
-    let lower = &mut lower[..name.len()];
-    lower.copy_from_slice(name);
-    lower.make_ascii_lowercase();
-    let index = INDEX.get_or_init(|| {
-        COMMANDS
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.as_bytes(), i))
-            .collect()
-    });
-    index.get(&*lower).copied()
 }
 
 /// The metrics row of each entry of [`COMMANDS`], in its order: resolved once
@@ -700,6 +722,28 @@ mod tests {
         let mut out = Vec::new();
         execute(&service, &mut session, &args, &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn every_command_is_found_by_its_name_in_any_case_within_a_few_probes() {
+        assert!(
+            COMMANDS.len() < 255,
+            "the slots hold an index plus 1 in a u8"
+        );
+        let table = command_slots();
+        for (i, c) in COMMANDS.iter().enumerate() {
+            let name = c.name.as_bytes();
+            assert_eq!(command_index(name), Some(i), "{}", c.name);
+            assert_eq!(command_index(&name.to_ascii_uppercase()), Some(i));
+            let start = slot_of(name);
+            let probes = (0..SLOTS)
+                .position(|k| usize::from(table[(start + k) % SLOTS]) == i + 1)
+                .unwrap();
+            assert!(probes <= 4, "{} takes {} probes", c.name, probes + 1);
+        }
+        for unknown in [&b""[..], b"x", b"gett", b"ge", b"\xff\x00", &[b'a'; 100]] {
+            assert_eq!(command_index(unknown), None);
+        }
     }
 
     #[test]
