@@ -1,4 +1,4 @@
-//! Authentication and protected mode (issue 18), the same rules in every
+//! Authentication and protected mode, the same rules in every
 //! model: an unauthenticated client may only `ping`, `auth` and `HELLO`;
 //! each role does exactly what its list says, over JSON and RESP, with
 //! Redis 7's texts; ten failures lock an address out; the metrics port wants

@@ -1,4 +1,4 @@
-//! The bounds on input received and not yet answered (issue 19, item 1), in
+//! The bounds on input received and not yet answered, in
 //! every model: a RESP command as a whole (`--max-command`), refused from the
 //! header that shows it is too big, with Redis's protocol error and a close;
 //! and all connections together (`--max-input-total`), over which the

@@ -196,6 +196,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("reactor_rpc_received_bytes", "counter"),
     ("reactor_rpc_sent_bytes", "counter"),
     ("reactor_rpc_pending_output_bytes", "gauge"),
+    ("reactor_rpc_input_held_bytes", "gauge"),
+    ("reactor_rpc_evicted_clients", "counter"),
     ("reactor_rpc_keys", "gauge"),
     ("reactor_rpc_expiring_keys", "gauge"),
     ("reactor_rpc_keyspace_hits", "counter"),
@@ -364,6 +366,8 @@ fn a_full_page_parses_with_every_figure(model: Model) {
     assert_eq!(v("reactor_rpc_expiring_keys", &[]), 1.0);
     assert_eq!(v("reactor_rpc_keys", &[]), 3.0);
     assert!(v("reactor_rpc_pending_output_bytes", &[]) >= 0.0);
+    assert!(v("reactor_rpc_input_held_bytes", &[]) >= 0.0);
+    assert_eq!(v("reactor_rpc_evicted_clients_total", &[]), 0.0);
     assert!(v("reactor_rpc_received_bytes_total", &[]) > 0.0);
     assert!(v("reactor_rpc_sent_bytes_total", &[]) > 0.0);
     assert_eq!(v("reactor_rpc_jobs", &[("state", "queued")]), 0.0);

@@ -1,4 +1,4 @@
-//! Issue 18 as an operator and a client meet it: `serve`'s checks of the
+//! Security as an operator and a client meet it: `serve`'s checks of the
 //! security flags and files (one line, exit 2), a server started with users
 //! that then serves them, the password kept out of the environment,
 //! `hash-password`, and the clients (`Client`, `call`, `bench`,

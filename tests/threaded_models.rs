@@ -232,7 +232,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Issue 19, item 8: N idle clients hold every pool thread, on every
+/// The pool under idle connections: N idle clients hold every pool thread, on every
 /// listener (the JSON and RESP ports' N threads, the metrics port's one);
 /// a new client of each is answered anyway: refused with the protocol's
 /// `overloaded` after `pool_wait` (250 ms), where it used to wait unanswered

@@ -18,7 +18,8 @@
 //! | `reactor_rpc_connections_total` | counter | `listener` |
 //! | `reactor_rpc_connections_rejected_total` | counter | `listener` |
 //! | `reactor_rpc_received_bytes_total`, `reactor_rpc_sent_bytes_total` | counter | |
-//! | `reactor_rpc_pending_output_bytes` | gauge | |
+//! | `reactor_rpc_pending_output_bytes`, `reactor_rpc_input_held_bytes` | gauge | |
+//! | `reactor_rpc_evicted_clients_total` | counter | |
 //! | `reactor_rpc_keys`, `reactor_rpc_expiring_keys` | gauge | |
 //! | `reactor_rpc_keyspace_hits_total`, `reactor_rpc_keyspace_misses_total` | counter | |
 //! | `reactor_rpc_jobs` | gauge | `state` (`queued`, `running`) |
@@ -134,6 +135,18 @@ pub fn render(metrics: &Metrics, r: &Readings, process: &ProcessStats, out: &mut
         "Responses produced and not yet taken by the kernel, all connections together.",
         "gauge",
         r.pending_output_bytes,
+    );
+    w.single(
+        "reactor_rpc_input_held_bytes",
+        "Requests received and not yet answered, all connections together (--max-input-total).",
+        "gauge",
+        r.input_held_bytes,
+    );
+    w.single(
+        "reactor_rpc_evicted_clients_total",
+        "Connections closed because all together held more input than --max-input-total.",
+        "counter",
+        r.evicted_clients_total,
     );
     w.single(
         "reactor_rpc_keys",
@@ -587,6 +600,8 @@ mod tests {
             keyspace_hits_total: 30,
             keyspace_misses_total: 11,
             pending_output_bytes: 65_536,
+            input_held_bytes: 4_096,
+            evicted_clients_total: 2,
             persistence: None,
         }
     }
@@ -656,6 +671,8 @@ mod tests {
             "reactor_rpc_received_bytes_total 100\n",
             "reactor_rpc_sent_bytes_total 250\n",
             "# TYPE reactor_rpc_pending_output_bytes gauge\nreactor_rpc_pending_output_bytes 65536\n",
+            "# TYPE reactor_rpc_input_held_bytes gauge\nreactor_rpc_input_held_bytes 4096\n",
+            "# TYPE reactor_rpc_evicted_clients_total counter\nreactor_rpc_evicted_clients_total 2\n",
             "reactor_rpc_keys 42\n",
             "# TYPE reactor_rpc_expiring_keys gauge\nreactor_rpc_expiring_keys 12\n",
             "# TYPE reactor_rpc_keyspace_hits_total counter\nreactor_rpc_keyspace_hits_total 30\n",

@@ -2,9 +2,8 @@
 //! files, TLS 1.2 and 1.3 only, and a holder that reloads them without a
 //! restart.
 //!
-//! Issue 18 asks for TLS on every listener in every model, and for
-//! certificates that rotate on SIGHUP. This module is the part every model
-//! shares: it builds the `rustls::ServerConfig` from the operator's files,
+//! Every listener serves TLS in every model, and certificates rotate on
+//! SIGHUP. This module is the part every model shares: it builds the `rustls::ServerConfig` from the operator's files,
 //! checks them at start (a bad file stops the start with one line naming
 //! it), and keeps the config current. The models (the reactor drives
 //! rustls's `ServerConnection` on mio, as rustls's `tlsserver-mio` example

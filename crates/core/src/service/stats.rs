@@ -145,6 +145,12 @@ pub struct Readings {
     /// Responses produced and not yet taken by the kernel, all connections
     /// together, as the model last reported (`reactor_rpc_pending_output_bytes`).
     pub pending_output_bytes: u64,
+    /// Input received and not yet answered, all connections together
+    /// (`reactor_rpc_input_held_bytes`; bounded by `--max-input-total`).
+    pub input_held_bytes: u64,
+    /// Connections closed because all together held more input than
+    /// `--max-input-total` (`reactor_rpc_evicted_clients_total`).
+    pub evicted_clients_total: u64,
     /// The persistence figures (`reactor_rpc_last_save_*` and the like);
     /// `None` without a snapshot file, and they are left out.
     pub persistence: Option<PersistenceStatus>,
@@ -247,6 +253,8 @@ impl Stats {
             keyspace_hits_total: cache.keyspace_hits,
             keyspace_misses_total: cache.keyspace_misses,
             pending_output_bytes: self.pending_output(),
+            input_held_bytes: self.input_held.load(Relaxed),
+            evicted_clients_total: self.evicted.load(Relaxed),
         }
     }
 
