@@ -336,6 +336,15 @@ for kwargs in ({}, {"protocol": 3}):
     t.set(tag + ":t", 5).incrby(tag + ":t", 2).get(tag + ":t")
     assert t.execute() == [True, 7, b"7"]
     r.delete(tag + ":t")
+    # Of any length, and of large values, as Redis takes it.
+    t = r.pipeline()
+    for i in range(2000):
+        t.incr(tag + ":t")
+    for i in range(20):
+        t.set(tag + ":big", b"v" * 100000)
+    out = t.execute()
+    assert out[1999] == 2000 and out[2019] is True, out[-1]
+    r.delete(tag + ":t", tag + ":big")
     try:
         r.incr(tag)
         sys.exit("INCR of a non-integer did not raise")

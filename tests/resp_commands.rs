@@ -1166,33 +1166,49 @@ fn a_command_refused_while_queuing_aborts_the_exec() {
     assert_eq!(c.run("GET a"), R::NullBulk, "nothing of it ran");
 }
 
-/// A queue is memory a client commits: past 1 024 commands (or 1 MiB of
-/// arguments) a command is refused and the transaction aborts; what the
-/// queues hold is released when they end.
+/// A queue is memory a client commits, bounded by bytes as Redis bounds it
+/// by memory, not by a count: a transaction of 2 000 commands runs (redis-py's
+/// default `pipeline()` of any length is one); past 64 MiB queued a command is
+/// refused and the transaction aborts; what the queues hold is released when
+/// they end.
 #[test]
-fn a_transaction_is_bounded() {
-    use reactor_rpc::service::redis::transaction::{queued_total, MAX_QUEUED};
+fn a_transaction_is_bounded_by_bytes_not_by_count() {
+    use reactor_rpc::service::redis::transaction::queued_total;
     let s = Service::new();
     let mut c = Client::new(&s);
     assert_eq!(c.run("MULTI"), ok());
-    for _ in 0..MAX_QUEUED {
+    for _ in 0..2000 {
         assert_eq!(c.run("INCR n"), R::Simple("QUEUED".into()));
     }
     assert!(queued_total() > 0);
+    match c.run("EXEC") {
+        R::Array(replies) => {
+            assert_eq!(replies.len(), 2000);
+            assert_eq!(replies[1999], R::Int(2000));
+        }
+        other => panic!("EXEC answered {other:?}"),
+    }
+    let big = "x".repeat(600 << 10);
+    assert_eq!(c.run("MULTI"), ok());
+    let mut refused = None;
+    for i in 0..120 {
+        let reply = c.run(&format!("SET a{i} {big}"));
+        if reply != R::Simple("QUEUED".into()) {
+            refused = Some((i, reply));
+            break;
+        }
+    }
+    let (at, reply) = refused.expect("a transaction past 64 MiB is refused");
     assert_eq!(
-        c.run("INCR n"),
-        err("ERR transaction too long: at most 1024 queued commands")
+        reply,
+        err("ERR transaction too large: more than 64 MiB of queued commands")
     );
+    // 64 MiB over 600 KiB and what each SET is counted at beyond it (its
+    // name, key, 3 × 48 and 64).
+    assert_eq!(at, 109);
     assert_eq!(
         c.run("EXEC"),
         err("EXECABORT Transaction discarded because of previous errors.")
-    );
-    let big = "x".repeat(600 << 10);
-    assert_eq!(c.run("MULTI"), ok());
-    assert_eq!(c.run(&format!("SET a {big}")), R::Simple("QUEUED".into()));
-    assert_eq!(
-        c.run(&format!("SET b {big}")),
-        err("ERR transaction too large: at most 1 MiB of queued arguments")
     );
     drop(c);
     // Other tests in this binary may hold queues of their own meanwhile, but

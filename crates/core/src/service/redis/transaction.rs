@@ -31,20 +31,23 @@
 //! interleave with them (and a write that lands between the `WATCH` check
 //! and the queue's own writes is not detected there).
 //!
-//! Bounds, since a queue is memory a client commits. Per transaction: at
-//! most [`MAX_QUEUED`] commands and [`MAX_QUEUED_BYTES`] of arguments. In
-//! total, [`MAX_QUEUED_TOTAL`] (T) is shared fairly: a command is admitted
-//! if the total stays within T, *or* if its transaction stays within T / n,
-//! n being the number of transactions open. So a client within its share,
-//! min(1 MiB, T / n), is never refused because of what others hold, and the
-//! total never passes 2T. Past a bound the command is refused (`-ERR`) and
-//! the transaction marked, so `EXEC` answers `-EXECABORT`. A transaction
-//! already marked (or whose watched keys changed) keeps nothing more: its
-//! commands are answered `+QUEUED` and dropped, as in Redis. The count bound
-//! also bounds what one `EXEC` writes in one go: its reply is written whole,
-//! like any one reply, so it may take a connection past `--max-output` once,
-//! by at most 1 024 replies (a `GET` copies under 16 KiB; larger values go
-//! by reference), before the connection stops decoding.
+//! Bounds, since a queue is memory a client commits. Each queued command is
+//! counted at what it holds: its arguments' bytes plus
+//! [`QUEUED_ARG_OVERHEAD`] per argument and [`QUEUED_COMMAND_OVERHEAD`] per
+//! command (the vectors that keep them). Redis bounds a transaction by
+//! nothing but memory, and clients rely on that (redis-py's default
+//! `pipeline()` is a transaction, of any length), so there is no count
+//! bound: a transaction may queue up to [`MAX_QUEUED_TOTAL`] (T) on its
+//! own, and T is shared fairly: a command is admitted if the total stays
+//! within T, *or* if its transaction stays within T / n, n being the number
+//! of transactions open. So a client within its share is never refused
+//! because of what others hold, and the total never passes 2T. Past a bound
+//! the command is refused (`-ERR`) and the transaction marked, so `EXEC`
+//! answers `-EXECABORT`. A transaction already marked (or whose watched keys
+//! changed) keeps nothing more: its commands are answered `+QUEUED` and
+//! dropped, as in Redis. `EXEC`'s reply is bounded by `--max-reply` like any
+//! reply: past it the rest of the transaction still runs, and the reply is
+//! the error.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -53,12 +56,14 @@ use super::{resolve, Command, Cx, Resolved, COMMANDS};
 use crate::service::cache::watch::Flag;
 use crate::service::Access;
 
-/// Commands one transaction may queue.
-pub const MAX_QUEUED: usize = 1024;
-/// Bytes of arguments one transaction may queue.
-pub const MAX_QUEUED_BYTES: usize = 1 << 20;
-/// Bytes of arguments queued by all connections together (T; see the
-/// module docs for how it is shared).
+/// What a queued argument is counted at beyond its bytes: its vector and
+/// the allocator's rounding.
+pub const QUEUED_ARG_OVERHEAD: usize = 48;
+/// What a queued command is counted at beyond its arguments: its slot in
+/// the queue and its vector of arguments.
+pub const QUEUED_COMMAND_OVERHEAD: usize = 64;
+/// Bytes all transactions together may queue (T; see the module docs for
+/// how it is shared), and one transaction on its own.
 pub const MAX_QUEUED_TOTAL: usize = 64 << 20;
 
 /// Bytes held by every open transaction in the process.
@@ -106,12 +111,13 @@ impl Multi {
 
     /// Keeps `args` for `EXEC`, or says which bound it would cross.
     fn queue(&mut self, args: &[&[u8]]) -> Result<(), &'static [u8]> {
-        if self.queued.len() >= MAX_QUEUED {
-            return Err(b"ERR transaction too long: at most 1024 queued commands");
-        }
-        let size: usize = args.iter().map(|a| a.len() + 16).sum();
-        if self.bytes + size > MAX_QUEUED_BYTES {
-            return Err(b"ERR transaction too large: at most 1 MiB of queued arguments");
+        let size = args
+            .iter()
+            .map(|a| a.len() + QUEUED_ARG_OVERHEAD)
+            .sum::<usize>()
+            + QUEUED_COMMAND_OVERHEAD;
+        if self.bytes + size > MAX_QUEUED_TOTAL {
+            return Err(b"ERR transaction too large: more than 64 MiB of queued commands");
         }
         let total = QUEUED_TOTAL.fetch_add(size, Ordering::Relaxed) + size;
         let share = MAX_QUEUED_TOTAL / OPEN.load(Ordering::Relaxed).max(1);
