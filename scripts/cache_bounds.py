@@ -2,7 +2,8 @@
 """Issue 17's other bounds at full scale, per model: what a few commands that ask for a lot cost
 the server, while another connection pings it.
 
-For each model, a server with `--resp-addr` and `--maxmemory MAXMEMORY`:
+For each model, a server with `--resp-addr`, `--maxmemory MAXMEMORY` and `--max-command 256m` (a
+1M-pair MSET is refused at its header under the default 64m):
   mset     one MSET of PAIRS pairs (about 30 MB of command), its reply time, the ping around it;
   scan     SCAN 0 COUNT 1000000000 over those keys: its reply time and how many keys one step
            returns (the step is capped), the ping around it;
@@ -87,7 +88,11 @@ def run_model(binary, model, pairs, maxmemory):
     port = free_port()
     server = subprocess.Popen(
         [binary, 'serve', '--model', model, '--addr', f'{HOST}:0', '--resp-addr', f'{HOST}:{port}',
-         '--log-level', 'warn', '--maxmemory', str(maxmemory)], stderr=subprocess.DEVNULL)
+         '--log-level', 'warn', '--maxmemory', str(maxmemory),
+         # A 1M-pair MSET is 2M arguments: 94 MB as --max-command counts it (32 bytes an
+         # argument), refused at its `*N` header under the default 64m. Raised here so that
+         # it runs, and the input total with it (it must hold one such command).
+         '--max-command', '256m', '--max-input-total', '512m'], stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 10
         while True:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The MULTI attack of issue 19 (item 4): ATTACKERS connections each open a transaction and queue
 about 1 MiB of arguments (16 SETs of 64 KiB), then stay connected; meanwhile a victim runs
-redis-py's default `pipeline()` (a MULTI/EXEC) and a transaction of its own of the same size.
+redis-py's default `pipeline()` (a MULTI/EXEC) and a transaction of its own as large as its fair
+share of the 64 MiB total allows.
 Before the fix the 64 MiB total was shared by all, so 64 attackers made every other MULTI fail.
 
 Usage: multi_attack.py RESP_PORT SERVER_PID [ATTACKERS]   (default 64)
@@ -65,15 +66,20 @@ def main():
     pipe.get('victim')
     result = pipe.execute()
     pipe_ms = (time.time() - t0) * 1e3
-    # The victim's own transaction of the attackers' size: within its share.
+    # The victim's own transaction, as large as its share allows: T / n, n the transactions open
+    # (the attackers' and its own), each SET counted at its value, key and name plus 48 bytes an
+    # argument and 64 a command (PROTOCOL.md, MULTI).
+    share = (64 << 20) // (attackers + 1)
+    fits = max(1, share // (len(value) + 3 + 8 + 3 * 48 + 64))
     big = r.pipeline()
-    for j in range(16):
+    for j in range(fits):
         big.set(f'v:{j}', value)
     big_ok = all(big.execute())
     print(f'{attackers} attackers holding open transactions: {attackers - refused} queued all 16 '
           f'SETs of 64 KiB (1 MiB), {refused} were refused part-way (their share reached)')
-    print(f"victim: redis-py pipeline() -> {result} in {pipe_ms:.1f} ms; its own 1 MiB "
-          f"transaction {'committed' if big_ok else 'FAILED'}")
+    print(f"victim: redis-py pipeline() -> {result} in {pipe_ms:.1f} ms; its own transaction of "
+          f"{fits} SETs of 64 KiB (its share, {share / 1024:.0f} KiB) "
+          f"{'committed' if big_ok else 'FAILED'}")
     print(f'server RSS: {before / 1024:.1f} MiB before, {held / 1024:.1f} MiB with the '
           f'transactions held')
     for s in socks:

@@ -843,7 +843,7 @@ fn protocol_errors_reply_then_close() {
             "ERR Protocol error: invalid multibulk length",
         ),
         (
-            b"*2000000\r\n",
+            b"*2147483648\r\n",
             "ERR Protocol error: invalid multibulk length",
         ),
         (b"*1\r\n$-3\r\n", "ERR Protocol error: invalid bulk length"),

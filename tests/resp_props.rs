@@ -135,7 +135,7 @@ fn garbage() -> impl Strategy<Value = Vec<u8>> {
             b" ",
             b"\0",
             b"PING",
-            b"*1048577\r\n",
+            b"*2147483648\r\n",
             b"$99999\r\n",
         ])
         .prop_map(<[u8]>::to_vec),

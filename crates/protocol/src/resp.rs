@@ -28,8 +28,10 @@
 
 use std::fmt;
 
-/// The largest multibulk count accepted (Redis's historical limit).
-pub const MAX_MULTIBULK: i64 = 1024 * 1024;
+/// The largest multibulk count accepted: Redis 7.0's (`INT_MAX`). What a
+/// command may really hold is bounded by [`Limits::max_command`], which
+/// refuses a count whose arguments' overheads alone pass it.
+pub const MAX_MULTIBULK: i64 = i32::MAX as i64;
 
 /// The longest inline request, and the longest `*N` / `$len` header line,
 /// without its terminator (Redis's `PROTO_INLINE_MAX_SIZE`).
@@ -1005,7 +1007,7 @@ mod tests {
     fn protocol_errors_as_redis_words_them() {
         assert_eq!(error_of(b"*x\r\n"), ProtocolError::InvalidMultibulkLength);
         assert_eq!(
-            error_of(b"*1048577\r\n"),
+            error_of(b"*2147483648\r\n"),
             ProtocolError::InvalidMultibulkLength
         );
         assert_eq!(error_of(b"*01\r\n"), ProtocolError::InvalidMultibulkLength);
