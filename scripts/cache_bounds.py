@@ -148,7 +148,7 @@ def run_model(binary, model, pairs, maxmemory):
         assert c.line() == b'+OK'
         before = rss_kib(server.pid)
         t0 = time.monotonic()
-        c.s.sendall(cmd('APPEND', 'fill:0', b'z' * (16 << 20)))  # under --max-command
+        c.s.sendall(cmd('APPEND', 'fill:0', b'z' * (512 << 10)))  # under --max-frame (1 MiB)
         append_err = c.line().decode()
         c.s.sendall(cmd('SETRANGE', 'fresh', str(maxmemory), 'z'))
         setrange_oom = c.line().decode()

@@ -23,6 +23,7 @@ model_tests! {
         each_role_calls_exactly_its_json_methods,
         each_role_runs_exactly_its_redis_commands,
         auth_and_hello_log_in_as_redis_does,
+        before_login_a_command_is_bounded_as_redis_bounds_it,
         ten_failures_lock_the_address_out,
         the_metrics_port_wants_its_token,
         protected_mode_refuses_a_peer_that_is_not_on_loopback,
@@ -219,6 +220,45 @@ fn each_role_runs_exactly_its_redis_commands(model: Model) {
         b"+OK\r\n"
     );
     assert_eq!(admin.call(&[b"DBSIZE"]), b":0\r\n");
+}
+
+/// Redis 7.0's `authRequired` bounds: before logging in, more than 10
+/// arguments or a bulk string of more than 16 384 bytes is a protocol error
+/// and a close, so a client without the password cannot make the server
+/// hold much of its input; once logged in, both are ordinary commands.
+fn before_login_a_command_is_bounded_as_redis_bounds_it(model: Model) {
+    let server = server(model, |_| {});
+    let eleven: Vec<&[u8]> = [&b"MSET"[..]]
+        .into_iter()
+        .chain([&b"k"[..], b"v"].repeat(5))
+        .collect();
+    let big = vec![b'x'; 16385];
+    let mut c = Conn::tcp(server.resp_addr());
+    assert_eq!(
+        text(c.call(&eleven)),
+        "-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    assert!(c.closed(), "{model}: closed after the error");
+    let mut c = Conn::tcp(server.resp_addr());
+    assert_eq!(
+        text(c.call(&[b"ECHO", &big])),
+        "-ERR Protocol error: unauthenticated bulk length\r\n"
+    );
+    assert!(c.closed(), "{model}: closed after the error");
+    // Ten arguments and 16 384 bytes pass the parser (and meet NOAUTH).
+    let mut c = Conn::tcp(server.resp_addr());
+    assert_eq!(
+        text(c.call(&eleven[..9])),
+        "-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(
+        text(c.call(&[b"ECHO", &big[..16384]])),
+        "-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(c.call(&[b"AUTH", PASSWORD.as_bytes()]), b"+OK\r\n");
+    assert_eq!(c.call(&eleven), b"+OK\r\n");
+    let echoed = c.call(&[b"ECHO", &big]);
+    assert!(echoed.starts_with(b"$16385\r\nxxx"), "{model}");
 }
 
 fn auth_and_hello_log_in_as_redis_does(model: Model) {

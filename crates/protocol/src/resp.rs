@@ -61,14 +61,30 @@ pub struct Limits {
     /// [`ProtocolError::TooBigMultibulkRequest`] (inline:
     /// [`ProtocolError::TooBigInlineRequest`]).
     pub max_command: usize,
+    /// The client has yet to authenticate on a server that wants it: as
+    /// Redis 7.0, a command of more than [`UNAUTHENTICATED_ARGS`] arguments
+    /// or with a bulk string of more than [`UNAUTHENTICATED_BULK`] bytes is
+    /// a protocol error ([`ProtocolError::UnauthenticatedMultibulkLength`],
+    /// [`ProtocolError::UnauthenticatedBulkLength`]), so that a client
+    /// without the password cannot make the server hold much of its input.
+    pub unauthenticated: bool,
 }
 
+/// The most arguments of a command from a client that has not authenticated
+/// on a server that wants it (Redis 7.0's `authRequired` check).
+pub const UNAUTHENTICATED_ARGS: i64 = 10;
+/// The longest bulk string from such a client.
+pub const UNAUTHENTICATED_BULK: usize = 16384;
+
 impl Limits {
-    /// Bulk strings up to `max_bulk` bytes, commands up to [`DEFAULT_MAX_COMMAND`].
+    /// Bulk strings up to `max_bulk` bytes, commands up to
+    /// [`DEFAULT_MAX_COMMAND`], from an authenticated client (or with
+    /// authentication off).
     pub const fn new(max_bulk: usize) -> Limits {
         Limits {
             max_bulk,
             max_command: DEFAULT_MAX_COMMAND,
+            unauthenticated: false,
         }
     }
 }
@@ -101,6 +117,11 @@ pub enum ProtocolError {
     /// (a JSON frame's length prefix sent to this port holds NULs). Redis
     /// would wait for a newline that may never come.
     NulInInline,
+    /// `*N` with N above [`UNAUTHENTICATED_ARGS`] from a client that has
+    /// yet to authenticate ([`Limits::unauthenticated`]).
+    UnauthenticatedMultibulkLength,
+    /// `$len` above [`UNAUTHENTICATED_BULK`] from such a client.
+    UnauthenticatedBulkLength,
 }
 
 impl ProtocolError {
@@ -128,6 +149,12 @@ impl ProtocolError {
             }
             ProtocolError::TooBigBulkCountString => {
                 m.extend_from_slice(b"too big bulk count string")
+            }
+            ProtocolError::UnauthenticatedMultibulkLength => {
+                m.extend_from_slice(b"unauthenticated multibulk length")
+            }
+            ProtocolError::UnauthenticatedBulkLength => {
+                m.extend_from_slice(b"unauthenticated bulk length")
             }
             ProtocolError::NulInInline => m.extend_from_slice(
                 b"NUL byte in an inline request: this port speaks the Redis protocol \
@@ -321,6 +348,9 @@ impl Parser {
                         Some(n) if n <= MAX_MULTIBULK => n,
                         _ => return self.fail(ProtocolError::InvalidMultibulkLength),
                     };
+                    if count > UNAUTHENTICATED_ARGS && limits.unauthenticated {
+                        return self.fail(ProtocolError::UnauthenticatedMultibulkLength);
+                    }
                     if count <= 0 {
                         self.count = 0;
                         return self.done(cr + 2);
@@ -364,6 +394,9 @@ impl Parser {
                         Some(n) if n >= 0 && n as u64 <= limits.max_bulk as u64 => n as usize,
                         _ => return self.fail(ProtocolError::InvalidBulkLength),
                     };
+                    if len > UNAUTHENTICATED_BULK && limits.unauthenticated {
+                        return self.fail(ProtocolError::UnauthenticatedBulkLength);
+                    }
                     // Refused before the body: the bytes to come would pass
                     // the command's bound.
                     let Some(budget) = self.budget.checked_sub(len) else {
@@ -1004,6 +1037,41 @@ mod tests {
     }
 
     #[test]
+    fn before_login_ten_arguments_and_16_kib_bulks_at_most() {
+        let limits = Limits {
+            unauthenticated: true,
+            ..Limits::new(1 << 20)
+        };
+        let parse = |input: &[u8]| Parser::new().parse(input, limits);
+        assert_eq!(
+            parse(b"*11\r\n"),
+            Parsed::Error(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        assert!(matches!(parse(b"*10\r\n"), Parsed::Incomplete { .. }));
+        assert_eq!(
+            parse(b"*2\r\n$4\r\nECHO\r\n$16385\r\n"),
+            Parsed::Error(ProtocolError::UnauthenticatedBulkLength)
+        );
+        assert!(matches!(
+            parse(b"*2\r\n$4\r\nECHO\r\n$16384\r\n"),
+            Parsed::Incomplete { .. }
+        ));
+        // The limits are the caller's to lift: once logged in, both are read.
+        assert!(matches!(
+            Parser::new().parse(b"*11\r\n", Limits::new(1 << 20)),
+            Parsed::Incomplete { .. }
+        ));
+        assert_eq!(
+            ProtocolError::UnauthenticatedMultibulkLength.message(),
+            b"Protocol error: unauthenticated multibulk length"
+        );
+        assert_eq!(
+            ProtocolError::UnauthenticatedBulkLength.message(),
+            b"Protocol error: unauthenticated bulk length"
+        );
+    }
+
+    #[test]
     fn protocol_errors_as_redis_words_them() {
         assert_eq!(error_of(b"*x\r\n"), ProtocolError::InvalidMultibulkLength);
         assert_eq!(
@@ -1053,6 +1121,7 @@ mod tests {
     fn a_command_over_its_bound_is_refused_from_a_header() {
         let limits = |max_command| Limits {
             max_bulk: MAX,
+            unauthenticated: false,
             max_command,
         };
         // `*N` alone: N overheads.
@@ -1125,6 +1194,7 @@ mod tests {
         let mut p = Parser::new();
         let one_mib = Limits {
             max_bulk: MAX,
+            unauthenticated: false,
             max_command: 1 << 20,
         };
         assert_eq!(

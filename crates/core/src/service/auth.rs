@@ -1039,6 +1039,14 @@ impl Login {
         }
     }
 
+    /// Whether the server wants a login and this connection has none yet
+    /// (Redis's `authRequired`): such a client's requests are bounded
+    /// tighter ([`reactor_rpc_protocol::resp::Limits::unauthenticated`]).
+    #[inline]
+    pub fn awaits_login(&self, auth: &Auth) -> bool {
+        self.user.is_none() && auth.is_enabled()
+    }
+
     /// Logs in as `user` (after [`Auth::authenticate`]).
     pub fn set(&mut self, user: &User) {
         self.user = Some(user.clone());

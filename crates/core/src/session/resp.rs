@@ -164,6 +164,7 @@ pub fn process_output(
         let limits = Limits {
             max_bulk: opt.max_frame as usize,
             max_command: opt.max_command,
+            unauthenticated: session.login.awaits_login(service.auth()),
         };
         match parser.parse(rest, limits) {
             Parsed::Incomplete { needed } => break Stop::NeedMore { needed },
