@@ -176,27 +176,30 @@ pub fn process_output(
                 break Stop::Close(CloseReason::ProtocolError);
             }
             Parsed::Command { consumed: len } => {
-                let args = parser.args(rest);
-                if args.len() == 0 {
+                let count = parser.args(rest).len();
+                if count == 0 {
                     consumed += len;
                     continue; // a blank line or `*0`: no reply, as in Redis
                 }
+                // The first arguments on the stack: all of most commands,
+                // and enough to tell whether a long one is heavy (which the
+                // worker then lists again) without listing it on the loop.
                 let mut stack: [&[u8]; STACK_ARGS] = [&[]; STACK_ARGS];
-                let heap: Vec<&[u8]>;
-                let argv: &[&[u8]] = if args.len() <= STACK_ARGS {
-                    let n = args.len();
-                    for (slot, arg) in stack.iter_mut().zip(args) {
-                        *slot = arg;
-                    }
-                    &stack[..n]
-                } else {
-                    // Grows with the arguments present (already parsed).
-                    heap = args.collect();
-                    &heap
-                };
-                if opt.offload && redis::is_heavy(service, session, argv) {
+                let head = count.min(STACK_ARGS);
+                for (slot, arg) in stack.iter_mut().zip(parser.args(rest)) {
+                    *slot = arg;
+                }
+                if opt.offload && redis::is_heavy_by_head(service, session, &stack[..head], count) {
                     break Stop::Offload { len };
                 }
+                let heap: Vec<&[u8]>;
+                let argv: &[&[u8]] = if count <= STACK_ARGS {
+                    &stack[..count]
+                } else {
+                    // Grows with the arguments present (already parsed).
+                    heap = parser.args(rest).collect();
+                    &heap
+                };
                 let (flow, label) =
                     redis::execute_labelled(service, session, argv, out, opt.max_reply);
                 consumed += len;

@@ -30,11 +30,24 @@ pub const SCAN_HEAVY: i64 = 4096;
 /// the connection may not run (refused at once), nor one queued inside `MULTI` (only its `EXEC` runs it). `SAVE` always is: it
 /// writes the whole cache to disk before answering.
 pub fn is_heavy(service: &Service, session: &Session, args: &[&[u8]]) -> bool {
-    let Some(name) = command_name(args) else {
+    is_heavy_by_head(service, session, args, args.len())
+}
+
+/// [`is_heavy`] from the first arguments of a command of `count`: `head`
+/// must hold at least the name and a subcommand (a session passes up to 16),
+/// so that a command of a million arguments can be sent to a worker without
+/// listing them all on the loop first.
+pub fn is_heavy_by_head(
+    service: &Service,
+    session: &Session,
+    head: &[&[u8]],
+    count: usize,
+) -> bool {
+    let Some(name) = command_name(head) else {
         return false;
     };
     // A command the connection may not run is refused at once, on the loop.
-    let allowed = super::access(args)
+    let allowed = super::access(head)
         .is_some_and(|access| session.login.check(service.auth(), access).is_ok());
     if !allowed {
         return false;
@@ -43,11 +56,12 @@ pub fn is_heavy(service: &Service, session: &Session, args: &[&[u8]]) -> bool {
         (Some(multi), "exec") => {
             multi.len() > MANY_KEYS
                 || multi.commands().any(|c| {
-                    command_name(&c).is_some_and(|name| heavy_on_its_own(service, name, &c))
+                    command_name(&c)
+                        .is_some_and(|name| heavy_on_its_own(service, name, &c, c.len()))
                 })
         }
         (Some(_), _) => false, // queued, not run
-        (None, name) => heavy_on_its_own(service, name, args),
+        (None, name) => heavy_on_its_own(service, name, head, count),
     }
 }
 
@@ -68,14 +82,15 @@ fn command_name(args: &[&[u8]]) -> Option<&'static str> {
         .copied()
 }
 
-/// Whether the command `name` with `args` is heavy when it runs.
-fn heavy_on_its_own(service: &Service, name: &str, args: &[&[u8]]) -> bool {
+/// Whether the command `name` of `count` arguments, `args` the first of
+/// them, is heavy when it runs.
+fn heavy_on_its_own(service: &Service, name: &str, args: &[&[u8]], count: usize) -> bool {
     match name {
         "save" => true,
         "keys" => service.cache().len() >= KEYS_HEAVY,
         "flushall" | "flushdb" => service.cache().len() >= FLUSH_HEAVY,
-        "mget" | "del" | "unlink" | "exists" | "touch" => args.len() > MANY_KEYS,
-        "mset" | "msetnx" => args.len() > 2 * MANY_KEYS,
+        "mget" | "del" | "unlink" | "exists" | "touch" => count > MANY_KEYS,
+        "mset" | "msetnx" => count > 2 * MANY_KEYS,
         "scan" => args.windows(2).any(|w| {
             w[0].eq_ignore_ascii_case(b"count")
                 && reactor_rpc_protocol::resp::parse_i64(w[1]).is_some_and(|n| n >= SCAN_HEAVY)
@@ -100,5 +115,22 @@ mod tests {
         }
         assert_eq!(command_name(&[b"get"]), None);
         assert_eq!(command_name(&[b"execx"]), None);
+    }
+
+    #[test]
+    fn a_long_command_is_judged_by_its_head_and_count() {
+        let service = Service::new();
+        let session = Session::new(6379);
+        let head: Vec<&[u8]> = std::iter::once(&b"MSET"[..])
+            .chain(std::iter::repeat_n(&b"k"[..], 15))
+            .collect();
+        assert!(is_heavy_by_head(
+            &service,
+            &session,
+            &head,
+            2 * MANY_KEYS + 2
+        ));
+        assert!(!is_heavy_by_head(&service, &session, &head, 16));
+        assert!(!is_heavy(&service, &session, &head));
     }
 }

@@ -51,7 +51,7 @@ use reactor_rpc_protocol::ErrorCode;
 
 pub use clients::KillHook;
 pub use docs::{categories, categories_of};
-pub use heavy::is_heavy;
+pub use heavy::{is_heavy, is_heavy_by_head};
 
 /// One connection's state, as far as commands are concerned.
 pub struct Session {
