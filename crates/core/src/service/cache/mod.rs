@@ -337,11 +337,7 @@ impl Cache {
     fn read<R>(&self, key: &[u8], f: impl FnOnce(&Item) -> R) -> Option<R> {
         let (hash, s) = self.locate(key);
         let mut shard = self.lock(s);
-        let Some(i) = shard.live(hash, key) else {
-            shard.stats.misses += 1;
-            return None;
-        };
-        shard.stats.hits += 1;
+        let i = shard.read_live(hash, key)?;
         shard.touch(i);
         Some(f(shard.item(i)))
     }

@@ -87,11 +87,7 @@ impl Cache {
     pub fn get_del(&self, key: &[u8]) -> Option<Value> {
         let (hash, s) = self.locate(key);
         let mut shard = self.lock(s);
-        let Some(i) = shard.live(hash, key) else {
-            shard.stats.misses += 1;
-            return None;
-        };
-        shard.stats.hits += 1;
+        let i = shard.read_live(hash, key)?;
         let value = shard.item(i).to_value();
         shard.remove(i);
         self.totals.write();
@@ -110,11 +106,7 @@ impl Cache {
     ) -> Option<Value> {
         let (hash, s) = self.locate(key);
         let mut shard = self.lock(s);
-        let Some(i) = shard.live(hash, key) else {
-            shard.stats.misses += 1;
-            return None;
-        };
-        shard.stats.hits += 1;
+        let i = shard.read_live(hash, key)?;
         shard.touch(i);
         let value = shard.item(i).to_value();
         match change {

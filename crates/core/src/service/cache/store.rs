@@ -516,6 +516,17 @@ impl Shard {
         Some(i)
     }
 
+    /// What every read of a key does first: its live position, counted as a
+    /// keyspace hit, or `None`, counted as a miss.
+    pub fn read_live(&mut self, hash: u64, key: &[u8]) -> Option<usize> {
+        let Some(i) = self.live(hash, key) else {
+            self.stats.misses += 1;
+            return None;
+        };
+        self.stats.hits += 1;
+        Some(i)
+    }
+
     /// Records an access on the LRU clock.
     pub fn touch(&mut self, i: usize) {
         let now = self.totals.lru_clock();
