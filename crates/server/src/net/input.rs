@@ -56,6 +56,9 @@ struct Holder<H> {
 /// A connection closed for the total: who, how much it held, and its handle.
 pub(crate) struct Evicted<K, H> {
     pub(crate) key: K,
+    /// What the model closes the connection through (the tokio models'
+    /// task handle; the others find the connection by `key`).
+    #[cfg_attr(not(feature = "tokio-model"), allow(dead_code))]
     pub(crate) handle: H,
 }
 
