@@ -33,8 +33,10 @@ impl LogFile {
     }
 }
 
+/// The log file at `path`, for appending: a symbolic link, a hard link or a
+/// FIFO planted at the name is refused (`ops::logfile`).
 fn append(path: &Path) -> io::Result<File> {
-    File::options().create(true).append(true).open(path)
+    reactor_rpc::ops::logfile::open_append(path)
 }
 
 impl Write for LogFile {

@@ -85,6 +85,65 @@ fn hup_under_logrotate(model: &str) {
     assert!(status.success(), "{status}");
 }
 
+/// A link planted at `--log-file`'s name is never written through: at start
+/// it refuses the start (exit 2, one line); planted between a logrotate and
+/// the SIGHUP, the reopen fails, the old file keeps the log and says why, and
+/// the server goes on serving.
+#[test]
+fn a_link_planted_at_the_log_file_is_never_written_through() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious\n").expect("write");
+    let log = dir.path().join("server.log");
+    std::os::unix::fs::symlink(&victim, &log).expect("symlink");
+    let out = Command::new(binary())
+        .args(["serve", "--addr", "127.0.0.1:0", "--log-file"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the server");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("server.log") && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    fs::remove_file(&log).expect("remove the link");
+
+    let rotated = dir.path().join("server.log.1");
+    let mut child = Command::new(binary())
+        .args(["serve", "--addr", "127.0.0.1:0", "--log-file"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_until("the listening line in the log file", TIMEOUT, || {
+        read(&log).contains("listening on ")
+    });
+    let text = read(&log);
+    let line = text
+        .lines()
+        .find(|l| l.contains("listening on "))
+        .expect("line");
+    let addr = crate::support::parse_listening(line).expect("address");
+    fs::rename(&log, &rotated).expect("rename the log");
+    std::os::unix::fs::symlink(&victim, &log).expect("symlink");
+    signal(child.id(), libc::SIGHUP);
+    wait_until("the reopen refused, in the old file", TIMEOUT, || {
+        read(&rotated).contains("cannot reopen the log file")
+    });
+    ping(addr);
+    assert_eq!(fs::read(&victim).expect("victim"), b"precious\n");
+    assert!(fs::symlink_metadata(&log).expect("link").is_symlink());
+    signal(child.id(), libc::SIGTERM);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    assert_eq!(fs::read(&victim).expect("victim"), b"precious\n");
+}
+
 #[test]
 fn pidfile_is_written_refuses_a_second_server_and_is_removed() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -20,11 +20,13 @@
 //! * [`secrets`]: the password of `default`, the users file and the metrics
 //!   token, read from files only the server's user may read.
 //! * [`pidfile`]: one pid file per running server.
+//! * [`logfile`]: the log file, opened so that a planted link cannot redirect it.
 //! * [`systemd`]: readiness notification and socket activation.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod exposition;
+pub mod logfile;
 pub mod persist;
 pub mod pidfile;
 pub mod procfs;
