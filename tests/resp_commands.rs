@@ -1173,6 +1173,7 @@ fn a_command_refused_while_queuing_aborts_the_exec() {
 /// they end.
 #[test]
 fn a_transaction_is_bounded_by_bytes_not_by_count() {
+    let _alone = crate::support::TRANSACTION_TOTAL.lock();
     use reactor_rpc::service::redis::transaction::queued_total;
     let s = Service::new();
     let mut c = Client::new(&s);

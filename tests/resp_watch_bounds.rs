@@ -110,6 +110,7 @@ fn watch_is_fired_by_eviction() {
 
 #[test]
 fn a_client_within_its_share_can_always_queue() {
+    let _alone = crate::support::TRANSACTION_TOTAL.lock();
     let s = Service::new();
     let big = vec![b'x'; 1020 * 1024];
     // 64 transactions of 1020 KiB each: within their own 1 MiB, 63.75 MiB in all.
@@ -293,6 +294,74 @@ fn heavy_calls_are_marked() {
     assert!(heavy(&["KEYS", "*"]));
     assert!(heavy(&["keys", "x*"]));
     assert!(heavy(&["SAVE"]), "a save writes the whole cache");
+    let mut watch = vec!["WATCH"];
+    watch.extend(many.iter().map(String::as_str));
+    assert!(heavy(&watch));
+    assert!(!heavy(&watch[..10]));
+}
+
+/// Watched keys are memory a client commits, like a queue: counted in the
+/// transactions' total at their bytes plus an overhead each, once however
+/// often a key is watched, released by `UNWATCH`, `EXEC` or the connection's
+/// end; past the bound `WATCH` answers an error. A session watching
+/// thousands of keys has its `EXEC`, `DISCARD` and `UNWATCH` run off the loop.
+#[test]
+fn watched_keys_are_bounded_like_a_queue() {
+    let _alone = crate::support::TRANSACTION_TOTAL.lock();
+    let s = Service::new();
+    let mut c = Connection::new(6379);
+    let bytes = |c: &Connection| {
+        let session = c.session().expect("no job holds it");
+        session.watched().map_or(0, |w| w.bytes())
+    };
+    assert_eq!(run(&s, &mut c, "WATCH alpha beta"), "+OK\r\n");
+    let two = 9 + 2 * transaction::WATCHED_KEY_OVERHEAD;
+    assert_eq!(bytes(&c), two);
+    for _ in 0..3 {
+        assert_eq!(run(&s, &mut c, "WATCH alpha beta alpha"), "+OK\r\n");
+    }
+    assert_eq!(bytes(&c), two, "each key counted once");
+    assert_eq!(run(&s, &mut c, "UNWATCH"), "+OK\r\n");
+    assert_eq!(bytes(&c), 0);
+
+    // Past 64 MiB of watched keys: an error, and what was watched stays.
+    let big = vec![b'k'; 900 * 1024];
+    let mut refused = None;
+    for i in 0..100u32 {
+        let mut key = big.clone();
+        key.extend_from_slice(&i.to_be_bytes());
+        let reply = call(&s, &mut c, &[b"WATCH", &key]);
+        if reply != "+OK\r\n" {
+            refused = Some((i, reply));
+            break;
+        }
+    }
+    let (at, reply) = refused.expect("refused past 64 MiB");
+    assert_eq!(at, 72, "64 MiB / (900 KiB + 4 + the overhead)");
+    assert_eq!(
+        reply,
+        "-ERR too many watched keys: more than 64 MiB of them\r\n"
+    );
+    let session = c.session().expect("no job holds it");
+    assert_eq!(session.watched().map(|w| w.len()), Some(72));
+    assert!(transaction::queued_total() >= 72 * 900 * 1024);
+    drop(c);
+    // Other tests may hold small queues meanwhile, not 900 KiB.
+    assert!(
+        transaction::queued_total() < 900 << 10,
+        "released with the connection"
+    );
+
+    let mut c = Connection::new(6379);
+    let keys: Vec<String> = (0..5000).map(|i| format!("w{i}")).collect();
+    let mut watch = vec![&b"WATCH"[..]];
+    watch.extend(keys.iter().map(String::as_bytes));
+    assert_eq!(call(&s, &mut c, &watch), "+OK\r\n");
+    let session = c.session().expect("no job holds it");
+    for walks in ["EXEC", "DISCARD", "UNWATCH"] {
+        assert!(is_heavy(&s, session, &[walks.as_bytes()]), "{walks}");
+    }
+    assert!(!is_heavy(&s, session, &[b"GET", b"k"]));
 }
 
 #[test]

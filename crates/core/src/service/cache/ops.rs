@@ -444,12 +444,13 @@ impl Cache {
 
     /// The session whose flag is `flag` watches `key` (`WATCH`): any change
     /// to it from now on sets the flag. An expired key is removed first, so
-    /// that its removal is not taken for a change.
-    pub fn watch(&self, key: &[u8], flag: &Arc<Flag>) {
+    /// that its removal is not taken for a change. Whether the session did
+    /// not watch it already.
+    pub fn watch(&self, key: &[u8], flag: &Arc<Flag>) -> bool {
         let (hash, s) = self.locate(key);
         let mut shard = self.lock(s);
         shard.live(hash, key);
-        shard.watch(key, flag);
+        shard.watch(key, flag)
     }
 
     /// Stops watching `key` for `flag`'s session.

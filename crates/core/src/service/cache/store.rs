@@ -550,11 +550,11 @@ impl Shard {
     }
 
     /// Watches `key` for the session whose flag is `dirty`: any change to
-    /// the key sets it.
-    pub fn watch(&mut self, key: &[u8], dirty: &Arc<super::watch::Flag>) {
+    /// the key sets it. Whether it did not watch it already.
+    pub fn watch(&mut self, key: &[u8], dirty: &Arc<super::watch::Flag>) -> bool {
         self.watched
             .get_or_insert_with(Default::default)
-            .add(key, dirty);
+            .add(key, dirty)
     }
 
     /// The session whose flag is `dirty` no longer watches `key`.

@@ -41,16 +41,18 @@ pub(super) struct Watched {
 }
 
 impl Watched {
-    /// `flag` watches `key` (once, however often it is added).
-    pub fn add(&mut self, key: &[u8], flag: &Arc<Flag>) {
+    /// `flag` watches `key` (once, however often it is added); whether it
+    /// did not already.
+    pub fn add(&mut self, key: &[u8], flag: &Arc<Flag>) -> bool {
         let watchers = self.keys.entry(key.into()).or_default();
         watchers.retain(|w| w.strong_count() > 0);
-        if !watchers
+        let new = !watchers
             .iter()
-            .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(flag)))
-        {
+            .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(flag)));
+        if new {
             watchers.push(Arc::downgrade(flag));
         }
+        new
     }
 
     /// `flag` no longer watches `key`.

@@ -11,7 +11,7 @@ use super::Session;
 use crate::service::Service;
 
 /// Keys at which a multi-key command (`MGET`, `MSET`, `DEL`, `UNLINK`,
-/// `EXISTS`, `TOUCH`, `MSETNX`) counts as heavy.
+/// `EXISTS`, `TOUCH`, `MSETNX`, `WATCH`) counts as heavy.
 pub const MANY_KEYS: usize = 256;
 
 /// Keys at which `KEYS` (which walks them all) counts as heavy.
@@ -21,6 +21,10 @@ pub const KEYS_HEAVY: usize = 4096;
 /// async one only detaches, but is marked too once the keyspace is large,
 /// since detaching still visits every shard).
 pub const FLUSH_HEAVY: usize = 65_536;
+
+/// Watched keys at which `EXEC`, `DISCARD` and `UNWATCH`, which walk them,
+/// count as heavy.
+pub const WATCHED_HEAVY: usize = 4096;
 
 /// `SCAN ... COUNT n` at which a call counts as heavy.
 pub const SCAN_HEAVY: i64 = 4096;
@@ -52,6 +56,11 @@ pub fn is_heavy_by_head(
     if !allowed {
         return false;
     }
+    // These walk the session's watched keys, a shard lock each.
+    let watched = session.watch.as_ref().map_or(0, |w| w.len());
+    if watched > WATCHED_HEAVY && matches!(name, "exec" | "discard" | "unwatch") {
+        return true;
+    }
     match (&session.multi, name) {
         (Some(multi), "exec") => {
             multi.len() > MANY_KEYS
@@ -67,8 +76,8 @@ pub fn is_heavy_by_head(
 
 /// The commands that can be heavy: [`heavy_on_its_own`]'s and `EXEC`.
 const CANDIDATES: &[&str] = &[
-    "exec", "save", "keys", "flushall", "flushdb", "mget", "del", "unlink", "exists", "touch",
-    "mset", "msetnx", "scan",
+    "exec", "discard", "unwatch", "watch", "save", "keys", "flushall", "flushdb", "mget", "del",
+    "unlink", "exists", "touch", "mset", "msetnx", "scan",
 ];
 
 /// The name of `args`'s command if it is one of the [`CANDIDATES`], whatever
@@ -89,7 +98,7 @@ fn heavy_on_its_own(service: &Service, name: &str, args: &[&[u8]], count: usize)
         "save" => true,
         "keys" => service.cache().len() >= KEYS_HEAVY,
         "flushall" | "flushdb" => service.cache().len() >= FLUSH_HEAVY,
-        "mget" | "del" | "unlink" | "exists" | "touch" => count > MANY_KEYS,
+        "mget" | "del" | "unlink" | "exists" | "touch" | "watch" => count > MANY_KEYS,
         "mset" | "msetnx" => count > 2 * MANY_KEYS,
         "scan" => args.windows(2).any(|w| {
             w[0].eq_ignore_ascii_case(b"count")

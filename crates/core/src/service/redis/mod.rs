@@ -98,6 +98,11 @@ impl fmt::Debug for Session {
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Session {
+    /// The keys this connection watches (`WATCH`), if any.
+    pub fn watched(&self) -> Option<&transaction::Watch> {
+        self.watch.as_ref()
+    }
+
     /// A new connection's session, with a fresh client id, for a connection
     /// whose addresses are not known (tests): the local port is `tcp_port`.
     pub fn new(tcp_port: u16) -> Session {

@@ -47,7 +47,9 @@
 //! changed) keeps nothing more: its commands are answered `+QUEUED` and
 //! dropped, as in Redis. `EXEC`'s reply is bounded by `--max-reply` like any
 //! reply: past it the rest of the transaction still runs, and the reply is
-//! the error.
+//! the error. A session's watched keys are a holder of the same total too,
+//! each key counted at its bytes plus [`WATCHED_KEY_OVERHEAD`]: past a bound
+//! `WATCH` answers an error and the keys before stay watched.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -66,9 +68,9 @@ pub const QUEUED_COMMAND_OVERHEAD: usize = 64;
 /// how it is shared), and one transaction on its own.
 pub const MAX_QUEUED_TOTAL: usize = 64 << 20;
 
-/// Bytes held by every open transaction in the process.
+/// Bytes held by every open transaction and every session's watched keys.
 static QUEUED_TOTAL: AtomicUsize = AtomicUsize::new(0);
-/// Transactions open in the process.
+/// Holders of such bytes: open transactions, and sessions watching keys.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// A transaction being queued, between `MULTI` and `EXEC` or `DISCARD`.
@@ -116,19 +118,38 @@ impl Multi {
             .map(|a| a.len() + QUEUED_ARG_OVERHEAD)
             .sum::<usize>()
             + QUEUED_COMMAND_OVERHEAD;
-        if self.bytes + size > MAX_QUEUED_TOTAL {
-            return Err(b"ERR transaction too large: more than 64 MiB of queued commands");
-        }
-        let total = QUEUED_TOTAL.fetch_add(size, Ordering::Relaxed) + size;
-        let share = MAX_QUEUED_TOTAL / OPEN.load(Ordering::Relaxed).max(1);
-        if total > MAX_QUEUED_TOTAL && self.bytes + size > share {
-            QUEUED_TOTAL.fetch_sub(size, Ordering::Relaxed);
-            return Err(b"ERR too many queued transaction commands in the server, try again later");
-        }
-        self.bytes += size;
+        admit(
+            &mut self.bytes,
+            size,
+            b"ERR transaction too large: more than 64 MiB of queued commands",
+            b"ERR too many queued transaction commands in the server, try again later",
+        )?;
         self.queued.push(args.iter().map(|a| a.to_vec()).collect());
         Ok(())
     }
+}
+
+/// Counts `size` more bytes for a holder (a transaction's queue, or a
+/// session's watched keys) that holds `held`: refused with `too_large` past
+/// [`MAX_QUEUED_TOTAL`] on its own, or with `too_many` when the total of all
+/// holders would pass it and this one its fair share of it (the module docs).
+fn admit(
+    held: &mut usize,
+    size: usize,
+    too_large: &'static [u8],
+    too_many: &'static [u8],
+) -> Result<(), &'static [u8]> {
+    if *held + size > MAX_QUEUED_TOTAL {
+        return Err(too_large);
+    }
+    let total = QUEUED_TOTAL.fetch_add(size, Ordering::Relaxed) + size;
+    let share = MAX_QUEUED_TOTAL / OPEN.load(Ordering::Relaxed).max(1);
+    if total > MAX_QUEUED_TOTAL && *held + size > share {
+        QUEUED_TOTAL.fetch_sub(size, Ordering::Relaxed);
+        return Err(too_many);
+    }
+    *held += size;
+    Ok(())
 }
 
 impl Multi {
@@ -160,17 +181,57 @@ pub fn queued_total() -> usize {
     QUEUED_TOTAL.load(Ordering::Relaxed)
 }
 
-/// The keys a session watches, and the flag a change to any sets.
-#[derive(Debug, Default)]
+/// What a watched key is counted at beyond its bytes: the session's copy
+/// and the shard's entry (its key, and the session's place among the
+/// key's watchers).
+pub const WATCHED_KEY_OVERHEAD: usize = 96;
+
+/// The keys a session watches, and the flag a change to any sets. Its bytes
+/// count with the transactions' (a holder of the same total and the same
+/// fair share), so that no client can grow them without bound.
+#[derive(Debug)]
 pub struct Watch {
     flag: Arc<Flag>,
     keys: Vec<Vec<u8>>,
+    /// Bytes counted for the keys, in [`QUEUED_TOTAL`] too.
+    bytes: usize,
 }
 
 impl Watch {
+    fn new() -> Watch {
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        Watch {
+            flag: Arc::default(),
+            keys: Vec::new(),
+            bytes: 0,
+        }
+    }
+
     /// Whether a watched key changed.
     pub fn is_dirty(&self) -> bool {
         self.flag.is_set()
+    }
+
+    /// Keys watched.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is watched.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Bytes the keys are counted at in the transactions' total.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        QUEUED_TOTAL.fetch_sub(self.bytes, Ordering::Relaxed);
+        OPEN.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -358,15 +419,28 @@ pub(crate) const WATCH: Command = tx("watch", -2, |cx, args| {
     if cx.session.multi.is_some() {
         return cx.reply.error(b"ERR WATCH inside MULTI is not allowed");
     }
-    let watch = cx.session.watch.get_or_insert_with(Watch::default);
+    let watch = cx.session.watch.get_or_insert_with(Watch::new);
     if watch.flag.is_set() {
         // No point in watching more: the next EXEC fails anyway.
         return cx.reply.ok();
     }
     for key in &args[1..] {
-        if !watch.keys.iter().any(|k| k == key) {
-            cx.service.cache().watch(key, &watch.flag);
+        let size = key.len() + WATCHED_KEY_OVERHEAD;
+        if let Err(message) = admit(
+            &mut watch.bytes,
+            size,
+            b"ERR too many watched keys: more than 64 MiB of them",
+            b"ERR too many watched keys in the server, try again later",
+        ) {
+            // The keys before stay watched, as if watched by an earlier WATCH.
+            return cx.reply.error(message);
+        }
+        // The shard knows whether this session watches the key already.
+        if cx.service.cache().watch(key, &watch.flag) {
             watch.keys.push(key.to_vec());
+        } else {
+            watch.bytes -= size;
+            QUEUED_TOTAL.fetch_sub(size, Ordering::Relaxed);
         }
     }
     cx.reply.ok();
