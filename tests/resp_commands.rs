@@ -663,6 +663,17 @@ fn client_subcommands() {
     );
     assert_eq!(c.call(&[b"CLIENT", b"SETNAME", b""]), ok());
     assert_eq!(c.run("CLIENT GETNAME"), R::NullBulk);
+    // A name is memory every connection may hold: at most 512 bytes kept.
+    let long = vec![b'n'; 513];
+    let too_long = err("ERR Client names and library attributes are limited to 512 bytes.");
+    assert_eq!(c.call(&[b"CLIENT", b"SETNAME", &long]), too_long);
+    assert_eq!(
+        c.call(&[b"CLIENT", b"SETINFO", b"LIB-VER", &long]),
+        too_long
+    );
+    assert_eq!(c.call(&[b"HELLO", b"2", b"SETNAME", &long]), too_long);
+    assert_eq!(c.call(&[b"CLIENT", b"SETNAME", &long[..512]]), ok());
+    assert_eq!(c.call(&[b"CLIENT", b"SETNAME", b""]), ok());
     assert_eq!(c.run("CLIENT SETINFO LIB-NAME redis-py"), ok());
     assert_eq!(c.run("CLIENT SETINFO lib-ver 8.0.0"), ok());
     assert_eq!(

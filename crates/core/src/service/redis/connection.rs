@@ -187,8 +187,8 @@ fn hello(cx: &mut Cx<'_>, args: &[&[u8]]) {
         );
     }
     if let Some(name) = name {
-        if !valid_name(name) {
-            return cx.reply.error(ERR_BAD_NAME);
+        if let Err(e) = check_name(name) {
+            return cx.reply.error(e);
         }
         cx.session.name = (!name.is_empty()).then(|| name.to_vec());
         cx.session.names_changed();
@@ -222,10 +222,24 @@ fn hello(cx: &mut Cx<'_>, args: &[&[u8]]) {
 const ERR_BAD_NAME: &[u8] =
     b"ERR Client names cannot contain spaces, newlines or special characters.";
 
+/// The longest client name or library attribute kept. Redis keeps any; here
+/// each connection holds up to three of them twice (its session and the
+/// client list), so that 10 000 connections cannot hold gigabytes of names.
+pub const MAX_CLIENT_NAME: usize = 512;
+
+const ERR_LONG_NAME: &[u8] = b"ERR Client names and library attributes are limited to 512 bytes.";
+
 /// Redis's rule for client names and library attributes: printable ASCII
-/// without blanks (`!` to `~`).
-fn valid_name(name: &[u8]) -> bool {
-    name.iter().all(|&b| (b'!'..=b'~').contains(&b))
+/// without blanks (`!` to `~`); and at most [`MAX_CLIENT_NAME`] bytes.
+/// The error to answer otherwise.
+fn check_name(name: &[u8]) -> Result<(), &'static [u8]> {
+    if name.len() > MAX_CLIENT_NAME {
+        Err(ERR_LONG_NAME)
+    } else if !name.iter().all(|&b| (b'!'..=b'~').contains(&b)) {
+        Err(ERR_BAD_NAME)
+    } else {
+        Ok(())
+    }
 }
 
 pub(crate) const CLIENT: Command = Command {
@@ -459,8 +473,8 @@ fn client_kill(cx: &mut Cx<'_>, args: &[&[u8]]) {
 
 fn client_setname(cx: &mut Cx<'_>, args: &[&[u8]]) {
     let name = args[2];
-    if !valid_name(name) {
-        return cx.reply.error(ERR_BAD_NAME);
+    if let Err(e) = check_name(name) {
+        return cx.reply.error(e);
     }
     cx.session.name = (!name.is_empty()).then(|| name.to_vec());
     cx.session.names_changed();
@@ -477,7 +491,10 @@ fn client_setinfo(cx: &mut Cx<'_>, args: &[&[u8]]) {
         m.push(b'\'');
         return cx.reply.error(&m);
     }
-    if !valid_name(value) {
+    if let Err(e) = check_name(value) {
+        if e == ERR_LONG_NAME {
+            return cx.reply.error(e);
+        }
         let mut m = b"ERR ".to_vec();
         m.extend_from_slice(attr);
         m.extend_from_slice(b" cannot contain spaces, newlines or special characters.");
