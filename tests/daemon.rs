@@ -36,11 +36,9 @@ fn sighup_reopens_the_log_file_after_logrotate_renamed_it() {
     }
 }
 
-fn hup_under_logrotate(model: &str) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("server.log");
-    let rotated = dir.path().join("server.log.1");
-    let mut child = Command::new(binary())
+/// A server of `model` logging to `log`, once it has logged where it listens.
+fn spawn_logging_to(log: &Path, model: &str) -> (std::process::Child, SocketAddr) {
+    let child = Command::new(binary())
         .args([
             "serve",
             "--addr",
@@ -49,21 +47,29 @@ fn hup_under_logrotate(model: &str) {
             model,
             "--log-file",
         ])
-        .arg(&log)
+        .arg(log)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
     wait_until("the listening line in the log file", TIMEOUT, || {
-        read(&log).contains("listening on ")
+        read(log).contains("listening on ")
     });
-    let text = read(&log);
+    let text = read(log);
     let line = text
         .lines()
         .find(|l| l.contains("listening on "))
         .expect("line");
     let addr = crate::support::parse_listening(line).expect("address");
+    (child, addr)
+}
+
+fn hup_under_logrotate(model: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let rotated = dir.path().join("server.log.1");
+    let (mut child, addr) = spawn_logging_to(&log, model);
     // logrotate without copytruncate: rename, then HUP.
     fs::rename(&log, &rotated).expect("rename the log");
     signal(child.id(), libc::SIGHUP);
@@ -112,23 +118,7 @@ fn a_link_planted_at_the_log_file_is_never_written_through() {
     fs::remove_file(&log).expect("remove the link");
 
     let rotated = dir.path().join("server.log.1");
-    let mut child = Command::new(binary())
-        .args(["serve", "--addr", "127.0.0.1:0", "--log-file"])
-        .arg(&log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    wait_until("the listening line in the log file", TIMEOUT, || {
-        read(&log).contains("listening on ")
-    });
-    let text = read(&log);
-    let line = text
-        .lines()
-        .find(|l| l.contains("listening on "))
-        .expect("line");
-    let addr = crate::support::parse_listening(line).expect("address");
+    let (mut child, addr) = spawn_logging_to(&log, "reactor");
     fs::rename(&log, &rotated).expect("rename the log");
     std::os::unix::fs::symlink(&victim, &log).expect("symlink");
     signal(child.id(), libc::SIGHUP);
