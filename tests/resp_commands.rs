@@ -1184,15 +1184,13 @@ fn a_command_refused_while_queuing_aborts_the_exec() {
 /// they end.
 #[test]
 fn a_transaction_is_bounded_by_bytes_not_by_count() {
-    let _alone = crate::support::TRANSACTION_TOTAL.lock();
-    use reactor_rpc::service::redis::transaction::queued_total;
     let s = Service::new();
     let mut c = Client::new(&s);
     assert_eq!(c.run("MULTI"), ok());
     for _ in 0..2000 {
         assert_eq!(c.run("INCR n"), R::Simple("QUEUED".into()));
     }
-    assert!(queued_total() > 0);
+    assert!(s.transactions().total() > 0);
     match c.run("EXEC") {
         R::Array(replies) => {
             assert_eq!(replies.len(), 2000);
@@ -1223,7 +1221,5 @@ fn a_transaction_is_bounded_by_bytes_not_by_count() {
         err("EXECABORT Transaction discarded because of previous errors.")
     );
     drop(c);
-    // Other tests in this binary may hold queues of their own meanwhile, but
-    // not 600 KiB of them.
-    assert!(queued_total() < 600 << 10, "{}", queued_total());
+    assert_eq!(s.transactions().total(), 0, "released with the client");
 }

@@ -110,7 +110,6 @@ fn watch_is_fired_by_eviction() {
 
 #[test]
 fn a_client_within_its_share_can_always_queue() {
-    let _alone = crate::support::TRANSACTION_TOTAL.lock();
     let s = Service::new();
     let big = vec![b'x'; 1020 * 1024];
     // 64 transactions of 1020 KiB each: within their own 1 MiB, 63.75 MiB in all.
@@ -119,7 +118,7 @@ fn a_client_within_its_share_can_always_queue() {
         assert_eq!(run(&s, c, "MULTI"), "+OK\r\n");
         assert_eq!(call(&s, c, &[b"SET", b"k", &big]), "+QUEUED\r\n");
     }
-    assert!(transaction::queued_total() >= 64 * 1020 * 1024);
+    assert!(s.transactions().total() >= 64 * 1020 * 1024);
     // A 65th would take the total past T = 64 MiB with more than its share
     // (T / 65 = 1008 KiB): refused.
     assert_eq!(run(&s, &mut hogs[64], "MULTI"), "+OK\r\n");
@@ -134,7 +133,7 @@ fn a_client_within_its_share_can_always_queue() {
         call(&s, &mut fair, &[b"SET", b"k", &big[..900 * 1024]]),
         "+QUEUED\r\n"
     );
-    assert!(transaction::queued_total() > 64 << 20);
+    assert!(s.transactions().total() > 64 << 20);
     assert_eq!(run(&s, &mut fair, "EXEC"), "*1\r\n+OK\r\n");
     // No bound of its own below T: one more command past 1 MiB is queued
     // while the total allows it, as Redis queues it.
@@ -143,7 +142,7 @@ fn a_client_within_its_share_can_always_queue() {
         "+QUEUED\r\n"
     );
     drop(hogs);
-    assert_eq!(transaction::queued_total(), 0);
+    assert_eq!(s.transactions().total(), 0);
     // Alone, a transaction may queue up to T (here 2 000 PINGs and 64 SETs of
     // 1020 KiB, just under 64 MiB as counted), and no count bounds it.
     let mut c = Connection::new(6379);
@@ -160,7 +159,7 @@ fn a_client_within_its_share_can_always_queue() {
         "{too_much}"
     );
     assert!(run(&s, &mut c, "EXEC").starts_with("-EXECABORT"));
-    assert_eq!(transaction::queued_total(), 0);
+    assert_eq!(s.transactions().total(), 0);
 }
 
 #[test]
@@ -307,7 +306,6 @@ fn heavy_calls_are_marked() {
 /// thousands of keys has its `EXEC`, `DISCARD` and `UNWATCH` run off the loop.
 #[test]
 fn watched_keys_are_bounded_like_a_queue() {
-    let _alone = crate::support::TRANSACTION_TOTAL.lock();
     let s = Service::new();
     let mut c = Connection::new(6379);
     let bytes = |c: &Connection| {
@@ -344,13 +342,9 @@ fn watched_keys_are_bounded_like_a_queue() {
     );
     let session = c.session().expect("no job holds it");
     assert_eq!(session.watched().map(|w| w.len()), Some(72));
-    assert!(transaction::queued_total() >= 72 * 900 * 1024);
+    assert!(s.transactions().total() >= 72 * 900 * 1024);
     drop(c);
-    // Other tests may hold small queues meanwhile, not 900 KiB.
-    assert!(
-        transaction::queued_total() < 900 << 10,
-        "released with the connection"
-    );
+    assert_eq!(s.transactions().total(), 0, "released with the connection");
 
     let mut c = Connection::new(6379);
     let keys: Vec<String> = (0..5000).map(|i| format!("w{i}")).collect();

@@ -32,23 +32,6 @@ pub mod redis;
 /// test fails. Generous: the box is shared and CI may be slow.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Held by the tests that fill the process-wide total of queued transaction
-/// bytes and watched keys (64 MiB), or assert on it, so that they do not
-/// see each other's tens of MiB. A test that panicked leaves it poisoned,
-/// which the others ignore.
-pub static TRANSACTION_TOTAL: TransactionTotal = TransactionTotal(std::sync::Mutex::new(()));
-
-/// See [`TRANSACTION_TOTAL`].
-pub struct TransactionTotal(std::sync::Mutex<()>);
-
-impl TransactionTotal {
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
 /// Threads in the `pool` model under test: enough for the tests that hold a
 /// few connections at once (the most is the `max_conns` test with five).
 pub const POOL_SIZE: usize = 8;

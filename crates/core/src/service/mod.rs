@@ -83,6 +83,9 @@ pub struct Service {
     resp_rows: Box<[MethodId]>,
     /// The RESP clients connected now (`CLIENT LIST`).
     clients: redis::clients::Clients,
+    /// What the RESP clients hold for transactions: queued commands and
+    /// watched keys, and how many hold some (their total bound and shares).
+    transactions: Arc<redis::transaction::Ledger>,
     /// Users and the brute-force bound, installed by the server at bind
     /// ([`Service::install_auth`]); none: authentication off.
     auth: OnceLock<Arc<auth::Auth>>,
@@ -126,6 +129,7 @@ impl Service {
             resp_rows: redis::metric_rows(&metrics),
             metrics,
             clients: redis::clients::Clients::default(),
+            transactions: Arc::default(),
             auth: OnceLock::new(),
             metrics_token: OnceLock::new(),
         }
@@ -213,6 +217,12 @@ impl Service {
     /// The RESP clients connected now (`CLIENT LIST`, `CLIENT KILL`).
     pub fn clients(&self) -> &redis::clients::Clients {
         &self.clients
+    }
+
+    /// What the RESP clients hold for transactions (`MULTI` queues and
+    /// `WATCH`ed keys), bounded in total.
+    pub fn transactions(&self) -> &Arc<redis::transaction::Ledger> {
+        &self.transactions
     }
 
     /// The counters every model updates and `stats` reports.

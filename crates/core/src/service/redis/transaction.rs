@@ -38,9 +38,10 @@
 //! nothing but memory, and clients rely on that (redis-py's default
 //! `pipeline()` is a transaction, of any length), so there is no count
 //! bound: a transaction may queue up to [`MAX_QUEUED_TOTAL`] (T) on its
-//! own, and T is shared fairly: a command is admitted if the total stays
-//! within T, *or* if its transaction stays within T / n, n being the number
-//! of transactions open. So a client within its share is never refused
+//! own, and T, the total of a service's clients ([`Ledger`]), is shared
+//! fairly: a command is admitted if the total stays within T, *or* if its
+//! transaction stays within T / n, n being the number of holders (open
+//! transactions, and sessions watching keys). So a client within its share is never refused
 //! because of what others hold, and the total never passes 2T. Past a bound
 //! the command is refused (`-ERR`) and the transaction marked, so `EXEC`
 //! answers `-EXECABORT`. A transaction already marked (or whose watched keys
@@ -64,33 +65,90 @@ pub const QUEUED_ARG_OVERHEAD: usize = 48;
 /// What a queued command is counted at beyond its arguments: its slot in
 /// the queue and its vector of arguments.
 pub const QUEUED_COMMAND_OVERHEAD: usize = 64;
-/// Bytes all transactions together may queue (T; see the module docs for
-/// how it is shared), and one transaction on its own.
+/// Bytes all of a service's transactions and watched keys together may
+/// hold (T; see the module docs for how it is shared), and one transaction
+/// or one session's watched keys on its own.
 pub const MAX_QUEUED_TOTAL: usize = 64 << 20;
 
-/// Bytes held by every open transaction and every session's watched keys.
-static QUEUED_TOTAL: AtomicUsize = AtomicUsize::new(0);
-/// Holders of such bytes: open transactions, and sessions watching keys.
-static OPEN: AtomicUsize = AtomicUsize::new(0);
+/// What a service's clients hold for transactions: the bytes of every open
+/// transaction's queue and every session's watched keys, and how many
+/// holders there are. One per [`Service`](crate::service::Service).
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Bytes held by every holder.
+    total: AtomicUsize,
+    /// Holders: open transactions, and sessions watching keys.
+    holders: AtomicUsize,
+}
+
+impl Ledger {
+    /// Bytes held now, all holders together.
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    fn open(&self) {
+        self.holders.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A holder of `held` bytes goes.
+    fn close(&self, held: usize) {
+        self.total.fetch_sub(held, Ordering::Relaxed);
+        self.holders.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts `size` more bytes for a holder that holds `held`: refused
+    /// with `too_large` past [`MAX_QUEUED_TOTAL`] on its own, or with
+    /// `too_many` when the total would pass it and this holder its fair
+    /// share of it (the module docs).
+    fn admit(
+        &self,
+        held: &mut usize,
+        size: usize,
+        too_large: &'static [u8],
+        too_many: &'static [u8],
+    ) -> Result<(), &'static [u8]> {
+        if *held + size > MAX_QUEUED_TOTAL {
+            return Err(too_large);
+        }
+        let total = self.total.fetch_add(size, Ordering::Relaxed) + size;
+        let share = MAX_QUEUED_TOTAL / self.holders.load(Ordering::Relaxed).max(1);
+        if total > MAX_QUEUED_TOTAL && *held + size > share {
+            self.total.fetch_sub(size, Ordering::Relaxed);
+            return Err(too_many);
+        }
+        *held += size;
+        Ok(())
+    }
+
+    /// Gives back `size` bytes counted for a holder that holds `held`.
+    fn release(&self, held: &mut usize, size: usize) {
+        *held -= size;
+        self.total.fetch_sub(size, Ordering::Relaxed);
+    }
+}
 
 /// A transaction being queued, between `MULTI` and `EXEC` or `DISCARD`.
 #[derive(Debug)]
 pub struct Multi {
     /// Each command's arguments.
     queued: Vec<Vec<Vec<u8>>>,
-    /// Bytes of arguments queued, counted in [`QUEUED_TOTAL`] too.
+    /// Bytes of arguments queued, counted in the ledger's total too.
     bytes: usize,
     /// A command was refused while queuing: `EXEC` aborts.
     failed: bool,
+    /// Where `bytes` are counted.
+    ledger: Arc<Ledger>,
 }
 
 impl Multi {
-    fn new() -> Multi {
-        OPEN.fetch_add(1, Ordering::Relaxed);
+    fn new(ledger: &Arc<Ledger>) -> Multi {
+        ledger.open();
         Multi {
             queued: Vec::new(),
             bytes: 0,
             failed: false,
+            ledger: Arc::clone(ledger),
         }
     }
 
@@ -118,7 +176,7 @@ impl Multi {
             .map(|a| a.len() + QUEUED_ARG_OVERHEAD)
             .sum::<usize>()
             + QUEUED_COMMAND_OVERHEAD;
-        admit(
+        self.ledger.admit(
             &mut self.bytes,
             size,
             b"ERR transaction too large: more than 64 MiB of queued commands",
@@ -127,29 +185,6 @@ impl Multi {
         self.queued.push(args.iter().map(|a| a.to_vec()).collect());
         Ok(())
     }
-}
-
-/// Counts `size` more bytes for a holder (a transaction's queue, or a
-/// session's watched keys) that holds `held`: refused with `too_large` past
-/// [`MAX_QUEUED_TOTAL`] on its own, or with `too_many` when the total of all
-/// holders would pass it and this one its fair share of it (the module docs).
-fn admit(
-    held: &mut usize,
-    size: usize,
-    too_large: &'static [u8],
-    too_many: &'static [u8],
-) -> Result<(), &'static [u8]> {
-    if *held + size > MAX_QUEUED_TOTAL {
-        return Err(too_large);
-    }
-    let total = QUEUED_TOTAL.fetch_add(size, Ordering::Relaxed) + size;
-    let share = MAX_QUEUED_TOTAL / OPEN.load(Ordering::Relaxed).max(1);
-    if total > MAX_QUEUED_TOTAL && *held + size > share {
-        QUEUED_TOTAL.fetch_sub(size, Ordering::Relaxed);
-        return Err(too_many);
-    }
-    *held += size;
-    Ok(())
 }
 
 impl Multi {
@@ -171,14 +206,8 @@ impl Multi {
 
 impl Drop for Multi {
     fn drop(&mut self) {
-        QUEUED_TOTAL.fetch_sub(self.bytes, Ordering::Relaxed);
-        OPEN.fetch_sub(1, Ordering::Relaxed);
+        self.ledger.close(self.bytes);
     }
-}
-
-/// Bytes queued by all open transactions (for tests and the curious).
-pub fn queued_total() -> usize {
-    QUEUED_TOTAL.load(Ordering::Relaxed)
 }
 
 /// What a watched key is counted at beyond its bytes: the session's copy
@@ -193,17 +222,20 @@ pub const WATCHED_KEY_OVERHEAD: usize = 96;
 pub struct Watch {
     flag: Arc<Flag>,
     keys: Vec<Vec<u8>>,
-    /// Bytes counted for the keys, in [`QUEUED_TOTAL`] too.
+    /// Bytes counted for the keys, in the ledger's total too.
     bytes: usize,
+    /// Where `bytes` are counted.
+    ledger: Arc<Ledger>,
 }
 
 impl Watch {
-    fn new() -> Watch {
-        OPEN.fetch_add(1, Ordering::Relaxed);
+    fn new(ledger: &Arc<Ledger>) -> Watch {
+        ledger.open();
         Watch {
             flag: Arc::default(),
             keys: Vec::new(),
             bytes: 0,
+            ledger: Arc::clone(ledger),
         }
     }
 
@@ -230,8 +262,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        QUEUED_TOTAL.fetch_sub(self.bytes, Ordering::Relaxed);
-        OPEN.fetch_sub(1, Ordering::Relaxed);
+        self.ledger.close(self.bytes);
     }
 }
 
@@ -333,7 +364,7 @@ pub(crate) const MULTI: Command = tx("multi", 1, |cx, _| {
     if cx.session.multi.is_some() {
         return cx.reply.error(b"ERR MULTI calls can not be nested");
     }
-    cx.session.multi = Some(Box::new(Multi::new()));
+    cx.session.multi = Some(Box::new(Multi::new(cx.service.transactions())));
     if let Some(e) = cx.session.entry() {
         e.set_multi(0);
     }
@@ -419,14 +450,15 @@ pub(crate) const WATCH: Command = tx("watch", -2, |cx, args| {
     if cx.session.multi.is_some() {
         return cx.reply.error(b"ERR WATCH inside MULTI is not allowed");
     }
-    let watch = cx.session.watch.get_or_insert_with(Watch::new);
+    let ledger = cx.service.transactions();
+    let watch = cx.session.watch.get_or_insert_with(|| Watch::new(ledger));
     if watch.flag.is_set() {
         // No point in watching more: the next EXEC fails anyway.
         return cx.reply.ok();
     }
     for key in &args[1..] {
         let size = key.len() + WATCHED_KEY_OVERHEAD;
-        if let Err(message) = admit(
+        if let Err(message) = ledger.admit(
             &mut watch.bytes,
             size,
             b"ERR too many watched keys: more than 64 MiB of them",
@@ -439,8 +471,7 @@ pub(crate) const WATCH: Command = tx("watch", -2, |cx, args| {
         if cx.service.cache().watch(key, &watch.flag) {
             watch.keys.push(key.to_vec());
         } else {
-            watch.bytes -= size;
-            QUEUED_TOTAL.fetch_sub(size, Ordering::Relaxed);
+            ledger.release(&mut watch.bytes, size);
         }
     }
     cx.reply.ok();
