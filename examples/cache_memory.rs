@@ -9,18 +9,12 @@
 
 use std::time::{Duration, Instant};
 
+use reactor_rpc::ops::procfs::{self, Pid};
 use reactor_rpc::service::cache::{Cache, CacheConfig, SetOptions, ValueRef};
 
 fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|f| f.parse().ok())
-        .expect("resident pages");
-    // SAFETY: sysconf only reads a system constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * usize::try_from(page).unwrap_or(4096)
+    let memory = procfs::memory(Pid::This).expect("/proc/self/status");
+    usize::try_from(memory.rss_kb).unwrap_or(usize::MAX) * 1024
 }
 
 fn arg(n: usize, default: usize) -> usize {

@@ -5,20 +5,14 @@
 
 use std::sync::Mutex;
 
+use reactor_rpc::ops::procfs::{self, Pid};
 use reactor_rpc::service::cache::{Cache, CacheConfig, SetOptions, ValueRef};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|f| f.parse().ok())
-        .expect("resident pages");
-    // SAFETY: sysconf only reads a system constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * usize::try_from(page).expect("a page size")
+    let memory = procfs::memory(Pid::This).expect("/proc/self/status");
+    usize::try_from(memory.rss_kb).unwrap_or(usize::MAX) * 1024
 }
 
 /// Fills a cache with `keys` keys of 16 bytes holding 16-byte values; returns
